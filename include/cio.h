@@ -1,0 +1,526 @@
+/* cio: asyncio's programming model in C.
+ *
+ * An event loop runs the next ready task; a task is a C function running on
+ * its own stack that suspends only inside cio calls. This header is the whole
+ * public API of the core library (libcio).
+ *
+ * Conventions, true of every call below unless its comment says otherwise:
+ *
+ *  - Errors: a call that can fail returns an int (or ssize_t); >= 0 is
+ *    success, a negative errno-style code is the error (-ECANCELED,
+ *    -ETIMEDOUT, -ENOMEM, -EINVAL, ...). cio_strerror() names any of them.
+ *    errno is never part of the contract.
+ *  - "Suspends" means the call may switch to other tasks before it returns.
+ *    Only calls marked "Suspends" do, and they may be called only from a
+ *    task (never from a callback or outside the loop): elsewhere they return
+ *    -EPERM.
+ *  - Cancellation is level-triggered: once the calling task is cancelled, or
+ *    an enclosing scope is cancelled or past its deadline, every suspending
+ *    call returns at once with -ECANCELED (task or explicit scope cancel) or
+ *    -ETIMEDOUT (a scope's deadline), and keeps doing so until the task
+ *    leaves that scope or returns. Forgetting to check one return value
+ *    cannot swallow a cancellation.
+ *  - Suspending calls are macros that record their call site (file, line,
+ *    function) so that task dumps can show where each task waits. The
+ *    functions behind them end in _site and take the site explicitly.
+ *  - Time is int64_t nanoseconds (CIO_SEC and friends). Deadlines are
+ *    absolute times on the loop clock (cio_now()); timeouts are relative.
+ *  - One loop per thread: a loop, its tasks and handles belong to the thread
+ *    that runs it.
+ */
+#ifndef CIO_H
+#define CIO_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------
+ * Version and ABI. The version of the headers compiled against; the library
+ * reports its own through cio_version(). Until 1.0 a minor bump may change
+ * the ABI: rebuild against the new headers.
+ */
+#define CIO_VERSION_MAJOR 0
+#define CIO_VERSION_MINOR 1
+#define CIO_VERSION_PATCH 0
+#define CIO_VERSION_HEX                                                        \
+    ((CIO_VERSION_MAJOR << 16) | (CIO_VERSION_MINOR << 8) | CIO_VERSION_PATCH)
+
+#if defined(__GNUC__)
+#define CIO_EXTERN __attribute__((visibility("default")))
+#define CIO__PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define CIO_EXTERN
+#define CIO__PRINTF(fmt, args)
+#endif
+
+/* Returns CIO_VERSION_HEX of the library actually linked. */
+CIO_EXTERN unsigned cio_version(void);
+/* Returns the version of the linked library as "MAJOR.MINOR.PATCH". */
+CIO_EXTERN const char *cio_version_string(void);
+
+/* ---------------------------------------------------------------------------
+ * Errors.
+ */
+
+/* Returns a static, human-readable description of a negative cio error code
+ * (or of a positive errno value). Never returns NULL. */
+CIO_EXTERN const char *cio_strerror(int err);
+
+/* ---------------------------------------------------------------------------
+ * Time. All times are int64_t nanoseconds.
+ */
+#define CIO_NSEC ((int64_t)1)
+#define CIO_USEC ((int64_t)1000)
+#define CIO_MSEC ((int64_t)1000000)
+#define CIO_SEC ((int64_t)1000000000)
+#define CIO_MINUTE (60 * CIO_SEC)
+#define CIO_HOUR (60 * CIO_MINUTE)
+/* A deadline that never comes. */
+#define CIO_FOREVER INT64_MAX
+
+/* Returns the current loop's time: monotonic nanoseconds, read once per loop
+ * turn (or the virtual clock when that is on). Outside a loop it returns the
+ * system monotonic clock. Does not suspend. */
+CIO_EXTERN int64_t cio_now(void);
+
+/* ---------------------------------------------------------------------------
+ * Call sites. Every suspending call records one.
+ */
+typedef struct cio_site {
+    const char *file;
+    int line;
+    const char *func;
+} cio_site;
+
+#define CIO__HERE __FILE__, __LINE__, __func__
+
+/* ---------------------------------------------------------------------------
+ * Loop and running.
+ */
+typedef struct cio_loop cio_loop;
+typedef struct cio_task cio_task;
+
+/* A task's function. Its return value is the task's status: >= 0 means
+ * success (the value is kept and reported by join), < 0 is an error code.
+ * Returning -ECANCELED is how a cancelled task normally ends. */
+typedef int (*cio_task_fn)(void *arg);
+
+/* A callback run by the loop outside any task. It must not suspend. */
+typedef void (*cio_callback_fn)(void *arg);
+
+typedef struct cio_loop_options {
+    /* Default stack size for tasks, bytes (rounded up to pages).
+     * 0 = 128 KiB. Each stack also gets one guard page below it. */
+    size_t stack_size;
+    /* Use the virtual clock: time starts at 0 and, whenever every task
+     * waits and no I/O is ready, jumps straight to the next timer.
+     * For tests: an hour of sleeps finishes in milliseconds. */
+    bool virtual_clock;
+    /* Stacks kept for reuse after their task ends. 0 = 256. */
+    size_t stack_pool_max;
+} cio_loop_options;
+
+/* Create a loop with default options: cio_run_opts(NULL, fn, arg). */
+CIO_EXTERN int cio_run(cio_task_fn main_fn, void *arg);
+
+/* asyncio.run: create a loop on this thread, run main_fn(arg) as the main
+ * task until it returns, then cancel every task still alive and wait for them
+ * to finish, close the loop and return the main task's status. opts may be
+ * NULL. Returns -EBUSY if this thread already runs a loop, -ENOMEM or
+ * another setup error, -EDEADLK if every task waited forever on something
+ * no one could provide (a task dump is printed to stderr then). */
+CIO_EXTERN int cio_run_opts(const cio_loop_options *opts, cio_task_fn main_fn,
+                            void *arg);
+
+/* The Runner: create a loop bound to the calling thread (which must not
+ * already have one). On success *loop is set and the caller owns it until
+ * cio_loop_close(). opts may be NULL. */
+CIO_EXTERN int cio_loop_new(cio_loop **loop, const cio_loop_options *opts);
+
+/* Run fn(arg) as a task on the loop and drive the loop until that task has
+ * finished. Other tasks keep their state across calls. Returns the task's
+ * status, or -EDEADLK / -EINVAL (closed loop) / -EBUSY (called from inside
+ * the loop). Must be called on the loop's thread, outside any task. */
+CIO_EXTERN int cio_loop_run(cio_loop *loop, cio_task_fn fn, void *arg);
+
+/* Cancel every task still alive, run the loop until they have finished,
+ * release everything the loop owns and free it. Pending callbacks are
+ * dropped. Calls on a closed loop return -EINVAL ("loop is closed"). */
+CIO_EXTERN void cio_loop_close(cio_loop *loop);
+
+/* get_running_loop: the loop running on this thread, or NULL. */
+CIO_EXTERN cio_loop *cio_loop_current(void);
+
+/* Switch the loop's clock to virtual time (see cio_loop_options). Can be
+ * called before the first cio_loop_run only; returns -EBUSY after. */
+CIO_EXTERN int cio_loop_use_virtual_clock(cio_loop *loop);
+
+/* Advance the virtual clock by delta ns now (timers due fire in the next
+ * loop turn). Returns -EINVAL if the loop does not use the virtual clock. */
+CIO_EXTERN int cio_loop_advance_clock(cio_loop *loop, int64_t delta);
+
+/* ---------------------------------------------------------------------------
+ * Callbacks: call_soon / call_later / call_at.
+ *
+ * A handle is returned only if the caller asks for one (handle != NULL);
+ * then the caller owns a reference and must drop it with
+ * cio_handle_release(), after which the callback still runs unless it was
+ * cancelled. Callbacks run in the loop outside any task, in FIFO order for
+ * call_soon and for equal deadlines.
+ */
+typedef struct cio_handle cio_handle;
+
+/* Run fn(arg) on the current loop's next turn. Does not suspend. Returns 0,
+ * -ENOMEM, or -EPERM outside a loop. */
+CIO_EXTERN int cio_call_soon(cio_callback_fn fn, void *arg, cio_handle **handle);
+/* Run fn(arg) delay ns from now (delay <= 0: next turn). */
+CIO_EXTERN int cio_call_later(int64_t delay, cio_callback_fn fn, void *arg,
+                              cio_handle **handle);
+/* Run fn(arg) at loop time `when`. */
+CIO_EXTERN int cio_call_at(int64_t when, cio_callback_fn fn, void *arg,
+                           cio_handle **handle);
+/* Cancel the callback if it has not run yet. Returns true if it was
+ * cancelled by this call. Does not release the handle. */
+CIO_EXTERN bool cio_handle_cancel(cio_handle *h);
+/* The loop time the callback is (or was) due at. */
+CIO_EXTERN int64_t cio_handle_when(const cio_handle *h);
+/* Drop the caller's reference. The callback is unaffected. */
+CIO_EXTERN void cio_handle_release(cio_handle *h);
+
+/* ---------------------------------------------------------------------------
+ * Tasks.
+ *
+ * cio_spawn returns a handle the caller owns (if task != NULL): keep it to
+ * join, query or cancel the task, and drop it with cio_task_release(). The
+ * loop keeps the task alive until it has returned, whatever the handle's
+ * fate. Passing task == NULL detaches the task at once.
+ *
+ * A task always runs its function, even if it was cancelled before it
+ * started (so a function that owns its argument can always free it); it then
+ * sees the cancellation at its first suspending call.
+ */
+typedef struct cio_task_options {
+    /* Stack size for this task, bytes; 0 = the loop's default. */
+    size_t stack_size;
+    /* Eager start (asyncio 3.12's eager task factory): the new task runs at
+     * once, before cio_spawn returns, until its first suspension; the
+     * spawning task resumes right after. Ignored outside a task. */
+    bool eager;
+} cio_task_options;
+
+/* Create a task running fn(arg), named from the printf-style format (NULL
+ * for "task-N"), and make it ready. Does not suspend (unless eager). Returns
+ * 0, -ENOMEM, -EPERM (no loop on this thread) or -EINVAL. */
+CIO_EXTERN int cio_spawn(cio_task **task, cio_task_fn fn, void *arg,
+                         const char *name_fmt, ...) CIO__PRINTF(4, 5);
+/* cio_spawn with options (opts may be NULL). */
+CIO_EXTERN int cio_spawn_ex(cio_task **task, const cio_task_options *opts,
+                            cio_task_fn fn, void *arg, const char *name_fmt,
+                            ...) CIO__PRINTF(5, 6);
+CIO_EXTERN int cio_spawn_v(cio_task **task, const cio_task_options *opts,
+                           cio_task_fn fn, void *arg, const char *name_fmt,
+                           va_list ap);
+
+/* Suspends until `task` has finished. Returns 0 and stores the task's status
+ * in *status (if not NULL) once it has; or -ECANCELED / -ETIMEDOUT if the
+ * calling task was cancelled while waiting (the awaited task keeps running:
+ * cancel it yourself if you want it gone). -EDEADLK if a task joins itself. */
+#define cio_join(task, status) cio_join_site((task), (status), CIO__HERE)
+CIO_EXTERN int cio_join_site(cio_task *task, int *status, const char *file,
+                             int line, const char *func);
+
+/* Request cancellation (asyncio Task.cancel). Increments the task's
+ * cancelling() count and wakes it if it is suspended; from then on every
+ * suspending call in it returns -ECANCELED (outside shielded regions) until
+ * the count is brought back to 0 by cio_task_uncancel() or the task returns.
+ * Returns false if the task had already finished. Does not suspend. */
+CIO_EXTERN bool cio_task_cancel(cio_task *task);
+/* Number of pending cancellation requests (asyncio Task.cancelling). */
+CIO_EXTERN int cio_task_cancelling(const cio_task *task);
+/* Decrement the cancellation count (asyncio Task.uncancel) and return the
+ * new count. At 0 the task is no longer cancelled. */
+CIO_EXTERN int cio_task_uncancel(cio_task *task);
+
+/* True once the task's function has returned. */
+CIO_EXTERN bool cio_task_done(const cio_task *task);
+/* True if the task finished with -ECANCELED. */
+CIO_EXTERN bool cio_task_cancelled(const cio_task *task);
+/* The task's status once done (its function's return value); -EBUSY while
+ * it runs (asyncio's InvalidStateError). Reading it marks a failure as
+ * observed. */
+CIO_EXTERN int cio_task_status(cio_task *task);
+/* The value set with cio_set_result() in the task (NULL if none). */
+CIO_EXTERN void *cio_task_result(const cio_task *task);
+/* Store a result pointer in the current task, read back by
+ * cio_task_result(). Ownership of what it points to is the caller's
+ * business. No-op outside a task. */
+CIO_EXTERN void cio_set_result(void *value);
+/* The task's name. Valid while the caller holds the handle. */
+CIO_EXTERN const char *cio_task_name(const cio_task *task);
+/* Rename the task (printf-style). Returns 0 or -ENOMEM. */
+CIO_EXTERN int cio_task_set_name(cio_task *task, const char *fmt, ...)
+    CIO__PRINTF(2, 3);
+/* The loop-unique id of the task (1 for the first task of a loop). */
+CIO_EXTERN uint64_t cio_task_id(const cio_task *task);
+/* Where the task waits now (asyncio get_stack, for a stackful task: the
+ * site of the suspending call it is in). Returns false if it is not
+ * suspended (running, ready or done). */
+CIO_EXTERN bool cio_task_site(const cio_task *task, cio_site *site);
+/* Take another reference to a task handle. */
+CIO_EXTERN cio_task *cio_task_ref(cio_task *task);
+/* Drop a reference. The task itself runs on; its memory goes when the last
+ * reference is dropped and it has finished. */
+CIO_EXTERN void cio_task_release(cio_task *task);
+
+/* Callback run (outside any task, on the loop's next turn after the task
+ * finishes, as asyncio does) once the task is done. */
+typedef void (*cio_done_fn)(cio_task *task, void *arg);
+/* asyncio add_done_callback. If the task is already done the callback is
+ * scheduled at once. Returns 0 or -ENOMEM. */
+CIO_EXTERN int cio_task_add_done_callback(cio_task *task, cio_done_fn fn, void *arg);
+/* Remove every registration of (fn, arg); returns how many were removed. */
+CIO_EXTERN int cio_task_remove_done_callback(cio_task *task, cio_done_fn fn,
+                                             void *arg);
+
+/* The running task, or NULL outside a task. */
+CIO_EXTERN cio_task *cio_current(void);
+/* asyncio all_tasks: store up to cap live (not finished) tasks of the
+ * current loop in out (borrowed pointers, valid until the caller suspends)
+ * and return how many there are in total. */
+CIO_EXTERN size_t cio_all_tasks(cio_task **out, size_t cap);
+
+/* Yield: let every other ready task run once, then continue (sleep(0)).
+ * Suspends. Returns 0, or -ECANCELED / -ETIMEDOUT when cancelled. */
+#define cio_yield() cio_yield_site(CIO__HERE)
+CIO_EXTERN int cio_yield_site(const char *file, int line, const char *func);
+
+/* Sleep for `delay` ns (<= 0 behaves as cio_yield). Suspends. Returns 0 or
+ * -ECANCELED / -ETIMEDOUT. */
+#define cio_sleep(delay) cio_sleep_site((delay), CIO__HERE)
+CIO_EXTERN int cio_sleep_site(int64_t delay, const char *file, int line,
+                              const char *func);
+/* Sleep until loop time `deadline`. Suspends. */
+#define cio_sleep_until(deadline) cio_sleep_until_site((deadline), CIO__HERE)
+CIO_EXTERN int cio_sleep_until_site(int64_t deadline, const char *file,
+                                    int line, const char *func);
+
+/* Write a dump of every task of the current loop (id, name, state, where it
+ * waits, cancellation state) to the file descriptor fd. Does not suspend. */
+CIO_EXTERN void cio_dump_tasks(int fd);
+
+/* ---------------------------------------------------------------------------
+ * Cancel scopes and deadlines (trio's model; asyncio.timeout is one).
+ *
+ * A scope is caller storage (usually a local) entered and exited by the same
+ * task, properly nested (last entered, first exited). While the scope is
+ * cancelled — by cio_scope_cancel() or by reaching its deadline — every
+ * suspending call inside it returns -ECANCELED or -ETIMEDOUT respectively.
+ * Exiting absorbs the scope's own cancellation: code after cio_scope_exit()
+ * runs normally unless an outer scope or the task itself is cancelled.
+ *
+ * A shielded scope holds back cancellation from outside it (the task's and
+ * enclosing scopes') until it exits; its own deadline still applies. Use it
+ * for cleanup that must suspend.
+ */
+typedef struct cio_scope cio_scope;
+
+/* Enter a scope with no deadline. Does not suspend. */
+CIO_EXTERN void cio_scope_enter(cio_scope *scope);
+/* Enter a scope whose deadline is `timeout` ns from now (asyncio.timeout). */
+CIO_EXTERN void cio_timeout_enter(cio_scope *scope, int64_t timeout);
+/* Enter a scope with an absolute deadline (asyncio.timeout_at). */
+CIO_EXTERN void cio_timeout_at_enter(cio_scope *scope, int64_t deadline);
+/* Enter a shielded scope with an optional deadline (CIO_FOREVER for none). */
+CIO_EXTERN void cio_shield_enter(cio_scope *scope, int64_t deadline);
+/* Move the deadline (asyncio Timeout.reschedule). CIO_FOREVER removes it.
+ * Moving it later does not undo a timeout that already fired. */
+CIO_EXTERN void cio_scope_reschedule(cio_scope *scope, int64_t deadline);
+/* The scope's deadline (CIO_FOREVER if none). */
+CIO_EXTERN int64_t cio_scope_deadline(const cio_scope *scope);
+/* Cancel the scope (from its task or another one, while it is entered). */
+CIO_EXTERN void cio_scope_cancel(cio_scope *scope);
+/* True once the scope's deadline has fired or it was cancelled. */
+CIO_EXTERN bool cio_scope_cancelled(const cio_scope *scope);
+/* Leave the scope. Returns 0 if it was not cancelled, -ETIMEDOUT if its
+ * deadline fired, -ECANCELED if it was cancelled. Must be the innermost
+ * scope of the calling task (abort with a message otherwise). */
+CIO_EXTERN int cio_scope_exit(cio_scope *scope);
+
+/* asyncio.wait_for for C: run fn(arg) in the calling task inside a scope
+ * whose deadline is `timeout` ns away. Returns fn's status, except that if
+ * the deadline fired, it returns -ETIMEDOUT whatever fn returned.
+ * Suspends as fn does. */
+CIO_EXTERN int cio_wait_for(cio_task_fn fn, void *arg, int64_t timeout);
+
+/* ---------------------------------------------------------------------------
+ * Task groups (asyncio.TaskGroup, trio nursery).
+ *
+ *   cio_group g;
+ *   cio_group_enter(&g);
+ *   cio_group_spawn(&g, NULL, worker, a, "worker-a");
+ *   cio_group_spawn(&g, NULL, worker, b, "worker-b");
+ *   int rc = cio_group_exit(&g);     // waits for every child
+ *   ... inspect cio_group_error_count(&g) ...
+ *   cio_group_destroy(&g);
+ *
+ * The group is a cancel scope of the task that entered it. The first child
+ * that fails (status < 0 other than -ECANCELED) cancels the group: every
+ * sibling and the body between enter and exit see -ECANCELED. Every failing
+ * child is recorded, not just the first (ExceptionGroup's role).
+ */
+typedef struct cio_group cio_group;
+
+/* Enter a group in the calling task. Does not suspend. */
+CIO_EXTERN void cio_group_enter(cio_group *group);
+/* Spawn a child of the group (see cio_spawn; task may be NULL). Returns
+ * -EINVAL after the group was exited, -ECANCELED if the group is already
+ * cancelled (the child is not created then). */
+CIO_EXTERN int cio_group_spawn(cio_group *group, cio_task **task,
+                               cio_task_fn fn, void *arg, const char *name_fmt,
+                               ...) CIO__PRINTF(5, 6);
+CIO_EXTERN int cio_group_spawn_ex(cio_group *group, cio_task **task,
+                                  const cio_task_options *opts, cio_task_fn fn,
+                                  void *arg, const char *name_fmt, ...)
+    CIO__PRINTF(6, 7);
+/* Cancel every child and the group's body. Does not suspend. */
+CIO_EXTERN void cio_group_cancel(cio_group *group);
+/* Leave the group: suspends until every child has finished. If the caller
+ * is cancelled while waiting, the children are cancelled and still waited
+ * for. Returns 0 if every child succeeded; otherwise the first child error,
+ * or -ECANCELED / -ETIMEDOUT if the body was cancelled from outside. */
+#define cio_group_exit(group) cio_group_exit_site((group), CIO__HERE)
+CIO_EXTERN int cio_group_exit_site(cio_group *group, const char *file, int line,
+                                   const char *func);
+/* Number of children that failed. */
+CIO_EXTERN size_t cio_group_error_count(const cio_group *group);
+/* The i-th failed child (borrowed; valid until cio_group_destroy), in the
+ * order they failed. Its status and name say what failed. */
+CIO_EXTERN cio_task *cio_group_error(const cio_group *group, size_t i);
+/* Release what the group keeps after exit (the failed children). */
+CIO_EXTERN void cio_group_destroy(cio_group *group);
+
+/* ---------------------------------------------------------------------------
+ * Composition over existing tasks: gather, wait, as_completed.
+ */
+
+/* gather flags */
+#define CIO_GATHER_FAIL_FAST 0 /* first failure cancels the rest */
+#define CIO_GATHER_ALL 1       /* return_exceptions: collect every status */
+
+/* Suspends until every task has finished. statuses (may be NULL) receives
+ * each task's status. With CIO_GATHER_FAIL_FAST, the first task that fails
+ * (status < 0) makes gather cancel the others, wait for them, and return
+ * that task's status; unlike asyncio, nothing is left running. With
+ * CIO_GATHER_ALL every task runs to completion and gather returns 0. If the
+ * caller is cancelled, the tasks are cancelled and waited for, then
+ * -ECANCELED / -ETIMEDOUT is returned. */
+#define cio_gather(tasks, n, statuses, flags)                                  \
+    cio_gather_site((tasks), (n), (statuses), (flags), CIO__HERE)
+CIO_EXTERN int cio_gather_site(cio_task *const *tasks, size_t n, int *statuses,
+                               int flags, const char *file, int line,
+                               const char *func);
+
+/* wait modes */
+#define CIO_FIRST_COMPLETED 1
+#define CIO_FIRST_EXCEPTION 2
+#define CIO_ALL_COMPLETED 3
+
+/* asyncio.wait: suspends until the condition holds or `timeout` ns pass
+ * (timeout < 0: no timeout). Tasks are never cancelled by it. Returns the
+ * number of finished tasks (check each with cio_task_done) — on timeout too
+ * — or -ECANCELED / -ETIMEDOUT if the caller was cancelled, -EINVAL for a
+ * bad mode. FIRST_EXCEPTION returns when any task fails (status < 0), else
+ * when all are done. */
+#define cio_wait(tasks, n, mode, timeout)                                      \
+    cio_wait_site((tasks), (n), (mode), (timeout), CIO__HERE)
+CIO_EXTERN int cio_wait_site(cio_task *const *tasks, size_t n, int mode,
+                             int64_t timeout, const char *file, int line,
+                             const char *func);
+
+/* asyncio.as_completed, as an iterator in caller storage:
+ *
+ *   cio_as_completed it;
+ *   cio_as_completed_init(&it, tasks, n);
+ *   cio_task *t;
+ *   while ((rc = cio_as_completed_next(&it, &t)) > 0) use(t);
+ *   cio_as_completed_destroy(&it);
+ */
+typedef struct cio_as_completed cio_as_completed;
+/* Watch n tasks (borrowed: keep the handles until destroy). Returns 0 or
+ * -ENOMEM. */
+CIO_EXTERN int cio_as_completed_init(cio_as_completed *it, cio_task *const *tasks,
+                                     size_t n);
+/* Suspends until the next task finishes, in completion order. Returns 1 and
+ * sets *task, 0 when every task has been returned, or -ECANCELED /
+ * -ETIMEDOUT if the caller was cancelled (call again later to continue). */
+#define cio_as_completed_next(it, task)                                        \
+    cio_as_completed_next_site((it), (task), CIO__HERE)
+CIO_EXTERN int cio_as_completed_next_site(cio_as_completed *it, cio_task **task,
+                                          const char *file, int line,
+                                          const char *func);
+/* Stop watching; the tasks are not affected. */
+CIO_EXTERN void cio_as_completed_destroy(cio_as_completed *it);
+
+/* ---------------------------------------------------------------------------
+ * Storage layouts for the caller-allocated types above. The fields are
+ * private: use the functions. They are here so that scopes, groups and
+ * iterators can live on the stack with no allocation.
+ */
+typedef struct cio__list {
+    struct cio__list *prev, *next;
+} cio__list;
+
+typedef struct cio__timer {
+    int64_t when;
+    uint64_t seq;          /* FIFO tie-break for equal deadlines */
+    size_t heap_index;     /* SIZE_MAX when not armed */
+    void (*fn)(struct cio__timer *);
+} cio__timer;
+
+struct cio_scope {
+    unsigned magic;
+    struct cio_scope *parent;
+    cio_task *task;
+    int64_t deadline;
+    cio__timer timer;
+    int cancel_reason;     /* 0, -ECANCELED or -ETIMEDOUT */
+    bool shield;
+};
+
+/* Internal: watches a task's completion without allocating. */
+typedef struct cio__watch {
+    cio__list node;
+    cio_task *task;
+    void (*fn)(struct cio__watch *);
+    void *data;
+} cio__watch;
+
+struct cio_group {
+    cio_scope scope;
+    cio__list children;    /* running children (linked through the task) */
+    size_t n_running;
+    cio_task *waiter;      /* the task waiting in exit, if any */
+    cio_task **errors;
+    size_t n_errors, cap_errors;
+    int first_error;
+    bool exited;
+};
+
+struct cio_as_completed {
+    cio__watch *watches;
+    size_t n, n_returned;
+    cio__list done;        /* finished, not yet returned */
+    cio_task *waiter;
+};
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CIO_H */

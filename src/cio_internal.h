@@ -1,0 +1,251 @@
+/* Internal declarations shared by the core's source files. Nothing here is
+ * part of the public API. */
+#ifndef CIO_INTERNAL_H
+#define CIO_INTERNAL_H
+
+#include "cio.h"
+#include "arch.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CIO_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define CIO_ASAN 1
+#endif
+
+#define CIO__LIKELY(x) __builtin_expect(!!(x), 1)
+#define CIO__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define CIO__CONTAINER(ptr, type, member)                                      \
+    ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/* ---- intrusive circular list ------------------------------------------- */
+static inline void cio__list_init(cio__list *l) { l->prev = l->next = l; }
+static inline bool cio__list_empty(const cio__list *l) { return l->next == l; }
+/* A node that is in no list points to itself (after init or remove). */
+static inline bool cio__list_linked(const cio__list *n) { return n->next != n; }
+static inline void cio__list_push_back(cio__list *l, cio__list *n)
+{
+    n->prev = l->prev;
+    n->next = l;
+    l->prev->next = n;
+    l->prev = n;
+}
+static inline void cio__list_push_front(cio__list *l, cio__list *n)
+{
+    n->next = l->next;
+    n->prev = l;
+    l->next->prev = n;
+    l->next = n;
+}
+static inline void cio__list_remove(cio__list *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = n;
+}
+static inline cio__list *cio__list_pop_front(cio__list *l)
+{
+    if (cio__list_empty(l))
+        return NULL;
+    cio__list *n = l->next;
+    cio__list_remove(n);
+    return n;
+}
+
+/* ---- fatal errors -------------------------------------------------------- */
+_Noreturn void cio__panic(const char *fmt, ...) CIO__PRINTF(1, 2);
+
+/* ---- timers (timer.c): binary min-heap keyed by (when, seq) ------------- */
+typedef struct cio__timer_heap {
+    cio__timer **items;
+    size_t len, cap;
+    uint64_t next_seq;
+} cio__timer_heap;
+
+void cio__timer_init(cio__timer *t, void (*fn)(cio__timer *));
+static inline bool cio__timer_armed(const cio__timer *t)
+{
+    return t->heap_index != SIZE_MAX;
+}
+/* Arm (or re-arm) t at `when`. Returns 0 or -ENOMEM (heap growth). */
+int cio__timer_start(cio__timer_heap *h, cio__timer *t, int64_t when);
+void cio__timer_stop(cio__timer_heap *h, cio__timer *t);
+static inline cio__timer *cio__timer_min(const cio__timer_heap *h)
+{
+    return h->len ? h->items[0] : NULL;
+}
+void cio__timer_heap_free(cio__timer_heap *h);
+
+/* ---- stacks (stack.c) ---------------------------------------------------- */
+typedef struct cio__stack {
+    void *map;        /* whole mapping: guard page + usable stack */
+    size_t map_size;
+    void *lo;         /* lowest usable byte (just above the guard) */
+    size_t size;      /* usable bytes */
+    unsigned valgrind_id;
+} cio__stack;
+
+size_t cio__page_size(void);
+/* Allocate a stack of `size` usable bytes (rounded to pages), with a guard
+ * page below it. Reuses a pooled stack of the loop's default size. */
+int cio__stack_alloc(cio_loop *loop, cio__stack *st, size_t size);
+void cio__stack_free(cio_loop *loop, cio__stack *st);
+void cio__stack_pool_drain(cio_loop *loop);
+/* Install the SIGSEGV overflow reporter (once per process) and an
+ * alternate signal stack for the calling thread. */
+int cio__overflow_handler_install(cio_loop *loop);
+void cio__overflow_handler_remove(cio_loop *loop);
+
+/* ---- backend (backend_epoll.c) ------------------------------------------- */
+typedef struct cio__io_watch {
+    int fd;
+    unsigned events;    /* EPOLLIN / EPOLLOUT wanted */
+    unsigned revents;   /* what happened */
+    void (*fn)(struct cio__io_watch *);
+} cio__io_watch;
+
+int cio__backend_open(cio_loop *loop);
+void cio__backend_close(cio_loop *loop);
+/* Register a one-shot interest; fn runs from the loop when it fires. */
+int cio__backend_watch(cio_loop *loop, cio__io_watch *w);
+void cio__backend_unwatch(cio_loop *loop, cio__io_watch *w);
+/* Wait up to timeout ns (-1 = forever, 0 = poll) and dispatch events.
+ * Returns the number of events dispatched or a negative error. */
+int cio__backend_poll(cio_loop *loop, int64_t timeout);
+
+/* ---- tasks --------------------------------------------------------------- */
+enum cio__task_state {
+    CIO__TASK_READY = 1, /* in the ready queue */
+    CIO__TASK_RUNNING,   /* the current task */
+    CIO__TASK_WAITING,   /* suspended, woken by cio__task_wake */
+    CIO__TASK_DONE,      /* function returned */
+};
+
+typedef struct cio__done_cb {
+    cio__list node;          /* in task->done_cbs until the task is done */
+    cio_done_fn fn;
+    void *arg;
+    cio_task *task;          /* a reference, dropped after the call */
+    cio_handle *handle;      /* queued on the loop when the task is done */
+} cio__done_cb;
+
+struct cio_task {
+    cio__ctx ctx;
+    cio__list ready_node;    /* in loop->ready while READY */
+    cio__list all_node;      /* in loop->tasks while not DONE */
+    cio_loop *loop;
+    int state;
+    int refs;                /* handles + 1 held by the loop until done */
+    int status;
+    int wake_rc;             /* what the current suspension returns */
+    int cancelling;          /* asyncio's cancelling() count */
+    bool status_observed;
+    bool started;
+    cio_task_fn fn;
+    void *arg;
+    void *result;
+    cio_scope *scope;        /* innermost entered scope */
+    cio__list watchers;      /* cio__watch nodes, fired at completion */
+    cio__list done_cbs;      /* user done callbacks (cio__done_cb) */
+    cio_group *group;        /* the group owning this child, if any */
+    cio__list group_node;    /* in group->children while running */
+    cio_site site;           /* where it waits (valid while WAITING/READY) */
+    uint64_t id;
+    cio__stack stack;
+    char *name;              /* name_buf or heap */
+    char name_buf[40];
+#ifdef CIO_ASAN
+    void *asan_fake_stack;
+#endif
+};
+
+struct cio_handle {
+    cio__timer timer;
+    cio__list node;          /* in loop->soon while queued for call_soon */
+    cio_callback_fn fn;
+    void *arg;
+    void (*drop)(void *arg); /* if set, called when dropped without running */
+    int refs;
+    bool cancelled, done;
+};
+
+struct cio_loop {
+    cio__ctx sched_ctx;      /* the thread's own stack: the scheduler */
+    cio_task *current;       /* running task, NULL in the scheduler */
+    cio__list ready;         /* ready tasks, FIFO */
+    size_t n_ready;
+    size_t batch_left;       /* tasks that may still run in this turn */
+    cio__list tasks;         /* every task not yet done */
+    size_t n_tasks;
+    cio__list soon;          /* call_soon handles, FIFO */
+    cio__timer_heap timers;
+    int64_t now;
+    bool clock_stale;
+    bool virtual_clock;
+    bool running;            /* inside cio_loop_run */
+    bool closed;
+    bool started;
+    int epoll_fd;
+    size_t n_io_watches;     /* registered one-shot I/O interests */
+    size_t n_external;       /* outside work that can wake the loop */
+    cio_task *zombie;        /* finished task whose stack must be released */
+    uint64_t next_task_id;
+    size_t stack_size;
+    void **stack_pool;       /* maps of free default-size stacks */
+    size_t stack_pool_len, stack_pool_max;
+    void *altstack;
+    size_t altstack_size;
+    void *thread_stack_lo;   /* for ASan fiber switches back to the thread */
+    size_t thread_stack_size;
+};
+
+extern __thread cio_loop *cio__tls_loop;
+
+/* Transition a task's state, asserting the transition is legal. */
+void cio__task_set_state(cio_task *t, int to);
+/* Make a WAITING task ready; its suspension returns rc. Returns false (and
+ * does nothing) if the task is not waiting: the first wake wins. */
+bool cio__task_wake(cio_task *t, int rc);
+/* The cancellation the task sees now: 0, -ECANCELED or -ETIMEDOUT. */
+int cio__cancel_code(const cio_task *t);
+/* Wake t with its cancellation code if it is waiting and now cancelled. */
+void cio__task_interrupt(cio_task *t);
+/* Start of every suspending call: checks that a task is running and not
+ * cancelled, records the site. Returns 0 or the error to return. */
+int cio__suspend_check(cio_task **self, const char *file, int line,
+                       const char *func);
+/* Suspend the current task (state WAITING) until cio__task_wake. Returns
+ * the wake code. */
+int cio__park(cio_task *self);
+/* Watch a task's completion. If it is already done, fn is not called and
+ * false is returned. */
+bool cio__watch_add(cio_task *t, cio__watch *w, void (*fn)(cio__watch *),
+                    void *data);
+void cio__watch_remove(cio__watch *w);
+/* Spawn used by the public spawn calls and groups. */
+int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
+               cio_task_fn fn, void *arg, const char *fmt, va_list ap,
+               cio_group *group);
+/* Called when a group child finishes (group.c). */
+void cio__group_child_done(cio_task *t);
+/* Free a task whose references are all gone. */
+void cio__task_free(cio_task *t);
+
+/* ---- loop helpers -------------------------------------------------------- */
+void cio__ready_push(cio_loop *loop, cio_task *t);
+/* Switch from the current task to the next ready one (or the scheduler).
+ * Returns when the current task is resumed. */
+void cio__switch_away(cio_loop *loop, cio_task *self);
+/* Final switch of a finished task: never returns. */
+_Noreturn void cio__switch_final(cio_loop *loop, cio_task *self);
+/* Switch from the scheduler into task t. */
+void cio__switch_into(cio_loop *loop, cio_task *t);
+int64_t cio__loop_now(cio_loop *loop);
+
+#endif

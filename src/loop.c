@@ -1,0 +1,606 @@
+/* The event loop: ready queue, scheduler turns, clock, callbacks, running
+ * and closing.
+ *
+ * One turn (loop_turn): poll I/O (without blocking if anything is ready),
+ * fire due timers, run the call_soon callbacks queued before the turn, then
+ * run each task that was ready at that point once. Tasks hop directly from
+ * one to the next (one context switch per hop); control returns to the
+ * scheduler's own stack only when the batch is done and the scheduler has
+ * work (I/O watched, callbacks queued, a timer due), or when nothing is
+ * ready. A task that yields goes behind every task already ready. */
+#include "cio_internal.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+__thread cio_loop *cio__tls_loop;
+
+#ifdef CIO_ASAN
+void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom,
+                                    size_t size);
+void __sanitizer_finish_switch_fiber(void *fake_stack_save,
+                                     const void **bottom_old, size_t *size_old);
+static __thread void *asan_sched_fake_stack;
+#endif
+
+#define DEFAULT_STACK_SIZE (128 * 1024)
+#define DEFAULT_STACK_POOL 256
+
+void cio__panic(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("cio: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    abort();
+}
+
+unsigned cio_version(void) { return CIO_VERSION_HEX; }
+
+const char *cio_version_string(void)
+{
+#define CIO__STR2(x) #x
+#define CIO__STR(x) CIO__STR2(x)
+    return CIO__STR(CIO_VERSION_MAJOR) "." CIO__STR(CIO_VERSION_MINOR) "." CIO__STR(
+        CIO_VERSION_PATCH);
+}
+
+const char *cio_strerror(int err)
+{
+    if (err < 0)
+        err = -err;
+    switch (err) {
+    case 0:
+        return "success";
+    case ECANCELED:
+        return "cancelled";
+    case ETIMEDOUT:
+        return "timed out";
+    case EDEADLK:
+        return "deadlock: every task waits for something nothing will provide";
+    case EPERM:
+        return "not allowed here (outside a task or a loop?)";
+    case EBUSY:
+        return "busy (not finished, or a loop already runs on this thread)";
+    default:
+        return strerror(err);
+    }
+}
+
+/* ---- clock --------------------------------------------------------------- */
+
+static int64_t clock_read(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * CIO_SEC + ts.tv_nsec;
+}
+
+int64_t cio__loop_now(cio_loop *loop)
+{
+    if (loop->clock_stale) {
+        loop->clock_stale = false;
+        if (!loop->virtual_clock)
+            loop->now = clock_read();
+    }
+    return loop->now;
+}
+
+int64_t cio_now(void)
+{
+    cio_loop *loop = cio__tls_loop;
+    return loop ? cio__loop_now(loop) : clock_read();
+}
+
+/* ---- context switches ------------------------------------------------------ */
+
+/* Release the stack of a task that finished and switched away for the last
+ * time; runs on whichever stack was switched to. */
+static void reap_zombie(cio_loop *loop)
+{
+    cio_task *z = loop->zombie;
+    if (CIO__LIKELY(!z))
+        return;
+    loop->zombie = NULL;
+    cio__stack_free(loop, &z->stack);
+    if (--z->refs == 0)
+        cio__task_free(z);
+}
+
+/* from/to NULL mean the scheduler's context (the thread's own stack). */
+static inline void do_switch(cio_loop *loop, cio_task *from, cio_task *to,
+                             bool from_dying)
+{
+#ifdef CIO_ASAN
+    void **save = from_dying ? NULL
+                  : from     ? &from->asan_fake_stack
+                             : &asan_sched_fake_stack;
+    if (to)
+        __sanitizer_start_switch_fiber(save, to->stack.lo, to->stack.size);
+    else
+        __sanitizer_start_switch_fiber(save, loop->thread_stack_lo,
+                                       loop->thread_stack_size);
+#else
+    (void)from_dying;
+#endif
+    cio__ctx_switch(from ? &from->ctx : &loop->sched_ctx,
+                    to ? &to->ctx : &loop->sched_ctx);
+#ifdef CIO_ASAN
+    __sanitizer_finish_switch_fiber(from ? from->asan_fake_stack
+                                         : asan_sched_fake_stack,
+                                    NULL, NULL);
+#endif
+}
+
+/* Called on a new task's stack the first time it runs. */
+void cio__task_entry_prologue(cio_loop *loop)
+{
+#ifdef CIO_ASAN
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+    reap_zombie(loop);
+}
+
+void cio__ready_push(cio_loop *loop, cio_task *t)
+{
+    cio__list_push_back(&loop->ready, &t->ready_node);
+    loop->n_ready++;
+}
+
+static cio_task *ready_pop(cio_loop *loop)
+{
+    cio__list *n = cio__list_pop_front(&loop->ready);
+    if (!n)
+        return NULL;
+    loop->n_ready--;
+    return CIO__CONTAINER(n, cio_task, ready_node);
+}
+
+/* May a new batch start without going through the scheduler? Only when the
+ * scheduler would have nothing to do: no I/O watched, no callbacks, no
+ * outside work, no timer due. */
+static bool light_turn_possible(cio_loop *loop)
+{
+    if (!loop->n_ready || !cio__list_empty(&loop->soon) || loop->n_io_watches ||
+        loop->n_external)
+        return false;
+    cio__timer *min = cio__timer_min(&loop->timers);
+    if (!min)
+        return true;
+    loop->clock_stale = true;
+    return min->when > cio__loop_now(loop);
+}
+
+/* The next task to run in this turn, or NULL for the scheduler. */
+static cio_task *pick_next(cio_loop *loop)
+{
+    if (loop->batch_left == 0) {
+        if (!light_turn_possible(loop))
+            return NULL;
+        loop->batch_left = loop->n_ready;
+    }
+    cio_task *next = ready_pop(loop);
+    if (next)
+        loop->batch_left--;
+    return next;
+}
+
+void cio__switch_away(cio_loop *loop, cio_task *self)
+{
+    cio_task *next = pick_next(loop);
+    if (next == self) {
+        cio__task_set_state(self, CIO__TASK_RUNNING);
+        return;
+    }
+    loop->current = next;
+    if (next)
+        cio__task_set_state(next, CIO__TASK_RUNNING);
+    do_switch(loop, self, next, false);
+    reap_zombie(loop);
+}
+
+void cio__switch_final(cio_loop *loop, cio_task *self)
+{
+    cio_task *next = pick_next(loop);
+    loop->current = next;
+    if (next)
+        cio__task_set_state(next, CIO__TASK_RUNNING);
+    do_switch(loop, self, next, true);
+    cio__panic("finished task '%s' was resumed", self->name);
+}
+
+void cio__switch_into(cio_loop *loop, cio_task *t)
+{
+    loop->current = t;
+    cio__task_set_state(t, CIO__TASK_RUNNING);
+    do_switch(loop, NULL, t, false);
+    loop->current = NULL;
+    reap_zombie(loop);
+}
+
+/* ---- callbacks: call_soon / call_later / call_at ------------------------ */
+
+static void handle_unref(cio_handle *h)
+{
+    if (--h->refs == 0)
+        free(h);
+}
+
+static void handle_timer_fired(cio__timer *tm)
+{
+    cio_handle *h = CIO__CONTAINER(tm, cio_handle, timer);
+    h->done = true;
+    h->fn(h->arg);
+    handle_unref(h);
+}
+
+static int schedule(int64_t when, bool soon, cio_callback_fn fn, void *arg,
+                    cio_handle **out)
+{
+    cio_loop *loop = cio__tls_loop;
+    if (out)
+        *out = NULL;
+    if (!loop || loop->closed)
+        return -EPERM;
+    if (!fn)
+        return -EINVAL;
+    cio_handle *h = calloc(1, sizeof *h);
+    if (!h)
+        return -ENOMEM;
+    h->fn = fn;
+    h->arg = arg;
+    h->refs = 1 + (out != NULL);
+    cio__timer_init(&h->timer, handle_timer_fired);
+    cio__list_init(&h->node);
+    if (soon) {
+        h->timer.when = cio__loop_now(loop);
+        cio__list_push_back(&loop->soon, &h->node);
+    } else {
+        int rc = cio__timer_start(&loop->timers, &h->timer, when);
+        if (rc) {
+            free(h);
+            return rc;
+        }
+    }
+    if (out)
+        *out = h;
+    return 0;
+}
+
+int cio_call_soon(cio_callback_fn fn, void *arg, cio_handle **handle)
+{
+    return schedule(0, true, fn, arg, handle);
+}
+
+int cio_call_later(int64_t delay, cio_callback_fn fn, void *arg, cio_handle **handle)
+{
+    if (delay <= 0)
+        return schedule(0, true, fn, arg, handle);
+    cio_loop *loop = cio__tls_loop;
+    int64_t now = loop ? cio__loop_now(loop) : 0;
+    int64_t when = delay > CIO_FOREVER - now ? CIO_FOREVER : now + delay;
+    return schedule(when, false, fn, arg, handle);
+}
+
+int cio_call_at(int64_t when, cio_callback_fn fn, void *arg, cio_handle **handle)
+{
+    return schedule(when, false, fn, arg, handle);
+}
+
+bool cio_handle_cancel(cio_handle *h)
+{
+    cio_loop *loop = cio__tls_loop;
+    if (!h || h->done || h->cancelled)
+        return false;
+    h->cancelled = true;
+    if (cio__list_linked(&h->node)) {
+        cio__list_remove(&h->node);
+        handle_unref(h);
+    } else if (loop && cio__timer_armed(&h->timer)) {
+        cio__timer_stop(&loop->timers, &h->timer);
+        handle_unref(h);
+    }
+    return true;
+}
+
+int64_t cio_handle_when(const cio_handle *h) { return h->timer.when; }
+
+void cio_handle_release(cio_handle *h)
+{
+    if (h)
+        handle_unref(h);
+}
+
+/* Queue an already-allocated handle for the next turn (done callbacks). */
+void cio__handle_queue(cio_loop *loop, cio_handle *h)
+{
+    h->timer.when = cio__loop_now(loop);
+    cio__list_push_back(&loop->soon, &h->node);
+}
+
+static void run_soon_callbacks(cio_loop *loop)
+{
+    /* Only those queued before this point run now; callbacks they queue
+     * wait for the next turn. */
+    cio__list batch;
+    cio__list_init(&batch);
+    if (cio__list_empty(&loop->soon))
+        return;
+    batch.next = loop->soon.next;
+    batch.prev = loop->soon.prev;
+    batch.next->prev = &batch;
+    batch.prev->next = &batch;
+    cio__list_init(&loop->soon);
+    cio__list *n;
+    while ((n = cio__list_pop_front(&batch))) {
+        cio_handle *h = CIO__CONTAINER(n, cio_handle, node);
+        h->done = true;
+        h->fn(h->arg);
+        handle_unref(h);
+    }
+}
+
+/* ---- turns -------------------------------------------------------------- */
+
+static void run_due_timers(cio_loop *loop)
+{
+    int64_t now = cio__loop_now(loop);
+    cio__timer *t;
+    while ((t = cio__timer_min(&loop->timers)) && t->when <= now) {
+        cio__timer_stop(&loop->timers, t);
+        t->fn(t);
+    }
+}
+
+static void run_ready_tasks(cio_loop *loop)
+{
+    loop->batch_left = loop->n_ready;
+    while (loop->batch_left > 0) {
+        cio_task *t = ready_pop(loop);
+        if (!t)
+            break;
+        loop->batch_left--;
+        cio__switch_into(loop, t);
+    }
+    loop->batch_left = 0;
+}
+
+/* One turn. Returns 0, or -EDEADLK when nothing is ready and nothing can
+ * ever become ready. */
+static int loop_turn(cio_loop *loop)
+{
+    loop->clock_stale = true;
+    bool work_ready = loop->n_ready || !cio__list_empty(&loop->soon);
+    cio__timer *min = cio__timer_min(&loop->timers);
+    int64_t timeout;
+    if (work_ready)
+        timeout = 0;
+    else if (min) {
+        timeout = min->when - cio__loop_now(loop);
+        if (timeout < 0)
+            timeout = 0;
+    } else
+        timeout = -1;
+
+    if (timeout < 0 && !loop->n_io_watches && !loop->n_external)
+        return -EDEADLK;
+
+    if (loop->virtual_clock && timeout != 0) {
+        /* Virtual time: see whether I/O or outside work can make progress
+         * now; if nothing can, jump to the next timer instead of sleeping. */
+        int n = 0;
+        if (loop->n_io_watches || loop->n_external)
+            n = cio__backend_poll(loop, loop->n_external ? (min ? 10 * CIO_MSEC : -1) : 0);
+        if (n <= 0 && min && !loop->n_external && !loop->n_ready &&
+            cio__list_empty(&loop->soon)) {
+            if (min->when > loop->now)
+                loop->now = min->when;
+        } else if (n <= 0 && !min && !loop->n_external && !loop->n_ready &&
+                   cio__list_empty(&loop->soon) && loop->n_io_watches) {
+            cio__backend_poll(loop, -1);
+        }
+    } else if (timeout != 0 || loop->n_io_watches || loop->n_external) {
+        cio__backend_poll(loop, timeout);
+    }
+    loop->clock_stale = true;
+    run_due_timers(loop);
+    run_soon_callbacks(loop);
+    run_ready_tasks(loop);
+    return 0;
+}
+
+/* ---- loop lifetime -------------------------------------------------------- */
+
+static int thread_stack_bounds(cio_loop *loop)
+{
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0)
+        return 0;
+    void *addr = NULL;
+    size_t size = 0;
+    pthread_attr_getstack(&attr, &addr, &size);
+    pthread_attr_destroy(&attr);
+    loop->thread_stack_lo = addr;
+    loop->thread_stack_size = size;
+    return 0;
+}
+
+int cio_loop_new(cio_loop **out, const cio_loop_options *opts)
+{
+    *out = NULL;
+    if (cio__tls_loop)
+        return -EBUSY;
+    cio_loop *loop = calloc(1, sizeof *loop);
+    if (!loop)
+        return -ENOMEM;
+    cio__list_init(&loop->ready);
+    cio__list_init(&loop->tasks);
+    cio__list_init(&loop->soon);
+    loop->epoll_fd = -1;
+    loop->clock_stale = true;
+    size_t page = cio__page_size();
+    size_t stack = opts && opts->stack_size ? opts->stack_size : DEFAULT_STACK_SIZE;
+    loop->stack_size = (stack + page - 1) & ~(page - 1);
+    if (loop->stack_size < 4 * page)
+        loop->stack_size = 4 * page;
+    loop->stack_pool_max = opts && opts->stack_pool_max ? opts->stack_pool_max
+                                                        : DEFAULT_STACK_POOL;
+    loop->virtual_clock = opts && opts->virtual_clock;
+    if (loop->virtual_clock) {
+        loop->now = 0;
+        loop->clock_stale = false;
+    }
+    int rc = cio__backend_open(loop);
+    if (rc == 0)
+        rc = cio__overflow_handler_install(loop);
+    if (rc) {
+        cio__backend_close(loop);
+        free(loop);
+        return rc;
+    }
+    thread_stack_bounds(loop);
+    cio__tls_loop = loop;
+    *out = loop;
+    return 0;
+}
+
+cio_loop *cio_loop_current(void) { return cio__tls_loop; }
+
+int cio_loop_use_virtual_clock(cio_loop *loop)
+{
+    if (loop->started)
+        return -EBUSY;
+    loop->virtual_clock = true;
+    loop->now = 0;
+    loop->clock_stale = false;
+    return 0;
+}
+
+int cio_loop_advance_clock(cio_loop *loop, int64_t delta)
+{
+    if (!loop || !loop->virtual_clock || delta < 0)
+        return -EINVAL;
+    loop->now += delta;
+    return 0;
+}
+
+static void cancel_all(cio_loop *loop)
+{
+    for (cio__list *n = loop->tasks.next; n != &loop->tasks; n = n->next)
+        cio_task_cancel(CIO__CONTAINER(n, cio_task, all_node));
+}
+
+/* Drive the loop until `until` is done (or, with until == NULL, until no
+ * task is left). On a deadlock, every task is cancelled once so that they
+ * unwind; a second deadlock gives up with -EDEADLK. */
+static int drive(cio_loop *loop, cio_task *until)
+{
+    bool cancelled_for_deadlock = false;
+    for (;;) {
+        if (until ? until->state == CIO__TASK_DONE : loop->n_tasks == 0)
+            return 0;
+        if (loop_turn(loop) != -EDEADLK)
+            continue;
+        if (cancelled_for_deadlock) {
+            fprintf(stderr, "cio: deadlock persists after cancelling every task "
+                            "(shielded waits?); giving up\n");
+            return -EDEADLK;
+        }
+        fprintf(stderr, "cio: deadlock: every task waits for something that no "
+                        "task, timer or I/O will provide. Tasks:\n");
+        cio_dump_tasks(2);
+        cancel_all(loop);
+        cancelled_for_deadlock = true;
+    }
+}
+
+int cio_loop_run(cio_loop *loop, cio_task_fn fn, void *arg)
+{
+    if (!loop || loop->closed)
+        return -EINVAL;
+    if (loop->running || cio__tls_loop != loop)
+        return -EBUSY;
+    loop->started = true;
+    cio_task *main_task;
+    int rc = cio_spawn(&main_task, fn, arg, "main");
+    if (rc)
+        return rc;
+    loop->running = true;
+    int drc = drive(loop, main_task);
+    loop->running = false;
+    rc = main_task->state == CIO__TASK_DONE ? cio_task_status(main_task) : drc;
+    if (drc == -EDEADLK)
+        rc = -EDEADLK;
+    cio_task_release(main_task);
+    return rc;
+}
+
+void cio_loop_close(cio_loop *loop)
+{
+    if (!loop || loop->closed)
+        return;
+    cancel_all(loop);
+    loop->running = true;
+    if (drive(loop, NULL) != 0) {
+        /* Tasks that never finished: their stacks go, whatever they held
+         * leaks. Said out loud rather than hung on. */
+        fprintf(stderr, "cio: closing the loop with %zu task(s) still "
+                        "suspended\n",
+                loop->n_tasks);
+        cio__list *n;
+        while ((n = cio__list_pop_front(&loop->tasks))) {
+            cio_task *t = CIO__CONTAINER(n, cio_task, all_node);
+            if (cio__list_linked(&t->ready_node))
+                cio__list_remove(&t->ready_node);
+            cio__stack_free(loop, &t->stack);
+            t->state = CIO__TASK_DONE;
+            t->status = -ECANCELED;
+            t->status_observed = true;
+            if (--t->refs == 0)
+                cio__task_free(t);
+        }
+        loop->n_tasks = 0;
+    }
+    loop->running = false;
+    loop->closed = true;
+    /* Pending callbacks are dropped. */
+    cio__list *n;
+    while ((n = cio__list_pop_front(&loop->soon))) {
+        cio_handle *h = CIO__CONTAINER(n, cio_handle, node);
+        if (h->drop)
+            h->drop(h->arg);
+        handle_unref(h);
+    }
+    while (loop->timers.len) {
+        cio__timer *t = cio__timer_min(&loop->timers);
+        cio__timer_stop(&loop->timers, t);
+        if (t->fn == handle_timer_fired)
+            handle_unref(CIO__CONTAINER(t, cio_handle, timer));
+    }
+    cio__timer_heap_free(&loop->timers);
+    cio__stack_pool_drain(loop);
+    cio__backend_close(loop);
+    cio__overflow_handler_remove(loop);
+    if (cio__tls_loop == loop)
+        cio__tls_loop = NULL;
+    free(loop);
+}
+
+int cio_run_opts(const cio_loop_options *opts, cio_task_fn main_fn, void *arg)
+{
+    cio_loop *loop;
+    int rc = cio_loop_new(&loop, opts);
+    if (rc)
+        return rc;
+    rc = cio_loop_run(loop, main_fn, arg);
+    cio_loop_close(loop);
+    return rc;
+}
+
+int cio_run(cio_task_fn main_fn, void *arg) { return cio_run_opts(NULL, main_fn, arg); }

@@ -1,0 +1,127 @@
+/* Cancel scopes and deadlines. A scope belongs to the task that entered it
+ * and is linked into that task's scope chain (innermost first). The
+ * cancellation a task sees is computed from the chain by cio__cancel_code:
+ * the outermost cancelled scope below the nearest shield, or the task's own
+ * cancellation if no shield intervenes. */
+#include "cio_internal.h"
+
+#define SCOPE_MAGIC 0x5c09e5c0u
+
+static cio_task *running_task(const char *what)
+{
+    cio_loop *loop = cio__tls_loop;
+    cio_task *t = loop ? loop->current : NULL;
+    if (!t)
+        cio__panic("%s called outside a task", what);
+    return t;
+}
+
+static void fire(cio_scope *s, int reason)
+{
+    if (s->cancel_reason)
+        return;
+    s->cancel_reason = reason;
+    cio__task_interrupt(s->task);
+}
+
+static void deadline_fired(cio__timer *tm)
+{
+    fire(CIO__CONTAINER(tm, cio_scope, timer), -ETIMEDOUT);
+}
+
+static void arm(cio_scope *s)
+{
+    cio_loop *loop = s->task->loop;
+    cio__timer_stop(&loop->timers, &s->timer);
+    if (s->cancel_reason || s->deadline == CIO_FOREVER)
+        return;
+    if (s->deadline <= cio__loop_now(loop)) {
+        fire(s, -ETIMEDOUT);
+        return;
+    }
+    if (cio__timer_start(&loop->timers, &s->timer, s->deadline) != 0)
+        cio__panic("out of memory arming a deadline");
+}
+
+static void enter(cio_scope *s, int64_t deadline, bool shield, const char *what)
+{
+    cio_task *t = running_task(what);
+    s->magic = SCOPE_MAGIC;
+    s->task = t;
+    s->parent = t->scope;
+    s->deadline = deadline;
+    s->cancel_reason = 0;
+    s->shield = shield;
+    cio__timer_init(&s->timer, deadline_fired);
+    t->scope = s;
+    arm(s);
+}
+
+void cio_scope_enter(cio_scope *s) { enter(s, CIO_FOREVER, false, "cio_scope_enter"); }
+
+void cio_timeout_enter(cio_scope *s, int64_t timeout)
+{
+    int64_t now = cio_now();
+    int64_t deadline = timeout > CIO_FOREVER - now ? CIO_FOREVER : now + timeout;
+    enter(s, deadline, false, "cio_timeout_enter");
+}
+
+void cio_timeout_at_enter(cio_scope *s, int64_t deadline)
+{
+    enter(s, deadline, false, "cio_timeout_at_enter");
+}
+
+void cio_shield_enter(cio_scope *s, int64_t deadline)
+{
+    enter(s, deadline, true, "cio_shield_enter");
+}
+
+static void check(const cio_scope *s, const char *what)
+{
+    if (!s || s->magic != SCOPE_MAGIC)
+        cio__panic("%s: scope %p is not entered", what, (const void *)s);
+}
+
+void cio_scope_reschedule(cio_scope *s, int64_t deadline)
+{
+    check(s, "cio_scope_reschedule");
+    s->deadline = deadline;
+    arm(s);
+}
+
+int64_t cio_scope_deadline(const cio_scope *s) { return s->deadline; }
+
+void cio_scope_cancel(cio_scope *s)
+{
+    check(s, "cio_scope_cancel");
+    cio__timer_stop(&s->task->loop->timers, &s->timer);
+    fire(s, -ECANCELED);
+}
+
+bool cio_scope_cancelled(const cio_scope *s) { return s->cancel_reason != 0; }
+
+int cio_scope_exit(cio_scope *s)
+{
+    check(s, "cio_scope_exit");
+    cio_task *t = running_task("cio_scope_exit");
+    if (t != s->task)
+        cio__panic("cio_scope_exit: task '%s' exits a scope entered by '%s'",
+                   t->name, s->task->name);
+    if (t->scope != s)
+        cio__panic("cio_scope_exit: task '%s' exits a scope that is not its "
+                   "innermost (scopes and groups must nest)",
+                   t->name);
+    cio__timer_stop(&t->loop->timers, &s->timer);
+    t->scope = s->parent;
+    s->magic = 0;
+    return s->cancel_reason;
+}
+
+int cio_wait_for(cio_task_fn fn, void *arg, int64_t timeout)
+{
+    cio_scope s;
+    cio_timeout_enter(&s, timeout);
+    int rc = fn(arg);
+    int src = cio_scope_exit(&s);
+    return src == -ETIMEDOUT ? -ETIMEDOUT : rc;
+}

@@ -1,0 +1,415 @@
+/* Tasks: spawn, join, names, results, order, cancellation at each await,
+ * eager start, done callbacks, all_tasks, many tasks. */
+#include "cio.h"
+#include "harness.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int return_arg(void *arg) { return (int)(intptr_t)arg; }
+
+static int spawn_join_main(void *arg)
+{
+    (void)arg;
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, return_arg, (void *)(intptr_t)42, "worker-%d", 7), 0);
+    ASSERT_STREQ(cio_task_name(t), "worker-7");
+    ASSERT_FALSE(cio_task_done(t));
+    ASSERT_EQ(cio_task_status(t), -EBUSY);
+    int status = -1;
+    ASSERT_EQ(cio_join(t, &status), 0);
+    ASSERT_EQ(status, 42);
+    ASSERT_TRUE(cio_task_done(t));
+    ASSERT_FALSE(cio_task_cancelled(t));
+    ASSERT_EQ(cio_task_status(t), 42);
+    cio_task_release(t);
+    return 7;
+}
+
+TEST(task_spawn_join_returns_status)
+{
+    ASSERT_EQ(cio_run(spawn_join_main, NULL), 7);
+}
+
+static int set_result_fn(void *arg)
+{
+    cio_set_result(arg);
+    return 0;
+}
+
+static int result_main(void *arg)
+{
+    (void)arg;
+    static int value = 5;
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, set_result_fn, &value, NULL), 0);
+    ASSERT_EQ(cio_join(t, NULL), 0);
+    ASSERT_PTR_EQ(cio_task_result(t), &value);
+    char expect[32];
+    snprintf(expect, sizeof expect, "task-%llu", (unsigned long long)cio_task_id(t));
+    ASSERT_STREQ(cio_task_name(t), expect);
+    ASSERT_EQ(cio_task_set_name(t, "renamed-%s-%d", "a-rather-long-name-to-overflow-the-buffer", 3), 0);
+    ASSERT_STREQ(cio_task_name(t), "renamed-a-rather-long-name-to-overflow-the-buffer-3");
+    cio_task_release(t);
+    return 0;
+}
+
+TEST(task_result_and_names)
+{
+    ASSERT_EQ(cio_run(result_main, NULL), 0);
+}
+
+/* FIFO fairness: a task that yields goes behind every ready task. */
+static char order[64];
+static int order_len;
+
+static int yielder(void *arg)
+{
+    char c = (char)(intptr_t)arg;
+    for (int i = 0; i < 3; i++) {
+        order[order_len++] = c;
+        ASSERT_EQ(cio_yield(), 0);
+    }
+    return 0;
+}
+
+static int fifo_main(void *arg)
+{
+    (void)arg;
+    cio_task *t[3];
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ(cio_spawn(&t[i], yielder, (void *)(intptr_t)('a' + i), "y%d", i), 0);
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(cio_join(t[i], NULL), 0);
+        cio_task_release(t[i]);
+    }
+    return 0;
+}
+
+TEST(task_yield_is_fifo)
+{
+    order_len = 0;
+    ASSERT_EQ(cio_run(fifo_main, NULL), 0);
+    order[order_len] = 0;
+    ASSERT_STREQ(order, "abcabcabc");
+}
+
+/* Level-triggered cancellation: after cancel, every suspending call returns
+ * -ECANCELED, not just the first one. */
+static int count_cancels(void *arg)
+{
+    int *seen = arg;
+    for (int i = 0; i < 5; i++)
+        if (cio_sleep(CIO_SEC) == -ECANCELED)
+            (*seen)++;
+    return cio_yield();
+}
+
+static int level_main(void *arg)
+{
+    (void)arg;
+    int seen = 0;
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, count_cancels, &seen, "victim"), 0);
+    ASSERT_EQ(cio_sleep(10 * CIO_MSEC), 0);
+    ASSERT_TRUE(cio_task_cancel(t));
+    ASSERT_EQ(cio_task_cancelling(t), 1);
+    int status = 0;
+    ASSERT_EQ(cio_join(t, &status), 0);
+    ASSERT_EQ(status, -ECANCELED);
+    ASSERT_EQ(seen, 5);
+    ASSERT_TRUE(cio_task_cancelled(t));
+    ASSERT_FALSE(cio_task_cancel(t));
+    cio_task_release(t);
+    return 0;
+}
+
+TEST(task_cancel_is_level_triggered)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, level_main, NULL), 0);
+}
+
+/* A task cancelled before it starts still runs its function (so it can free
+ * what it owns) and sees the cancellation at its first suspension. */
+static int owns_arg(void *arg)
+{
+    int *p = arg;
+    int rc = cio_yield();
+    *p = rc == -ECANCELED ? 1 : 2;
+    return rc;
+}
+
+static int cancel_before_start_main(void *arg)
+{
+    (void)arg;
+    int flag = 0;
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, owns_arg, &flag, "late"), 0);
+    cio_task_cancel(t);
+    int status = 0;
+    ASSERT_EQ(cio_join(t, &status), 0);
+    ASSERT_EQ(status, -ECANCELED);
+    ASSERT_EQ(flag, 1);
+    cio_task_release(t);
+    return 0;
+}
+
+TEST(task_cancelled_before_start_still_runs)
+{
+    ASSERT_EQ(cio_run(cancel_before_start_main, NULL), 0);
+}
+
+/* uncancel brings the count back; at 0 the task is no longer cancelled. */
+static int uncancel_fn(void *arg)
+{
+    (void)arg;
+    cio_task *self = cio_current();
+    int rc = cio_sleep(CIO_SEC);
+    if (rc != -ECANCELED)
+        return -100;
+    if (cio_sleep(CIO_MSEC) != -ECANCELED)
+        return -101;
+    if (cio_task_uncancel(self) != 0)
+        return -102;
+    return cio_sleep(CIO_MSEC); /* 0: not cancelled any more */
+}
+
+static int uncancel_main(void *arg)
+{
+    (void)arg;
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, uncancel_fn, NULL, "u"), 0);
+    ASSERT_EQ(cio_yield(), 0);
+    cio_task_cancel(t);
+    int status = -1;
+    ASSERT_EQ(cio_join(t, &status), 0);
+    ASSERT_EQ(status, 0);
+    cio_task_release(t);
+    return 0;
+}
+
+TEST(task_uncancel_restores)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, uncancel_main, NULL), 0);
+}
+
+/* A joiner that is itself cancelled returns -ECANCELED and the joined task
+ * keeps running. */
+static int sleeper(void *arg)
+{
+    return cio_sleep((int64_t)(intptr_t)arg);
+}
+
+static int joiner(void *arg)
+{
+    cio_task *target = arg;
+    int status = 0;
+    return cio_join(target, &status);
+}
+
+static int join_cancel_main(void *arg)
+{
+    (void)arg;
+    cio_task *target, *j;
+    ASSERT_EQ(cio_spawn(&target, sleeper, (void *)(intptr_t)CIO_SEC, "target"), 0);
+    ASSERT_EQ(cio_spawn(&j, joiner, target, "joiner"), 0);
+    ASSERT_EQ(cio_sleep(CIO_MSEC), 0);
+    cio_task_cancel(j);
+    int status = 0;
+    ASSERT_EQ(cio_join(j, &status), 0);
+    ASSERT_EQ(status, -ECANCELED);
+    ASSERT_FALSE(cio_task_done(target));
+    ASSERT_EQ(cio_join(target, &status), 0);
+    ASSERT_EQ(status, 0);
+    ASSERT_EQ(cio_now(), CIO_SEC);
+    cio_task_release(target);
+    cio_task_release(j);
+    return 0;
+}
+
+TEST(task_join_cancelled_leaves_target_running)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, join_cancel_main, NULL), 0);
+}
+
+static int self_join_main(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_join(cio_current(), NULL), -EDEADLK);
+    return 0;
+}
+
+TEST(task_self_join_is_edeadlk)
+{
+    ASSERT_EQ(cio_run(self_join_main, NULL), 0);
+}
+
+TEST(task_suspending_call_outside_task_is_eperm)
+{
+    ASSERT_EQ(cio_sleep(CIO_MSEC), -EPERM);
+    ASSERT_EQ(cio_yield(), -EPERM);
+    ASSERT_EQ(cio_spawn(NULL, return_arg, NULL, "x"), -EPERM);
+    ASSERT_PTR_EQ(cio_current(), NULL);
+}
+
+/* Eager start: the child runs before cio_spawn returns, until it suspends. */
+static int eager_child(void *arg)
+{
+    int *step = arg;
+    *step = 1;
+    cio_yield();
+    *step = 3;
+    return 0;
+}
+
+static int eager_main(void *arg)
+{
+    (void)arg;
+    int step = 0;
+    cio_task *t;
+    cio_task_options o = {.eager = true};
+    ASSERT_EQ(cio_spawn_ex(&t, &o, eager_child, &step, "eager"), 0);
+    ASSERT_EQ(step, 1);
+    step = 2;
+    ASSERT_EQ(cio_join(t, NULL), 0);
+    ASSERT_EQ(step, 3);
+    cio_task_release(t);
+    /* Lazy (default): nothing ran yet. */
+    step = 0;
+    ASSERT_EQ(cio_spawn(&t, eager_child, &step, "lazy"), 0);
+    ASSERT_EQ(step, 0);
+    ASSERT_EQ(cio_join(t, NULL), 0);
+    cio_task_release(t);
+    return 0;
+}
+
+TEST(task_eager_start)
+{
+    ASSERT_EQ(cio_run(eager_main, NULL), 0);
+}
+
+static int done_calls;
+static void on_done(cio_task *t, void *arg)
+{
+    ASSERT_TRUE(cio_task_done(t));
+    ASSERT_PTR_EQ(cio_current(), NULL); /* runs outside any task */
+    done_calls += (int)(intptr_t)arg;
+}
+
+static int done_cb_main(void *arg)
+{
+    (void)arg;
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, return_arg, NULL, "d"), 0);
+    ASSERT_EQ(cio_task_add_done_callback(t, on_done, (void *)1), 0);
+    ASSERT_EQ(cio_task_add_done_callback(t, on_done, (void *)10), 0);
+    ASSERT_EQ(cio_task_add_done_callback(t, on_done, (void *)100), 0);
+    ASSERT_EQ(cio_task_remove_done_callback(t, on_done, (void *)10), 1);
+    ASSERT_EQ(done_calls, 0);
+    ASSERT_EQ(cio_join(t, NULL), 0);
+    /* As in asyncio, callbacks registered before the join run first. */
+    ASSERT_EQ(done_calls, 101);
+    /* Added after completion: scheduled at once. */
+    ASSERT_EQ(cio_task_add_done_callback(t, on_done, (void *)1000), 0);
+    ASSERT_EQ(done_calls, 101); /* scheduled, not called inline */
+    ASSERT_EQ(cio_yield(), 0);
+    ASSERT_EQ(cio_yield(), 0);
+    ASSERT_EQ(done_calls, 1101);
+    cio_task_release(t);
+    return 0;
+}
+
+TEST(task_done_callbacks)
+{
+    done_calls = 0;
+    ASSERT_EQ(cio_run(done_cb_main, NULL), 0);
+}
+
+static int all_tasks_main(void *arg)
+{
+    (void)arg;
+    cio_task *t[3];
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ(cio_spawn(&t[i], sleeper, (void *)(intptr_t)CIO_SEC, "s%d", i), 0);
+    cio_task *buf[8];
+    ASSERT_EQ(cio_all_tasks(buf, 8), 4); /* main + 3 */
+    ASSERT_PTR_EQ(buf[0], cio_current());
+    ASSERT_EQ(cio_all_tasks(buf, 2), 4);
+    ASSERT_EQ(cio_yield(), 0);
+    cio_site site;
+    ASSERT_TRUE(cio_task_site(t[1], &site));
+    ASSERT_STREQ(site.func, "sleeper");
+    ASSERT_FALSE(cio_task_site(cio_current(), &site)); /* running */
+    for (int i = 0; i < 3; i++) {
+        cio_task_cancel(t[i]);
+        ASSERT_EQ(cio_join(t[i], NULL), 0);
+        cio_task_release(t[i]);
+    }
+    ASSERT_EQ(cio_all_tasks(buf, 8), 1);
+    return 0;
+}
+
+TEST(task_all_tasks_and_sites)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, all_tasks_main, NULL), 0);
+}
+
+/* 10,000 concurrent tasks, each sleeping a different virtual time. */
+static int woke;
+static int timed_sleeper(void *arg)
+{
+    int64_t d = (int64_t)(intptr_t)arg;
+    int64_t start = cio_now();
+    int rc = cio_sleep(d);
+    if (rc == 0 && cio_now() - start >= d)
+        woke++;
+    return rc;
+}
+
+static int many_main(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 10000; i++)
+        ASSERT_EQ(cio_spawn(NULL, timed_sleeper, (void *)(intptr_t)((i % 100) * CIO_MSEC), "s%d", i), 0);
+    ASSERT_EQ(cio_sleep(CIO_SEC), 0);
+    return woke;
+}
+
+TEST(task_ten_thousand_concurrent)
+{
+    woke = 0;
+    cio_loop_options o = {.virtual_clock = true, .stack_size = 16 * 1024};
+    ASSERT_EQ(cio_run_opts(&o, many_main, NULL), 10000);
+}
+
+/* Detached tasks still alive when main returns are cancelled and reaped. */
+static int cleanup_ran;
+static int forever(void *arg)
+{
+    (void)arg;
+    int rc = cio_sleep(CIO_HOUR);
+    if (rc == -ECANCELED)
+        cleanup_ran++;
+    return rc;
+}
+
+static int detached_main(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 5; i++)
+        ASSERT_EQ(cio_spawn(NULL, forever, NULL, "f%d", i), 0);
+    ASSERT_EQ(cio_yield(), 0);
+    return 3;
+}
+
+TEST(task_run_cancels_leftovers)
+{
+    cleanup_ran = 0;
+    ASSERT_EQ(cio_run(detached_main, NULL), 3);
+    ASSERT_EQ(cleanup_ran, 5);
+}
