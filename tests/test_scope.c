@@ -1,0 +1,322 @@
+/* Cancel scopes, deadlines, shields and wait_for, on the virtual clock. */
+#include "cio.h"
+#include "harness.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <time.h>
+
+static int run_virtual(cio_task_fn fn, void *arg)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    return cio_run_opts(&o, fn, arg);
+}
+
+static int timeout_main(void *arg)
+{
+    (void)arg;
+    cio_scope s;
+    cio_timeout_enter(&s, 100 * CIO_MSEC);
+    ASSERT_EQ(cio_scope_deadline(&s), 100 * CIO_MSEC);
+    ASSERT_EQ(cio_sleep(CIO_SEC), -ETIMEDOUT);
+    ASSERT_EQ(cio_now(), 100 * CIO_MSEC);
+    /* Level-triggered: still timed out. */
+    ASSERT_EQ(cio_yield(), -ETIMEDOUT);
+    ASSERT_EQ(cio_sleep(CIO_MSEC), -ETIMEDOUT);
+    ASSERT_TRUE(cio_scope_cancelled(&s));
+    ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
+    /* Outside the scope, life goes on. */
+    ASSERT_EQ(cio_sleep(CIO_MSEC), 0);
+    /* A scope whose work finishes in time reports 0. */
+    cio_timeout_enter(&s, CIO_SEC);
+    ASSERT_EQ(cio_sleep(CIO_MSEC), 0);
+    ASSERT_EQ(cio_scope_exit(&s), 0);
+    return 0;
+}
+
+TEST(scope_timeout_fires_and_is_absorbed)
+{
+    ASSERT_EQ(run_virtual(timeout_main, NULL), 0);
+}
+
+/* The inner deadline is later than the outer one: the outer fires first
+ * and both scopes see it; the outer absorbs it. */
+static int nested_main(void *arg)
+{
+    (void)arg;
+    cio_scope outer, inner;
+    cio_timeout_enter(&outer, 50 * CIO_MSEC);
+    cio_timeout_enter(&inner, 500 * CIO_MSEC);
+    ASSERT_EQ(cio_sleep(CIO_SEC), -ETIMEDOUT);
+    ASSERT_EQ(cio_now(), 50 * CIO_MSEC);
+    ASSERT_EQ(cio_scope_exit(&inner), 0); /* not the inner's deadline */
+    ASSERT_EQ(cio_yield(), -ETIMEDOUT);   /* still inside the outer */
+    ASSERT_EQ(cio_scope_exit(&outer), -ETIMEDOUT);
+    ASSERT_EQ(cio_yield(), 0);
+
+    /* Inner earlier: inner fires and absorbs; outer unaffected. */
+    cio_timeout_enter(&outer, CIO_SEC);
+    cio_timeout_enter(&inner, 10 * CIO_MSEC);
+    ASSERT_EQ(cio_sleep(CIO_SEC), -ETIMEDOUT);
+    ASSERT_EQ(cio_scope_exit(&inner), -ETIMEDOUT);
+    ASSERT_EQ(cio_sleep(10 * CIO_MSEC), 0);
+    ASSERT_EQ(cio_scope_exit(&outer), 0);
+    return 0;
+}
+
+TEST(scope_nested_inner_deadline_later_than_outer)
+{
+    ASSERT_EQ(run_virtual(nested_main, NULL), 0);
+}
+
+static int reschedule_main(void *arg)
+{
+    (void)arg;
+    cio_scope s;
+    cio_timeout_enter(&s, 10 * CIO_MSEC);
+    cio_scope_reschedule(&s, cio_now() + CIO_SEC); /* later */
+    ASSERT_EQ(cio_sleep(500 * CIO_MSEC), 0);
+    cio_scope_reschedule(&s, cio_now() + 10 * CIO_MSEC); /* sooner */
+    ASSERT_EQ(cio_sleep(CIO_SEC), -ETIMEDOUT);
+    ASSERT_EQ(cio_now(), 510 * CIO_MSEC);
+    /* Moving it after it fired does not undo the timeout. */
+    cio_scope_reschedule(&s, CIO_FOREVER);
+    ASSERT_EQ(cio_yield(), -ETIMEDOUT);
+    ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
+    /* A deadline in the past cancels at once. */
+    cio_timeout_at_enter(&s, cio_now() - 1);
+    ASSERT_EQ(cio_yield(), -ETIMEDOUT);
+    ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
+    /* Removing the deadline before it fires. */
+    cio_timeout_enter(&s, CIO_MSEC);
+    cio_scope_reschedule(&s, CIO_FOREVER);
+    ASSERT_EQ(cio_sleep(CIO_SEC), 0);
+    ASSERT_EQ(cio_scope_exit(&s), 0);
+    return 0;
+}
+
+TEST(scope_reschedule_moves_deadline)
+{
+    ASSERT_EQ(run_virtual(reschedule_main, NULL), 0);
+}
+
+/* Cancel during a shielded region: held back until the region ends. */
+static int shielded_worker(void *arg)
+{
+    int *log = arg;
+    cio_scope sh;
+    cio_shield_enter(&sh, CIO_FOREVER);
+    log[0] = cio_sleep(100 * CIO_MSEC); /* cancel arrives at 10 ms */
+    log[1] = cio_yield();
+    log[2] = cio_scope_exit(&sh);
+    log[3] = cio_yield(); /* now it shows */
+    return log[3];
+}
+
+static int shield_main(void *arg)
+{
+    (void)arg;
+    int log[4] = {-1, -1, -1, -1};
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, shielded_worker, log, "shielded"), 0);
+    ASSERT_EQ(cio_sleep(10 * CIO_MSEC), 0);
+    cio_task_cancel(t);
+    int status;
+    ASSERT_EQ(cio_join(t, &status), 0);
+    ASSERT_EQ(log[0], 0);
+    ASSERT_EQ(log[1], 0);
+    ASSERT_EQ(log[2], 0);
+    ASSERT_EQ(log[3], -ECANCELED);
+    ASSERT_EQ(status, -ECANCELED);
+    ASSERT_EQ(cio_now(), 100 * CIO_MSEC);
+    cio_task_release(t);
+    return 0;
+}
+
+TEST(scope_shield_holds_back_cancel)
+{
+    ASSERT_EQ(run_virtual(shield_main, NULL), 0);
+}
+
+/* A shield's own deadline still applies inside it. */
+static int shield_deadline_main(void *arg)
+{
+    (void)arg;
+    cio_scope outer, sh;
+    cio_timeout_enter(&outer, 10 * CIO_MSEC);
+    cio_shield_enter(&sh, cio_now() + 50 * CIO_MSEC);
+    ASSERT_EQ(cio_sleep(CIO_SEC), -ETIMEDOUT);
+    ASSERT_EQ(cio_now(), 50 * CIO_MSEC); /* the outer 10 ms was held back */
+    ASSERT_EQ(cio_scope_exit(&sh), -ETIMEDOUT);
+    ASSERT_EQ(cio_yield(), -ETIMEDOUT); /* the outer's, now visible */
+    ASSERT_EQ(cio_scope_exit(&outer), -ETIMEDOUT);
+    return 0;
+}
+
+TEST(scope_shield_own_deadline_applies)
+{
+    ASSERT_EQ(run_virtual(shield_deadline_main, NULL), 0);
+}
+
+/* Explicit cancel of a scope from another task. */
+static int scoped_sleeper(void *arg)
+{
+    cio_scope **slot = arg;
+    cio_scope s;
+    cio_scope_enter(&s);
+    *slot = &s;
+    int rc = cio_sleep(CIO_HOUR);
+    int rc2 = cio_yield();
+    *slot = NULL;
+    int ex = cio_scope_exit(&s);
+    if (rc != -ECANCELED || rc2 != -ECANCELED || ex != -ECANCELED)
+        return -100;
+    return cio_yield(); /* 0: the task itself is not cancelled */
+}
+
+static int scope_cancel_main(void *arg)
+{
+    (void)arg;
+    cio_scope *slot = NULL;
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, scoped_sleeper, &slot, "scoped"), 0);
+    ASSERT_EQ(cio_yield(), 0);
+    ASSERT_TRUE(slot != NULL);
+    cio_scope_cancel(slot);
+    int status = -1;
+    ASSERT_EQ(cio_join(t, &status), 0);
+    ASSERT_EQ(status, 0);
+    ASSERT_EQ(cio_now(), 0);
+    cio_task_release(t);
+    return 0;
+}
+
+TEST(scope_cancel_from_another_task)
+{
+    ASSERT_EQ(run_virtual(scope_cancel_main, NULL), 0);
+}
+
+/* Task cancellation wins over a scope's timeout: outermost reason. */
+static int both_worker(void *arg)
+{
+    (void)arg;
+    cio_scope s;
+    cio_timeout_enter(&s, 10 * CIO_MSEC);
+    int rc = cio_sleep(CIO_SEC); /* timeout fires at 10, cancel at 5 */
+    cio_scope_exit(&s);
+    return rc;
+}
+
+static int both_main(void *arg)
+{
+    (void)arg;
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, both_worker, NULL, "both"), 0);
+    ASSERT_EQ(cio_sleep(5 * CIO_MSEC), 0);
+    cio_task_cancel(t);
+    int status;
+    ASSERT_EQ(cio_join(t, &status), 0);
+    ASSERT_EQ(status, -ECANCELED);
+    cio_task_release(t);
+    return 0;
+}
+
+TEST(scope_task_cancel_reported_over_timeout)
+{
+    ASSERT_EQ(run_virtual(both_main, NULL), 0);
+}
+
+static int slow_op(void *arg)
+{
+    int64_t d = *(int64_t *)arg;
+    int rc = cio_sleep(d);
+    return rc ? rc : 17;
+}
+
+static int wait_for_main(void *arg)
+{
+    (void)arg;
+    int64_t d = 10 * CIO_MSEC;
+    ASSERT_EQ(cio_wait_for(slow_op, &d, 20 * CIO_MSEC), 17);
+    d = CIO_SEC;
+    ASSERT_EQ(cio_wait_for(slow_op, &d, 20 * CIO_MSEC), -ETIMEDOUT);
+    ASSERT_EQ(cio_now(), 30 * CIO_MSEC);
+    ASSERT_EQ(cio_yield(), 0);
+    return 0;
+}
+
+TEST(scope_wait_for)
+{
+    ASSERT_EQ(run_virtual(wait_for_main, NULL), 0);
+}
+
+/* An hour of virtual sleeps finishes in milliseconds of real time. */
+static int hour_main(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3600; i++)
+        ASSERT_EQ(cio_sleep(CIO_SEC), 0);
+    ASSERT_EQ(cio_now(), CIO_HOUR);
+    return 0;
+}
+
+static int64_t real_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * CIO_SEC + ts.tv_nsec;
+}
+
+TEST(scope_virtual_hour_is_fast)
+{
+    int64_t start = real_ns();
+    ASSERT_EQ(run_virtual(hour_main, NULL), 0);
+    /* Not a timing threshold on the code's speed: proof the clock was
+     * virtual (a real hour cannot pass in under a minute). */
+    ASSERT_LT(real_ns() - start, CIO_MINUTE);
+}
+
+/* Cancellation at each await point: a worker with N awaits inside a
+ * timeout scope is cancelled at the k-th await for every k; each run must
+ * stop exactly at its k-th await and unwind cleanly. */
+struct steps {
+    int done;
+    int k;
+};
+
+static int stepper(void *arg)
+{
+    struct steps *s = arg;
+    for (int i = 0; i < 6; i++) {
+        int rc = (i % 2) ? cio_sleep(CIO_MSEC) : cio_yield();
+        if (rc)
+            return rc;
+        s->done++;
+    }
+    return 0;
+}
+
+static int each_await_main(void *arg)
+{
+    (void)arg;
+    for (int k = 0; k <= 6; k++) {
+        struct steps s = {0, k};
+        cio_task *t;
+        ASSERT_EQ(cio_spawn(&t, stepper, &s, "stepper-%d", k), 0);
+        /* Let it reach its k-th await, then cancel. */
+        while (s.done < k && !cio_task_done(t))
+            ASSERT_EQ(cio_sleep(CIO_USEC), 0);
+        cio_task_cancel(t);
+        int status;
+        ASSERT_EQ(cio_join(t, &status), 0);
+        ASSERT_EQ(s.done, k);
+        ASSERT_EQ(status, k == 6 ? 0 : -ECANCELED);
+        cio_task_release(t);
+    }
+    return 0;
+}
+
+TEST(scope_cancel_at_each_await)
+{
+    ASSERT_EQ(run_virtual(each_await_main, NULL), 0);
+}
