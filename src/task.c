@@ -506,8 +506,8 @@ int cio_join_site(cio_task *task, int *status, const char *file, int line,
     cio__watch_add(task, &w, join_watch_fired, self);
     rc = cio__park(self);
     cio__watch_remove(&w);
-    if (task->state != CIO__TASK_DONE)
-        return rc ? rc : -ECANCELED;
+    if (rc < 0) /* cancelled: that wins even if the task finished meanwhile */
+        return rc;
     if (status)
         *status = cio_task_status(task);
     return 0;
