@@ -315,6 +315,25 @@ CIO_EXTERN int cio_sleep_until_site(int64_t deadline, const char *file,
 CIO_EXTERN void cio_dump_tasks(int fd);
 
 /* ---------------------------------------------------------------------------
+ * Waiting on file descriptors. The full I/O layer (sockets, streams) is
+ * built on this.
+ */
+#define CIO_READABLE 1u
+#define CIO_WRITABLE 2u
+
+/* Suspends until fd is readable and/or writable (as asked in `events`), or
+ * an error or hang-up is pending on it (then it counts as both, so the
+ * caller's next read or write sees the error). The fd must be non-blocking
+ * for the caller's own I/O to make sense, and must stay open while waited
+ * on. Returns the ready subset of `events` (> 0), -ECANCELED / -ETIMEDOUT,
+ * -EINVAL for bad arguments, -EEXIST if another task already waits on the
+ * same fd (one waiter per fd at a time), or another error from the backend
+ * (-EBADF for a closed fd, -EPERM for a regular file, always ready). */
+#define cio_wait_fd(fd, events) cio_wait_fd_site((fd), (events), CIO__HERE)
+CIO_EXTERN int cio_wait_fd_site(int fd, unsigned events, const char *file,
+                                int line, const char *func);
+
+/* ---------------------------------------------------------------------------
  * Cancel scopes and deadlines (trio's model; asyncio.timeout is one).
  *
  * A scope is caller storage (usually a local) entered and exited by the same

@@ -8,6 +8,7 @@
 #include "cio_internal.h"
 
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_EVENTS 256
@@ -46,19 +47,41 @@ void cio__backend_unwatch(cio_loop *loop, cio__io_watch *w)
     loop->n_io_watches--;
 }
 
-int cio__backend_poll(cio_loop *loop, int64_t timeout)
+/* epoll_pwait2 (Linux 5.11+) takes a nanosecond timeout; older kernels
+ * answer ENOSYS once and we fall back to epoll_wait's milliseconds, rounded
+ * up so that a timer is never reported early. */
+static int have_pwait2 = 1;
+
+static int wait_events(cio_loop *loop, struct epoll_event *events, int64_t timeout)
 {
-    struct epoll_event events[MAX_EVENTS];
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+    if (have_pwait2) {
+        struct timespec ts, *tsp = NULL;
+        if (timeout >= 0) {
+            ts.tv_sec = (time_t)(timeout / CIO_SEC);
+            ts.tv_nsec = (long)(timeout % CIO_SEC);
+            tsp = &ts;
+        }
+        int n = epoll_pwait2(loop->epoll_fd, events, MAX_EVENTS, tsp, NULL);
+        if (n >= 0 || errno != ENOSYS)
+            return n;
+        have_pwait2 = 0;
+    }
+#endif
     int ms;
     if (timeout < 0)
         ms = -1;
-    else if (timeout == 0)
-        ms = 0;
     else if (timeout > (int64_t)INT32_MAX * CIO_MSEC)
         ms = INT32_MAX;
     else
-        ms = (int)((timeout + CIO_MSEC - 1) / CIO_MSEC); /* never wake early */
-    int n = epoll_wait(loop->epoll_fd, events, MAX_EVENTS, ms);
+        ms = (int)((timeout + CIO_MSEC - 1) / CIO_MSEC);
+    return epoll_wait(loop->epoll_fd, events, MAX_EVENTS, ms);
+}
+
+int cio__backend_poll(cio_loop *loop, int64_t timeout)
+{
+    struct epoll_event events[MAX_EVENTS];
+    int n = wait_events(loop, events, timeout);
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
     loop->clock_stale = true;
@@ -69,4 +92,50 @@ int cio__backend_poll(cio_loop *loop, int64_t timeout)
         w->fn(w);
     }
     return n;
+}
+
+/* ---- cio_wait_fd ---------------------------------------------------------- */
+
+typedef struct fd_wait {
+    cio__io_watch watch;
+    cio_task *task;
+} fd_wait;
+
+static void fd_ready(cio__io_watch *w)
+{
+    fd_wait *fw = CIO__CONTAINER(w, fd_wait, watch);
+    cio__task_wake(fw->task, 0);
+}
+
+int cio_wait_fd_site(int fd, unsigned events, const char *file, int line,
+                     const char *func)
+{
+    cio_task *self;
+    if (fd < 0 || !events || (events & ~(CIO_READABLE | CIO_WRITABLE)))
+        return -EINVAL;
+    int rc = cio__suspend_check(&self, file, line, func);
+    if (rc)
+        return rc;
+    fd_wait fw;
+    fw.task = self;
+    fw.watch.fd = fd;
+    fw.watch.fn = fd_ready;
+    fw.watch.events = ((events & CIO_READABLE) ? EPOLLIN | EPOLLRDHUP : 0) |
+                      ((events & CIO_WRITABLE) ? EPOLLOUT : 0);
+    rc = cio__backend_watch(self->loop, &fw.watch);
+    if (rc)
+        return rc;
+    rc = cio__park(self);
+    if (rc < 0) {
+        cio__backend_unwatch(self->loop, &fw.watch); /* still registered */
+        return rc;
+    }
+    unsigned ready = 0, re = fw.watch.revents;
+    if (re & (EPOLLERR | EPOLLHUP))
+        ready = events;
+    if (re & (EPOLLIN | EPOLLRDHUP))
+        ready |= CIO_READABLE;
+    if (re & EPOLLOUT)
+        ready |= CIO_WRITABLE;
+    return (int)(ready & events);
 }
