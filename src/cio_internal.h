@@ -156,6 +156,7 @@ struct cio_task {
     cio_group *group;        /* the group owning this child, if any */
     cio__list group_node;    /* in group->children while running */
     cio_site site;           /* where it waits (valid while WAITING/READY) */
+    struct cio__context *context; /* task-local context (context.c), may be NULL */
     uint64_t id;
     cio__stack stack;
     char *name;              /* name_buf or heap */
@@ -234,6 +235,10 @@ int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
                cio_group *group);
 /* Called when a group child finishes (group.c). */
 void cio__group_child_done(cio_task *t);
+/* Task-local context (context.c): a new task gets a copy of its parent's
+ * context (NULL parent: empty); a finished task drops its own. */
+int cio__context_inherit(cio_task *child, const cio_task *parent);
+void cio__context_release(cio_task *t);
 /* Free a task whose references are all gone. */
 void cio__task_free(cio_task *t);
 

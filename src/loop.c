@@ -562,6 +562,7 @@ void cio_loop_close(cio_loop *loop)
             t->state = CIO__TASK_DONE;
             t->status = -ECANCELED;
             t->status_observed = true;
+            cio__context_release(t);
             if (--t->refs == 0)
                 cio__task_free(t);
         }

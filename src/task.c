@@ -231,6 +231,12 @@ int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
     cio__list_init(&t->done_cbs);
     cio__list_init(&t->group_node);
     t->name = t->name_buf;
+    rc = cio__context_inherit(t, loop->current);
+    if (rc) {
+        cio__stack_free(loop, &t->stack);
+        free(t);
+        return rc;
+    }
     set_name(t, fmt, ap);
     cio__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);
     cio__list_push_back(&loop->tasks, &t->all_node);
@@ -302,6 +308,7 @@ static void task_complete(cio_task *t, int status)
                    t->name);
     t->status = status;
     cio__task_set_state(t, CIO__TASK_DONE);
+    cio__context_release(t);
     cio__list_remove(&t->all_node);
     loop->n_tasks--;
     cio__list *n;
