@@ -63,7 +63,14 @@ _Noreturn void cio__panic(const char *fmt, ...) CIO__PRINTF(1, 2);
 
 /* ---- timers (timer.c): binary min-heap keyed by (when, seq) ------------- */
 typedef struct cio__timer_heap {
-    cio__timer **items;
+    /* The keys sit in the array next to the pointer, so that sifting
+     * compares without touching the timers themselves (each lives on a
+     * different task stack: one TLB miss per level otherwise). */
+    struct cio__timer_slot {
+        int64_t when;
+        uint64_t seq;
+        cio__timer *t;
+    } *items;
     size_t len, cap;
     uint64_t next_seq;
 } cio__timer_heap;
@@ -78,7 +85,7 @@ int cio__timer_start(cio__timer_heap *h, cio__timer *t, int64_t when);
 void cio__timer_stop(cio__timer_heap *h, cio__timer *t);
 static inline cio__timer *cio__timer_min(const cio__timer_heap *h)
 {
-    return h->len ? h->items[0] : NULL;
+    return h->len ? h->items[0].t : NULL;
 }
 void cio__timer_heap_free(cio__timer_heap *h);
 
@@ -181,8 +188,11 @@ struct cio_loop {
     cio_task *current;       /* running task, NULL in the scheduler */
     cio__list ready;         /* ready tasks, FIFO */
     size_t n_ready;
-    size_t batch_left;       /* tasks that may still run in this turn */
     cio__list tasks;         /* every task not yet done */
+    /* Not next to n_ready: gcc merges "n_ready--; batch_left--;" into one
+     * 16-byte load/add/store, and that load stalls on the 8-byte store of
+     * n_ready++ made a few instructions earlier (no store forwarding). */
+    size_t batch_left;       /* tasks that may still run in this turn */
     size_t n_tasks;
     cio__list soon;          /* call_soon handles, FIFO */
     cio__timer_heap timers;
@@ -200,6 +210,12 @@ struct cio_loop {
     size_t stack_size;
     void **stack_pool;       /* maps of free default-size stacks */
     size_t stack_pool_len, stack_pool_max;
+    /* Default-size stacks beyond the pool: still mapped (guard included)
+     * but their pages given back with MADV_DONTNEED. Reusing one costs a
+     * page fault instead of mmap + guard install; freeing one costs a
+     * madvise instead of a munmap that splits the merged stack mapping. */
+    void **stack_cold;
+    size_t stack_cold_len, stack_cold_cap;
     void *altstack;
     size_t altstack_size;
     void *thread_stack_lo;   /* for ASan fiber switches back to the thread */
@@ -208,8 +224,24 @@ struct cio_loop {
 
 extern __thread cio_loop *cio__tls_loop;
 
-/* Transition a task's state, asserting the transition is legal. */
-void cio__task_set_state(cio_task *t, int to);
+/* Transition a task's state, asserting the transition is legal:
+ * new -> READY, new -> RUNNING, READY -> RUNNING, RUNNING -> READY (yield,
+ * eager spawn), RUNNING -> WAITING -> READY, RUNNING -> DONE. Inline: with a
+ * constant `to` the check is one bit test (it runs twice per yield). */
+_Noreturn void cio__task_bad_state(const cio_task *t, int to);
+static inline void cio__task_set_state(cio_task *t, int to)
+{
+    static const unsigned char legal_from[CIO__TASK_DONE + 1] = {
+        [CIO__TASK_READY] = 1u << 0 | 1u << CIO__TASK_RUNNING | 1u << CIO__TASK_WAITING,
+        [CIO__TASK_RUNNING] = 1u << 0 | 1u << CIO__TASK_READY,
+        [CIO__TASK_WAITING] = 1u << CIO__TASK_RUNNING,
+        [CIO__TASK_DONE] = 1u << CIO__TASK_RUNNING,
+    };
+    if (CIO__UNLIKELY((unsigned)to > CIO__TASK_DONE ||
+                      !((legal_from[to] >> t->state) & 1u)))
+        cio__task_bad_state(t, to);
+    t->state = to;
+}
 /* Make a WAITING task ready; its suspension returns rc. Returns false (and
  * does nothing) if the task is not waiting: the first wake wins. */
 bool cio__task_wake(cio_task *t, int rc);
@@ -241,9 +273,15 @@ int cio__context_inherit(cio_task *child, const cio_task *parent);
 void cio__context_release(cio_task *t);
 /* Free a task whose references are all gone. */
 void cio__task_free(cio_task *t);
+/* Free the thread's cache of task structs (at loop close). */
+void cio__task_cache_drain(void);
 
 /* ---- loop helpers -------------------------------------------------------- */
-void cio__ready_push(cio_loop *loop, cio_task *t);
+static inline void cio__ready_push(cio_loop *loop, cio_task *t)
+{
+    cio__list_push_back(&loop->ready, &t->ready_node);
+    loop->n_ready++;
+}
 /* Switch from the current task to the next ready one (or the scheduler).
  * Returns when the current task is resumed. */
 void cio__switch_away(cio_loop *loop, cio_task *self);
@@ -252,5 +290,59 @@ _Noreturn void cio__switch_final(cio_loop *loop, cio_task *self);
 /* Switch from the scheduler into task t. */
 void cio__switch_into(cio_loop *loop, cio_task *t);
 int64_t cio__loop_now(cio_loop *loop);
+
+/* ==========================================================================
+ * Sync primitives, queues and context (sync.c, queue.c, context.c).
+ *
+ * Every primitive parks its waiters on an intrusive FIFO list of
+ * cio__waiter nodes that live on the waiting task's stack. The protocol:
+ *
+ *   waiter: cio__suspend_check; link its node; cio__park; unlink the node if
+ *           it is still linked. Woken with rc >= 0: it was handed what it
+ *           waited for (stored in the node or in the primitive); rc < 0:
+ *           it owns nothing.
+ *   waker:  pop nodes from the front; hand over ONLY through a
+ *           cio__task_wake(task, rc) that returns true. A false return
+ *           means the task was already woken by a cancellation and has not
+ *           run yet: skip it (it owns nothing) and try the next node.
+ *
+ * So a linked node whose task is not WAITING belongs to a cancelled waiter
+ * that has not resumed yet ("dead"); it holds nothing.
+ */
+typedef struct cio__waiter {
+    cio__list node;
+    cio_task *task;
+    void *item; /* queues: the item handed over (get) or offered (put) */
+} cio__waiter;
+
+static inline bool cio__waiter_live(const cio__waiter *w)
+{
+    return w->task->state == CIO__TASK_WAITING;
+}
+
+/* Pop nodes from the front of l until one's task accepts a wake with rc.
+ * Returns that node (unlinked), or NULL when no live waiter is left (the
+ * list is then empty). */
+static inline cio__waiter *cio__waiters_wake_one(cio__list *l, int rc)
+{
+    cio__list *n;
+    while ((n = cio__list_pop_front(l))) {
+        cio__waiter *w = CIO__CONTAINER(n, cio__waiter, node);
+        if (cio__task_wake(w->task, rc))
+            return w;
+    }
+    return NULL;
+}
+
+/* Wake every live waiter of l with rc, in order; empties l. Returns the
+ * number woken. */
+size_t cio__waiters_wake_all(cio__list *l, int rc);
+/* Unlink the dead nodes of l; returns the number of live waiters left. */
+size_t cio__waiters_purge(cio__list *l);
+/* Link w for self at the back of l, park, unlink if still linked, and
+ * return the wake code. The caller has done cio__suspend_check. */
+int cio__waiter_park(cio__list *l, cio__waiter *w, cio_task *self);
+/* Debug mode (CIO_DEBUG=1 in the environment, read once). */
+bool cio__debug_enabled(void);
 
 #endif

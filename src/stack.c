@@ -99,6 +99,8 @@ int cio__stack_alloc(cio_loop *loop, cio__stack *st, size_t size)
     void *map = NULL;
     if (size == loop->stack_size && loop->stack_pool_len)
         map = loop->stack_pool[--loop->stack_pool_len];
+    else if (size == loop->stack_size && loop->stack_cold_len)
+        map = loop->stack_cold[--loop->stack_cold_len];
     if (!map) {
         if (guard_install_works < 0)
             guard_install_works = probe_guard_install();
@@ -145,6 +147,22 @@ void cio__stack_free(cio_loop *loop, cio__stack *st)
             return;
         }
     }
+    if (st->size == loop->stack_size) {
+        if (loop->stack_cold_len == loop->stack_cold_cap) {
+            size_t cap = loop->stack_cold_cap ? 2 * loop->stack_cold_cap : 1024;
+            void **cold = realloc(loop->stack_cold, cap * sizeof *cold);
+            if (cold) {
+                loop->stack_cold = cold;
+                loop->stack_cold_cap = cap;
+            }
+        }
+        if (loop->stack_cold_len < loop->stack_cold_cap &&
+            madvise(st->lo, st->size, MADV_DONTNEED) == 0) {
+            loop->stack_cold[loop->stack_cold_len++] = st->map;
+            st->map = NULL;
+            return;
+        }
+    }
     munmap(st->map, st->map_size);
     st->map = NULL;
 }
@@ -156,6 +174,11 @@ void cio__stack_pool_drain(cio_loop *loop)
         munmap(loop->stack_pool[--loop->stack_pool_len], map_size);
     free(loop->stack_pool);
     loop->stack_pool = NULL;
+    while (loop->stack_cold_len)
+        munmap(loop->stack_cold[--loop->stack_cold_len], map_size);
+    free(loop->stack_cold);
+    loop->stack_cold = NULL;
+    loop->stack_cold_cap = 0;
 }
 
 /* ---- overflow reporting ------------------------------------------------- */

@@ -25,31 +25,10 @@ static const char *state_name(int s)
     }
 }
 
-/* Every state change goes through here. Legal transitions:
- *   new -> READY, READY -> RUNNING, RUNNING -> READY (yield, eager spawn),
- *   RUNNING -> WAITING -> READY, RUNNING -> DONE. */
-void cio__task_set_state(cio_task *t, int to)
+void cio__task_bad_state(const cio_task *t, int to)
 {
-    int from = t->state;
-    bool ok;
-    switch (to) {
-    case CIO__TASK_READY:
-        ok = from == 0 || from == CIO__TASK_RUNNING || from == CIO__TASK_WAITING;
-        break;
-    case CIO__TASK_RUNNING:
-        ok = from == CIO__TASK_READY || from == 0;
-        break;
-    case CIO__TASK_WAITING:
-    case CIO__TASK_DONE:
-        ok = from == CIO__TASK_RUNNING;
-        break;
-    default:
-        ok = false;
-    }
-    if (CIO__UNLIKELY(!ok))
-        cio__panic("task '%s': illegal state change %s -> %s", t->name,
-                   state_name(from), state_name(to));
-    t->state = to;
+    cio__panic("task '%s': illegal state change %s -> %s", t->name,
+               state_name(t->state), state_name(to));
 }
 
 /* ---- cancellation -------------------------------------------------------- */
@@ -151,6 +130,35 @@ void cio__watch_remove(cio__watch *w)
 
 static void task_complete(cio_task *t, int status);
 
+/* Freed task structs kept for reuse, per thread (a handle may be released
+ * after its loop closed, so the cache cannot live in the loop). Only while
+ * a loop runs on the thread: cio_loop_close drains it, so a thread that
+ * exits leaks nothing. */
+#define TASK_CACHE_MAX 256
+static __thread cio_task *task_cache[TASK_CACHE_MAX];
+static __thread unsigned task_cache_len;
+
+static cio_task *task_alloc(void)
+{
+    if (task_cache_len)
+        return task_cache[--task_cache_len];
+    return malloc(sizeof(cio_task));
+}
+
+static void task_dealloc(cio_task *t)
+{
+    if (cio__tls_loop && task_cache_len < TASK_CACHE_MAX)
+        task_cache[task_cache_len++] = t;
+    else
+        free(t);
+}
+
+void cio__task_cache_drain(void)
+{
+    while (task_cache_len)
+        free(task_cache[--task_cache_len]);
+}
+
 static void task_entry(void *arg)
 {
     cio_task *t = arg;
@@ -166,8 +174,19 @@ static void set_name(cio_task *t, const char *fmt, va_list ap)
         free(t->name);
     t->name = t->name_buf;
     if (!fmt) {
-        snprintf(t->name_buf, sizeof t->name_buf, "task-%llu",
-                 (unsigned long long)t->id);
+        /* "task-<id>" without printf: this runs on every unnamed spawn and
+         * snprintf was half of spawn + join. */
+        char digits[20];
+        int n = 0;
+        uint64_t v = t->id;
+        do {
+            digits[n++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        memcpy(t->name_buf, "task-", 5);
+        for (int i = 0; i < n; i++)
+            t->name_buf[5 + i] = digits[n - 1 - i];
+        t->name_buf[5 + n] = 0;
         return;
     }
     if (!strchr(fmt, '%')) {
@@ -211,14 +230,14 @@ int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
         return -EINVAL;
     if (!fn)
         return -EINVAL;
-    cio_task *t = malloc(sizeof *t);
+    cio_task *t = task_alloc();
     if (!t)
         return -ENOMEM;
     memset(t, 0, offsetof(cio_task, name_buf));
     size_t size = opts && opts->stack_size ? opts->stack_size : loop->stack_size;
     int rc = cio__stack_alloc(loop, &t->stack, size);
     if (rc) {
-        free(t);
+        task_dealloc(t);
         return rc;
     }
     t->loop = loop;
@@ -234,7 +253,7 @@ int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
     rc = cio__context_inherit(t, loop->current);
     if (rc) {
         cio__stack_free(loop, &t->stack);
-        free(t);
+        task_dealloc(t);
         return rc;
     }
     set_name(t, fmt, ap);
@@ -340,7 +359,7 @@ void cio__task_free(cio_task *t)
     }
     if (t->name != t->name_buf)
         free(t->name);
-    free(t);
+    task_dealloc(t);
 }
 
 /* ---- handles and queries --------------------------------------------------- */
