@@ -127,6 +127,10 @@ void cio__backend_unwatch(cio_loop *loop, cio__io_watch *w);
 int cio__backend_poll(cio_loop *loop, int64_t timeout);
 
 /* ---- tasks --------------------------------------------------------------- */
+struct cio_loop;
+extern __thread struct cio_loop *cio__tls_loop
+    __attribute__((tls_model("initial-exec")));
+
 enum cio__task_state {
     CIO__TASK_READY = 1, /* in the ready queue */
     CIO__TASK_RUNNING,   /* the current task */
@@ -144,7 +148,6 @@ typedef struct cio__done_cb {
 
 struct cio_task {
     cio__ctx ctx;
-    cio__list ready_node;    /* in loop->ready while READY */
     cio__list all_node;      /* in loop->tasks while not DONE */
     cio_loop *loop;
     int state;
@@ -186,7 +189,12 @@ struct cio_handle {
 struct cio_loop {
     cio__ctx sched_ctx;      /* the thread's own stack: the scheduler */
     cio_task *current;       /* running task, NULL in the scheduler */
-    cio__list ready;         /* ready tasks, FIFO */
+    /* Ready tasks, FIFO: a ring of task pointers. Its capacity is kept at
+     * least the number of live tasks (grown at spawn, where failure can be
+     * reported), so a wake-up never allocates and never fails. */
+    cio_task **ready_buf;
+    size_t ready_mask;       /* capacity - 1; capacity is a power of two */
+    size_t ready_head;
     size_t n_ready;
     cio__list tasks;         /* every task not yet done */
     /* Not next to n_ready: gcc merges "n_ready--; batch_left--;" into one
@@ -222,7 +230,6 @@ struct cio_loop {
     size_t thread_stack_size;
 };
 
-extern __thread cio_loop *cio__tls_loop;
 
 /* Transition a task's state, asserting the transition is legal:
  * new -> READY, new -> RUNNING, READY -> RUNNING, RUNNING -> READY (yield,
@@ -245,14 +252,39 @@ static inline void cio__task_set_state(cio_task *t, int to)
 /* Make a WAITING task ready; its suspension returns rc. Returns false (and
  * does nothing) if the task is not waiting: the first wake wins. */
 bool cio__task_wake(cio_task *t, int rc);
-/* The cancellation the task sees now: 0, -ECANCELED or -ETIMEDOUT. */
-int cio__cancel_code(const cio_task *t);
+/* The cancellation the task sees now: 0, -ECANCELED or -ETIMEDOUT. The
+ * outermost cancelled scope below the nearest shield wins; the task's own
+ * cancellation counts only if no shield intervenes. */
+static inline int cio__cancel_code(const cio_task *t)
+{
+    int code = 0;
+    for (const cio_scope *s = t->scope; s; s = s->parent) {
+        if (s->cancel_reason)
+            code = s->cancel_reason;
+        if (s->shield)
+            return code;
+    }
+    if (t->cancelling > 0)
+        code = -ECANCELED;
+    return code;
+}
 /* Wake t with its cancellation code if it is waiting and now cancelled. */
 void cio__task_interrupt(cio_task *t);
 /* Start of every suspending call: checks that a task is running and not
  * cancelled, records the site. Returns 0 or the error to return. */
-int cio__suspend_check(cio_task **self, const char *file, int line,
-                       const char *func);
+static inline int cio__suspend_check(cio_task **self, const char *file,
+                                     int line, const char *func)
+{
+    cio_loop *loop = cio__tls_loop;
+    cio_task *t = loop ? loop->current : NULL;
+    *self = t;
+    if (CIO__UNLIKELY(!t))
+        return -EPERM;
+    t->site.file = file;
+    t->site.line = line;
+    t->site.func = func;
+    return cio__cancel_code(t);
+}
 /* Suspend the current task (state WAITING) until cio__task_wake. Returns
  * the wake code. */
 int cio__park(cio_task *self);
@@ -279,9 +311,17 @@ void cio__task_cache_drain(void);
 /* ---- loop helpers -------------------------------------------------------- */
 static inline void cio__ready_push(cio_loop *loop, cio_task *t)
 {
-    cio__list_push_back(&loop->ready, &t->ready_node);
+    loop->ready_buf[(loop->ready_head + loop->n_ready) & loop->ready_mask] = t;
     loop->n_ready++;
 }
+static inline void cio__ready_push_front(cio_loop *loop, cio_task *t)
+{
+    loop->ready_head = (loop->ready_head - 1) & loop->ready_mask;
+    loop->ready_buf[loop->ready_head] = t;
+    loop->n_ready++;
+}
+/* Make room in the ready ring for n tasks. Returns 0 or -ENOMEM. */
+int cio__ready_reserve(cio_loop *loop, size_t n);
 /* Switch from the current task to the next ready one (or the scheduler).
  * Returns when the current task is resumed. */
 void cio__switch_away(cio_loop *loop, cio_task *self);

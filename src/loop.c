@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-__thread cio_loop *cio__tls_loop;
+__thread cio_loop *cio__tls_loop __attribute__((tls_model("initial-exec")));
 
 #ifdef CIO_ASAN
 void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom,
@@ -102,11 +102,16 @@ int64_t cio_now(void)
 
 /* Release the stack of a task that finished and switched away for the last
  * time; runs on whichever stack was switched to. */
-static void reap_zombie(cio_loop *loop)
+__attribute__((noinline)) static void reap_zombie_slow(cio_loop *loop);
+static inline void reap_zombie(cio_loop *loop)
+{
+    if (CIO__UNLIKELY(loop->zombie != NULL))
+        reap_zombie_slow(loop);
+}
+
+static void reap_zombie_slow(cio_loop *loop)
 {
     cio_task *z = loop->zombie;
-    if (CIO__LIKELY(!z))
-        return;
     loop->zombie = NULL;
     cio__stack_free(loop, &z->stack);
     if (--z->refs == 0)
@@ -148,13 +153,34 @@ void cio__task_entry_prologue(cio_loop *loop)
 }
 
 
-static cio_task *ready_pop(cio_loop *loop)
+static inline cio_task *ready_pop(cio_loop *loop)
 {
-    cio__list *n = cio__list_pop_front(&loop->ready);
-    if (!n)
+    if (!loop->n_ready)
         return NULL;
+    cio_task *t = loop->ready_buf[loop->ready_head];
+    loop->ready_head = (loop->ready_head + 1) & loop->ready_mask;
     loop->n_ready--;
-    return CIO__CONTAINER(n, cio_task, ready_node);
+    return t;
+}
+
+int cio__ready_reserve(cio_loop *loop, size_t n)
+{
+    size_t cap = loop->ready_buf ? loop->ready_mask + 1 : 0;
+    if (n <= cap)
+        return 0;
+    size_t new_cap = cap ? cap : 64;
+    while (new_cap < n)
+        new_cap *= 2;
+    cio_task **buf = malloc(new_cap * sizeof *buf);
+    if (!buf)
+        return -ENOMEM;
+    for (size_t i = 0; i < loop->n_ready; i++)
+        buf[i] = loop->ready_buf[(loop->ready_head + i) & loop->ready_mask];
+    free(loop->ready_buf);
+    loop->ready_buf = buf;
+    loop->ready_mask = new_cap - 1;
+    loop->ready_head = 0;
+    return 0;
 }
 
 /* The coarse clock's resolution (a jiffy), read once. */
@@ -173,7 +199,7 @@ static int64_t coarse_tick(void)
 /* May a new batch start without going through the scheduler? Only when the
  * scheduler would have nothing to do: no I/O watched, no callbacks, no
  * outside work, no timer due. */
-static bool light_turn_possible(cio_loop *loop)
+__attribute__((noinline)) static bool light_turn_possible(cio_loop *loop)
 {
     if (!loop->n_ready || !cio__list_empty(&loop->soon) || loop->n_io_watches ||
         loop->n_external)
@@ -197,9 +223,9 @@ static bool light_turn_possible(cio_loop *loop)
 }
 
 /* The next task to run in this turn, or NULL for the scheduler. */
-static cio_task *pick_next(cio_loop *loop)
+static inline cio_task *pick_next(cio_loop *loop)
 {
-    if (loop->batch_left == 0) {
+    if (CIO__UNLIKELY(loop->batch_left == 0)) {
         if (!light_turn_possible(loop))
             return NULL;
         loop->batch_left = loop->n_ready;
@@ -210,7 +236,8 @@ static cio_task *pick_next(cio_loop *loop)
     return next;
 }
 
-void cio__switch_away(cio_loop *loop, cio_task *self)
+static inline __attribute__((always_inline)) void switch_away(cio_loop *loop,
+                                                              cio_task *self)
 {
     cio_task *next = pick_next(loop);
     if (next == self) {
@@ -222,6 +249,23 @@ void cio__switch_away(cio_loop *loop, cio_task *self)
         cio__task_set_state(next, CIO__TASK_RUNNING);
     do_switch(loop, self, next, false);
     reap_zombie(loop);
+}
+
+void cio__switch_away(cio_loop *loop, cio_task *self) { switch_away(loop, self); }
+
+/* Here rather than in task.c so that the whole hop inlines: a yield is the
+ * runtime's hottest path. */
+int cio_yield_site(const char *file, int line, const char *func)
+{
+    cio_task *self;
+    int rc = cio__suspend_check(&self, file, line, func);
+    if (rc)
+        return rc;
+    cio_loop *loop = self->loop;
+    cio__task_set_state(self, CIO__TASK_READY);
+    cio__ready_push(loop, self);
+    switch_away(loop, self);
+    return cio__cancel_code(self);
 }
 
 void cio__switch_final(cio_loop *loop, cio_task *self)
@@ -458,7 +502,6 @@ int cio_loop_new(cio_loop **out, const cio_loop_options *opts)
     cio_loop *loop = calloc(1, sizeof *loop);
     if (!loop)
         return -ENOMEM;
-    cio__list_init(&loop->ready);
     cio__list_init(&loop->tasks);
     cio__list_init(&loop->soon);
     loop->epoll_fd = -1;
@@ -575,8 +618,6 @@ void cio_loop_close(cio_loop *loop)
         cio__list *n;
         while ((n = cio__list_pop_front(&loop->tasks))) {
             cio_task *t = CIO__CONTAINER(n, cio_task, all_node);
-            if (cio__list_linked(&t->ready_node))
-                cio__list_remove(&t->ready_node);
             cio__stack_free(loop, &t->stack);
             t->state = CIO__TASK_DONE;
             t->status = -ECANCELED;
@@ -586,6 +627,7 @@ void cio_loop_close(cio_loop *loop)
                 cio__task_free(t);
         }
         loop->n_tasks = 0;
+        loop->n_ready = 0;
     }
     loop->running = false;
     loop->closed = true;
@@ -605,6 +647,7 @@ void cio_loop_close(cio_loop *loop)
     }
     cio__timer_heap_free(&loop->timers);
     cio__stack_pool_drain(loop);
+    free(loop->ready_buf);
     cio__backend_close(loop);
     cio__overflow_handler_remove(loop);
     if (cio__tls_loop == loop)

@@ -33,20 +33,6 @@ void cio__task_bad_state(const cio_task *t, int to)
 
 /* ---- cancellation -------------------------------------------------------- */
 
-int cio__cancel_code(const cio_task *t)
-{
-    int code = 0;
-    for (const cio_scope *s = t->scope; s; s = s->parent) {
-        if (s->cancel_reason)
-            code = s->cancel_reason; /* the outermost cancelled scope wins */
-        if (s->shield)
-            return code;
-    }
-    if (t->cancelling > 0)
-        code = -ECANCELED;
-    return code;
-}
-
 bool cio__task_wake(cio_task *t, int rc)
 {
     if (t->state != CIO__TASK_WAITING)
@@ -82,20 +68,6 @@ int cio_task_uncancel(cio_task *t)
     if (t->cancelling > 0)
         t->cancelling--;
     return t->cancelling;
-}
-
-int cio__suspend_check(cio_task **self, const char *file, int line,
-                       const char *func)
-{
-    cio_loop *loop = cio__tls_loop;
-    cio_task *t = loop ? loop->current : NULL;
-    *self = t;
-    if (CIO__UNLIKELY(!t))
-        return -EPERM;
-    t->site.file = file;
-    t->site.line = line;
-    t->site.func = func;
-    return cio__cancel_code(t);
 }
 
 int cio__park(cio_task *self)
@@ -230,6 +202,8 @@ int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
         return -EINVAL;
     if (!fn)
         return -EINVAL;
+    if (cio__ready_reserve(loop, loop->n_tasks + 1) != 0)
+        return -ENOMEM;
     cio_task *t = task_alloc();
     if (!t)
         return -ENOMEM;
@@ -245,7 +219,6 @@ int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
     t->arg = arg;
     t->id = ++loop->next_task_id;
     t->refs = 1 + (out != NULL);
-    cio__list_init(&t->ready_node);
     cio__list_init(&t->watchers);
     cio__list_init(&t->done_cbs);
     cio__list_init(&t->group_node);
@@ -274,12 +247,10 @@ int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
         /* Run the child now; the parent goes first in line, so it resumes
          * as soon as the child suspends. */
         cio__task_set_state(parent, CIO__TASK_READY);
-        cio__list_push_front(&loop->ready, &parent->ready_node);
-        loop->n_ready++;
+        cio__ready_push_front(loop, parent);
         loop->batch_left++;
         cio__task_set_state(t, CIO__TASK_READY);
-        cio__list_push_front(&loop->ready, &t->ready_node);
-        loop->n_ready++;
+        cio__ready_push_front(loop, t);
         loop->batch_left++;
         cio__switch_away(loop, parent);
         return 0;
@@ -537,18 +508,6 @@ int cio_join_site(cio_task *task, int *status, const char *file, int line,
     if (status)
         *status = cio_task_status(task);
     return 0;
-}
-
-int cio_yield_site(const char *file, int line, const char *func)
-{
-    cio_task *self;
-    int rc = cio__suspend_check(&self, file, line, func);
-    if (rc)
-        return rc;
-    cio__task_set_state(self, CIO__TASK_READY);
-    cio__ready_push(self->loop, self);
-    cio__switch_away(self->loop, self);
-    return cio__cancel_code(self);
 }
 
 typedef struct sleep_timer {
