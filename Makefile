@@ -1,0 +1,68 @@
+# Thin wrapper over CMake; the build itself is CMakeLists.txt.
+#
+#   make                  build/ (RelWithDebInfo): libcio.a, libcio.so, cio_tests,
+#                         bench_*, example_*
+#   make check            scripts/check.sh: every test stage this machine can run
+#                         (CIO_CHECK_STAGES=plain,asan make check for a subset)
+#   make demo             build and run examples/demo.c
+#   make bench            build and run every bench_* (BENCH_ARGS=--quick for a
+#                         short run)
+#   make install          PREFIX=/usr/local (DESTDIR is honoured)
+#   make clean            remove build/ and build-*/
+#
+# CMAKE_ARGS is passed to the configure step, e.g.
+#   make CMAKE_ARGS="-DCIO_CONTEXT=ucontext"
+
+BUILD      ?= build
+PREFIX     ?= /usr/local
+JOBS       ?= 2
+CMAKE      ?= cmake
+CMAKE_ARGS ?=
+BENCH_ARGS ?=
+
+.PHONY: all build deps check demo bench install clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh --minimal
+
+# Configure once (or again when CMAKE_ARGS are given); later builds re-run
+# CMake by themselves when CMakeLists.txt or the globbed sources change.
+build: deps
+	@if [ ! -f $(BUILD)/CMakeCache.txt ] || [ -n "$(CMAKE_ARGS)" ]; then \
+	    echo "$(CMAKE) -S . -B $(BUILD) $(CMAKE_ARGS)"; \
+	    $(CMAKE) -S . -B $(BUILD) $(CMAKE_ARGS); \
+	fi
+	@# (without our MAKEFLAGS: CMake's own makefiles are not a sub-make of this one)
+	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $(CMAKE) --build $(BUILD) -j$(JOBS)
+
+check:
+	@bash scripts/check.sh
+
+demo:
+	@if [ ! -f examples/demo.c ]; then \
+	    echo "make demo: examples/demo.c does not exist (yet): nothing to run" >&2; \
+	    exit 1; \
+	fi
+	@$(MAKE) --no-print-directory build
+	@if [ ! -x $(BUILD)/example_demo ]; then \
+	    echo "make demo: $(BUILD)/example_demo was not built (CIO_BUILD_EXAMPLES=OFF?)" >&2; \
+	    exit 1; \
+	fi
+	$(BUILD)/example_demo
+
+bench: build
+	@set -e; found=0; \
+	for b in $(BUILD)/bench_*; do \
+	    [ -x "$$b" ] || continue; found=1; \
+	    echo "==== $$b $(BENCH_ARGS)"; \
+	    "$$b" $(BENCH_ARGS); \
+	done; \
+	if [ $$found = 0 ]; then echo "make bench: no bench/*.c, nothing to run"; fi
+
+install: build
+	$(CMAKE) --install $(BUILD) --prefix "$(PREFIX)"
+
+clean:
+	rm -rf build build-*/
