@@ -194,6 +194,27 @@ CIO_EXTERN int64_t cio_handle_when(const cio_handle *h);
 CIO_EXTERN void cio_handle_release(cio_handle *h);
 
 /* ---------------------------------------------------------------------------
+ * Other threads. A loop belongs to one thread; these are the ways in.
+ */
+
+/* call_soon_threadsafe: from any thread, queue fn(arg) to run on `loop`'s
+ * thread on its next turn (outside any task; it must not suspend), waking
+ * the loop if it sleeps. Calls from one thread run in the order made.
+ * Returns 0, -ENOMEM, or -EINVAL (NULL fn, or the loop is closing). The
+ * caller must know the loop is still alive: join your threads, or stop
+ * calling, before cio_loop_close (a call racing with close either runs or
+ * is refused, never half done, but a freed loop cannot be detected). */
+CIO_EXTERN int cio_call_soon_threadsafe(cio_loop *loop, cio_callback_fn fn,
+                                        void *arg);
+
+/* Tell the loop that outside work (a thread that will call
+ * cio_call_soon_threadsafe) may wake it. While the count is above zero the
+ * loop never reports a deadlock and the virtual clock waits in real time
+ * instead of jumping. On the loop's thread only. Each ref needs an unref. */
+CIO_EXTERN void cio_loop_external_ref(cio_loop *loop);
+CIO_EXTERN void cio_loop_external_unref(cio_loop *loop);
+
+/* ---------------------------------------------------------------------------
  * Tasks.
  *
  * cio_spawn returns a handle the caller owns (if task != NULL): keep it to
@@ -540,6 +561,12 @@ struct cio_as_completed {
 
 #ifdef __cplusplus
 }
+#endif
+
+#if defined(__has_include)
+#if __has_include("cio/sync.h")
+#include "cio/sync.h"
+#endif
 #endif
 
 #endif /* CIO_H */

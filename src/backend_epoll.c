@@ -28,11 +28,13 @@ void cio__backend_close(cio_loop *loop)
 
 int cio__backend_watch(cio_loop *loop, cio__io_watch *w)
 {
-    struct epoll_event ev = {.events = w->events | EPOLLONESHOT, .data.ptr = w};
+    struct epoll_event ev = {
+        .events = w->events | (w->persistent ? 0 : EPOLLONESHOT), .data.ptr = w};
     w->revents = 0;
     if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, w->fd, &ev) != 0)
         return -errno;
-    loop->n_io_watches++;
+    if (!w->persistent)
+        loop->n_io_watches++;
     return 0;
 }
 
@@ -44,7 +46,8 @@ void cio__backend_unwatch(cio_loop *loop, cio__io_watch *w)
      * kernel holds no reference to w any more. */
     epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, w->fd, NULL);
     w->fd = -1;
-    loop->n_io_watches--;
+    if (!w->persistent)
+        loop->n_io_watches--;
 }
 
 /* epoll_pwait2 (Linux 5.11+) takes a nanosecond timeout; older kernels
@@ -88,7 +91,8 @@ int cio__backend_poll(cio_loop *loop, int64_t timeout)
     for (int i = 0; i < n; i++) {
         cio__io_watch *w = events[i].data.ptr;
         w->revents = events[i].events;
-        cio__backend_unwatch(loop, w);
+        if (!w->persistent)
+            cio__backend_unwatch(loop, w);
         w->fn(w);
     }
     return n;
@@ -120,6 +124,7 @@ int cio_wait_fd_site(int fd, unsigned events, const char *file, int line,
     fw.task = self;
     fw.watch.fd = fd;
     fw.watch.fn = fd_ready;
+    fw.watch.persistent = false;
     fw.watch.events = ((events & CIO_READABLE) ? EPOLLIN | EPOLLRDHUP : 0) |
                       ((events & CIO_WRITABLE) ? EPOLLOUT : 0);
     rc = cio__backend_watch(self->loop, &fw.watch);

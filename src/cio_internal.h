@@ -115,16 +115,26 @@ typedef struct cio__io_watch {
     unsigned events;    /* EPOLLIN / EPOLLOUT wanted */
     unsigned revents;   /* what happened */
     void (*fn)(struct cio__io_watch *);
+    bool persistent;    /* stays registered after firing; not counted as
+                         * something a task waits on */
 } cio__io_watch;
 
 int cio__backend_open(cio_loop *loop);
 void cio__backend_close(cio_loop *loop);
-/* Register a one-shot interest; fn runs from the loop when it fires. */
+/* Register an interest; fn runs from the loop when it fires. A one-shot
+ * watch is forgotten after firing, a persistent one stays registered. */
 int cio__backend_watch(cio_loop *loop, cio__io_watch *w);
 void cio__backend_unwatch(cio_loop *loop, cio__io_watch *w);
 /* Wait up to timeout ns (-1 = forever, 0 = poll) and dispatch events.
  * Returns the number of events dispatched or a negative error. */
 int cio__backend_poll(cio_loop *loop, int64_t timeout);
+
+/* ---- thread-safe entry (threadsafe.c) -------------------------------------- */
+typedef struct cio__threadsafe cio__threadsafe;
+int cio__threadsafe_open(cio_loop *loop);
+void cio__threadsafe_close(cio_loop *loop);
+/* True when a foreign thread queued something (a relaxed atomic read). */
+bool cio__threadsafe_pending(const cio_loop *loop);
 
 /* ---- tasks --------------------------------------------------------------- */
 struct cio_loop;
@@ -213,6 +223,7 @@ struct cio_loop {
     int epoll_fd;
     size_t n_io_watches;     /* registered one-shot I/O interests */
     size_t n_external;       /* outside work that can wake the loop */
+    cio__threadsafe *threadsafe; /* call_soon_threadsafe queue + eventfd */
     cio_task *zombie;        /* finished task whose stack must be released */
     uint64_t next_task_id;
     size_t stack_size;

@@ -202,7 +202,7 @@ static int64_t coarse_tick(void)
 __attribute__((noinline)) static bool light_turn_possible(cio_loop *loop)
 {
     if (!loop->n_ready || !cio__list_empty(&loop->soon) || loop->n_io_watches ||
-        loop->n_external)
+        loop->n_external || cio__threadsafe_pending(loop))
         return false;
     cio__timer *min = cio__timer_min(&loop->timers);
     if (!min)
@@ -451,25 +451,23 @@ static int loop_turn(cio_loop *loop)
     } else
         timeout = -1;
 
-    if (timeout < 0 && !loop->n_io_watches && !loop->n_external)
+    bool io_possible = loop->n_io_watches || loop->n_external;
+    if (timeout < 0 && !io_possible)
         return -EDEADLK;
 
-    if (loop->virtual_clock && timeout != 0) {
-        /* Virtual time: see whether I/O or outside work can make progress
-         * now; if nothing can, jump to the next timer instead of sleeping. */
-        int n = 0;
-        if (loop->n_io_watches || loop->n_external)
-            n = cio__backend_poll(loop, loop->n_external ? (min ? 10 * CIO_MSEC : -1) : 0);
-        if (n <= 0 && min && !loop->n_external && !loop->n_ready &&
-            cio__list_empty(&loop->soon)) {
-            if (min->when > loop->now)
-                loop->now = min->when;
-        } else if (n <= 0 && !min && !loop->n_external && !loop->n_ready &&
-                   cio__list_empty(&loop->soon) && loop->n_io_watches) {
-            cio__backend_poll(loop, -1);
-        }
-    } else if (timeout != 0 || loop->n_io_watches || loop->n_external) {
-        cio__backend_poll(loop, timeout);
+    if (!loop->virtual_clock || timeout == 0) {
+        if (timeout != 0 || io_possible || cio__threadsafe_pending(loop))
+            cio__backend_poll(loop, timeout);
+    } else if (!io_possible) {
+        loop->now = min->when > loop->now ? min->when : loop->now;
+    } else if (loop->n_external) {
+        /* Outside work (the executor, a foreign thread) may finish at any
+         * real moment: wait for it in real time rather than jump ahead. */
+        cio__backend_poll(loop, min ? 10 * CIO_MSEC : -1);
+    } else if (cio__backend_poll(loop, min ? 0 : -1) == 0 && min) {
+        /* Virtual time: nothing can make progress now, so jump to the
+         * next timer instead of sleeping. */
+        loop->now = min->when > loop->now ? min->when : loop->now;
     }
     loop->clock_stale = true;
     run_due_timers(loop);
@@ -520,8 +518,11 @@ int cio_loop_new(cio_loop **out, const cio_loop_options *opts)
     }
     int rc = cio__backend_open(loop);
     if (rc == 0)
+        rc = cio__threadsafe_open(loop);
+    if (rc == 0)
         rc = cio__overflow_handler_install(loop);
     if (rc) {
+        cio__threadsafe_close(loop);
         cio__backend_close(loop);
         free(loop);
         return rc;
@@ -648,6 +649,7 @@ void cio_loop_close(cio_loop *loop)
     cio__timer_heap_free(&loop->timers);
     cio__stack_pool_drain(loop);
     free(loop->ready_buf);
+    cio__threadsafe_close(loop);
     cio__backend_close(loop);
     cio__overflow_handler_remove(loop);
     if (cio__tls_loop == loop)

@@ -1,0 +1,145 @@
+/* Entering a loop from other threads: call_soon_threadsafe and the
+ * external-work count. A foreign thread appends to a mutex-protected queue
+ * and writes the loop's eventfd; the loop drains the queue from its own
+ * thread, in FIFO order, when the eventfd fires. */
+#include "cio_internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+typedef struct ts_call {
+    struct ts_call *next;
+    cio_callback_fn fn;
+    void *arg;
+} ts_call;
+
+struct cio__threadsafe {
+    pthread_mutex_t lock;
+    ts_call *head, *tail;     /* under lock */
+    atomic_bool pending;      /* something was queued since the last drain */
+    bool closed;              /* under lock: refuse new calls */
+    cio__io_watch watch;      /* the eventfd, persistent */
+    cio_loop *loop;
+};
+
+static void drain(cio__io_watch *w)
+{
+    cio__threadsafe *ts = CIO__CONTAINER(w, cio__threadsafe, watch);
+    uint64_t count;
+    while (read(w->fd, &count, sizeof count) > 0)
+        ;
+    atomic_store_explicit(&ts->pending, false, memory_order_relaxed);
+    pthread_mutex_lock(&ts->lock);
+    ts_call *c = ts->head;
+    ts->head = ts->tail = NULL;
+    pthread_mutex_unlock(&ts->lock);
+    while (c) {
+        ts_call *next = c->next;
+        c->fn(c->arg);
+        free(c);
+        c = next;
+    }
+}
+
+int cio__threadsafe_open(cio_loop *loop)
+{
+    cio__threadsafe *ts = calloc(1, sizeof *ts);
+    if (!ts)
+        return -ENOMEM;
+    pthread_mutex_init(&ts->lock, NULL);
+    ts->loop = loop;
+    ts->watch.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (ts->watch.fd < 0) {
+        int rc = -errno;
+        pthread_mutex_destroy(&ts->lock);
+        free(ts);
+        return rc;
+    }
+    ts->watch.events = EPOLLIN;
+    ts->watch.fn = drain;
+    ts->watch.persistent = true;
+    int rc = cio__backend_watch(loop, &ts->watch);
+    if (rc) {
+        close(ts->watch.fd);
+        pthread_mutex_destroy(&ts->lock);
+        free(ts);
+        return rc;
+    }
+    loop->threadsafe = ts;
+    return 0;
+}
+
+void cio__threadsafe_close(cio_loop *loop)
+{
+    cio__threadsafe *ts = loop->threadsafe;
+    if (!ts)
+        return;
+    pthread_mutex_lock(&ts->lock);
+    ts->closed = true;
+    ts_call *c = ts->head;
+    ts->head = ts->tail = NULL;
+    pthread_mutex_unlock(&ts->lock);
+    while (c) { /* dropped, as call_soon callbacks are at close */
+        ts_call *next = c->next;
+        free(c);
+        c = next;
+    }
+    int fd = ts->watch.fd;
+    cio__backend_unwatch(loop, &ts->watch);
+    close(fd);
+    pthread_mutex_destroy(&ts->lock);
+    free(ts);
+    loop->threadsafe = NULL;
+}
+
+bool cio__threadsafe_pending(const cio_loop *loop)
+{
+    return loop->threadsafe &&
+           atomic_load_explicit(&loop->threadsafe->pending, memory_order_relaxed);
+}
+
+int cio_call_soon_threadsafe(cio_loop *loop, cio_callback_fn fn, void *arg)
+{
+    if (!loop || !fn)
+        return -EINVAL;
+    cio__threadsafe *ts = loop->threadsafe;
+    if (!ts)
+        return -EINVAL;
+    ts_call *c = malloc(sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->next = NULL;
+    c->fn = fn;
+    c->arg = arg;
+    pthread_mutex_lock(&ts->lock);
+    if (ts->closed) {
+        pthread_mutex_unlock(&ts->lock);
+        free(c);
+        return -EINVAL;
+    }
+    if (ts->tail)
+        ts->tail->next = c;
+    else
+        ts->head = c;
+    ts->tail = c;
+    atomic_store_explicit(&ts->pending, true, memory_order_relaxed);
+    /* Written under the lock so that close cannot free the eventfd between
+     * the queueing and the wake-up. */
+    uint64_t one = 1;
+    ssize_t n = write(ts->watch.fd, &one, sizeof one);
+    (void)n; /* EAGAIN: the counter is saturated, the loop wakes anyway */
+    pthread_mutex_unlock(&ts->lock);
+    return 0;
+}
+
+void cio_loop_external_ref(cio_loop *loop) { loop->n_external++; }
+
+void cio_loop_external_unref(cio_loop *loop)
+{
+    if (loop->n_external > 0)
+        loop->n_external--;
+}
