@@ -563,10 +563,7 @@ struct cio_as_completed {
 }
 #endif
 
-#if defined(__has_include)
-#if __has_include("cio/sync.h")
+/* The rest of the API, one header per subsystem. */
 #include "cio/sync.h"
-#endif
-#endif
 
 #endif /* CIO_H */

@@ -68,6 +68,8 @@ const char *cio_strerror(int err)
         return "not allowed here (outside a task or a loop?)";
     case EBUSY:
         return "busy (not finished, or a loop already runs on this thread)";
+    case ESHUTDOWN:
+        return "shut down";
     default:
         return strerror(err);
     }
