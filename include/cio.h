@@ -72,6 +72,14 @@ CIO_EXTERN const char *cio_version_string(void);
  * (or of a positive errno value). Never returns NULL. */
 CIO_EXTERN const char *cio_strerror(int err);
 
+/* Codes beyond errno, for failures that have no errno value. Each module
+ * keeps to its own range so that cio_strerror can name every code. */
+#define CIO_ETLS_VERIFY (-12001)    /* peer certificate rejected */
+#define CIO_ETLS_HANDSHAKE (-12002) /* other TLS handshake failure */
+#define CIO_ETLS_PROTOCOL (-12003)  /* TLS protocol error after the handshake */
+#define CIO_ETLS_TRUNCATED (-12004) /* peer closed without close_notify */
+#define CIO_ETLS_CONFIG (-12005)    /* unusable certificate, key, CA or setting */
+
 /* ---------------------------------------------------------------------------
  * Time. All times are int64_t nanoseconds.
  */

@@ -23,6 +23,7 @@ CIO_DEB_PACKAGES=(
     make
     pkg-config
     libc6-dev
+    libssl-dev              # libcio_tls (TLS on OpenSSL)
 )
 # Debian packages for the extra check stages (required when CI=true).
 CIO_DEB_OPTIONAL=(

@@ -70,6 +70,16 @@ const char *cio_strerror(int err)
         return "busy (not finished, or a loop already runs on this thread)";
     case ESHUTDOWN:
         return "shut down";
+    case -CIO_ETLS_VERIFY:
+        return "TLS: peer certificate rejected";
+    case -CIO_ETLS_HANDSHAKE:
+        return "TLS: handshake failed";
+    case -CIO_ETLS_PROTOCOL:
+        return "TLS: protocol error";
+    case -CIO_ETLS_TRUNCATED:
+        return "TLS: connection closed without close_notify";
+    case -CIO_ETLS_CONFIG:
+        return "TLS: unusable certificate, key, CA or setting";
     default:
         return strerror(err);
     }

@@ -1,0 +1,436 @@
+/* TLS over loopback with certificates made in the test: a CA, and a server
+ * certificate for "localhost" signed by it. Verification fails without the
+ * CA and succeeds with it; ALPN, close_notify, truncation, bad config and
+ * cancellation mid-handshake. */
+#include "cio.h"
+#include "cio/tls.h"
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* ---- certificates ---------------------------------------------------------- */
+
+struct pki {
+    char *ca_pem, *cert_pem, *key_pem, *other_ca_pem;
+};
+
+static char *bio_text(BIO *bio)
+{
+    char *data;
+    long len = BIO_get_mem_data(bio, &data);
+    char *s = malloc((size_t)len + 1);
+    memcpy(s, data, (size_t)len);
+    s[len] = 0;
+    return s;
+}
+
+static void add_ext(X509 *cert, X509 *issuer, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    ASSERT_TRUE(ext != NULL);
+    X509_add_ext(cert, ext, -1);
+    X509_EXTENSION_free(ext);
+}
+
+static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer,
+                       EVP_PKEY *issuer_key, bool ca, long serial)
+{
+    X509 *cert = X509_new();
+    X509_set_version(cert, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), serial);
+    X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 24 * 3600);
+    X509_set_pubkey(cert, key);
+    X509_NAME *name = X509_get_subject_name(cert);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(cert, issuer ? X509_get_subject_name(issuer) : name);
+    if (ca) {
+        add_ext(cert, issuer ? issuer : cert, NID_basic_constraints, "critical,CA:TRUE");
+        add_ext(cert, issuer ? issuer : cert, NID_key_usage, "critical,keyCertSign,cRLSign");
+    } else {
+        add_ext(cert, issuer, NID_basic_constraints, "CA:FALSE");
+        add_ext(cert, issuer, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
+        add_ext(cert, issuer, NID_ext_key_usage, "serverAuth");
+    }
+    ASSERT_GT(X509_sign(cert, issuer_key ? issuer_key : key, EVP_sha256()), 0);
+    return cert;
+}
+
+static char *cert_pem(X509 *cert)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_X509(bio, cert);
+    char *s = bio_text(bio);
+    BIO_free(bio);
+    return s;
+}
+
+static void make_pki(struct pki *p)
+{
+    EVP_PKEY *ca_key = EVP_EC_gen("P-256");
+    EVP_PKEY *srv_key = EVP_EC_gen("P-256");
+    EVP_PKEY *other_key = EVP_EC_gen("P-256");
+    ASSERT_TRUE(ca_key && srv_key && other_key);
+    X509 *ca = make_cert(ca_key, "cio test CA", NULL, NULL, true, 1);
+    X509 *srv = make_cert(srv_key, "localhost", ca, ca_key, false, 2);
+    X509 *other = make_cert(other_key, "some other CA", NULL, NULL, true, 3);
+    p->ca_pem = cert_pem(ca);
+    p->cert_pem = cert_pem(srv);
+    p->other_ca_pem = cert_pem(other);
+    BIO *bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_PrivateKey(bio, srv_key, NULL, NULL, 0, NULL, NULL);
+    p->key_pem = bio_text(bio);
+    BIO_free(bio);
+    X509_free(ca);
+    X509_free(srv);
+    X509_free(other);
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(srv_key);
+    EVP_PKEY_free(other_key);
+}
+
+static void free_pki(struct pki *p)
+{
+    free(p->ca_pem);
+    free(p->cert_pem);
+    free(p->key_pem);
+    free(p->other_ca_pem);
+}
+
+/* ---- loopback sockets (plain syscalls + cio_wait_fd) ------------------------ */
+
+static int listen_loopback(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ASSERT_EQ(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ASSERT_EQ(listen(fd, 16), 0);
+    socklen_t len = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static int accept_one(int lfd)
+{
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0)
+            return fd;
+        if (errno != EAGAIN)
+            return -errno;
+        int rc = cio_wait_fd(lfd, CIO_READABLE);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+static int connect_loopback(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 && errno != EINPROGRESS) {
+        close(fd);
+        return -errno;
+    }
+    int rc = cio_wait_fd(fd, CIO_WRITABLE);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+/* ---- a TLS echo server task ------------------------------------------------- */
+
+struct server {
+    struct pki *pki;
+    int lfd;
+    int handshake_rc;     /* what the server saw */
+    int final_read;       /* the read after the echo: 0 clean, or an error */
+    char alpn[32];
+    bool with_alpn;
+};
+
+static int tls_server(void *arg)
+{
+    struct server *s = arg;
+    cio_tls_config *cfg;
+    ASSERT_EQ(cio_tls_config_new(&cfg, CIO_TLS_SERVER), 0);
+    ASSERT_EQ(cio_tls_config_set_cert_pem(cfg, s->pki->cert_pem, strlen(s->pki->cert_pem),
+                                          s->pki->key_pem, strlen(s->pki->key_pem)), 0);
+    if (s->with_alpn) {
+        const char *protos[] = {"h2", "http/1.1"};
+        ASSERT_EQ(cio_tls_config_set_alpn(cfg, protos, 2), 0);
+    }
+    int fd = accept_one(s->lfd);
+    if (fd < 0) {
+        cio_tls_config_free(cfg);
+        return fd;
+    }
+    cio_tls *tls;
+    ASSERT_EQ(cio_tls_new(&tls, cfg, fd, NULL), 0);
+    cio_tls_config_free(cfg); /* the session keeps its own reference */
+    s->handshake_rc = cio_tls_handshake(tls);
+    if (s->handshake_rc == 0) {
+        const char *a = cio_tls_alpn(tls);
+        snprintf(s->alpn, sizeof s->alpn, "%s", a ? a : "");
+        char buf[256];
+        ssize_t n = cio_tls_read(tls, buf, sizeof buf);
+        if (n > 0)
+            ASSERT_EQ(cio_tls_write(tls, buf, (size_t)n), n);
+        s->final_read = (int)cio_tls_read(tls, buf, sizeof buf);
+        cio_tls_shutdown(tls);
+    }
+    cio_tls_free(tls);
+    close(fd);
+    return 0;
+}
+
+struct client_result {
+    int handshake_rc;
+    char error[256];
+    char alpn[32];
+    char version[16];
+    char echo[64];
+};
+
+/* ca: PEM text to trust (NULL: system store). */
+static void run_client(int port, const char *ca, const char *name, bool alpn,
+                       bool clean_close, struct client_result *r)
+{
+    cio_tls_config *cfg;
+    ASSERT_EQ(cio_tls_config_new(&cfg, CIO_TLS_CLIENT), 0);
+    if (ca)
+        ASSERT_EQ(cio_tls_config_set_ca_pem(cfg, ca, strlen(ca)), 0);
+    if (alpn) {
+        const char *protos[] = {"http/1.1", "h2"};
+        ASSERT_EQ(cio_tls_config_set_alpn(cfg, protos, 2), 0);
+    }
+    int fd = connect_loopback(port);
+    ASSERT_GE(fd, 0);
+    cio_tls *tls;
+    ASSERT_EQ(cio_tls_new(&tls, cfg, fd, name), 0);
+    cio_tls_config_free(cfg);
+    memset(r, 0, sizeof *r);
+    r->handshake_rc = cio_tls_handshake(tls);
+    snprintf(r->error, sizeof r->error, "%s", cio_tls_error(tls));
+    if (r->handshake_rc == 0) {
+        const char *a = cio_tls_alpn(tls);
+        snprintf(r->alpn, sizeof r->alpn, "%s", a ? a : "");
+        snprintf(r->version, sizeof r->version, "%s", cio_tls_version(tls));
+        ASSERT_EQ(cio_tls_write(tls, "hello tls", 9), 9);
+        ssize_t n = cio_tls_read(tls, r->echo, sizeof r->echo - 1);
+        ASSERT_EQ(n, 9);
+        if (clean_close)
+            ASSERT_EQ(cio_tls_shutdown(tls), 0);
+    }
+    cio_tls_free(tls);
+    close(fd);
+}
+
+struct scenario {
+    struct pki pki;
+    const char *ca;
+    const char *name;
+    bool alpn, clean_close;
+    struct server srv;
+    struct client_result cli;
+};
+
+static int scenario_main(void *arg)
+{
+    struct scenario *sc = arg;
+    int port;
+    sc->srv.pki = &sc->pki;
+    sc->srv.lfd = listen_loopback(&port);
+    sc->srv.with_alpn = sc->alpn;
+    cio_task *srv;
+    ASSERT_EQ(cio_spawn(&srv, tls_server, &sc->srv, "tls-server"), 0);
+    cio_scope deadline; /* nothing here may hang */
+    cio_timeout_enter(&deadline, 10 * CIO_SEC);
+    run_client(port, sc->ca, sc->name, sc->alpn, sc->clean_close, &sc->cli);
+    ASSERT_EQ(cio_join(srv, NULL), 0);
+    ASSERT_EQ(cio_scope_exit(&deadline), 0);
+    cio_task_release(srv);
+    close(sc->srv.lfd);
+    return 0;
+}
+
+static void run_scenario(struct scenario *sc)
+{
+    make_pki(&sc->pki);
+    if (sc->ca == (const char *)1)
+        sc->ca = sc->pki.ca_pem;
+    else if (sc->ca == (const char *)2)
+        sc->ca = sc->pki.other_ca_pem;
+    ASSERT_EQ(cio_run(scenario_main, sc), 0);
+}
+
+TEST(tls_verified_with_test_ca_echo_and_close_notify)
+{
+    struct scenario sc = {.ca = (const char *)1, .name = "localhost", .clean_close = true};
+    run_scenario(&sc);
+    ASSERT_EQ(sc.cli.handshake_rc, 0);
+    ASSERT_EQ(sc.srv.handshake_rc, 0);
+    ASSERT_STREQ(sc.cli.echo, "hello tls");
+    ASSERT_STREQ(sc.cli.version, "TLSv1.3");
+    ASSERT_EQ(sc.srv.final_read, 0); /* close_notify: a clean end */
+    free_pki(&sc.pki);
+}
+
+TEST(tls_verify_fails_without_the_ca)
+{
+    struct scenario sc = {.ca = (const char *)2, .name = "localhost", .clean_close = true};
+    run_scenario(&sc);
+    ASSERT_EQ(sc.cli.handshake_rc, CIO_ETLS_VERIFY);
+    ASSERT_TRUE(strstr(sc.cli.error, "certificate verify failed") != NULL);
+    ASSERT_STREQ(cio_strerror(CIO_ETLS_VERIFY), "TLS: peer certificate rejected");
+    ASSERT_NE(sc.srv.handshake_rc, 0); /* the server saw the client's alert */
+    free_pki(&sc.pki);
+}
+
+TEST(tls_verify_checks_the_host_name)
+{
+    struct scenario sc = {.ca = (const char *)1, .name = "not-localhost.example"};
+    run_scenario(&sc);
+    ASSERT_EQ(sc.cli.handshake_rc, CIO_ETLS_VERIFY);
+    ASSERT_TRUE(strstr(sc.cli.error, "mismatch") != NULL);
+    free_pki(&sc.pki);
+}
+
+TEST(tls_ip_address_name_verified)
+{
+    struct scenario sc = {.ca = (const char *)1, .name = "127.0.0.1", .clean_close = true};
+    run_scenario(&sc);
+    ASSERT_EQ(sc.cli.handshake_rc, 0);
+    free_pki(&sc.pki);
+}
+
+TEST(tls_alpn_negotiated_by_server_preference)
+{
+    struct scenario sc = {.ca = (const char *)1, .name = "localhost", .alpn = true,
+                          .clean_close = true};
+    run_scenario(&sc);
+    ASSERT_EQ(sc.cli.handshake_rc, 0);
+    ASSERT_STREQ(sc.cli.alpn, "h2");
+    ASSERT_STREQ(sc.srv.alpn, "h2");
+    free_pki(&sc.pki);
+}
+
+TEST(tls_close_without_close_notify_is_truncation)
+{
+    struct scenario sc = {.ca = (const char *)1, .name = "localhost", .clean_close = false};
+    run_scenario(&sc);
+    ASSERT_EQ(sc.cli.handshake_rc, 0);
+    ASSERT_EQ(sc.srv.final_read, CIO_ETLS_TRUNCATED);
+    free_pki(&sc.pki);
+}
+
+TEST(tls_bad_config_is_reported)
+{
+    cio_tls_config *cfg;
+    ASSERT_EQ(cio_tls_config_new(&cfg, 7), -EINVAL);
+    ASSERT_EQ(cio_tls_config_new(&cfg, CIO_TLS_SERVER), 0);
+    ASSERT_EQ(cio_tls_config_set_cert_files(cfg, "/nonexistent/cert.pem", "/nonexistent/key.pem"),
+              CIO_ETLS_CONFIG);
+    ASSERT_TRUE(strstr(cio_tls_config_error(cfg), "/nonexistent/cert.pem") != NULL);
+    ASSERT_EQ(cio_tls_config_set_ca_pem(cfg, "not pem", 7), CIO_ETLS_CONFIG);
+    const char *empty[] = {""};
+    ASSERT_EQ(cio_tls_config_set_alpn(cfg, empty, 1), -EINVAL);
+    struct pki p;
+    make_pki(&p);
+    /* A key that does not match the certificate. */
+    struct pki q;
+    make_pki(&q);
+    ASSERT_EQ(cio_tls_config_set_cert_pem(cfg, p.cert_pem, strlen(p.cert_pem), q.key_pem,
+                                          strlen(q.key_pem)),
+              CIO_ETLS_CONFIG);
+    ASSERT_TRUE(strstr(cio_tls_config_error(cfg), "does not match") != NULL);
+    cio_tls_config_free(cfg);
+    free_pki(&p);
+    free_pki(&q);
+}
+
+/* A peer that is not TLS at all: the handshake fails, it does not hang. */
+static int garbage_server(void *arg)
+{
+    int lfd = *(int *)arg;
+    int fd = accept_one(lfd);
+    if (fd < 0)
+        return fd;
+    const char junk[] = "HTTP/1.0 400 Bad Request\r\n\r\n";
+    ASSERT_EQ(write(fd, junk, sizeof junk - 1), (ssize_t)sizeof junk - 1);
+    close(fd);
+    return 0;
+}
+
+/* A peer that accepts and then says nothing: a deadline ends the handshake. */
+static int silent_server(void *arg)
+{
+    int lfd = *(int *)arg;
+    int fd = accept_one(lfd);
+    if (fd < 0)
+        return fd;
+    int rc = cio_sleep(CIO_HOUR);
+    close(fd);
+    return rc;
+}
+
+static int bad_peer_main(void *arg)
+{
+    cio_task_fn server = (cio_task_fn)arg;
+    int port;
+    int lfd = listen_loopback(&port);
+    cio_task *srv;
+    ASSERT_EQ(cio_spawn(&srv, server, &lfd, "bad-peer"), 0);
+    cio_tls_config *cfg;
+    ASSERT_EQ(cio_tls_config_new(&cfg, CIO_TLS_CLIENT), 0);
+    int fd = connect_loopback(port);
+    cio_tls *tls;
+    ASSERT_EQ(cio_tls_new(&tls, cfg, fd, "localhost"), 0);
+    cio_scope s;
+    cio_timeout_enter(&s, 5 * CIO_SEC);
+    int rc = cio_tls_handshake(tls);
+    int src = cio_scope_exit(&s);
+    cio_task_cancel(srv);
+    ASSERT_EQ(cio_join(srv, NULL), 0);
+    cio_task_release(srv);
+    cio_tls_free(tls);
+    cio_tls_config_free(cfg);
+    close(fd);
+    close(lfd);
+    if (server == garbage_server) {
+        ASSERT_EQ(rc, CIO_ETLS_HANDSHAKE);
+        ASSERT_EQ(src, 0);
+    } else {
+        ASSERT_EQ(rc, -ETIMEDOUT);
+        ASSERT_EQ(src, -ETIMEDOUT);
+    }
+    return 0;
+}
+
+TEST(tls_peer_not_speaking_tls_fails_handshake)
+{
+    ASSERT_EQ(cio_run(bad_peer_main, (void *)garbage_server), 0);
+}
+
+TEST(tls_silent_peer_handshake_times_out)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, bad_peer_main, (void *)silent_server), 0);
+}

@@ -1,0 +1,534 @@
+/* TLS on cio tasks with OpenSSL. The socket stays non-blocking; whenever
+ * OpenSSL answers SSL_ERROR_WANT_READ / WANT_WRITE, the task waits for that
+ * readiness with cio_wait_fd and retries. Every OpenSSL failure is turned
+ * into a CIO_ETLS_* code plus a detail string kept in the session. */
+#include "cio/tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DETAIL_MAX 256
+
+struct cio_tls_config {
+    SSL_CTX *ctx;
+    int mode;
+    unsigned char *alpn; /* wire format: length-prefixed names */
+    size_t alpn_len;
+    int refs;
+    char error[DETAIL_MAX];
+};
+
+struct cio_tls {
+    SSL *ssl;
+    cio_tls_config *cfg;
+    int fd;
+    bool handshaken;
+    bool failed;
+    char error[DETAIL_MAX];
+    char alpn[256];
+};
+
+/* ---- errors -------------------------------------------------------------- */
+
+/* Drain OpenSSL's thread-local error queue into `detail`, most relevant
+ * (earliest) error first. Returns the first reason code (0 if none). */
+static unsigned long take_openssl_errors(char *detail, size_t cap)
+{
+    unsigned long first = 0, e;
+    size_t len = 0;
+    detail[0] = 0;
+    while ((e = ERR_get_error()) != 0) {
+        if (!first)
+            first = e;
+        const char *reason = ERR_reason_error_string(e);
+        char buf[160];
+        if (reason)
+            snprintf(buf, sizeof buf, "%s", reason);
+        else
+            ERR_error_string_n(e, buf, sizeof buf);
+        int n = snprintf(detail + len, cap - len, "%s%s", len ? "; " : "", buf);
+        if (n < 0 || (size_t)n >= cap - len)
+            break;
+        len += (size_t)n;
+    }
+    return first;
+}
+
+static int config_fail(cio_tls_config *cfg, const char *what)
+{
+    char detail[DETAIL_MAX];
+    take_openssl_errors(detail, sizeof detail);
+    /* what + ": " + detail, cut to fit (by hand: snprintf of two
+     * buffer-sized strings into one is a truncation warning by design). */
+    size_t len = 0;
+    const char *parts[] = {what, detail[0] ? ": " : "", detail};
+    for (size_t i = 0; i < 3; i++)
+        for (const char *p = parts[i]; *p && len + 1 < sizeof cfg->error; p++)
+            cfg->error[len++] = *p;
+    cfg->error[len] = 0;
+    return CIO_ETLS_CONFIG;
+}
+
+const char *cio_tls_config_error(const cio_tls_config *cfg) { return cfg->error; }
+
+/* ---- configuration --------------------------------------------------------- */
+
+int cio_tls_config_new(cio_tls_config **out, int mode)
+{
+    *out = NULL;
+    if (mode != CIO_TLS_CLIENT && mode != CIO_TLS_SERVER)
+        return -EINVAL;
+    cio_tls_config *cfg = calloc(1, sizeof *cfg);
+    if (!cfg)
+        return -ENOMEM;
+    cfg->mode = mode;
+    cfg->refs = 1;
+    ERR_clear_error();
+    cfg->ctx = SSL_CTX_new(mode == CIO_TLS_CLIENT ? TLS_client_method()
+                                                  : TLS_server_method());
+    if (!cfg->ctx) {
+        free(cfg);
+        return -ENOMEM;
+    }
+    SSL_CTX_set_min_proto_version(cfg->ctx, TLS1_2_VERSION);
+    /* Partial writes are how a non-blocking writer makes progress; the
+     * moving buffer is needed because a retried write may come from a
+     * different address (the caller's buffer advanced). */
+    SSL_CTX_set_mode(cfg->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                   SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (mode == CIO_TLS_CLIENT) {
+        SSL_CTX_set_verify(cfg->ctx, SSL_VERIFY_PEER, NULL);
+        if (SSL_CTX_set_default_verify_paths(cfg->ctx) != 1)
+            ERR_clear_error(); /* no system store: verification will say so */
+    }
+    *out = cfg;
+    return 0;
+}
+
+static void config_unref(cio_tls_config *cfg)
+{
+    if (cfg && --cfg->refs == 0) {
+        SSL_CTX_free(cfg->ctx);
+        free(cfg->alpn);
+        free(cfg);
+    }
+}
+
+void cio_tls_config_free(cio_tls_config *cfg) { config_unref(cfg); }
+
+int cio_tls_config_set_ca_file(cio_tls_config *cfg, const char *path)
+{
+    ERR_clear_error();
+    X509_STORE *store = X509_STORE_new();
+    if (!store)
+        return -ENOMEM;
+    if (X509_STORE_load_file(store, path) != 1) {
+        X509_STORE_free(store);
+        char what[DETAIL_MAX];
+        snprintf(what, sizeof what, "cannot load CA file '%s'", path);
+        return config_fail(cfg, what);
+    }
+    SSL_CTX_set_cert_store(cfg->ctx, store);
+    return 0;
+}
+
+int cio_tls_config_set_ca_pem(cio_tls_config *cfg, const char *pem, size_t len)
+{
+    ERR_clear_error();
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    if (!bio)
+        return -ENOMEM;
+    X509_STORE *store = X509_STORE_new();
+    int count = 0;
+    X509 *x;
+    while (store && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        if (X509_STORE_add_cert(store, x) == 1)
+            count++;
+        X509_free(x);
+    }
+    BIO_free(bio);
+    if (!store)
+        return -ENOMEM;
+    if (count == 0) {
+        X509_STORE_free(store);
+        return config_fail(cfg, "no CA certificate in the PEM text");
+    }
+    ERR_clear_error(); /* the end-of-input "no start line" */
+    SSL_CTX_set_cert_store(cfg->ctx, store);
+    return 0;
+}
+
+static int check_key(cio_tls_config *cfg)
+{
+    if (SSL_CTX_check_private_key(cfg->ctx) != 1)
+        return config_fail(cfg, "the private key does not match the certificate");
+    return 0;
+}
+
+int cio_tls_config_set_cert_files(cio_tls_config *cfg, const char *cert_path,
+                                  const char *key_path)
+{
+    ERR_clear_error();
+    char what[DETAIL_MAX];
+    if (SSL_CTX_use_certificate_chain_file(cfg->ctx, cert_path) != 1) {
+        snprintf(what, sizeof what, "cannot load certificate file '%s'", cert_path);
+        return config_fail(cfg, what);
+    }
+    if (SSL_CTX_use_PrivateKey_file(cfg->ctx, key_path, SSL_FILETYPE_PEM) != 1) {
+        snprintf(what, sizeof what, "cannot load key file '%s'", key_path);
+        return config_fail(cfg, what);
+    }
+    return check_key(cfg);
+}
+
+int cio_tls_config_set_cert_pem(cio_tls_config *cfg, const char *cert,
+                                size_t cert_len, const char *key, size_t key_len)
+{
+    ERR_clear_error();
+    BIO *bio = BIO_new_mem_buf(cert, (int)cert_len);
+    if (!bio)
+        return -ENOMEM;
+    X509 *leaf = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    if (!leaf) {
+        BIO_free(bio);
+        return config_fail(cfg, "no certificate in the PEM text");
+    }
+    int ok = SSL_CTX_use_certificate(cfg->ctx, leaf) == 1;
+    X509_free(leaf);
+    /* The rest of the text: intermediate certificates. */
+    X509 *extra;
+    SSL_CTX_clear_chain_certs(cfg->ctx);
+    while (ok && (extra = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL)
+        if (SSL_CTX_add0_chain_cert(cfg->ctx, extra) != 1) {
+            X509_free(extra);
+            ok = 0;
+        }
+    BIO_free(bio);
+    if (!ok)
+        return config_fail(cfg, "unusable certificate");
+    ERR_clear_error();
+    bio = BIO_new_mem_buf(key, (int)key_len);
+    if (!bio)
+        return -ENOMEM;
+    EVP_PKEY *pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (!pkey)
+        return config_fail(cfg, "no private key in the PEM text");
+    X509 *cert_in_use = SSL_CTX_get0_certificate(cfg->ctx);
+    if (cert_in_use && X509_check_private_key(cert_in_use, pkey) != 1) {
+        EVP_PKEY_free(pkey);
+        return config_fail(cfg, "the private key does not match the certificate");
+    }
+    ok = SSL_CTX_use_PrivateKey(cfg->ctx, pkey) == 1;
+    EVP_PKEY_free(pkey);
+    if (!ok)
+        return config_fail(cfg, "unusable private key");
+    return check_key(cfg);
+}
+
+void cio_tls_config_set_verify(cio_tls_config *cfg, bool verify)
+{
+    int mode = SSL_VERIFY_NONE;
+    if (verify)
+        mode = cfg->mode == CIO_TLS_CLIENT
+                   ? SSL_VERIFY_PEER
+                   : SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    SSL_CTX_set_verify(cfg->ctx, mode, NULL);
+}
+
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned inlen, void *arg)
+{
+    (void)ssl;
+    cio_tls_config *cfg = arg;
+    unsigned char *sel = NULL;
+    /* Our preference order wins. */
+    if (SSL_select_next_proto(&sel, outlen, cfg->alpn, (unsigned)cfg->alpn_len, in,
+                              inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL; /* no_application_protocol */
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+int cio_tls_config_set_alpn(cio_tls_config *cfg, const char *const *protocols,
+                            size_t n)
+{
+    size_t len = 0;
+    if (n == 0)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = protocols[i] ? strlen(protocols[i]) : 0;
+        if (l == 0 || l > 255)
+            return -EINVAL;
+        len += 1 + l;
+    }
+    unsigned char *wire = malloc(len);
+    if (!wire)
+        return -ENOMEM;
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(protocols[i]);
+        wire[off++] = (unsigned char)l;
+        memcpy(wire + off, protocols[i], l);
+        off += l;
+    }
+    free(cfg->alpn);
+    cfg->alpn = wire;
+    cfg->alpn_len = len;
+    if (cfg->mode == CIO_TLS_CLIENT) {
+        if (SSL_CTX_set_alpn_protos(cfg->ctx, wire, (unsigned)len) != 0)
+            return -ENOMEM;
+    } else {
+        SSL_CTX_set_alpn_select_cb(cfg->ctx, alpn_select, cfg);
+    }
+    return 0;
+}
+
+/* ---- sessions ------------------------------------------------------------ */
+
+static bool inet_pton_any(const char *s, unsigned char *out)
+{
+    return inet_pton(AF_INET, s, out) == 1 || inet_pton(AF_INET6, s, out) == 1;
+}
+
+int cio_tls_new(cio_tls **out, cio_tls_config *cfg, int fd, const char *server_name)
+{
+    *out = NULL;
+    if (!cfg || fd < 0)
+        return -EINVAL;
+    cio_tls *t = calloc(1, sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    ERR_clear_error();
+    t->ssl = SSL_new(cfg->ctx);
+    if (!t->ssl || SSL_set_fd(t->ssl, fd) != 1) {
+        SSL_free(t->ssl);
+        free(t);
+        return -ENOMEM;
+    }
+    t->fd = fd;
+    t->cfg = cfg;
+    cfg->refs++;
+    if (cfg->mode == CIO_TLS_CLIENT) {
+        SSL_set_connect_state(t->ssl);
+        if (server_name && *server_name) {
+            /* SNI only for names; host name or IP address verification. */
+            unsigned char ip[16];
+            bool is_ip = inet_pton_any(server_name, ip);
+            if (!is_ip)
+                SSL_set_tlsext_host_name(t->ssl, server_name);
+            X509_VERIFY_PARAM *param = SSL_get0_param(t->ssl);
+            int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, server_name)
+                           : X509_VERIFY_PARAM_set1_host(param, server_name, 0);
+            if (ok != 1) {
+                cio_tls_free(t);
+                return -EINVAL;
+            }
+        }
+    } else {
+        SSL_set_accept_state(t->ssl);
+    }
+    *out = t;
+    return 0;
+}
+
+void cio_tls_free(cio_tls *t)
+{
+    if (!t)
+        return;
+    SSL_free(t->ssl);
+    config_unref(t->cfg);
+    free(t);
+}
+
+const char *cio_tls_error(const cio_tls *t) { return t->error; }
+int cio_tls_fd(const cio_tls *t) { return t->fd; }
+
+const char *cio_tls_alpn(const cio_tls *t)
+{
+    const unsigned char *p = NULL;
+    unsigned len = 0;
+    SSL_get0_alpn_selected(t->ssl, &p, &len);
+    if (!p || !len)
+        return NULL;
+    cio_tls *mut = (cio_tls *)t;
+    memcpy(mut->alpn, p, len);
+    mut->alpn[len] = 0;
+    return mut->alpn;
+}
+
+const char *cio_tls_version(const cio_tls *t)
+{
+    return t->handshaken ? SSL_get_version(t->ssl) : NULL;
+}
+
+/* Classify the outcome of an SSL_* call that returned rc <= 0. Returns
+ * -EAGAIN with *want set, or the final error code (recorded in t->error). */
+static int classify(cio_tls *t, int rc, bool in_handshake, unsigned *want)
+{
+    int err = SSL_get_error(t->ssl, rc);
+    int saved_errno = errno;
+    switch (err) {
+    case SSL_ERROR_WANT_READ:
+        *want = CIO_READABLE;
+        return -EAGAIN;
+    case SSL_ERROR_WANT_WRITE:
+        *want = CIO_WRITABLE;
+        return -EAGAIN;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0; /* close_notify received */
+    case SSL_ERROR_SYSCALL: {
+        unsigned long e = take_openssl_errors(t->error, sizeof t->error);
+        t->failed = true;
+        if (e == 0 && saved_errno != 0 && saved_errno != EAGAIN) {
+            snprintf(t->error, sizeof t->error, "%s", strerror(saved_errno));
+            return -saved_errno;
+        }
+        snprintf(t->error, sizeof t->error,
+                 "the peer closed the connection without close_notify");
+        return in_handshake ? CIO_ETLS_HANDSHAKE : CIO_ETLS_TRUNCATED;
+    }
+    case SSL_ERROR_SSL:
+    default: {
+        unsigned long e = take_openssl_errors(t->error, sizeof t->error);
+        t->failed = true;
+        long vr = SSL_get_verify_result(t->ssl);
+        if (in_handshake && vr != X509_V_OK) {
+            snprintf(t->error, sizeof t->error, "certificate verify failed: %s",
+                     X509_verify_cert_error_string(vr));
+            return CIO_ETLS_VERIFY;
+        }
+        if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+            snprintf(t->error, sizeof t->error,
+                     "the peer closed the connection without close_notify");
+            return in_handshake ? CIO_ETLS_HANDSHAKE : CIO_ETLS_TRUNCATED;
+        }
+        return in_handshake ? CIO_ETLS_HANDSHAKE : CIO_ETLS_PROTOCOL;
+    }
+    }
+}
+
+int cio_tls_handshake_nowait(cio_tls *t, unsigned *want)
+{
+    if (t->handshaken)
+        return 0;
+    if (t->failed)
+        return CIO_ETLS_HANDSHAKE;
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_do_handshake(t->ssl);
+    if (rc == 1) {
+        t->handshaken = true;
+        return 0;
+    }
+    rc = classify(t, rc, true, want);
+    return rc == 0 ? CIO_ETLS_HANDSHAKE : rc;
+}
+
+ssize_t cio_tls_read_nowait(cio_tls *t, void *buf, size_t n, unsigned *want)
+{
+    if (!t->handshaken) {
+        int rc = cio_tls_handshake_nowait(t, want);
+        if (rc)
+            return rc;
+    }
+    if (t->failed)
+        return CIO_ETLS_PROTOCOL;
+    size_t got = 0;
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_read_ex(t->ssl, buf, n, &got);
+    if (rc == 1)
+        return (ssize_t)got;
+    return classify(t, 0, false, want);
+}
+
+ssize_t cio_tls_write_nowait(cio_tls *t, const void *buf, size_t n, unsigned *want)
+{
+    if (!t->handshaken) {
+        int rc = cio_tls_handshake_nowait(t, want);
+        if (rc)
+            return rc;
+    }
+    if (t->failed)
+        return CIO_ETLS_PROTOCOL;
+    if (n == 0)
+        return 0;
+    size_t done = 0;
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_write_ex(t->ssl, buf, n, &done);
+    if (rc == 1)
+        return (ssize_t)done;
+    rc = classify(t, 0, false, want);
+    return rc == 0 ? -EPIPE : rc; /* close_notify seen while writing */
+}
+
+/* Retry `op` until it stops asking to wait; the task waits in between. */
+#define RETRY(call, file, line, func)                                          \
+    for (;;) {                                                                 \
+        unsigned want = 0;                                                     \
+        ssize_t r_ = (call);                                                   \
+        if (r_ != -EAGAIN)                                                     \
+            return r_;                                                         \
+        int w_ = cio_wait_fd_site(t->fd, want, file, line, func);              \
+        if (w_ < 0)                                                            \
+            return w_;                                                         \
+    }
+
+int cio_tls_handshake_site(cio_tls *t, const char *file, int line, const char *func)
+{
+    RETRY(cio_tls_handshake_nowait(t, &want), file, line, func);
+}
+
+ssize_t cio_tls_read_site(cio_tls *t, void *buf, size_t n, const char *file,
+                          int line, const char *func)
+{
+    RETRY(cio_tls_read_nowait(t, buf, n, &want), file, line, func);
+}
+
+ssize_t cio_tls_write_site(cio_tls *t, const void *buf, size_t n, const char *file,
+                           int line, const char *func)
+{
+    size_t off = 0;
+    while (off < n) {
+        unsigned want = 0;
+        ssize_t r = cio_tls_write_nowait(t, (const char *)buf + off, n - off, &want);
+        if (r > 0) {
+            off += (size_t)r;
+            continue;
+        }
+        if (r != -EAGAIN)
+            return r;
+        int w = cio_wait_fd_site(t->fd, want, file, line, func);
+        if (w < 0)
+            return w;
+    }
+    return (ssize_t)n;
+}
+
+int cio_tls_shutdown_site(cio_tls *t, const char *file, int line, const char *func)
+{
+    if (!t->handshaken || t->failed)
+        return 0; /* nothing to close cleanly */
+    for (;;) {
+        ERR_clear_error();
+        errno = 0;
+        int rc = SSL_shutdown(t->ssl);
+        if (rc >= 0)
+            return 0; /* 0: our close_notify is sent; 1: both sent */
+        unsigned want = 0;
+        int c = classify(t, rc, false, &want);
+        if (c != -EAGAIN)
+            return c;
+        int w = cio_wait_fd_site(t->fd, want, file, line, func);
+        if (w < 0)
+            return w;
+    }
+}
