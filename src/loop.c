@@ -622,7 +622,15 @@ void cio_loop_close(cio_loop *loop)
         return;
     cancel_all(loop);
     loop->running = true;
-    if (drive(loop, NULL) != 0) {
+    int drc = drive(loop, NULL);
+    /* Timers go first: any left may live on the stacks freed below. */
+    while (loop->timers.len) {
+        cio__timer *t = cio__timer_min(&loop->timers);
+        cio__timer_stop(&loop->timers, t);
+        if (t->fn == handle_timer_fired)
+            handle_unref(CIO__CONTAINER(t, cio_handle, timer));
+    }
+    if (drc != 0) {
         /* Tasks that never finished: their stacks go, whatever they held
          * leaks. Said out loud rather than hung on. */
         fprintf(stderr, "cio: closing the loop with %zu task(s) still "
@@ -651,12 +659,6 @@ void cio_loop_close(cio_loop *loop)
         if (h->drop)
             h->drop(h->arg);
         handle_unref(h);
-    }
-    while (loop->timers.len) {
-        cio__timer *t = cio__timer_min(&loop->timers);
-        cio__timer_stop(&loop->timers, t);
-        if (t->fn == handle_timer_fired)
-            handle_unref(CIO__CONTAINER(t, cio_handle, timer));
     }
     cio__timer_heap_free(&loop->timers);
     cio__stack_pool_drain(loop);
