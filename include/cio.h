@@ -79,6 +79,13 @@ CIO_EXTERN const char *cio_strerror(int err);
 #define CIO_ETLS_PROTOCOL (-12003)  /* TLS protocol error after the handshake */
 #define CIO_ETLS_TRUNCATED (-12004) /* peer closed without close_notify */
 #define CIO_ETLS_CONFIG (-12005)    /* unusable certificate, key, CA or setting */
+/* getaddrinfo failures: CIO_EAI_BASE + the EAI_* value (which is negative
+ * on Linux), e.g. CIO_EAI_NONAME for "Name or service not known". */
+#define CIO_EAI_BASE (-13000)
+#define CIO_EAI_NONAME (CIO_EAI_BASE - 2)  /* EAI_NONAME */
+#define CIO_EAI_AGAIN (CIO_EAI_BASE - 3)   /* EAI_AGAIN: temporary failure */
+#define CIO_EAI_FAIL (CIO_EAI_BASE - 4)    /* EAI_FAIL: non-recoverable */
+#define CIO_EAI_MIN (CIO_EAI_BASE - 200)   /* the range is (MIN, BASE) */
 
 /* ---------------------------------------------------------------------------
  * Time. All times are int64_t nanoseconds.
@@ -573,5 +580,6 @@ struct cio_as_completed {
 
 /* The rest of the API, one header per subsystem. */
 #include "cio/sync.h"
+#include "cio/executor.h"
 
 #endif /* CIO_H */

@@ -135,6 +135,13 @@ int cio__threadsafe_open(cio_loop *loop);
 void cio__threadsafe_close(cio_loop *loop);
 /* True when a foreign thread queued something (a relaxed atomic read). */
 bool cio__threadsafe_pending(const cio_loop *loop);
+/* Run what foreign threads queued, now (loop close). */
+void cio__threadsafe_drain(cio_loop *loop);
+
+/* ---- executor (executor.c) ------------------------------------------------- */
+typedef struct cio__executor cio__executor;
+/* Stop and join the pool; queued jobs are dropped (loop close). */
+void cio__executor_close(cio_loop *loop);
 
 /* ---- tasks --------------------------------------------------------------- */
 struct cio_loop;
@@ -224,6 +231,8 @@ struct cio_loop {
     size_t n_io_watches;     /* registered one-shot I/O interests */
     size_t n_external;       /* outside work that can wake the loop */
     cio__threadsafe *threadsafe; /* call_soon_threadsafe queue + eventfd */
+    struct cio__executor *executor; /* thread pool, created on first use */
+    size_t executor_threads;  /* its size, 0 = default */
     cio_task *zombie;        /* finished task whose stack must be released */
     uint64_t next_task_id;
     size_t stack_size;

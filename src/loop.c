@@ -10,6 +10,7 @@
  * ready. A task that yields goes behind every task already ready. */
 #include "cio_internal.h"
 
+#include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <string.h>
@@ -53,6 +54,8 @@ const char *cio_version_string(void)
 
 const char *cio_strerror(int err)
 {
+    if (err < CIO_EAI_BASE && err > CIO_EAI_MIN)
+        return gai_strerror(err - CIO_EAI_BASE);
     if (err < 0)
         err = -err;
     switch (err) {
@@ -650,6 +653,10 @@ void cio_loop_close(cio_loop *loop)
         loop->n_tasks = 0;
         loop->n_ready = 0;
     }
+    /* Join the thread pool; the completions its last jobs posted (for
+     * abandoned jobs: their cleanup callbacks) run now. */
+    cio__executor_close(loop);
+    cio__threadsafe_drain(loop);
     loop->running = false;
     loop->closed = true;
     /* Pending callbacks are dropped. */

@@ -96,6 +96,12 @@ void cio__threadsafe_close(cio_loop *loop)
     loop->threadsafe = NULL;
 }
 
+void cio__threadsafe_drain(cio_loop *loop)
+{
+    if (loop->threadsafe)
+        drain(&loop->threadsafe->watch);
+}
+
 bool cio__threadsafe_pending(const cio_loop *loop)
 {
     return loop->threadsafe &&
