@@ -581,5 +581,6 @@ struct cio_as_completed {
 /* The rest of the API, one header per subsystem. */
 #include "cio/sync.h"
 #include "cio/executor.h"
+#include "cio/signal.h"
 
 #endif /* CIO_H */

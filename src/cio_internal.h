@@ -143,6 +143,11 @@ typedef struct cio__executor cio__executor;
 /* Stop and join the pool; queued jobs are dropped (loop close). */
 void cio__executor_close(cio_loop *loop);
 
+/* ---- signals (signal.c) ----------------------------------------------------- */
+typedef struct cio__signals cio__signals;
+/* Remove every handler, restore the signal mask, close the signalfd. */
+void cio__signals_close(cio_loop *loop);
+
 /* ---- tasks --------------------------------------------------------------- */
 struct cio_loop;
 extern __thread struct cio_loop *cio__tls_loop
@@ -232,6 +237,8 @@ struct cio_loop {
     size_t n_external;       /* outside work that can wake the loop */
     cio__threadsafe *threadsafe; /* call_soon_threadsafe queue + eventfd */
     struct cio__executor *executor; /* thread pool, created on first use */
+    struct cio__signals *signals; /* signal handlers (signal.c), or NULL */
+    cio_task *main_task;     /* the task cio_loop_run runs, while it runs */
     size_t executor_threads;  /* its size, 0 = default */
     cio_task *zombie;        /* finished task whose stack must be released */
     uint64_t next_task_id;

@@ -610,7 +610,9 @@ int cio_loop_run(cio_loop *loop, cio_task_fn fn, void *arg)
     if (rc)
         return rc;
     loop->running = true;
+    loop->main_task = main_task;
     int drc = drive(loop, main_task);
+    loop->main_task = NULL;
     loop->running = false;
     rc = main_task->state == CIO__TASK_DONE ? cio_task_status(main_task) : drc;
     if (drc == -EDEADLK)
@@ -657,6 +659,7 @@ void cio_loop_close(cio_loop *loop)
      * abandoned jobs: their cleanup callbacks) run now. */
     cio__executor_close(loop);
     cio__threadsafe_drain(loop);
+    cio__signals_close(loop);
     loop->running = false;
     loop->closed = true;
     /* Pending callbacks are dropped. */

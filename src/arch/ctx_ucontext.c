@@ -4,14 +4,18 @@
  *
  * Costs and differences against the assembly switches: swapcontext saves
  * and restores the signal mask, which is a system call per switch, so this
- * is an order of magnitude slower; the signal mask is per context (a task
- * that changes it keeps its own). A new context starts with the FP
+ * is an order of magnitude slower (two here: the thread's current mask is
+ * copied into the target first, so the mask stays per thread as with the
+ * assembly switches). A new context starts with the FP
  * environment captured when cio__ctx_make ran (the assembly versions start
  * from the default one). */
 #if !defined(_GNU_SOURCE) && !defined(_XOPEN_SOURCE)
 #define _XOPEN_SOURCE 700 /* ucontext on macOS and the BSDs */
 #endif
 #include "arch.h"
+
+#include <pthread.h>
+#include <signal.h>
 
 #ifdef CIO_CONTEXT_UCONTEXT
 #include <stdint.h>
@@ -61,6 +65,11 @@ void cio__ctx_make(cio__ctx *ctx, void *stack_lo, size_t size,
 
 void cio__ctx_switch(cio__ctx *from, cio__ctx *to)
 {
+    /* The signal mask belongs to the thread, not to a task: swapcontext
+     * would restore the mask saved in `to`, undoing any change made since
+     * (signal handlers block their signals from inside a task). Carry the
+     * current mask over instead. */
+    pthread_sigmask(SIG_SETMASK, NULL, &to->uc.uc_sigmask);
     if (swapcontext(&from->uc, &to->uc) != 0)
         abort();
 }
