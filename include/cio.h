@@ -357,17 +357,24 @@ CIO_EXTERN void cio_dump_tasks(int fd);
 #define CIO_READABLE 1u
 #define CIO_WRITABLE 2u
 
-/* Suspends until fd is readable and/or writable (as asked in `events`), or
- * an error or hang-up is pending on it (then it counts as both, so the
- * caller's next read or write sees the error). The fd must be non-blocking
- * for the caller's own I/O to make sense, and must stay open while waited
- * on. Returns the ready subset of `events` (> 0), -ECANCELED / -ETIMEDOUT,
- * -EINVAL for bad arguments, -EEXIST if another task already waits on the
- * same fd (one waiter per fd at a time), or another error from the backend
- * (-EBADF for a closed fd, -EPERM for a regular file, always ready). */
+/* Suspends until fd is readable or writable (as asked in `events`), or an
+ * error or hang-up is pending on it (then it counts as ready, so that the
+ * caller's next read or write sees the error). The fd should be
+ * non-blocking. One task may wait for reading and another for writing on
+ * the same fd at the same time. Returns the ready subset of `events` (> 0;
+ * a task waiting for both is woken by the first), -ECANCELED /
+ * -ETIMEDOUT, -EBADF if the fd was closed with cio_close meanwhile (or is
+ * not open), -EEXIST if another task already waits in the same direction,
+ * -EINVAL for bad arguments, -EPERM for a regular file (always ready). */
 #define cio_wait_fd(fd, events) cio_wait_fd_site((fd), (events), CIO__HERE)
 CIO_EXTERN int cio_wait_fd_site(int fd, unsigned events, const char *file,
                                 int line, const char *func);
+
+/* Close fd, first waking any task waiting on it with -EBADF and dropping
+ * the loop's registration. Use it instead of close(2) for every fd that
+ * tasks may wait on: a plain close leaves a waiter asleep forever. Does not
+ * suspend. Returns 0 or a negative errno (the fd is closed either way). */
+CIO_EXTERN int cio_close(int fd);
 
 /* ---------------------------------------------------------------------------
  * Cancel scopes and deadlines (trio's model; asyncio.timeout is one).

@@ -1,10 +1,9 @@
-/* The epoll backend. The loop sees the backend through four calls
- * (cio__backend_open/close/watch/unwatch/poll in cio_internal.h); another
- * backend (io_uring, poll) replaces this file, not the loop.
+/* The epoll backend. The loop sees the backend through a few calls
+ * (cio__backend_open/close/watch/rearm/unwatch/poll in cio_internal.h);
+ * another backend (io_uring, poll) replaces this file, not the loop.
  *
- * Interests are one-shot: a watch fires once and is then forgotten, which
- * keeps the loop's bookkeeping trivially correct when a waiting task is
- * cancelled. */
+ * A watch is one-shot (fires once, then stays registered but disarmed until
+ * cio__backend_rearm) or persistent (the eventfd, the signalfd). */
 #include "cio_internal.h"
 
 #include <sys/epoll.h>
@@ -33,8 +32,20 @@ int cio__backend_watch(cio_loop *loop, cio__io_watch *w)
     w->revents = 0;
     if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, w->fd, &ev) != 0)
         return -errno;
-    if (!w->persistent)
-        loop->n_io_watches++;
+    return 0;
+}
+
+int cio__backend_rearm(cio_loop *loop, cio__io_watch *w)
+{
+    struct epoll_event ev = {.events = w->events | EPOLLONESHOT, .data.ptr = w};
+    if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_MOD, w->fd, &ev) == 0)
+        return 0;
+    if (errno != ENOENT)
+        return -errno;
+    /* The fd was closed and its number reused behind our back: the kernel
+     * forgot the old registration. Register anew. */
+    if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, w->fd, &ev) != 0)
+        return -errno;
     return 0;
 }
 
@@ -46,8 +57,6 @@ void cio__backend_unwatch(cio_loop *loop, cio__io_watch *w)
      * kernel holds no reference to w any more. */
     epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, w->fd, NULL);
     w->fd = -1;
-    if (!w->persistent)
-        loop->n_io_watches--;
 }
 
 /* epoll_pwait2 (Linux 5.11+) takes a nanosecond timeout; older kernels
@@ -91,56 +100,7 @@ int cio__backend_poll(cio_loop *loop, int64_t timeout)
     for (int i = 0; i < n; i++) {
         cio__io_watch *w = events[i].data.ptr;
         w->revents = events[i].events;
-        if (!w->persistent)
-            cio__backend_unwatch(loop, w);
-        w->fn(w);
+        w->fn(w); /* a one-shot watch is disarmed now, still registered */
     }
     return n;
-}
-
-/* ---- cio_wait_fd ---------------------------------------------------------- */
-
-typedef struct fd_wait {
-    cio__io_watch watch;
-    cio_task *task;
-} fd_wait;
-
-static void fd_ready(cio__io_watch *w)
-{
-    fd_wait *fw = CIO__CONTAINER(w, fd_wait, watch);
-    cio__task_wake(fw->task, 0);
-}
-
-int cio_wait_fd_site(int fd, unsigned events, const char *file, int line,
-                     const char *func)
-{
-    cio_task *self;
-    if (fd < 0 || !events || (events & ~(CIO_READABLE | CIO_WRITABLE)))
-        return -EINVAL;
-    int rc = cio__suspend_check(&self, file, line, func);
-    if (rc)
-        return rc;
-    fd_wait fw;
-    fw.task = self;
-    fw.watch.fd = fd;
-    fw.watch.fn = fd_ready;
-    fw.watch.persistent = false;
-    fw.watch.events = ((events & CIO_READABLE) ? EPOLLIN | EPOLLRDHUP : 0) |
-                      ((events & CIO_WRITABLE) ? EPOLLOUT : 0);
-    rc = cio__backend_watch(self->loop, &fw.watch);
-    if (rc)
-        return rc;
-    rc = cio__park(self);
-    if (rc < 0) {
-        cio__backend_unwatch(self->loop, &fw.watch); /* still registered */
-        return rc;
-    }
-    unsigned ready = 0, re = fw.watch.revents;
-    if (re & (EPOLLERR | EPOLLHUP))
-        ready = events;
-    if (re & (EPOLLIN | EPOLLRDHUP))
-        ready |= CIO_READABLE;
-    if (re & EPOLLOUT)
-        ready |= CIO_WRITABLE;
-    return (int)(ready & events);
 }

@@ -124,6 +124,9 @@ void cio__backend_close(cio_loop *loop);
 /* Register an interest; fn runs from the loop when it fires. A one-shot
  * watch is forgotten after firing, a persistent one stays registered. */
 int cio__backend_watch(cio_loop *loop, cio__io_watch *w);
+/* Re-arm a fired one-shot watch with w->events (registers it anew if the
+ * kernel forgot it because the fd was closed and reused). */
+int cio__backend_rearm(cio_loop *loop, cio__io_watch *w);
 void cio__backend_unwatch(cio_loop *loop, cio__io_watch *w);
 /* Wait up to timeout ns (-1 = forever, 0 = poll) and dispatch events.
  * Returns the number of events dispatched or a negative error. */
@@ -142,6 +145,10 @@ void cio__threadsafe_drain(cio_loop *loop);
 typedef struct cio__executor cio__executor;
 /* Stop and join the pool; queued jobs are dropped (loop close). */
 void cio__executor_close(cio_loop *loop);
+
+/* ---- fd layer (fd.c) ---------------------------------------------------------- */
+/* Free the fd table (loop close; no task waits any more). */
+void cio__fd_table_free(cio_loop *loop);
 
 /* ---- signals (signal.c) ----------------------------------------------------- */
 typedef struct cio__signals cio__signals;
@@ -233,7 +240,10 @@ struct cio_loop {
     bool closed;
     bool started;
     int epoll_fd;
-    size_t n_io_watches;     /* registered one-shot I/O interests */
+    size_t n_io_watches;     /* tasks waiting on fds, plus installed
+                              * signal handlers: what I/O can wake */
+    struct cio__fd **fds;    /* fd layer (fd.c): per-fd state, by fd */
+    size_t n_fds;
     size_t n_external;       /* outside work that can wake the loop */
     cio__threadsafe *threadsafe; /* call_soon_threadsafe queue + eventfd */
     struct cio__executor *executor; /* thread pool, created on first use */

@@ -660,6 +660,7 @@ void cio_loop_close(cio_loop *loop)
     cio__executor_close(loop);
     cio__threadsafe_drain(loop);
     cio__signals_close(loop);
+    cio__fd_table_free(loop);
     loop->running = false;
     loop->closed = true;
     /* Pending callbacks are dropped. */
