@@ -589,5 +589,6 @@ struct cio_as_completed {
 #include "cio/sync.h"
 #include "cio/executor.h"
 #include "cio/signal.h"
+#include "cio/net.h"
 
 #endif /* CIO_H */

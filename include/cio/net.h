@@ -1,0 +1,121 @@
+/* cio sockets: the low-level calls (asyncio's sock_* family) on
+ * non-blocking descriptors, and connecting to a host name with happy
+ * eyeballs. Every call tries the system call first and waits for readiness
+ * only when it would block, under the calling task's scopes.
+ *
+ * Descriptors made here are non-blocking and close-on-exec. Close them with
+ * cio_close() (cio.h), which wakes any task still waiting on them.
+ *
+ * cio.h includes this header. struct sockaddr and socklen_t come from
+ * <sys/socket.h>, struct addrinfo from <netdb.h>.
+ */
+#ifndef CIO_NET_H
+#define CIO_NET_H
+
+#include "cio.h"
+
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct addrinfo;
+
+/* socket(2), non-blocking and close-on-exec. Returns the fd or -errno.
+ * Does not suspend. */
+CIO_EXTERN int cio_socket(int domain, int type, int protocol);
+
+/* Connect a socket from cio_socket. Suspends until the connection is made
+ * or fails. Returns 0, -ECONNREFUSED, -ENETUNREACH, ..., or -ECANCELED /
+ * -ETIMEDOUT (the fd stays open: close it). */
+#define cio_connect(fd, addr, len) cio_connect_site((fd), (addr), (len), CIO__HERE)
+CIO_EXTERN int cio_connect_site(int fd, const struct sockaddr *addr,
+                                socklen_t len, const char *file, int line,
+                                const char *func);
+
+/* Accept a connection. Suspends until one arrives. Returns the new fd
+ * (non-blocking, close-on-exec; the caller owns it) or a negative error.
+ * addr/len may be NULL. */
+#define cio_accept(fd, addr, len) cio_accept_site((fd), (addr), (len), CIO__HERE)
+CIO_EXTERN int cio_accept_site(int fd, struct sockaddr *addr, socklen_t *len,
+                               const char *file, int line, const char *func);
+
+/* Receive up to n bytes. Suspends until at least one byte, the end of the
+ * stream (returns 0) or an error. */
+#define cio_recv(fd, buf, n, flags) cio_recv_site((fd), (buf), (n), (flags), CIO__HERE)
+CIO_EXTERN ssize_t cio_recv_site(int fd, void *buf, size_t n, int flags,
+                                 const char *file, int line, const char *func);
+
+/* Send all n bytes (asyncio sock_sendall). Suspends while the socket is
+ * full. Returns n, or a negative error; on an error or cancellation part of
+ * the data may have been sent. MSG_NOSIGNAL is always added: a closed peer
+ * is -EPIPE, never SIGPIPE. */
+#define cio_send(fd, buf, n, flags) cio_send_site((fd), (buf), (n), (flags), CIO__HERE)
+CIO_EXTERN ssize_t cio_send_site(int fd, const void *buf, size_t n, int flags,
+                                 const char *file, int line, const char *func);
+
+/* Datagrams: receive one (suspends until one arrives; returns its length,
+ * truncated to n) and send one (suspends while the socket is full). */
+#define cio_recvfrom(fd, buf, n, flags, addr, len)                             \
+    cio_recvfrom_site((fd), (buf), (n), (flags), (addr), (len), CIO__HERE)
+CIO_EXTERN ssize_t cio_recvfrom_site(int fd, void *buf, size_t n, int flags,
+                                     struct sockaddr *addr, socklen_t *len,
+                                     const char *file, int line,
+                                     const char *func);
+#define cio_sendto(fd, buf, n, flags, addr, len)                               \
+    cio_sendto_site((fd), (buf), (n), (flags), (addr), (len), CIO__HERE)
+CIO_EXTERN ssize_t cio_sendto_site(int fd, const void *buf, size_t n, int flags,
+                                   const struct sockaddr *addr, socklen_t len,
+                                   const char *file, int line,
+                                   const char *func);
+
+/* read(2) / write-all on any non-blocking fd (pipes, ttys, sockets). */
+#define cio_read(fd, buf, n) cio_read_site((fd), (buf), (n), CIO__HERE)
+CIO_EXTERN ssize_t cio_read_site(int fd, void *buf, size_t n, const char *file,
+                                 int line, const char *func);
+#define cio_write(fd, buf, n) cio_write_site((fd), (buf), (n), CIO__HERE)
+CIO_EXTERN ssize_t cio_write_site(int fd, const void *buf, size_t n,
+                                  const char *file, int line, const char *func);
+
+/* A listening TCP socket on host:port (host NULL: all addresses; port "0":
+ * any free port), SO_REUSEADDR set, SO_REUSEPORT too when reuse_port (so
+ * that a loop per core can share the port). Resolves host with
+ * cio_getaddrinfo (suspends for that) and binds the first address that
+ * works. Returns the fd or a negative error. */
+#define cio_tcp_listen(host, port, backlog, reuse_port)                        \
+    cio_tcp_listen_site((host), (port), (backlog), (reuse_port), CIO__HERE)
+CIO_EXTERN int cio_tcp_listen_site(const char *host, const char *port,
+                                   int backlog, bool reuse_port,
+                                   const char *file, int line, const char *func);
+
+/* Happy eyeballs (RFC 8305) stagger default: 250 ms. */
+#define CIO_HAPPY_EYEBALLS_DELAY (250 * CIO_MSEC)
+
+/* Connect to a TCP host:port. Resolves the name (cio_getaddrinfo), orders
+ * the addresses alternating IPv6 and IPv4 (RFC 8305), then races
+ * connection attempts: a new attempt starts every `stagger` ns (<= 0:
+ * CIO_HAPPY_EYEBALLS_DELAY) or as soon as the previous ones have all
+ * failed; the first connection wins and the others are closed. Suspends.
+ * Returns the connected fd (the caller owns it) or the error of the last
+ * attempt (or of the resolution), -ECANCELED / -ETIMEDOUT. */
+#define cio_tcp_connect(host, port, stagger)                                   \
+    cio_tcp_connect_site((host), (port), (stagger), CIO__HERE)
+CIO_EXTERN int cio_tcp_connect_site(const char *host, const char *port,
+                                    int64_t stagger, const char *file,
+                                    int line, const char *func);
+
+/* The racing part of cio_tcp_connect over an already resolved list, tried
+ * in the order given (no reordering). */
+#define cio_connect_race(list, stagger)                                        \
+    cio_connect_race_site((list), (stagger), CIO__HERE)
+CIO_EXTERN int cio_connect_race_site(const struct addrinfo *list,
+                                     int64_t stagger, const char *file,
+                                     int line, const char *func);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CIO_NET_H */

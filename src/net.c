@@ -1,0 +1,368 @@
+/* Sockets: try the system call, wait for readiness only on EAGAIN. Happy
+ * eyeballs races connection attempts as tasks of one group. */
+#include "cio_internal.h"
+#include "cio/net.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SITE_ARGS file, line, func
+
+int cio_socket(int domain, int type, int protocol)
+{
+    int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+    return fd < 0 ? -errno : fd;
+}
+
+int cio_connect_site(int fd, const struct sockaddr *addr, socklen_t len,
+                     const char *file, int line, const char *func)
+{
+    cio_task *self;
+    int rc = cio__suspend_check(&self, SITE_ARGS);
+    if (rc)
+        return rc;
+    if (connect(fd, addr, len) == 0)
+        return 0;
+    if (errno != EINPROGRESS && errno != EINTR)
+        return -errno;
+    rc = cio_wait_fd_site(fd, CIO_WRITABLE, SITE_ARGS);
+    if (rc < 0)
+        return rc;
+    int err = 0;
+    socklen_t elen = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0)
+        return -errno;
+    return -err;
+}
+
+int cio_accept_site(int fd, struct sockaddr *addr, socklen_t *len,
+                    const char *file, int line, const char *func)
+{
+    for (;;) {
+        cio_task *self;
+        int rc = cio__suspend_check(&self, SITE_ARGS);
+        if (rc)
+            return rc;
+        int c = accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c >= 0)
+            return c;
+        /* Errors that belong to the connection that went away, not to
+         * the listener: try the next one (accept(2)'s Linux notes). */
+        if (errno == ECONNABORTED || errno == EPROTO || errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
+            return -errno;
+        rc = cio_wait_fd_site(fd, CIO_READABLE, SITE_ARGS);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+/* The shared shape of recv/recvfrom/read: call, and on EAGAIN wait. */
+#define IO_LOOP(call, dir)                                                     \
+    for (;;) {                                                                 \
+        cio_task *self_;                                                       \
+        int rc_ = cio__suspend_check(&self_, SITE_ARGS);                       \
+        if (rc_)                                                               \
+            return rc_;                                                        \
+        ssize_t n_ = (call);                                                   \
+        if (n_ >= 0)                                                           \
+            return n_;                                                         \
+        if (errno == EINTR)                                                    \
+            continue;                                                          \
+        if (errno != EAGAIN)                                                   \
+            return -errno;                                                     \
+        rc_ = cio_wait_fd_site(fd, dir, SITE_ARGS);                            \
+        if (rc_ < 0)                                                           \
+            return rc_;                                                        \
+    }
+
+ssize_t cio_recv_site(int fd, void *buf, size_t n, int flags, const char *file,
+                      int line, const char *func)
+{
+    IO_LOOP(recv(fd, buf, n, flags), CIO_READABLE);
+}
+
+ssize_t cio_recvfrom_site(int fd, void *buf, size_t n, int flags,
+                          struct sockaddr *addr, socklen_t *len, const char *file,
+                          int line, const char *func)
+{
+    IO_LOOP(recvfrom(fd, buf, n, flags, addr, len), CIO_READABLE);
+}
+
+ssize_t cio_read_site(int fd, void *buf, size_t n, const char *file, int line,
+                      const char *func)
+{
+    IO_LOOP(read(fd, buf, n), CIO_READABLE);
+}
+
+ssize_t cio_sendto_site(int fd, const void *buf, size_t n, int flags,
+                        const struct sockaddr *addr, socklen_t len,
+                        const char *file, int line, const char *func)
+{
+    IO_LOOP(sendto(fd, buf, n, flags | MSG_NOSIGNAL, addr, len), CIO_WRITABLE);
+}
+
+/* Write all of buf with `one` (send or write), waiting while full. */
+static ssize_t write_all(int fd, const void *buf, size_t n, int flags, bool is_send,
+                         const char *file, int line, const char *func)
+{
+    size_t off = 0;
+    while (off < n) {
+        cio_task *self;
+        int rc = cio__suspend_check(&self, SITE_ARGS);
+        if (rc)
+            return rc;
+        ssize_t w = is_send ? send(fd, (const char *)buf + off, n - off, flags | MSG_NOSIGNAL)
+                            : write(fd, (const char *)buf + off, n - off);
+        if (w > 0) {
+            off += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno != EAGAIN)
+            return -errno;
+        rc = cio_wait_fd_site(fd, CIO_WRITABLE, SITE_ARGS);
+        if (rc < 0)
+            return rc;
+    }
+    return (ssize_t)n;
+}
+
+ssize_t cio_send_site(int fd, const void *buf, size_t n, int flags, const char *file,
+                      int line, const char *func)
+{
+    return write_all(fd, buf, n, flags, true, SITE_ARGS);
+}
+
+ssize_t cio_write_site(int fd, const void *buf, size_t n, const char *file, int line,
+                       const char *func)
+{
+    return write_all(fd, buf, n, 0, false, SITE_ARGS);
+}
+
+int cio_tcp_listen_site(const char *host, const char *port, int backlog,
+                        bool reuse_port, const char *file, int line,
+                        const char *func)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    int rc = cio_getaddrinfo_site(host, port ? port : "0", &hints, &res, SITE_ARGS);
+    if (rc)
+        return rc;
+    rc = -EADDRNOTAVAIL;
+    for (struct addrinfo *a = res; a; a = a->ai_next) {
+        int fd = cio_socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+        if (fd < 0) {
+            rc = fd;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+            rc = -errno;
+            cio_close(fd);
+            continue;
+        }
+        if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 &&
+            listen(fd, backlog > 0 ? backlog : SOMAXCONN) == 0) {
+            freeaddrinfo(res);
+            return fd;
+        }
+        rc = -errno;
+        cio_close(fd);
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+/* ---- happy eyeballs ------------------------------------------------------ */
+
+typedef struct attempt {
+    const struct addrinfo *addr;
+    cio_task *task;
+    int fd;          /* connected fd, or -1 */
+    bool harvested;  /* its outcome was looked at */
+} attempt;
+
+static int attempt_run(void *arg)
+{
+    attempt *a = arg;
+    int fd = cio_socket(a->addr->ai_family, a->addr->ai_socktype, a->addr->ai_protocol);
+    if (fd < 0)
+        return fd;
+    int rc = cio_connect(fd, a->addr->ai_addr, a->addr->ai_addrlen);
+    if (rc) {
+        cio_close(fd);
+        return rc;
+    }
+    a->fd = fd;
+    return fd;
+}
+
+/* Race connections to addrs[0..n) in that order. */
+static int race(const struct addrinfo *const *addrs, size_t n, int64_t stagger,
+                const char *file, int line, const char *func)
+{
+    cio_task *self;
+    int rc = cio__suspend_check(&self, SITE_ARGS);
+    if (rc)
+        return rc;
+    if (stagger <= 0)
+        stagger = CIO_HAPPY_EYEBALLS_DELAY;
+    if (n == 0)
+        return -EINVAL;
+    attempt *at = calloc(n, sizeof *at);
+    cio_task **running = calloc(n, sizeof *running);
+    if (!at || !running) {
+        free(at);
+        free(running);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        at[i].addr = addrs[i];
+        at[i].fd = -1;
+    }
+    size_t started = 0;
+    int winner = -1, last_error = -ECONNREFUSED;
+    bool start_next = true;
+    for (;;) {
+        if (start_next && started < n) {
+            rc = cio_spawn(&at[started].task, attempt_run, &at[started],
+                           "connect attempt %zu", started + 1);
+            if (rc) {
+                last_error = rc;
+                break;
+            }
+            started++;
+        }
+        start_next = false;
+        /* Harvest: a success wins; a failure starts the next at once. */
+        size_t n_running = 0;
+        for (size_t k = 0; k < started && winner < 0; k++) {
+            if (!cio_task_done(at[k].task)) {
+                running[n_running++] = at[k].task;
+                continue;
+            }
+            if (at[k].harvested)
+                continue;
+            at[k].harvested = true;
+            int st = cio_task_status(at[k].task);
+            if (st >= 0)
+                winner = (int)k;
+            else {
+                last_error = st;
+                start_next = true;
+            }
+        }
+        if (winner >= 0)
+            break;
+        if (n_running == 0 && started == n)
+            break; /* every attempt failed */
+        if (n_running == 0 || (start_next && started < n)) {
+            start_next = true;
+            continue;
+        }
+        int w = cio_wait_site(running, n_running, CIO_FIRST_COMPLETED,
+                              started < n ? stagger : -1, SITE_ARGS);
+        if (w < 0) {
+            last_error = w; /* we were cancelled */
+            break;
+        }
+        bool any_done = false;
+        for (size_t k = 0; k < n_running; k++)
+            any_done |= cio_task_done(running[k]);
+        if (!any_done)
+            start_next = true; /* the stagger passed */
+    }
+    /* Stop the others, shielded: their sockets must be closed before we
+     * return, whatever happens to us. */
+    cio_scope shield;
+    cio_shield_enter(&shield, CIO_FOREVER);
+    for (size_t k = 0; k < started; k++)
+        if ((int)k != winner)
+            cio_task_cancel(at[k].task);
+    for (size_t k = 0; k < started; k++) {
+        cio_join(at[k].task, NULL);
+        if ((int)k != winner && at[k].fd >= 0) /* connected too late */
+            cio_close(at[k].fd);
+        cio_task_release(at[k].task);
+    }
+    cio_scope_exit(&shield);
+    int result = winner >= 0 ? at[winner].fd : last_error;
+    free(at);
+    free(running);
+    return result;
+}
+
+int cio_connect_race_site(const struct addrinfo *list, int64_t stagger,
+                          const char *file, int line, const char *func)
+{
+    size_t n = 0;
+    for (const struct addrinfo *a = list; a; a = a->ai_next)
+        n++;
+    if (n == 0)
+        return -EINVAL;
+    const struct addrinfo **v = calloc(n, sizeof *v);
+    if (!v)
+        return -ENOMEM;
+    n = 0;
+    for (const struct addrinfo *a = list; a; a = a->ai_next)
+        v[n++] = a;
+    int rc = race(v, n, stagger, SITE_ARGS);
+    free(v);
+    return rc;
+}
+
+int cio_tcp_connect_site(const char *host, const char *port, int64_t stagger,
+                         const char *file, int line, const char *func)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_ADDRCONFIG};
+    struct addrinfo *res = NULL;
+    int rc = cio_getaddrinfo_site(host, port, &hints, &res, SITE_ARGS);
+    if (rc == CIO_EAI_BASE + EAI_NONAME || rc == CIO_EAI_BASE + EAI_ADDRFAMILY) {
+        hints.ai_flags = 0; /* no configured address: loopback-only hosts */
+        rc = cio_getaddrinfo_site(host, port, &hints, &res, SITE_ARGS);
+    }
+    if (rc)
+        return rc;
+    /* RFC 8305 section 4: interleave the families, starting with the
+     * family of the first answer. The list itself is left as it is (only
+     * getaddrinfo's own order may be given back to freeaddrinfo). */
+    size_t n = 0;
+    for (struct addrinfo *a = res; a; a = a->ai_next)
+        n++;
+    const struct addrinfo **v = calloc(n, sizeof *v);
+    const struct addrinfo **ordered = calloc(n, sizeof *ordered);
+    if (!v || !ordered) {
+        free(v);
+        free(ordered);
+        freeaddrinfo(res);
+        return -ENOMEM;
+    }
+    size_t i = 0;
+    for (struct addrinfo *a = res; a; a = a->ai_next)
+        v[i++] = a;
+    int first_family = v[0]->ai_family;
+    size_t out = 0, pa = 0, pb = 0;
+    while (out < n) {
+        while (pa < n && v[pa]->ai_family != first_family)
+            pa++;
+        if (pa < n)
+            ordered[out++] = v[pa++];
+        while (pb < n && v[pb]->ai_family == first_family)
+            pb++;
+        if (pb < n)
+            ordered[out++] = v[pb++];
+    }
+    rc = race(ordered, n, stagger, SITE_ARGS);
+    free(v);
+    free(ordered);
+    freeaddrinfo(res);
+    return rc;
+}

@@ -1,0 +1,450 @@
+/* Sockets over loopback: echo, refused, reset, close while waiting, UDP,
+ * happy eyeballs (stagger on the virtual clock, fast failover), and
+ * cancellation at every await of connect + send + recv with no descriptor
+ * left open. */
+#include "cio.h"
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int count_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the DIR's own fd */
+}
+
+static int local_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    ASSERT_EQ(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+    return ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                                   : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+/* Echo server: accepts `count` connections, echoes each until EOF. */
+struct echo_srv {
+    int lfd;
+    int count;
+};
+
+static int echo_conn(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[256];
+    ssize_t n;
+    int rc = 0;
+    while ((n = cio_recv(fd, buf, sizeof buf, 0)) > 0) {
+        if ((rc = cio_sleep(0)) != 0)
+            break;
+        if ((rc = (int)cio_send(fd, buf, (size_t)n, 0)) < 0)
+            break;
+        rc = 0;
+    }
+    if (n < 0)
+        rc = (int)n;
+    cio_close(fd);
+    return rc == -ECANCELED ? rc : 0;
+}
+
+static int echo_server(void *arg)
+{
+    struct echo_srv *s = arg;
+    cio_group g;
+    cio_group_enter(&g);
+    int rc = 0;
+    for (int i = 0; i < s->count; i++) {
+        int fd = cio_accept(s->lfd, NULL, NULL);
+        if (fd < 0) {
+            rc = fd;
+            break;
+        }
+        cio_group_spawn(&g, NULL, echo_conn, (void *)(intptr_t)fd, "echo-conn-%d", i);
+    }
+    int grc = cio_group_exit(&g);
+    cio_group_destroy(&g);
+    return rc ? rc : grc;
+}
+
+static int echo_main(void *arg)
+{
+    (void)arg;
+    int fds_before = count_open_fds();
+    int lfd = cio_tcp_listen("127.0.0.1", "0", 16, false);
+    ASSERT_GE(lfd, 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", local_port(lfd));
+    struct echo_srv srv = {.lfd = lfd, .count = 3};
+    cio_task *st;
+    ASSERT_EQ(cio_spawn(&st, echo_server, &srv, "echo-server"), 0);
+    for (int c = 0; c < 3; c++) {
+        int fd = cio_tcp_connect("127.0.0.1", port, 0);
+        ASSERT_GE(fd, 0);
+        char msg[64], got[64] = {0};
+        int len = snprintf(msg, sizeof msg, "hello %d", c);
+        ASSERT_EQ(cio_send(fd, msg, (size_t)len, 0), len);
+        ASSERT_EQ(cio_recv(fd, got, sizeof got, 0), len);
+        ASSERT_STREQ(got, msg);
+        ASSERT_EQ(cio_close(fd), 0);
+    }
+    int status;
+    ASSERT_EQ(cio_join(st, &status), 0);
+    ASSERT_EQ(status, 0);
+    cio_task_release(st);
+    ASSERT_EQ(cio_close(lfd), 0);
+    ASSERT_EQ(count_open_fds(), fds_before);
+    /* "localhost" goes through the resolver and the race. */
+    lfd = cio_tcp_listen("localhost", "0", 4, true);
+    ASSERT_GE(lfd, 0);
+    snprintf(port, sizeof port, "%d", local_port(lfd));
+    int fd = cio_tcp_connect("localhost", port, 0);
+    ASSERT_GE(fd, 0);
+    cio_close(fd);
+    cio_close(lfd);
+    return 0;
+}
+
+TEST(net_tcp_echo_over_loopback)
+{
+    ASSERT_EQ(cio_run(echo_main, NULL), 0);
+}
+
+static int refused_main(void *arg)
+{
+    (void)arg;
+    /* A port nobody listens on: bind one, note it, close it. */
+    int lfd = cio_tcp_listen("127.0.0.1", "0", 1, false);
+    char port[16];
+    snprintf(port, sizeof port, "%d", local_port(lfd));
+    cio_close(lfd);
+    ASSERT_EQ(cio_tcp_connect("127.0.0.1", port, 0), -ECONNREFUSED);
+    ASSERT_TRUE(cio_tcp_connect("cio-test.invalid", "80", 0) < CIO_EAI_BASE);
+    return 0;
+}
+
+TEST(net_connect_refused_and_unknown_host)
+{
+    ASSERT_EQ(cio_run(refused_main, NULL), 0);
+}
+
+/* Reset mid-read: the peer sends a little, then aborts (SO_LINGER 0). */
+static int resetter(void *arg)
+{
+    int lfd = *(int *)arg;
+    int fd = cio_accept(lfd, NULL, NULL);
+    if (fd < 0)
+        return fd;
+    ASSERT_EQ(cio_send(fd, "part", 4, 0), 4);
+    ASSERT_EQ(cio_sleep(CIO_MSEC), 0);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    cio_close(fd);
+    return 0;
+}
+
+static int reset_main(void *arg)
+{
+    (void)arg;
+    int lfd = cio_tcp_listen("127.0.0.1", "0", 4, false);
+    char port[16];
+    snprintf(port, sizeof port, "%d", local_port(lfd));
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, resetter, &lfd, "resetter"), 0);
+    int fd = cio_tcp_connect("127.0.0.1", port, 0);
+    ASSERT_GE(fd, 0);
+    char buf[16];
+    ASSERT_EQ(cio_recv(fd, buf, sizeof buf, 0), 4);
+    ASSERT_EQ(cio_recv(fd, buf, sizeof buf, 0), -ECONNRESET);
+    ASSERT_EQ(cio_join(t, NULL), 0);
+    cio_task_release(t);
+    cio_close(fd);
+    cio_close(lfd);
+    return 0;
+}
+
+TEST(net_peer_reset_mid_read)
+{
+    ASSERT_EQ(cio_run(reset_main, NULL), 0);
+}
+
+/* A stalled peer: the deadline fires (virtual clock). */
+static int stall_main(void *arg)
+{
+    (void)arg;
+    int lfd = cio_tcp_listen("127.0.0.1", "0", 4, false);
+    char port[16];
+    snprintf(port, sizeof port, "%d", local_port(lfd));
+    int fd = cio_tcp_connect("127.0.0.1", port, 0); /* in the backlog */
+    ASSERT_GE(fd, 0);
+    char buf[16];
+    cio_scope s;
+    cio_timeout_enter(&s, 5 * CIO_SEC);
+    ASSERT_EQ(cio_recv(fd, buf, sizeof buf, 0), -ETIMEDOUT);
+    ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
+    ASSERT_EQ(cio_now(), 5 * CIO_SEC);
+    cio_close(fd);
+    cio_close(lfd);
+    return 0;
+}
+
+TEST(net_stalled_peer_deadline)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, stall_main, NULL), 0);
+}
+
+/* Closing a socket another task waits on wakes it with -EBADF. */
+static int blocked_reader(void *arg)
+{
+    char buf[8];
+    return (int)cio_recv(*(int *)arg, buf, sizeof buf, 0);
+}
+
+static int close_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, blocked_reader, &sv[0], "reader"), 0);
+    ASSERT_EQ(cio_yield(), 0);
+    ASSERT_EQ(cio_close(sv[0]), 0);
+    int status;
+    ASSERT_EQ(cio_join(t, &status), 0);
+    ASSERT_EQ(status, -EBADF);
+    cio_task_release(t);
+    cio_close(sv[1]);
+    return 0;
+}
+
+TEST(net_close_wakes_a_blocked_reader)
+{
+    ASSERT_EQ(cio_run(close_main, NULL), 0);
+}
+
+static int udp_main(void *arg)
+{
+    (void)arg;
+    int a = cio_socket(AF_INET6, SOCK_DGRAM, 0), b = cio_socket(AF_INET6, SOCK_DGRAM, 0);
+    ASSERT_GE(a, 0);
+    ASSERT_GE(b, 0);
+    struct sockaddr_in6 addr = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    ASSERT_EQ(bind(a, (struct sockaddr *)&addr, sizeof addr), 0);
+    socklen_t len = sizeof addr;
+    getsockname(a, (struct sockaddr *)&addr, &len);
+    ASSERT_EQ(cio_sendto(b, "dgram", 5, 0, (struct sockaddr *)&addr, len), 5);
+    char buf[16] = {0};
+    struct sockaddr_in6 from;
+    socklen_t flen = sizeof from;
+    ASSERT_EQ(cio_recvfrom(a, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen), 5);
+    ASSERT_STREQ(buf, "dgram");
+    ASSERT_EQ(cio_sendto(a, "back", 4, 0, (struct sockaddr *)&from, flen), 4);
+    memset(buf, 0, sizeof buf);
+    ASSERT_EQ(cio_recvfrom(b, buf, sizeof buf, 0, NULL, NULL), 4);
+    ASSERT_STREQ(buf, "back");
+    cio_close(a);
+    cio_close(b);
+    return 0;
+}
+
+TEST(net_udp_over_ipv6_loopback)
+{
+    ASSERT_EQ(cio_run(udp_main, NULL), 0);
+}
+
+/* ---- happy eyeballs ------------------------------------------------------ */
+
+/* A listener whose accept queue is full: further SYNs are dropped, so a
+ * connection attempt to it hangs (a black hole on loopback). */
+struct blackhole {
+    int lfd, filler;
+    struct sockaddr_in addr;
+};
+
+static void blackhole_open(struct blackhole *b)
+{
+    b->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    b->addr = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ASSERT_EQ(bind(b->lfd, (struct sockaddr *)&b->addr, sizeof b->addr), 0);
+    ASSERT_EQ(listen(b->lfd, 0), 0);
+    socklen_t len = sizeof b->addr;
+    getsockname(b->lfd, (struct sockaddr *)&b->addr, &len);
+    b->filler = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    connect(b->filler, (struct sockaddr *)&b->addr, sizeof b->addr);
+}
+
+static void blackhole_close(struct blackhole *b)
+{
+    close(b->filler);
+    close(b->lfd);
+}
+
+static struct addrinfo make_ai(struct sockaddr_in *sa, struct addrinfo *next)
+{
+    return (struct addrinfo){.ai_family = AF_INET, .ai_socktype = SOCK_STREAM,
+                             .ai_addrlen = sizeof *sa, .ai_addr = (struct sockaddr *)sa,
+                             .ai_next = next};
+}
+
+static int eyeballs_main(void *arg)
+{
+    (void)arg;
+    int fds_before = count_open_fds();
+    struct blackhole bh;
+    blackhole_open(&bh);
+    int good = cio_tcp_listen("127.0.0.1", "0", 4, false);
+    struct sockaddr_in gaddr = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)local_port(good)),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct addrinfo second = make_ai(&gaddr, NULL);
+    struct addrinfo first = make_ai(&bh.addr, &second);
+    /* The first attempt hangs: the second starts after the stagger and
+     * wins; the hanging one is cancelled and closed. */
+    int64_t t0 = cio_now();
+    int fd = cio_connect_race(&first, 0);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(cio_now() - t0, CIO_HAPPY_EYEBALLS_DELAY);
+    ASSERT_EQ(local_port(fd) != 0, 1);
+    cio_close(fd);
+    t0 = cio_now();
+    fd = cio_connect_race(&first, 100 * CIO_MSEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(cio_now() - t0, 100 * CIO_MSEC);
+    cio_close(fd);
+    /* A refused first address fails over at once, with no stagger. */
+    int closed = cio_tcp_listen("127.0.0.1", "0", 1, false);
+    struct sockaddr_in caddr = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)local_port(closed)),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cio_close(closed);
+    struct addrinfo refused = make_ai(&caddr, &second);
+    t0 = cio_now();
+    fd = cio_connect_race(&refused, 0);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(cio_now() - t0, 0);
+    cio_close(fd);
+    /* Only black holes: a deadline ends it and nothing is left open. */
+    struct addrinfo only_bh = make_ai(&bh.addr, NULL);
+    cio_scope s;
+    cio_timeout_enter(&s, 2 * CIO_SEC);
+    ASSERT_EQ(cio_connect_race(&only_bh, 0), -ETIMEDOUT);
+    ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
+    /* Every refused: the last error. */
+    struct addrinfo r2 = make_ai(&caddr, NULL);
+    struct addrinfo r1 = make_ai(&caddr, &r2);
+    ASSERT_EQ(cio_connect_race(&r1, 0), -ECONNREFUSED);
+    ASSERT_EQ(cio_connect_race(NULL, 0), -EINVAL);
+    /* Accept and close what the good listener got. */
+    int c;
+    while ((c = accept4(good, NULL, NULL, SOCK_CLOEXEC)) >= 0)
+        close(c);
+    cio_close(good);
+    blackhole_close(&bh);
+    ASSERT_EQ(count_open_fds(), fds_before);
+    return 0;
+}
+
+TEST(net_happy_eyeballs_stagger_and_failover)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, eyeballs_main, NULL), 0);
+}
+
+/* ---- cancellation at every await ---------------------------------------- */
+
+struct client_case {
+    const char *port;
+    int cancel_before; /* cancel ourselves right before step k (0..3) */
+    int steps_done;
+};
+
+static int client_sequence(void *arg)
+{
+    struct client_case *c = arg;
+    int fd = -1, rc = 0;
+    char buf[16];
+    for (int step = 0; step < 3; step++) {
+        if (step == c->cancel_before)
+            cio_task_cancel(cio_current());
+        if (step == 0)
+            rc = fd = cio_tcp_connect("127.0.0.1", c->port, 0);
+        else if (step == 1)
+            rc = (int)cio_send(fd, "abc", 3, 0);
+        else
+            rc = (int)cio_recv(fd, buf, sizeof buf, 0);
+        if (rc < 0)
+            break;
+        c->steps_done++;
+    }
+    if (fd >= 0)
+        cio_close(fd);
+    return rc < 0 ? rc : 0;
+}
+
+static int cancel_every_main(void *arg)
+{
+    (void)arg;
+    int fds_before = count_open_fds();
+    int lfd = cio_tcp_listen("127.0.0.1", "0", 16, false);
+    char port[16];
+    snprintf(port, sizeof port, "%d", local_port(lfd));
+    /* Pre-cancelled at each step. */
+    for (int k = 0; k < 4; k++) {
+        struct echo_srv srv = {.lfd = lfd, .count = 1};
+        cio_task *st, *ct;
+        ASSERT_EQ(cio_spawn(&st, echo_server, &srv, "srv"), 0);
+        struct client_case c = {.port = port, .cancel_before = k};
+        ASSERT_EQ(cio_spawn(&ct, client_sequence, &c, "client-%d", k), 0);
+        int status;
+        ASSERT_EQ(cio_join(ct, &status), 0);
+        ASSERT_EQ(c.steps_done, k < 3 ? k : 3);
+        ASSERT_EQ(status, k < 3 ? -ECANCELED : 0);
+        if (k == 0) {
+            cio_task_cancel(st); /* no client came */
+        }
+        cio_join(st, NULL);
+        cio_task_release(st);
+        cio_task_release(ct);
+    }
+    /* Cancelled from outside while it waits, after k turns of the loop:
+     * in connect, in send, in recv or after it finished. */
+    for (int k = 0; k < 4; k++) {
+        struct echo_srv srv = {.lfd = lfd, .count = 1};
+        cio_task *st, *ct;
+        ASSERT_EQ(cio_spawn(&st, echo_server, &srv, "srv"), 0);
+        struct client_case c = {.port = port, .cancel_before = 99};
+        ASSERT_EQ(cio_spawn(&ct, client_sequence, &c, "client-late-%d", k), 0);
+        for (int y = 0; y < k; y++)
+            ASSERT_EQ(cio_yield(), 0);
+        cio_task_cancel(ct);
+        int status;
+        ASSERT_EQ(cio_join(ct, &status), 0);
+        ASSERT_TRUE(status == -ECANCELED || status == 0);
+        cio_task_cancel(st);
+        cio_join(st, NULL);
+        cio_task_release(st);
+        cio_task_release(ct);
+    }
+    cio_close(lfd);
+    ASSERT_EQ(count_open_fds(), fds_before);
+    return 0;
+}
+
+TEST(net_cancel_at_every_await_leaves_no_fd)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, cancel_every_main, NULL), 0);
+}
