@@ -590,5 +590,6 @@ struct cio_as_completed {
 #include "cio/executor.h"
 #include "cio/signal.h"
 #include "cio/net.h"
+#include "cio/stream.h"
 
 #endif /* CIO_H */

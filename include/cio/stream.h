@@ -1,0 +1,132 @@
+/* cio streams: asyncio's StreamReader and StreamWriter in one handle over
+ * a non-blocking descriptor (TCP, Unix socket, pipe).
+ *
+ * Reading is buffered: read, readexactly, readline and readuntil take what
+ * they need from the buffer and refill it from the fd, never holding more
+ * than `limit` bytes while looking for a separator (an over-long line is an
+ * error, not unbounded growth). Writing never blocks: cio_stream_write
+ * queues the bytes and a background task sends them; cio_stream_drain is
+ * where a writer waits when more than `high_water` bytes are queued, until
+ * no more than `low_water` are (backpressure).
+ *
+ * A stream is used by one reader task and one writer task at a time (they
+ * may be the same). cio.h includes this header.
+ */
+#ifndef CIO_STREAM_H
+#define CIO_STREAM_H
+
+#include "cio.h"
+
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cio_stream cio_stream;
+
+typedef struct cio_stream_options {
+    size_t limit;      /* max buffered bytes while looking for a separator;
+                        * 0 = 64 KiB */
+    size_t high_water; /* drain waits above this many queued bytes; 0 = 64 KiB */
+    size_t low_water;  /* ... until at most this many; 0 = high_water / 4 */
+} cio_stream_options;
+
+/* Wrap a non-blocking fd (the stream owns it from now on, even on error).
+ * Does not suspend. Returns 0, -EINVAL or -ENOMEM. */
+CIO_EXTERN int cio_stream_open_fd(cio_stream **out, int fd,
+                                  const cio_stream_options *opts);
+
+/* asyncio.open_connection: cio_tcp_connect (happy eyeballs) then a stream.
+ * Suspends. Returns 0 or the connection's error. opts may be NULL. */
+#define cio_open_connection(out, host, port, opts)                             \
+    cio_open_connection_site((out), (host), (port), (opts), CIO__HERE)
+CIO_EXTERN int cio_open_connection_site(cio_stream **out, const char *host,
+                                        const char *port,
+                                        const cio_stream_options *opts,
+                                        const char *file, int line,
+                                        const char *func);
+/* open_unix_connection: connect to a Unix socket path (a leading '@'
+ * means the abstract namespace). Suspends. */
+#define cio_open_unix_connection(out, path, opts)                              \
+    cio_open_unix_connection_site((out), (path), (opts), CIO__HERE)
+CIO_EXTERN int cio_open_unix_connection_site(cio_stream **out, const char *path,
+                                             const cio_stream_options *opts,
+                                             const char *file, int line,
+                                             const char *func);
+
+/* Read up to n bytes (n > 0). Suspends until at least one byte or the end.
+ * Returns the count, 0 at the end of the stream, or an error. */
+#define cio_stream_read(s, buf, n) cio_stream_read_site((s), (buf), (n), CIO__HERE)
+CIO_EXTERN ssize_t cio_stream_read_site(cio_stream *s, void *buf, size_t n,
+                                        const char *file, int line,
+                                        const char *func);
+/* Read exactly n bytes. Suspends. Returns n, -ENODATA if the stream ended
+ * first (the partial bytes are consumed), or an error. */
+#define cio_stream_readexactly(s, buf, n)                                      \
+    cio_stream_readexactly_site((s), (buf), (n), CIO__HERE)
+CIO_EXTERN ssize_t cio_stream_readexactly_site(cio_stream *s, void *buf,
+                                               size_t n, const char *file,
+                                               int line, const char *func);
+/* Read through the next separator (readuntil) or '\n' (readline) into buf
+ * (cap bytes; the result is NUL-terminated when it fits: give one byte
+ * more than the longest record you accept). Suspends. Returns the length
+ * including the separator; at the end of the stream, the remaining bytes
+ * without a separator (readline) or -ENODATA (readuntil, if any remain);
+ * 0 at the end with nothing left; -EMSGSIZE when no separator comes within
+ * min(limit, cap - 1) bytes (nothing is consumed: read() can take it). */
+#define cio_stream_readuntil(s, sep, seplen, buf, cap)                         \
+    cio_stream_readuntil_site((s), (sep), (seplen), (buf), (cap), CIO__HERE)
+CIO_EXTERN ssize_t cio_stream_readuntil_site(cio_stream *s, const void *sep,
+                                             size_t seplen, char *buf,
+                                             size_t cap, const char *file,
+                                             int line, const char *func);
+#define cio_stream_readline(s, buf, cap)                                       \
+    cio_stream_readline_site((s), (buf), (cap), CIO__HERE)
+CIO_EXTERN ssize_t cio_stream_readline_site(cio_stream *s, char *buf, size_t cap,
+                                            const char *file, int line,
+                                            const char *func);
+/* True once the end of the stream was seen and the buffer is empty. */
+CIO_EXTERN bool cio_stream_at_eof(const cio_stream *s);
+
+/* Queue n bytes for sending. Does not suspend. Returns 0, -ENOMEM, -EPIPE
+ * after the write side was closed, or the error that broke the
+ * connection. Follow with cio_stream_drain to respect backpressure. */
+CIO_EXTERN int cio_stream_write(cio_stream *s, const void *buf, size_t n);
+/* Suspends while more than high_water bytes are queued, until at most
+ * low_water are. Returns 0 or the error that broke the connection. */
+#define cio_stream_drain(s) cio_stream_drain_site((s), CIO__HERE)
+CIO_EXTERN int cio_stream_drain_site(cio_stream *s, const char *file, int line,
+                                     const char *func);
+/* Bytes queued and not yet sent. */
+CIO_EXTERN size_t cio_stream_write_buffered(const cio_stream *s);
+/* Send what is queued, then shut the write side (TCP FIN). Suspends.
+ * Returns 0 or an error. Reading goes on. */
+#define cio_stream_write_eof(s) cio_stream_write_eof_site((s), CIO__HERE)
+CIO_EXTERN int cio_stream_write_eof_site(cio_stream *s, const char *file,
+                                         int line, const char *func);
+
+/* Close (asyncio close + wait_closed): send what is queued (within the
+ * caller's scopes: a deadline bounds it), close the fd and free the
+ * stream. Suspends. The stream is gone when it returns, whatever it
+ * returns: 0, or the error that kept queued bytes from being sent. */
+#define cio_stream_close(s) cio_stream_close_site((s), CIO__HERE)
+CIO_EXTERN int cio_stream_close_site(cio_stream *s, const char *file, int line,
+                                     const char *func);
+/* Close at once, dropping what is queued. Does not suspend. */
+CIO_EXTERN void cio_stream_abort(cio_stream *s);
+
+/* The descriptor (still owned by the stream). */
+CIO_EXTERN int cio_stream_fd(const cio_stream *s);
+/* getpeername / getsockname of a socket stream. Return 0 or -errno. */
+CIO_EXTERN int cio_stream_peername(const cio_stream *s, struct sockaddr_storage *addr,
+                                   socklen_t *len);
+CIO_EXTERN int cio_stream_sockname(const cio_stream *s, struct sockaddr_storage *addr,
+                                   socklen_t *len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CIO_STREAM_H */

@@ -1,0 +1,432 @@
+/* Streams: a read buffer filled from the fd on demand, and a write queue
+ * sent by a background task (spawned when bytes are left after a direct
+ * attempt, gone when the queue is empty) so that queued bytes always go
+ * out, drained or not, as with asyncio's transports.
+ *
+ * Lifetime: the user's reference plus one held by the sending task while it
+ * runs; the memory goes with the last. */
+#include "cio_internal.h"
+#include "cio/stream.h"
+
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define DEFAULT_LIMIT (64 * 1024)
+#define DEFAULT_HIGH (64 * 1024)
+#define FIRST_READ_BUF (16 * 1024)
+
+struct cio_stream {
+    int fd;
+    int refs;
+    size_t limit, high, low;
+    /* read side: bytes [rstart, rend) of rbuf are buffered */
+    char *rbuf;
+    size_t rcap, rstart, rend;
+    bool eof;
+    int rerr;
+    /* write side: bytes [wstart, wend) of wbuf are queued */
+    char *wbuf;
+    size_t wcap, wstart, wend;
+    int werr;
+    bool write_closed, closing, is_socket;
+    cio_task *sender;      /* the background sender while it runs */
+    cio_event below_low;   /* set while queued <= low (or broken) */
+    cio_event sent_all;    /* set while nothing is queued (or broken) */
+};
+
+static size_t queued(const cio_stream *s) { return s->wend - s->wstart; }
+
+static void stream_unref(cio_stream *s)
+{
+    if (--s->refs > 0)
+        return;
+    cio_event_destroy(&s->below_low);
+    cio_event_destroy(&s->sent_all);
+    free(s->rbuf);
+    free(s->wbuf);
+    free(s);
+}
+
+int cio_stream_open_fd(cio_stream **out, int fd, const cio_stream_options *opts)
+{
+    *out = NULL;
+    if (fd < 0)
+        return -EINVAL;
+    cio_stream *s = calloc(1, sizeof *s);
+    if (!s) {
+        cio_close(fd);
+        return -ENOMEM;
+    }
+    s->fd = fd;
+    s->refs = 1;
+    s->limit = opts && opts->limit ? opts->limit : DEFAULT_LIMIT;
+    s->high = opts && opts->high_water ? opts->high_water : DEFAULT_HIGH;
+    s->low = opts && opts->low_water ? opts->low_water : s->high / 4;
+    if (s->low > s->high)
+        s->low = s->high;
+    int type;
+    socklen_t len = sizeof type;
+    s->is_socket = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
+    cio_event_init(&s->below_low);
+    cio_event_init(&s->sent_all);
+    cio_event_set(&s->below_low);
+    cio_event_set(&s->sent_all);
+    *out = s;
+    return 0;
+}
+
+int cio_stream_fd(const cio_stream *s) { return s->fd; }
+
+int cio_stream_peername(const cio_stream *s, struct sockaddr_storage *addr, socklen_t *len)
+{
+    *len = sizeof *addr;
+    return getpeername(s->fd, (struct sockaddr *)addr, len) == 0 ? 0 : -errno;
+}
+
+int cio_stream_sockname(const cio_stream *s, struct sockaddr_storage *addr, socklen_t *len)
+{
+    *len = sizeof *addr;
+    return getsockname(s->fd, (struct sockaddr *)addr, len) == 0 ? 0 : -errno;
+}
+
+int cio_open_connection_site(cio_stream **out, const char *host, const char *port,
+                             const cio_stream_options *opts, const char *file,
+                             int line, const char *func)
+{
+    *out = NULL;
+    int fd = cio_tcp_connect_site(host, port, 0, file, line, func);
+    if (fd < 0)
+        return fd;
+    return cio_stream_open_fd(out, fd, opts);
+}
+
+int cio_open_unix_connection_site(cio_stream **out, const char *path,
+                                  const cio_stream_options *opts, const char *file,
+                                  int line, const char *func)
+{
+    *out = NULL;
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    size_t plen = path ? strlen(path) : 0;
+    if (plen == 0 || plen >= sizeof sun.sun_path)
+        return -EINVAL;
+    memcpy(sun.sun_path, path, plen);
+    if (path[0] == '@')
+        sun.sun_path[0] = 0; /* abstract namespace */
+    int fd = cio_socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0)
+        return fd;
+    int rc = cio_connect_site(fd, (struct sockaddr *)&sun,
+                              (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen),
+                              file, line, func);
+    if (rc) {
+        cio_close(fd);
+        return rc;
+    }
+    return cio_stream_open_fd(out, fd, opts);
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+static ssize_t send_some(cio_stream *s, const void *buf, size_t n)
+{
+    ssize_t w = s->is_socket ? send(s->fd, buf, n, MSG_NOSIGNAL) : write(s->fd, buf, n);
+    return w >= 0 ? w : -errno;
+}
+
+/* The background sender: sends the queue, wakes drainers, then ends. */
+static int sender_main(void *arg)
+{
+    cio_stream *s = arg;
+    while (queued(s) && !s->werr && !s->closing) {
+        ssize_t w = send_some(s, s->wbuf + s->wstart, queued(s));
+        if (w > 0) {
+            s->wstart += (size_t)w;
+            if (queued(s) <= s->low)
+                cio_event_set(&s->below_low);
+            continue;
+        }
+        if (w == -EINTR)
+            continue;
+        if (w != -EAGAIN) {
+            s->werr = (int)w;
+            break;
+        }
+        int rc = cio_wait_fd(s->fd, CIO_WRITABLE);
+        if (rc < 0) {
+            if (!s->closing && rc != -ECANCELED && rc != -ETIMEDOUT)
+                s->werr = rc;
+            break;
+        }
+    }
+    if (!queued(s))
+        s->wstart = s->wend = 0;
+    cio_event_set(&s->below_low); /* done or broken: nobody waits in vain */
+    cio_event_set(&s->sent_all);
+    cio_task *me = s->sender;
+    s->sender = NULL;
+    cio_task_release(me);
+    stream_unref(s);
+    return 0;
+}
+
+int cio_stream_write(cio_stream *s, const void *buf, size_t n)
+{
+    if (s->werr)
+        return s->werr;
+    if (s->write_closed || s->closing)
+        return -EPIPE;
+    if (n == 0)
+        return 0;
+    const char *p = buf;
+    if (!s->sender && !queued(s)) {
+        /* Nothing queued: try to send directly, queue only the rest. */
+        ssize_t w = send_some(s, p, n);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+        } else if (w != -EAGAIN && w != -EINTR) {
+            s->werr = (int)w;
+            return s->werr;
+        }
+        if (n == 0)
+            return 0;
+    }
+    if (s->wend + n > s->wcap) {
+        if (s->wstart) { /* compact first */
+            memmove(s->wbuf, s->wbuf + s->wstart, queued(s));
+            s->wend -= s->wstart;
+            s->wstart = 0;
+        }
+        if (s->wend + n > s->wcap) {
+            size_t cap = s->wcap ? s->wcap : 4096;
+            while (cap < s->wend + n)
+                cap *= 2;
+            char *nb = realloc(s->wbuf, cap);
+            if (!nb)
+                return -ENOMEM;
+            s->wbuf = nb;
+            s->wcap = cap;
+        }
+    }
+    memcpy(s->wbuf + s->wend, p, n);
+    s->wend += n;
+    if (queued(s) > s->high)
+        cio_event_clear(&s->below_low);
+    cio_event_clear(&s->sent_all);
+    if (!s->sender) {
+        int rc = cio_spawn(&s->sender, sender_main, s, "stream-sender fd %d", s->fd);
+        if (rc) {
+            s->werr = rc;
+            cio_event_set(&s->below_low);
+            cio_event_set(&s->sent_all);
+            return rc;
+        }
+        s->refs++;
+    }
+    return 0;
+}
+
+size_t cio_stream_write_buffered(const cio_stream *s) { return queued(s); }
+
+int cio_stream_drain_site(cio_stream *s, const char *file, int line, const char *func)
+{
+    while (!s->werr && queued(s) > s->high) {
+        int rc = cio_event_wait_site(&s->below_low, file, line, func);
+        if (rc < 0)
+            return rc;
+        if (queued(s) <= s->low)
+            break;
+    }
+    return s->werr;
+}
+
+static int wait_sent(cio_stream *s, const char *file, int line, const char *func)
+{
+    while (!s->werr && queued(s)) {
+        int rc = cio_event_wait_site(&s->sent_all, file, line, func);
+        if (rc < 0)
+            return rc;
+    }
+    return s->werr;
+}
+
+int cio_stream_write_eof_site(cio_stream *s, const char *file, int line, const char *func)
+{
+    int rc = wait_sent(s, file, line, func);
+    if (rc)
+        return rc;
+    s->write_closed = true;
+    return shutdown(s->fd, SHUT_WR) == 0 || !s->is_socket ? 0 : -errno;
+}
+
+static void stop(cio_stream *s)
+{
+    s->closing = true;
+    if (s->sender)
+        cio_task_cancel(s->sender);
+    cio_close(s->fd); /* wakes the sender if it waits on the fd */
+    s->fd = -1;
+    stream_unref(s);
+}
+
+void cio_stream_abort(cio_stream *s) { stop(s); }
+
+int cio_stream_close_site(cio_stream *s, const char *file, int line, const char *func)
+{
+    int rc = wait_sent(s, file, line, func);
+    stop(s);
+    return rc;
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+static size_t buffered(const cio_stream *s) { return s->rend - s->rstart; }
+
+/* Read more from the fd into the buffer, keeping at most `max` bytes
+ * buffered. Returns > 0 bytes added, 0 at the end, or an error. */
+static ssize_t fill(cio_stream *s, size_t max, const char *file, int line,
+                    const char *func)
+{
+    if (s->rerr)
+        return s->rerr;
+    if (s->eof)
+        return 0;
+    if (s->rstart && s->rend == s->rcap) {
+        memmove(s->rbuf, s->rbuf + s->rstart, buffered(s));
+        s->rend -= s->rstart;
+        s->rstart = 0;
+    }
+    if (s->rend == s->rcap) {
+        size_t cap = s->rcap ? s->rcap * 2 : FIRST_READ_BUF;
+        if (cap > max + 1)
+            cap = max + 1;
+        if (cap <= s->rcap)
+            return -EMSGSIZE;
+        char *nb = realloc(s->rbuf, cap);
+        if (!nb)
+            return -ENOMEM;
+        s->rbuf = nb;
+        s->rcap = cap;
+    }
+    ssize_t n = cio_read_site(s->fd, s->rbuf + s->rend, s->rcap - s->rend, file, line, func);
+    if (n == 0)
+        s->eof = true;
+    else if (n > 0)
+        s->rend += (size_t)n;
+    else if (n != -ECANCELED && n != -ETIMEDOUT)
+        s->rerr = (int)n;
+    return n;
+}
+
+bool cio_stream_at_eof(const cio_stream *s) { return s->eof && !buffered(s); }
+
+ssize_t cio_stream_read_site(cio_stream *s, void *buf, size_t n, const char *file,
+                             int line, const char *func)
+{
+    if (n == 0)
+        return 0;
+    if (!buffered(s)) {
+        if (s->rerr)
+            return s->rerr;
+        if (s->eof)
+            return 0;
+        if (n >= FIRST_READ_BUF) { /* big read, empty buffer: straight in */
+            ssize_t r = cio_read_site(s->fd, buf, n, file, line, func);
+            if (r == 0)
+                s->eof = true;
+            else if (r < 0 && r != -ECANCELED && r != -ETIMEDOUT)
+                s->rerr = (int)r;
+            return r;
+        }
+        ssize_t r = fill(s, s->limit, file, line, func);
+        if (r <= 0)
+            return r;
+    }
+    size_t take = buffered(s) < n ? buffered(s) : n;
+    memcpy(buf, s->rbuf + s->rstart, take);
+    s->rstart += take;
+    if (s->rstart == s->rend)
+        s->rstart = s->rend = 0;
+    return (ssize_t)take;
+}
+
+ssize_t cio_stream_readexactly_site(cio_stream *s, void *buf, size_t n,
+                                    const char *file, int line, const char *func)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = cio_stream_read_site(s, (char *)buf + got, n - got, file, line, func);
+        if (r < 0)
+            return r;
+        if (r == 0)
+            return -ENODATA;
+        got += (size_t)r;
+    }
+    return (ssize_t)n;
+}
+
+static ssize_t take_record(cio_stream *s, size_t len, char *buf, size_t cap)
+{
+    memcpy(buf, s->rbuf + s->rstart, len);
+    if (len < cap)
+        buf[len] = 0;
+    s->rstart += len;
+    if (s->rstart == s->rend)
+        s->rstart = s->rend = 0;
+    return (ssize_t)len;
+}
+
+static ssize_t read_record(cio_stream *s, const char *sep, size_t seplen, bool line_mode,
+                           char *buf, size_t cap, const char *file, int line,
+                           const char *func)
+{
+    if (!sep || seplen == 0 || !buf || cap == 0)
+        return -EINVAL;
+    size_t max = cap - 1 < s->limit ? cap - 1 : s->limit;
+    size_t scanned = 0; /* bytes of the buffer already searched */
+    for (;;) {
+        size_t avail = buffered(s);
+        const char *base = s->rbuf ? s->rbuf + s->rstart : NULL;
+        size_t from = scanned >= seplen ? scanned - seplen + 1 : 0;
+        for (size_t i = from; base && i + seplen <= avail; i++) {
+            if (memcmp(base + i, sep, seplen) == 0) {
+                size_t len = i + seplen;
+                if (len > max)
+                    return -EMSGSIZE;
+                return take_record(s, len, buf, cap);
+            }
+        }
+        scanned = avail;
+        if (avail > max)
+            return -EMSGSIZE;
+        if (s->eof || s->rerr) {
+            if (s->rerr && !avail)
+                return s->rerr;
+            if (!avail)
+                return 0;
+            if (line_mode)
+                return take_record(s, avail, buf, cap);
+            s->rstart = s->rend = 0; /* the partial record is consumed */
+            return -ENODATA;
+        }
+        ssize_t r = fill(s, max + seplen, file, line, func);
+        if (r < 0 && !s->rerr)
+            return r; /* cancelled, timed out, or over the limit */
+        /* r < 0 with s->rerr set (reset...): the loop above hands out what
+         * is buffered first, then the error. */
+    }
+}
+
+ssize_t cio_stream_readuntil_site(cio_stream *s, const void *sep, size_t seplen,
+                                  char *buf, size_t cap, const char *file, int line,
+                                  const char *func)
+{
+    return read_record(s, sep, seplen, false, buf, cap, file, line, func);
+}
+
+ssize_t cio_stream_readline_site(cio_stream *s, char *buf, size_t cap, const char *file,
+                                 int line, const char *func)
+{
+    return read_record(s, "\n", 1, true, buf, cap, file, line, func);
+}

@@ -1,0 +1,236 @@
+/* Streams over loopback TCP, Unix sockets and socketpairs: echo by lines,
+ * limits, readexactly at EOF, readuntil, a trickling peer, backpressure,
+ * close flushing, reset. */
+#include "cio.h"
+#include "harness.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int pair(cio_stream **a, cio_stream **b, const cio_stream_options *o)
+{
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    ASSERT_EQ(cio_stream_open_fd(a, sv[0], o), 0);
+    ASSERT_EQ(cio_stream_open_fd(b, sv[1], o), 0);
+    return 0;
+}
+
+static int lines_main(void *arg)
+{
+    (void)arg;
+    cio_stream *a, *b;
+    pair(&a, &b, NULL);
+    ASSERT_EQ(cio_stream_write(a, "one\ntwo\nthr", 11), 0);
+    ASSERT_EQ(cio_stream_write(a, "ee\r\nfour", 8), 0);
+    ASSERT_EQ(cio_stream_write_eof(a), 0);
+    char buf[64];
+    ASSERT_EQ(cio_stream_readline(b, buf, sizeof buf), 4);
+    ASSERT_STREQ(buf, "one\n");
+    ASSERT_EQ(cio_stream_readline(b, buf, sizeof buf), 4);
+    ASSERT_STREQ(buf, "two\n");
+    ASSERT_EQ(cio_stream_readuntil(b, "\r\n", 2, buf, sizeof buf), 7);
+    ASSERT_STREQ(buf, "three\r\n");
+    ASSERT_FALSE(cio_stream_at_eof(b));
+    ASSERT_EQ(cio_stream_readline(b, buf, sizeof buf), 4); /* no newline: the rest */
+    ASSERT_STREQ(buf, "four");
+    ASSERT_EQ(cio_stream_readline(b, buf, sizeof buf), 0);
+    ASSERT_TRUE(cio_stream_at_eof(b));
+    ASSERT_EQ(cio_stream_write(a, "x", 1), -EPIPE); /* write side shut */
+    ASSERT_EQ(cio_stream_close(a), 0);
+    ASSERT_EQ(cio_stream_close(b), 0);
+    return 0;
+}
+
+TEST(stream_readline_readuntil_and_eof)
+{
+    ASSERT_EQ(cio_run(lines_main, NULL), 0);
+}
+
+static int limits_main(void *arg)
+{
+    (void)arg;
+    cio_stream_options o = {.limit = 16};
+    cio_stream *a, *b;
+    pair(&a, &b, &o);
+    ASSERT_EQ(cio_stream_write(a, "this line is far too long for the limit\nok\n", 43), 0);
+    char buf[64];
+    ASSERT_EQ(cio_stream_readline(b, buf, sizeof buf), -EMSGSIZE);
+    /* Nothing consumed: read() can take the over-long part. */
+    ASSERT_EQ(cio_stream_readexactly(b, buf, 40), 40);
+    ASSERT_EQ(cio_stream_readline(b, buf, sizeof buf), 3);
+    ASSERT_STREQ(buf, "ok\n");
+    /* The caller's buffer is a limit too. */
+    ASSERT_EQ(cio_stream_write(a, "abcdefgh\n", 9), 0);
+    ASSERT_EQ(cio_stream_readline(b, buf, 5), -EMSGSIZE);
+    ASSERT_EQ(cio_stream_readline(b, buf, 10), 9);
+    /* readexactly across EOF. */
+    ASSERT_EQ(cio_stream_write(a, "12345", 5), 0);
+    ASSERT_EQ(cio_stream_close(a), 0);
+    ASSERT_EQ(cio_stream_readexactly(b, buf, 8), -ENODATA);
+    ASSERT_EQ(cio_stream_readuntil(b, "\n", 1, buf, sizeof buf), 0);
+    ASSERT_EQ(cio_stream_readuntil(b, "", 0, buf, sizeof buf), -EINVAL);
+    cio_stream_abort(b);
+    return 0;
+}
+
+TEST(stream_limits_and_short_reads)
+{
+    ASSERT_EQ(cio_run(limits_main, NULL), 0);
+}
+
+/* A peer that trickles one byte per millisecond (virtual clock). */
+static int trickler(void *arg)
+{
+    cio_stream *s = arg;
+    const char *msg = "slow line\n";
+    for (const char *p = msg; *p; p++) {
+        int rc = cio_sleep(CIO_MSEC);
+        if (rc)
+            return rc;
+        cio_stream_write(s, p, 1);
+    }
+    return 0;
+}
+
+static int trickle_main(void *arg)
+{
+    (void)arg;
+    cio_stream *a, *b;
+    pair(&a, &b, NULL);
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, trickler, a, "trickler"), 0);
+    char buf[32];
+    ASSERT_EQ(cio_stream_readline(b, buf, sizeof buf), 10);
+    ASSERT_STREQ(buf, "slow line\n");
+    ASSERT_EQ(cio_now(), 10 * CIO_MSEC);
+    /* A stalled peer: the deadline fires, the stream stays usable. */
+    cio_scope s;
+    cio_timeout_enter(&s, 50 * CIO_MSEC);
+    ASSERT_EQ(cio_stream_readline(b, buf, sizeof buf), -ETIMEDOUT);
+    ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
+    ASSERT_EQ(cio_stream_write(a, "late\n", 5), 0);
+    ASSERT_EQ(cio_stream_readline(b, buf, sizeof buf), 5);
+    ASSERT_EQ(cio_join(t, NULL), 0);
+    cio_task_release(t);
+    cio_stream_close(a);
+    cio_stream_close(b);
+    return 0;
+}
+
+TEST(stream_trickling_and_stalled_peer)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, trickle_main, NULL), 0);
+}
+
+/* Backpressure: drain waits while the peer does not read. */
+static int slow_reader(void *arg)
+{
+    cio_stream *s = arg;
+    static char buf[65536];
+    size_t total = 0;
+    ASSERT_EQ(cio_sleep(100 * CIO_MSEC), 0);
+    ssize_t n;
+    while ((n = cio_stream_read(s, buf, sizeof buf)) > 0)
+        total += (size_t)n;
+    return n < 0 ? (int)n : (int)(total / 1024);
+}
+
+static int backpressure_main(void *arg)
+{
+    (void)arg;
+    cio_stream_options o = {.high_water = 64 * 1024, .low_water = 16 * 1024};
+    cio_stream *a, *b;
+    pair(&a, &b, &o);
+    cio_task *r;
+    ASSERT_EQ(cio_spawn(&r, slow_reader, b, "slow-reader"), 0);
+    static char chunk[16384];
+    memset(chunk, 'z', sizeof chunk);
+    int64_t waited = -1;
+    for (int i = 0; i < 128; i++) { /* 2 MiB */
+        ASSERT_EQ(cio_stream_write(a, chunk, sizeof chunk), 0);
+        ASSERT_LE(cio_stream_write_buffered(a), 64 * 1024 + sizeof chunk);
+        int64_t t0 = cio_now();
+        ASSERT_EQ(cio_stream_drain(a), 0);
+        if (cio_now() > t0 && waited < 0)
+            waited = cio_now();
+    }
+    ASSERT_EQ(waited, 100 * CIO_MSEC); /* blocked until the reader woke */
+    ASSERT_EQ(cio_stream_close(a), 0); /* flushes the rest, then EOF */
+    int status;
+    ASSERT_EQ(cio_join(r, &status), 0);
+    ASSERT_EQ(status, 2048);
+    cio_task_release(r);
+    cio_stream_close(b);
+    return 0;
+}
+
+TEST(stream_backpressure_and_close_flushes)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, backpressure_main, NULL), 0);
+}
+
+/* TCP: open_connection against a line echo server; peer reset. */
+static int line_echo(void *arg)
+{
+    int lfd = *(int *)arg;
+    int fd = cio_accept(lfd, NULL, NULL);
+    if (fd < 0)
+        return fd;
+    cio_stream *s;
+    ASSERT_EQ(cio_stream_open_fd(&s, fd, NULL), 0);
+    char buf[128];
+    ssize_t n;
+    while ((n = cio_stream_readline(s, buf, sizeof buf)) > 0) {
+        cio_stream_write(s, buf, (size_t)n);
+        if ((n = cio_stream_drain(s)) < 0)
+            break;
+    }
+    cio_stream_close(s);
+    return n < 0 ? (int)n : 0;
+}
+
+static int tcp_main(void *arg)
+{
+    (void)arg;
+    int lfd = cio_tcp_listen("127.0.0.1", "0", 8, false);
+    ASSERT_GE(lfd, 0);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    getsockname(lfd, (struct sockaddr *)&ss, &len);
+    char port[16];
+    snprintf(port, sizeof port, "%d", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    cio_task *srv;
+    ASSERT_EQ(cio_spawn(&srv, line_echo, &lfd, "line-echo"), 0);
+    cio_stream *c;
+    ASSERT_EQ(cio_open_connection(&c, "127.0.0.1", port, NULL), 0);
+    ASSERT_EQ(cio_stream_peername(c, &ss, &len), 0);
+    ASSERT_EQ(ss.ss_family, AF_INET);
+    char buf[128];
+    for (int i = 0; i < 50; i++) {
+        char line[32];
+        int l = snprintf(line, sizeof line, "line %d\n", i);
+        ASSERT_EQ(cio_stream_write(c, line, (size_t)l), 0);
+        ASSERT_EQ(cio_stream_readline(c, buf, sizeof buf), l);
+        ASSERT_STREQ(buf, line);
+    }
+    ASSERT_EQ(cio_stream_close(c), 0);
+    int status;
+    ASSERT_EQ(cio_join(srv, &status), 0);
+    ASSERT_EQ(status, 0);
+    cio_task_release(srv);
+    ASSERT_EQ(cio_open_unix_connection(&c, "@cio-test-nobody-listens", NULL), -ECONNREFUSED);
+    cio_close(lfd);
+    return 0;
+}
+
+TEST(stream_tcp_open_connection_line_echo)
+{
+    ASSERT_EQ(cio_run(tcp_main, NULL), 0);
+}
