@@ -234,3 +234,112 @@ TEST(stream_tcp_open_connection_line_echo)
 {
     ASSERT_EQ(cio_run(tcp_main, NULL), 0);
 }
+
+/* ---- servers ----------------------------------------------------------- */
+
+static int echo_handler(cio_stream *s, void *arg)
+{
+    (void)arg;
+    char buf[256];
+    ssize_t n;
+    while ((n = cio_stream_readline(s, buf, sizeof buf)) > 0) {
+        if (!strcmp(buf, "fail\n"))
+            return -EPROTO;
+        cio_stream_write(s, buf, (size_t)n);
+        int rc = cio_stream_drain(s);
+        if (rc)
+            return rc;
+    }
+    return (int)n;
+}
+
+static int server_port(cio_server *srv, char *port, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    ASSERT_EQ(cio_server_sockname(srv, &ss, &len), 0);
+    return snprintf(port, cap, "%d", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+}
+
+static int client_roundtrip(void *arg)
+{
+    const char *port = arg;
+    cio_stream *c;
+    int rc = cio_open_connection(&c, "127.0.0.1", port, NULL);
+    if (rc)
+        return rc;
+    char buf[64];
+    for (int i = 0; i < 10 && rc == 0; i++) {
+        cio_stream_write(c, "ping\n", 5);
+        if (cio_stream_readline(c, buf, sizeof buf) != 5 || strcmp(buf, "ping\n"))
+            rc = -EIO;
+    }
+    cio_stream_close(c);
+    return rc;
+}
+
+static int server_main(void *arg)
+{
+    (void)arg;
+    cio_server *srv;
+    ASSERT_EQ(cio_start_server(&srv, "127.0.0.1", "0", echo_handler, NULL, NULL), 0);
+    char port[16];
+    server_port(srv, port, sizeof port);
+    /* Twenty clients at once. */
+    cio_task *t[20];
+    for (int i = 0; i < 20; i++)
+        ASSERT_EQ(cio_spawn(&t[i], client_roundtrip, port, "client%d", i), 0);
+    int st[20];
+    ASSERT_EQ(cio_gather(t, 20, st, CIO_GATHER_ALL), 0);
+    for (int i = 0; i < 20; i++) {
+        ASSERT_EQ(st[i], 0);
+        cio_task_release(t[i]);
+    }
+    /* A failing handler is counted and harms nobody else. */
+    cio_stream *bad, *idle;
+    ASSERT_EQ(cio_open_connection(&bad, "127.0.0.1", port, NULL), 0);
+    ASSERT_EQ(cio_open_connection(&idle, "127.0.0.1", port, NULL), 0);
+    cio_stream_write(bad, "fail\n", 5);
+    char buf[16];
+    ASSERT_EQ(cio_stream_read(bad, buf, sizeof buf), 0); /* server closed it */
+    ASSERT_EQ(cio_server_failed(srv), 1);
+    ASSERT_EQ(cio_server_accepted(srv), 22);
+    /* Close: the idle connection's handler (blocked in readline) is
+     * cancelled and its stream closed. */
+    ASSERT_EQ(cio_server_close(srv), 0);
+    ASSERT_EQ(cio_stream_read(idle, buf, sizeof buf), 0);
+    cio_stream_close(bad);
+    cio_stream_close(idle);
+    /* The port is free again: nobody accepts any more. */
+    cio_stream *late;
+    ASSERT_EQ(cio_open_connection(&late, "127.0.0.1", port, NULL), -ECONNREFUSED);
+    return 0;
+}
+
+TEST(stream_server_serves_counts_failures_and_closes)
+{
+    ASSERT_EQ(cio_run(server_main, NULL), 0);
+}
+
+static int unix_main(void *arg)
+{
+    (void)arg;
+    cio_server *srv;
+    char path[64];
+    snprintf(path, sizeof path, "@cio-test-%d", (int)getpid());
+    ASSERT_EQ(cio_start_unix_server(&srv, path, echo_handler, NULL, NULL), 0);
+    cio_stream *c;
+    ASSERT_EQ(cio_open_unix_connection(&c, path, NULL), 0);
+    cio_stream_write(c, "over unix\n", 10);
+    char buf[32];
+    ASSERT_EQ(cio_stream_readline(c, buf, sizeof buf), 10);
+    ASSERT_STREQ(buf, "over unix\n");
+    cio_stream_close(c);
+    ASSERT_EQ(cio_server_close(srv), 0);
+    return 0;
+}
+
+TEST(stream_unix_server_and_connection)
+{
+    ASSERT_EQ(cio_run(unix_main, NULL), 0);
+}

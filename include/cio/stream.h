@@ -125,6 +125,51 @@ CIO_EXTERN int cio_stream_peername(const cio_stream *s, struct sockaddr_storage 
 CIO_EXTERN int cio_stream_sockname(const cio_stream *s, struct sockaddr_storage *addr,
                                    socklen_t *len);
 
+/* ---- servers (asyncio.start_server) ---------------------------------------- */
+
+typedef struct cio_server cio_server;
+
+/* A connection handler. It runs as a task of the server's group; the
+ * stream belongs to the server, which closes it (flushing what is queued)
+ * when the handler returns. A negative return is counted as a failed
+ * connection; it does not affect the other connections. */
+typedef int (*cio_conn_fn)(cio_stream *s, void *arg);
+
+typedef struct cio_server_options {
+    int backlog;              /* 0 = SOMAXCONN */
+    bool reuse_port;          /* SO_REUSEPORT: several loops share the port */
+    cio_stream_options stream;
+} cio_server_options;
+
+/* Listen on host:port (TCP; host NULL = every address, port "0" = any) and
+ * serve each connection with fn(stream, arg) in its own task. Suspends
+ * (name resolution). Returns 0 and the caller owns *out (close it with
+ * cio_server_close), or an error. opts may be NULL. */
+#define cio_start_server(out, host, port, fn, arg, opts)                       \
+    cio_start_server_site((out), (host), (port), (fn), (arg), (opts), CIO__HERE)
+CIO_EXTERN int cio_start_server_site(cio_server **out, const char *host,
+                                     const char *port, cio_conn_fn fn, void *arg,
+                                     const cio_server_options *opts,
+                                     const char *file, int line,
+                                     const char *func);
+/* The same on a Unix socket path ('@' first: abstract namespace; a stale
+ * socket file is not removed for you). Does not suspend. */
+CIO_EXTERN int cio_start_unix_server(cio_server **out, const char *path,
+                                     cio_conn_fn fn, void *arg,
+                                     const cio_server_options *opts);
+/* The listening address (to learn the port picked for "0"). */
+CIO_EXTERN int cio_server_sockname(const cio_server *srv,
+                                   struct sockaddr_storage *addr, socklen_t *len);
+/* Connections accepted so far, and how many handlers returned < 0. */
+CIO_EXTERN uint64_t cio_server_accepted(const cio_server *srv);
+CIO_EXTERN uint64_t cio_server_failed(const cio_server *srv);
+/* Stop accepting, cancel every handler, wait until they have all
+ * returned, close the listening socket and free the server. Suspends
+ * (shielded: it always finishes). Returns 0. */
+#define cio_server_close(srv) cio_server_close_site((srv), CIO__HERE)
+CIO_EXTERN int cio_server_close_site(cio_server *srv, const char *file, int line,
+                                     const char *func);
+
 #ifdef __cplusplus
 }
 #endif
