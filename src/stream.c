@@ -31,6 +31,8 @@ struct cio_stream {
     int werr;
     bool write_closed, closing, is_socket;
     cio_task *sender;      /* the background sender while it runs */
+    const cio_stream_transport *tp; /* NULL: the fd itself */
+    void *tp_ctx;
     cio_event below_low;   /* set while queued <= low (or broken) */
     cio_event sent_all;    /* set while nothing is queued (or broken) */
 };
@@ -43,6 +45,8 @@ static void stream_unref(cio_stream *s)
         return;
     cio_event_destroy(&s->below_low);
     cio_event_destroy(&s->sent_all);
+    if (s->tp && s->tp->free)
+        s->tp->free(s->tp_ctx);
     free(s->rbuf);
     free(s->wbuf);
     free(s);
@@ -128,10 +132,59 @@ int cio_open_unix_connection_site(cio_stream **out, const char *path,
 
 /* ---- writing ------------------------------------------------------------- */
 
-static ssize_t send_some(cio_stream *s, const void *buf, size_t n)
+/* One non-blocking write: bytes written, or -EAGAIN with *want, or an
+ * error. */
+static ssize_t send_some(cio_stream *s, const void *buf, size_t n, unsigned *want)
 {
+    *want = CIO_WRITABLE;
+    if (s->tp)
+        return s->tp->write(s->tp_ctx, buf, n, want);
     ssize_t w = s->is_socket ? send(s->fd, buf, n, MSG_NOSIGNAL) : write(s->fd, buf, n);
     return w >= 0 ? w : -errno;
+}
+
+/* One non-blocking read, likewise. */
+static ssize_t recv_some(cio_stream *s, void *buf, size_t n, unsigned *want)
+{
+    *want = CIO_READABLE;
+    if (s->tp)
+        return s->tp->read(s->tp_ctx, buf, n, want);
+    ssize_t r = read(s->fd, buf, n);
+    return r >= 0 ? r : -errno;
+}
+
+/* Wait for what a transport call asked for. A TLS read may need the fd
+ * writable while the sender waits for that too: then let it run first. */
+static int wait_want(cio_stream *s, unsigned want, const char *file, int line,
+                     const char *func)
+{
+    for (;;) {
+        int rc = cio_wait_fd_site(s->fd, want, file, line, func);
+        if (rc != -EEXIST)
+            return rc < 0 ? rc : 0;
+        rc = cio_yield_site(file, line, func);
+        if (rc)
+            return rc;
+    }
+}
+
+/* Read at least one byte (or the end, or an error) through the transport,
+ * waiting as needed. */
+static ssize_t read_wait(cio_stream *s, void *buf, size_t n, const char *file,
+                         int line, const char *func)
+{
+    for (;;) {
+        cio_task *self;
+        int rc = cio__suspend_check(&self, file, line, func);
+        if (rc)
+            return rc;
+        unsigned want;
+        ssize_t r = recv_some(s, buf, n, &want);
+        if (r >= 0 || (r != -EAGAIN && r != -EINTR))
+            return r;
+        if (r == -EAGAIN && (rc = wait_want(s, want, file, line, func)) < 0)
+            return rc;
+    }
 }
 
 /* The background sender: sends the queue, wakes drainers, then ends. */
@@ -139,7 +192,8 @@ static int sender_main(void *arg)
 {
     cio_stream *s = arg;
     while (queued(s) && !s->werr && !s->closing) {
-        ssize_t w = send_some(s, s->wbuf + s->wstart, queued(s));
+        unsigned want;
+        ssize_t w = send_some(s, s->wbuf + s->wstart, queued(s), &want);
         if (w > 0) {
             s->wstart += (size_t)w;
             if (queued(s) <= s->low)
@@ -152,7 +206,7 @@ static int sender_main(void *arg)
             s->werr = (int)w;
             break;
         }
-        int rc = cio_wait_fd(s->fd, CIO_WRITABLE);
+        int rc = wait_want(s, want, CIO__HERE);
         if (rc < 0) {
             if (!s->closing && rc != -ECANCELED && rc != -ETIMEDOUT)
                 s->werr = rc;
@@ -179,9 +233,12 @@ int cio_stream_write(cio_stream *s, const void *buf, size_t n)
     if (n == 0)
         return 0;
     const char *p = buf;
-    if (!s->sender && !queued(s)) {
-        /* Nothing queued: try to send directly, queue only the rest. */
-        ssize_t w = send_some(s, p, n);
+    if (!s->sender && !queued(s) && !s->tp) {
+        /* Nothing queued: try to send directly, queue only the rest. (Not
+         * through a transport: a TLS write that wants to be retried must
+         * be retried with the same bytes, which the queue guarantees.) */
+        unsigned want;
+        ssize_t w = send_some(s, p, n, &want);
         if (w > 0) {
             p += w;
             n -= (size_t)w;
@@ -251,9 +308,53 @@ static int wait_sent(cio_stream *s, const char *file, int line, const char *func
     return s->werr;
 }
 
+/* Send the transport's clean-close message (TLS close_notify). */
+static int transport_shutdown(cio_stream *s, const char *file, int line,
+                              const char *func)
+{
+    if (!s->tp || !s->tp->shutdown)
+        return 0;
+    for (;;) {
+        unsigned want = 0;
+        int rc = s->tp->shutdown(s->tp_ctx, &want);
+        if (rc != -EAGAIN)
+            return rc;
+        if ((rc = wait_want(s, want, file, line, func)) < 0)
+            return rc;
+    }
+}
+
+int cio_stream_flush_site(cio_stream *s, const char *file, int line, const char *func)
+{
+    return wait_sent(s, file, line, func);
+}
+
+size_t cio_stream_read_buffered(const cio_stream *s) { return s->rend - s->rstart; }
+
+void *cio_stream_transport_ctx(const cio_stream *s, const cio_stream_transport *t)
+{
+    return s->tp == t ? s->tp_ctx : NULL;
+}
+
+int cio_stream_set_transport(cio_stream *s, const cio_stream_transport *t, void *ctx)
+{
+    if (!t || !t->read || !t->write)
+        return -EINVAL;
+    if (queued(s) || s->sender || s->rend != s->rstart)
+        return -EBUSY;
+    if (s->tp && s->tp->free)
+        s->tp->free(s->tp_ctx);
+    s->tp = t;
+    s->tp_ctx = ctx;
+    return 0;
+}
+
 int cio_stream_write_eof_site(cio_stream *s, const char *file, int line, const char *func)
 {
     int rc = wait_sent(s, file, line, func);
+    if (rc)
+        return rc;
+    rc = transport_shutdown(s, file, line, func);
     if (rc)
         return rc;
     s->write_closed = true;
@@ -275,6 +376,8 @@ void cio_stream_abort(cio_stream *s) { stop(s); }
 int cio_stream_close_site(cio_stream *s, const char *file, int line, const char *func)
 {
     int rc = wait_sent(s, file, line, func);
+    if (rc == 0 && !s->write_closed)
+        rc = transport_shutdown(s, file, line, func);
     stop(s);
     return rc;
 }
@@ -309,7 +412,7 @@ static ssize_t fill(cio_stream *s, size_t max, const char *file, int line,
         s->rbuf = nb;
         s->rcap = cap;
     }
-    ssize_t n = cio_read_site(s->fd, s->rbuf + s->rend, s->rcap - s->rend, file, line, func);
+    ssize_t n = read_wait(s, s->rbuf + s->rend, s->rcap - s->rend, file, line, func);
     if (n == 0)
         s->eof = true;
     else if (n > 0)
@@ -332,7 +435,7 @@ ssize_t cio_stream_read_site(cio_stream *s, void *buf, size_t n, const char *fil
         if (s->eof)
             return 0;
         if (n >= FIRST_READ_BUF) { /* big read, empty buffer: straight in */
-            ssize_t r = cio_read_site(s->fd, buf, n, file, line, func);
+            ssize_t r = read_wait(s, buf, n, file, line, func);
             if (r == 0)
                 s->eof = true;
             else if (r < 0 && r != -ECANCELED && r != -ETIMEDOUT)

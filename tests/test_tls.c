@@ -434,3 +434,101 @@ TEST(tls_silent_peer_handshake_times_out)
     cio_loop_options o = {.virtual_clock = true};
     ASSERT_EQ(cio_run_opts(&o, bad_peer_main, (void *)silent_server), 0);
 }
+
+/* ---- start_tls on streams ------------------------------------------------ */
+
+struct tls_srv_ctx {
+    cio_tls_config *cfg;
+    int handshake_rc;
+    int saw_clean_eof;
+};
+
+static int tls_line_echo(cio_stream *s, void *arg)
+{
+    struct tls_srv_ctx *c = arg;
+    /* Plain text first (a STARTTLS-style greeting), then TLS. */
+    cio_stream_write(s, "220 ready\n", 10);
+    c->handshake_rc = cio_stream_start_tls(s, c->cfg, NULL);
+    if (c->handshake_rc)
+        return c->handshake_rc;
+    char buf[128];
+    ssize_t n;
+    while ((n = cio_stream_readline(s, buf, sizeof buf)) > 0) {
+        cio_stream_write(s, buf, (size_t)n);
+        if (cio_stream_drain(s))
+            break;
+    }
+    c->saw_clean_eof = n == 0;
+    return (int)n;
+}
+
+static int stream_tls_main(void *arg)
+{
+    struct pki *pki = arg;
+    struct tls_srv_ctx sc = {0};
+    ASSERT_EQ(cio_tls_config_new(&sc.cfg, CIO_TLS_SERVER), 0);
+    ASSERT_EQ(cio_tls_config_set_cert_pem(sc.cfg, pki->cert_pem, strlen(pki->cert_pem),
+                                          pki->key_pem, strlen(pki->key_pem)), 0);
+    cio_server *srv;
+    ASSERT_EQ(cio_start_server(&srv, "127.0.0.1", "0", tls_line_echo, &sc, NULL), 0);
+    struct sockaddr_storage ss;
+    socklen_t len;
+    cio_server_sockname(srv, &ss, &len);
+    char port[16];
+    snprintf(port, sizeof port, "%d", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+
+    cio_tls_config *cli;
+    ASSERT_EQ(cio_tls_config_new(&cli, CIO_TLS_CLIENT), 0);
+    ASSERT_EQ(cio_tls_config_set_ca_pem(cli, pki->ca_pem, strlen(pki->ca_pem)), 0);
+    cio_stream *s;
+    ASSERT_EQ(cio_open_connection(&s, "127.0.0.1", port, NULL), 0);
+    char buf[128];
+    ASSERT_EQ(cio_stream_readline(s, buf, sizeof buf), 10); /* plain greeting */
+    ASSERT_STREQ(buf, "220 ready\n");
+    ASSERT_EQ(cio_stream_start_tls(s, cli, "localhost"), 0);
+    ASSERT_STREQ(cio_tls_version(cio_stream_tls(s)), "TLSv1.3");
+    for (int i = 0; i < 20; i++) {
+        char line[32];
+        int l = snprintf(line, sizeof line, "secret %d\n", i);
+        ASSERT_EQ(cio_stream_write(s, line, (size_t)l), 0);
+        ASSERT_EQ(cio_stream_readline(s, buf, sizeof buf), l);
+        ASSERT_STREQ(buf, line);
+    }
+    /* 200 KB queued before reading anything: many TLS records, more
+     * than the socket buffers hold; the writer and the reader interleave. */
+    char line[101];
+    memset(line, 'x', 99);
+    line[99] = '\n';
+    line[100] = 0;
+    for (int i = 0; i < 2000; i++)
+        ASSERT_EQ(cio_stream_write(s, line, 100), 0);
+    for (int i = 0; i < 2000; i++) {
+        ASSERT_EQ(cio_stream_readline(s, buf, sizeof buf), 100);
+        ASSERT_STREQ(buf, line);
+    }
+    ASSERT_EQ(cio_stream_close(s), 0); /* sends close_notify */
+    /* Verification failure through the stream API. */
+    cio_tls_config *wrong;
+    ASSERT_EQ(cio_tls_config_new(&wrong, CIO_TLS_CLIENT), 0);
+    ASSERT_EQ(cio_tls_config_set_ca_pem(wrong, pki->other_ca_pem, strlen(pki->other_ca_pem)), 0);
+    ASSERT_EQ(cio_open_connection(&s, "127.0.0.1", port, NULL), 0);
+    ASSERT_EQ(cio_stream_readline(s, buf, sizeof buf), 10);
+    ASSERT_EQ(cio_stream_start_tls(s, wrong, "localhost"), CIO_ETLS_VERIFY);
+    ASSERT_TRUE(strstr(cio_stream_tls_error(), "certificate verify failed") != NULL);
+    cio_stream_abort(s);
+    ASSERT_EQ(cio_server_close(srv), 0);
+    ASSERT_EQ(sc.saw_clean_eof, 1); /* the first client's close_notify */
+    ASSERT_NE(sc.handshake_rc, 0);  /* the second one rejected us */
+    cio_tls_config_free(wrong);
+    cio_tls_config_free(cli);
+    cio_tls_config_free(sc.cfg);
+    return 0;
+}
+
+TEST(tls_start_tls_on_streams)
+{
+    struct pki p;
+    make_pki(&p);
+    ASSERT_EQ(cio_run(stream_tls_main, &p), 0);
+    free_pki(&p);
+}

@@ -513,22 +513,96 @@ ssize_t cio_tls_write_site(cio_tls *t, const void *buf, size_t n, const char *fi
     return (ssize_t)n;
 }
 
-int cio_tls_shutdown_site(cio_tls *t, const char *file, int line, const char *func)
+static int shutdown_nowait(cio_tls *t, unsigned *want)
 {
     if (!t->handshaken || t->failed)
         return 0; /* nothing to close cleanly */
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_shutdown(t->ssl);
+    if (rc >= 0)
+        return 0; /* 0: our close_notify is sent; 1: both sent */
+    return classify(t, rc, false, want);
+}
+
+int cio_tls_shutdown_site(cio_tls *t, const char *file, int line, const char *func)
+{
     for (;;) {
-        ERR_clear_error();
-        errno = 0;
-        int rc = SSL_shutdown(t->ssl);
-        if (rc >= 0)
-            return 0; /* 0: our close_notify is sent; 1: both sent */
         unsigned want = 0;
-        int c = classify(t, rc, false, &want);
+        int c = shutdown_nowait(t, &want);
         if (c != -EAGAIN)
             return c;
         int w = cio_wait_fd_site(t->fd, want, file, line, func);
         if (w < 0)
             return w;
     }
+}
+
+/* ---- TLS as a stream transport ------------------------------------------- */
+
+static ssize_t tp_read(void *ctx, void *buf, size_t n, unsigned *want)
+{
+    return cio_tls_read_nowait(ctx, buf, n, want);
+}
+
+static ssize_t tp_write(void *ctx, const void *buf, size_t n, unsigned *want)
+{
+    return cio_tls_write_nowait(ctx, buf, n, want);
+}
+
+static int tp_shutdown(void *ctx, unsigned *want) { return shutdown_nowait(ctx, want); }
+
+static void tp_free(void *ctx) { cio_tls_free(ctx); }
+
+static const cio_stream_transport tls_transport = {
+    .read = tp_read, .write = tp_write, .shutdown = tp_shutdown, .free = tp_free};
+
+static __thread char last_start_tls_error[DETAIL_MAX];
+
+const char *cio_stream_tls_error(void) { return last_start_tls_error; }
+
+cio_tls *cio_stream_tls(const cio_stream *s)
+{
+    return cio_stream_transport_ctx(s, &tls_transport);
+}
+
+int cio_stream_start_tls_site(cio_stream *s, cio_tls_config *cfg,
+                              const char *server_name, const char *file, int line,
+                              const char *func)
+{
+    last_start_tls_error[0] = 0;
+    if (!s || !cfg)
+        return -EINVAL;
+    int rc = cio_stream_flush_site(s, file, line, func);
+    if (rc)
+        return rc;
+    if (cio_stream_read_buffered(s))
+        return -EBUSY;
+    cio_tls *t;
+    rc = cio_tls_new(&t, cfg, cio_stream_fd(s), server_name);
+    if (rc)
+        return rc;
+    rc = cio_tls_handshake_site(t, file, line, func);
+    if (rc == 0)
+        rc = cio_stream_set_transport(s, &tls_transport, t);
+    if (rc) {
+        snprintf(last_start_tls_error, sizeof last_start_tls_error, "%s", t->error);
+        cio_tls_free(t);
+    }
+    return rc;
+}
+
+int cio_open_tls_connection_site(cio_stream **out, const char *host, const char *port,
+                                 cio_tls_config *cfg, const cio_stream_options *opts,
+                                 const char *file, int line, const char *func)
+{
+    int rc = cio_open_connection_site(out, host, port, opts, file, line, func);
+    if (rc)
+        return rc;
+    rc = cio_stream_start_tls_site(*out, cfg, host, file, line, func);
+    if (rc) {
+        cio_stream_abort(*out);
+        *out = NULL;
+    }
+    return rc;
 }

@@ -125,6 +125,37 @@ CIO_EXTERN int cio_stream_peername(const cio_stream *s, struct sockaddr_storage 
 CIO_EXTERN int cio_stream_sockname(const cio_stream *s, struct sockaddr_storage *addr,
                                    socklen_t *len);
 
+/* ---- transports: what a stream reads and writes through ---------------------
+ * By default a stream reads and writes its fd. A layer such as TLS
+ * (libcio_tls's cio_stream_start_tls) installs a transport instead. Each
+ * call must not block: it returns bytes done, 0 at the end (read), or
+ * -EAGAIN with *want set to CIO_READABLE or CIO_WRITABLE for the fd, or an
+ * error. */
+typedef struct cio_stream_transport {
+    ssize_t (*read)(void *ctx, void *buf, size_t n, unsigned *want);
+    ssize_t (*write)(void *ctx, const void *buf, size_t n, unsigned *want);
+    /* The clean-close message (TLS close_notify), or NULL. 0 when sent. */
+    int (*shutdown)(void *ctx, unsigned *want);
+    void (*free)(void *ctx);
+} cio_stream_transport;
+
+/* Install a transport (the stream owns ctx from now on and frees it with
+ * t->free). Only while nothing is queued for writing and nothing is
+ * buffered for reading: -EBUSY otherwise. Does not suspend. */
+CIO_EXTERN int cio_stream_set_transport(cio_stream *s,
+                                        const cio_stream_transport *t,
+                                        void *ctx);
+/* Suspends until every queued byte was handed to the transport. Returns 0
+ * or the error that broke the connection. */
+#define cio_stream_flush(s) cio_stream_flush_site((s), CIO__HERE)
+CIO_EXTERN int cio_stream_flush_site(cio_stream *s, const char *file, int line,
+                                     const char *func);
+/* Bytes buffered for reading and not yet taken. */
+CIO_EXTERN size_t cio_stream_read_buffered(const cio_stream *s);
+/* The ctx installed with transport t, or NULL if t is not the stream's. */
+CIO_EXTERN void *cio_stream_transport_ctx(const cio_stream *s,
+                                          const cio_stream_transport *t);
+
 /* ---- servers (asyncio.start_server) ---------------------------------------- */
 
 typedef struct cio_server cio_server;

@@ -133,6 +133,37 @@ CIO_EXTERN const char *cio_tls_error(const cio_tls *tls);
 /* The fd the session runs on. */
 CIO_EXTERN int cio_tls_fd(const cio_tls *tls);
 
+/* ---- TLS under a stream ------------------------------------------------------ */
+
+/* asyncio start_tls: upgrade an open stream to TLS (client or server, as
+ * cfg says). Sends what is queued first; nothing may be buffered for
+ * reading (-EBUSY: the peer spoke before the handshake). Runs the
+ * handshake (suspends); on success every later read and write of the
+ * stream goes through TLS and closing it sends close_notify. Returns 0,
+ * a handshake error (CIO_ETLS_*, see cio_stream_tls_error), or
+ * -ECANCELED / -ETIMEDOUT; after a failure the stream can only be closed.
+ * server_name: SNI and the name checked in the certificate (clients). */
+#define cio_stream_start_tls(s, cfg, server_name)                              \
+    cio_stream_start_tls_site((s), (cfg), (server_name), CIO__HERE)
+CIO_EXTERN int cio_stream_start_tls_site(struct cio_stream *s, cio_tls_config *cfg,
+                                         const char *server_name,
+                                         const char *file, int line,
+                                         const char *func);
+/* TLS on an outgoing connection: cio_open_connection + start_tls. */
+#define cio_open_tls_connection(out, host, port, cfg, opts)                    \
+    cio_open_tls_connection_site((out), (host), (port), (cfg), (opts), CIO__HERE)
+CIO_EXTERN int cio_open_tls_connection_site(struct cio_stream **out,
+                                            const char *host, const char *port,
+                                            cio_tls_config *cfg,
+                                            const struct cio_stream_options *opts,
+                                            const char *file, int line,
+                                            const char *func);
+/* The TLS session under a stream (NULL if it has none): for cio_tls_alpn,
+ * cio_tls_version, cio_tls_error. */
+CIO_EXTERN cio_tls *cio_stream_tls(const struct cio_stream *s);
+/* The last TLS error detail for a stream whose start_tls failed. */
+CIO_EXTERN const char *cio_stream_tls_error(void);
+
 #ifdef __cplusplus
 }
 #endif
