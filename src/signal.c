@@ -16,7 +16,15 @@ typedef struct handler {
     void *arg;
     bool installed;
     bool was_blocked; /* in the loop thread before we blocked it */
+    struct sigaction old_action;
 } handler;
+
+/* Installed as the disposition of handled signals. It never runs in the
+ * loop thread (the signal is blocked there and read from the signalfd); it
+ * replaces SIG_IGN, which would discard the signal before the signalfd sees
+ * it (a shell starts background jobs with SIGINT ignored), and SIG_DFL,
+ * which would kill the process if another thread took the signal. */
+static void ignore_here(int signo) { (void)signo; }
 
 struct cio__signals {
     handler handlers[_NSIG];
@@ -98,6 +106,12 @@ int cio_signal_add(int signo, cio_signal_fn fn, void *arg)
                 return rc;
             }
         }
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = ignore_here;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART;
+        sigaction(signo, &sa, &h->old_action);
         h->installed = true;
         s->n_installed++;
         loop->n_io_watches++; /* a handler can wake the loop */
@@ -113,6 +127,7 @@ static void uninstall(cio_loop *loop, int signo)
     handler *h = &s->handlers[signo];
     h->installed = false;
     s->n_installed--;
+    sigaction(signo, &h->old_action, NULL);
     loop->n_io_watches--;
     sigdelset(&s->mask, signo);
     if (s->watch.fd >= 0)
