@@ -99,6 +99,9 @@ static pid_t start_child(int stubborn, int *rfd)
     if (pid == 0) {
         close(p[0]);
         report_fd = p[1];
+        /* As a shell starts background jobs: handled signals must still
+         * reach the loop. */
+        signal(SIGINT, SIG_IGN);
         int rc = cio_run(shutdown_main, (void *)(intptr_t)stubborn);
         if (rc == -ECANCELED && shutdown_sig)
             _exit(128 + shutdown_sig);
