@@ -370,10 +370,16 @@ CIO_EXTERN void cio_dump_tasks(int fd);
 CIO_EXTERN int cio_wait_fd_site(int fd, unsigned events, const char *file,
                                 int line, const char *func);
 
-/* Close fd, first waking any task waiting on it with -EBADF and dropping
- * the loop's registration. Use it instead of close(2) for every fd that
- * tasks may wait on: a plain close leaves a waiter asleep forever. Does not
- * suspend. Returns 0 or a negative errno (the fd is closed either way). */
+/* Close fd, first waking any task waiting on it (its call returns -EBADF:
+ * "closed while waited on") and dropping the loop's registration. Use it
+ * instead of close(2) for every fd the loop has waited on: the loop keeps
+ * a registration per fd until cio_close. After a plain close(2), a waiter
+ * sleeps on until cio_socket / cio_accept reuse the number (it then gets
+ * -EBADF); a number reused by a descriptor made outside cio is noticed by
+ * cio_wait_fd and cio_stream_open_fd, but cio_recv & co. on it may wait for
+ * an edge that never comes (CIO_DEBUG=1 checks every wait and says so).
+ * Does not suspend. Returns 0 or a negative errno (the fd is closed either
+ * way; -EBADF if it was not open). */
 CIO_EXTERN int cio_close(int fd);
 
 /* ---------------------------------------------------------------------------
@@ -591,5 +597,6 @@ struct cio_as_completed {
 #include "cio/signal.h"
 #include "cio/net.h"
 #include "cio/stream.h"
+#include "cio/process.h"
 
 #endif /* CIO_H */

@@ -1,9 +1,16 @@
 /* The epoll backend. The loop sees the backend through a few calls
- * (cio__backend_open/close/watch/rearm/unwatch/poll in cio_internal.h);
- * another backend (io_uring, poll) replaces this file, not the loop.
+ * (cio__backend_* in cio_internal.h); another backend (io_uring, poll)
+ * replaces this file, not the loop.
  *
- * A watch is one-shot (fires once, then stays registered but disarmed until
- * cio__backend_rearm) or persistent (the eventfd, the signalfd). */
+ * Two kinds of registration share the epoll set:
+ *  - watches (cio__io_watch): the loop's own descriptors (the eventfd, the
+ *    signalfd), level-triggered and persistent, or one-shot; the event's
+ *    data is the watch pointer (8-aligned: low bit 0);
+ *  - descriptors of the fd layer (fd.c): edge-triggered for reading and
+ *    writing, registered once; the event's data is (generation << 32) |
+ *    (fd << 1) | 1, never a pointer, so that a registration the kernel
+ *    keeps for a descriptor closed behind our back cannot reach memory
+ *    that was freed or reused. */
 #include "cio_internal.h"
 
 #include <sys/epoll.h>
@@ -35,18 +42,36 @@ int cio__backend_watch(cio_loop *loop, cio__io_watch *w)
     return 0;
 }
 
-int cio__backend_rearm(cio_loop *loop, cio__io_watch *w)
+/* ---- fd layer registrations ---------------------------------------------- */
+
+static uint64_t fd_tag(int fd, uint32_t gen)
 {
-    struct epoll_event ev = {.events = w->events | EPOLLONESHOT, .data.ptr = w};
-    if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_MOD, w->fd, &ev) == 0)
-        return 0;
-    if (errno != ENOENT)
-        return -errno;
-    /* The fd was closed and its number reused behind our back: the kernel
-     * forgot the old registration. Register anew. */
-    if (epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, w->fd, &ev) != 0)
-        return -errno;
-    return 0;
+    return (uint64_t)gen << 32 | (uint64_t)(uint32_t)fd << 1 | 1u;
+}
+
+static int fd_ctl(cio_loop *loop, int op, int fd, uint32_t gen)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                             .data.u64 = fd_tag(fd, gen)};
+    return epoll_ctl(loop->epoll_fd, op, fd, &ev) == 0 ? 0 : -errno;
+}
+
+int cio__backend_fd_add(cio_loop *loop, int fd, uint32_t gen)
+{
+    return fd_ctl(loop, EPOLL_CTL_ADD, fd, gen);
+}
+
+int cio__backend_fd_mod(cio_loop *loop, int fd, uint32_t gen)
+{
+    /* Modifying an edge-triggered registration makes the kernel check the
+     * descriptor again and report it if it is ready now. */
+    return fd_ctl(loop, EPOLL_CTL_MOD, fd, gen);
+}
+
+void cio__backend_fd_del(cio_loop *loop, int fd)
+{
+    /* ENOENT/EBADF: the kernel holds nothing for this descriptor. */
+    epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
 }
 
 void cio__backend_unwatch(cio_loop *loop, cio__io_watch *w)
@@ -98,8 +123,22 @@ int cio__backend_poll(cio_loop *loop, int64_t timeout)
         return errno == EINTR ? 0 : -errno;
     loop->clock_stale = true;
     for (int i = 0; i < n; i++) {
+        uint64_t tag = events[i].data.u64;
+        uint32_t e = events[i].events;
+        if (tag & 1u) { /* the fd layer's */
+            unsigned ready = 0;
+            if (e & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
+                ready |= CIO_READABLE;
+            if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+                ready |= CIO_WRITABLE;
+            if (e & EPOLLRDHUP)
+                ready |= CIO__FD_RDHUP;
+            cio__fd_event(loop, (int)(uint32_t)(tag >> 1 & 0x7fffffffu),
+                          (uint32_t)(tag >> 32), ready);
+            continue;
+        }
         cio__io_watch *w = events[i].data.ptr;
-        w->revents = events[i].events;
+        w->revents = e;
         w->fn(w); /* a one-shot watch is disarmed now, still registered */
     }
     return n;

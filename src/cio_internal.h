@@ -124,9 +124,13 @@ void cio__backend_close(cio_loop *loop);
 /* Register an interest; fn runs from the loop when it fires. A one-shot
  * watch is forgotten after firing, a persistent one stays registered. */
 int cio__backend_watch(cio_loop *loop, cio__io_watch *w);
-/* Re-arm a fired one-shot watch with w->events (registers it anew if the
- * kernel forgot it because the fd was closed and reused). */
-int cio__backend_rearm(cio_loop *loop, cio__io_watch *w);
+/* The fd layer's registrations (fd.c): fd for reading and writing,
+ * edge-triggered, tagged with the slot's generation; events go to
+ * cio__fd_event. mod re-arms (the kernel reports the current state again)
+ * and returns -ENOENT when the kernel holds no registration for fd. */
+int cio__backend_fd_add(cio_loop *loop, int fd, uint32_t gen);
+int cio__backend_fd_mod(cio_loop *loop, int fd, uint32_t gen);
+void cio__backend_fd_del(cio_loop *loop, int fd);
 void cio__backend_unwatch(cio_loop *loop, cio__io_watch *w);
 /* Wait up to timeout ns (-1 = forever, 0 = poll) and dispatch events.
  * Returns the number of events dispatched or a negative error. */
@@ -140,6 +144,11 @@ void cio__threadsafe_close(cio_loop *loop);
 bool cio__threadsafe_pending(const cio_loop *loop);
 /* Run what foreign threads queued, now (loop close). */
 void cio__threadsafe_drain(cio_loop *loop);
+/* cio_call_soon_threadsafe, plus drop(arg) run on the loop's thread if the
+ * call is dropped unrun because the loop closes (for a caller blocked on
+ * the call's outcome: cio_run_in_loop). drop may be NULL. */
+int cio__call_soon_threadsafe_ex(cio_loop *loop, cio_callback_fn fn,
+                                 cio_callback_fn drop, void *arg);
 
 /* ---- executor (executor.c) ------------------------------------------------- */
 typedef struct cio__executor cio__executor;
@@ -149,6 +158,37 @@ void cio__executor_close(cio_loop *loop);
 /* ---- fd layer (fd.c) ---------------------------------------------------------- */
 /* Free the fd table (loop close; no task waits any more). */
 void cio__fd_table_free(cio_loop *loop);
+/* From the backend: fd (registered with generation gen) became ready;
+ * ready is CIO_READABLE / CIO_WRITABLE (errors and hang-ups count as
+ * both), plus CIO__FD_RDHUP when the peer will send nothing more. */
+#define CIO__FD_RDHUP 4u
+void cio__fd_event(cio_loop *loop, int fd, uint32_t gen, unsigned ready);
+/* fd is a number the kernel has just returned (socket, accept): forget the
+ * state of any earlier descriptor with that number (its waiters get
+ * -EBADF). No-op outside a loop. */
+void cio__fd_fresh(int fd);
+/* fd is being adopted (a stream takes it over): if the loop holds a
+ * registration for it, make sure it is still the kernel's (one epoll_ctl)
+ * and forget it otherwise. No-op outside a loop. */
+void cio__fd_check(int fd);
+/* cio_wait_fd for the library's own I/O paths, which call it only right
+ * after the system call returned EAGAIN: no epoll_ctl once the fd is
+ * registered (see fd.c). Same returns as cio_wait_fd. */
+int cio__fd_wait_io(int fd, unsigned events, const char *file, int line,
+                    const char *func);
+/* The same for a SOCK_STREAM socket whose last read came back short (the
+ * receive queue was empty then): wait for more, or return at once if the
+ * peer has closed. */
+int cio__fd_wait_drained(int fd, const char *file, int line, const char *func);
+
+/* ---- name resolution (dns.c) ------------------------------------------------ */
+/* The function pool threads call for cio_getaddrinfo: getaddrinfo. Tests
+ * replace it (before the loop's first lookup) to hold a lookup mid-way or
+ * to return chosen EAI codes. */
+struct addrinfo;
+extern int (*cio__dns_resolver)(const char *host, const char *service,
+                                const struct addrinfo *hints,
+                                struct addrinfo **res);
 
 /* ---- signals (signal.c) ----------------------------------------------------- */
 typedef struct cio__signals cio__signals;
@@ -242,7 +282,7 @@ struct cio_loop {
     int epoll_fd;
     size_t n_io_watches;     /* tasks waiting on fds, plus installed
                               * signal handlers: what I/O can wake */
-    struct cio__fd **fds;    /* fd layer (fd.c): per-fd state, by fd */
+    struct cio__fd *fds;     /* fd layer (fd.c): per-fd state, by fd */
     size_t n_fds;
     size_t n_external;       /* outside work that can wake the loop */
     cio__threadsafe *threadsafe; /* call_soon_threadsafe queue + eventfd */

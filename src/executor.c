@@ -4,10 +4,26 @@
  * flight as outside work (cio_loop_external_ref), so it neither reports a
  * deadlock nor jumps the virtual clock while a worker may still answer.
  *
- * Job states: QUEUED -> RUNNING -> DONE (posted). A caller cancelled while
- * QUEUED removes the job itself (fn never runs). A caller cancelled while
- * RUNNING either waits for it shielded (default) or abandons it: then the
- * completion calls the abandoned callback instead of waking anybody. */
+ * Job states: QUEUED -> RUNNING -> DONE (posted) -> delivered (job_done ran
+ * on the loop). A caller cancelled while QUEUED removes the job itself (fn
+ * never runs). A caller cancelled while RUNNING either waits for it
+ * shielded (default) or abandons it: then the completion calls the
+ * abandoned callback instead of waking anybody. A caller whose
+ * cancellation and completion arrive in the same loop turn (woken by the
+ * cancel, job already delivered when it resumes) hands the result to the
+ * abandoned callback too: "returns -ECANCELED" always means "arg went to
+ * abandoned".
+ *
+ * Threads: started on demand (one per submission that finds no idle
+ * thread) up to the pool size, then kept until the loop closes. They block
+ * every signal (signalfd handlers belong to the loop thread).
+ *
+ * Loop close (cio__executor_close): every task has finished by then, so
+ * queued jobs have no caller left but abandoned ones; they are dropped
+ * (abandoned(arg, -ECANCELED)), running ones are joined and their
+ * completions run in the loop's final drain. loop->executor is then left
+ * pointing at a marker, so that a run_in_loop call reaching the loop during
+ * that drain is refused instead of spawning a task that would never run. */
 #include "cio_internal.h"
 #include "cio/executor.h"
 
@@ -17,6 +33,8 @@
 #include <unistd.h>
 
 #define MAX_THREADS 1024
+/* Blocking library code (resolvers, parsers) runs here: room to spare. */
+#define WORKER_STACK (1024 * 1024)
 
 enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE };
 
@@ -43,6 +61,10 @@ struct cio__executor {
 
 static void *worker_main(void *arg);
 
+/* loop->executor after cio__executor_close: the pool is gone for good. */
+static char pool_closed_marker;
+#define POOL_CLOSED ((cio__executor *)(void *)&pool_closed_marker)
+
 static size_t default_threads(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -52,6 +74,8 @@ static size_t default_threads(void)
 
 static cio__executor *pool_get(cio_loop *loop)
 {
+    if (loop->executor == POOL_CLOSED)
+        return NULL;
     if (loop->executor)
         return loop->executor;
     cio__executor *p = calloc(1, sizeof *p);
@@ -98,10 +122,11 @@ static void job_done(void *arg)
     }
 }
 
+/* arg is the pool (not the loop: loop->executor belongs to the loop
+ * thread, and a thread may start late, after the pool began closing). */
 static void *worker_main(void *arg)
 {
-    cio_loop *loop = arg;
-    cio__executor *p = loop->executor;
+    cio__executor *p = arg;
     pthread_mutex_lock(&p->lock);
     for (;;) {
         while (!p->stopping && cio__list_empty(&p->queue)) {
@@ -134,6 +159,8 @@ static void *worker_main(void *arg)
  * Returns 0 or a negative code (nothing queued then). */
 static int submit(cio_loop *loop, job *j)
 {
+    if (loop->executor == POOL_CLOSED)
+        return -EINVAL; /* the loop is closing */
     cio__executor *p = pool_get(loop);
     if (!p)
         return -ENOMEM;
@@ -144,12 +171,12 @@ static int submit(cio_loop *loop, job *j)
     if (p->n_idle == 0 && p->n_threads < p->max_threads) {
         pthread_attr_t attr;
         pthread_attr_init(&attr);
-        pthread_attr_setstacksize(&attr, 256 * 1024);
+        pthread_attr_setstacksize(&attr, WORKER_STACK);
         /* Workers must not take the signals a loop may want (signalfd). */
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
-        int e = pthread_create(&p->threads[p->n_threads], &attr, worker_main, loop);
+        int e = pthread_create(&p->threads[p->n_threads], &attr, worker_main, p);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         pthread_attr_destroy(&attr);
         if (e == 0)
@@ -202,8 +229,14 @@ int cio_to_thread_site(cio_work_fn fn, void *arg,
     for (;;) {
         int w = cio__park(self);
         if (j->delivered) {
-            rc = cancel ? cancel : w < 0 ? w : j->result;
+            int result = j->result;
             free(j);
+            rc = cancel ? cancel : w < 0 ? w : result;
+            /* Woken by a cancellation that came in the same turn as the
+             * completion: the result is not returned, so abandoned gets
+             * it (a shielded wait has no abandoned callback). */
+            if (!cancel && w < 0 && abandoned)
+                abandoned(arg, result);
             break;
         }
         /* Not delivered yet: only a cancellation wakes us before that. */
@@ -244,30 +277,44 @@ int cio_to_thread_site(cio_work_fn fn, void *arg,
 void cio__executor_close(cio_loop *loop)
 {
     cio__executor *p = loop->executor;
-    if (!p)
+    if (!p || p == POOL_CLOSED) {
+        loop->executor = POOL_CLOSED;
         return;
+    }
     pthread_mutex_lock(&p->lock);
     p->stopping = true;
+    cio__list dropped;
+    cio__list_init(&dropped);
     cio__list *n;
-    while ((n = cio__list_pop_front(&p->queue))) {
+    while ((n = cio__list_pop_front(&p->queue)))
+        cio__list_push_back(&dropped, n);
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    /* Outside the lock: the callbacks are the user's code. */
+    while ((n = cio__list_pop_front(&dropped))) {
         job *j = CIO__CONTAINER(n, job, node);
         cio_loop_external_unref(loop);
         if (j->abandoned)
             j->abandoned(j->arg, -ECANCELED);
         free(j);
     }
-    pthread_cond_broadcast(&p->cond);
-    pthread_mutex_unlock(&p->lock);
     for (size_t i = 0; i < p->n_threads; i++)
         pthread_join(p->threads[i], NULL);
     pthread_cond_destroy(&p->cond);
     pthread_mutex_destroy(&p->lock);
     free(p->threads);
     free(p);
-    loop->executor = NULL;
+    loop->executor = POOL_CLOSED;
 }
 
-/* ---- run_in_loop: a foreign thread runs a task on the loop ----------------- */
+/* ---- run_in_loop: a foreign thread runs a task on the loop -----------------
+ *
+ * The call lives on the foreign thread's stack until remote_finish. The
+ * task runs remote_task, which calls fn and reports its status itself
+ * before returning (a done callback could be dropped by a loop that closes
+ * right after the task ends, leaving the caller blocked for ever). Every
+ * other way the call can end reports too: spawn refused, the pool closed
+ * (loop closing), the queued call dropped by the loop's close. */
 
 typedef struct remote_call {
     cio_task_fn fn;
@@ -279,6 +326,8 @@ typedef struct remote_call {
     pthread_cond_t cond;
 } remote_call;
 
+/* The last touch of rc: the caller may return (and rc vanish) as soon as
+ * the lock is released. */
 static void remote_finish(remote_call *rc, int status)
 {
     pthread_mutex_lock(&rc->lock);
@@ -288,27 +337,34 @@ static void remote_finish(remote_call *rc, int status)
     pthread_mutex_unlock(&rc->lock);
 }
 
-static void remote_task_done(cio_task *t, void *arg)
+static int remote_task(void *arg)
 {
-    remote_finish(arg, cio_task_status(t));
+    remote_call *rc = arg;
+    int status = rc->fn(rc->arg);
+    remote_finish(rc, status);
+    /* The status went to the caller: nothing for "failed and nobody read
+     * its status" to report. */
+    return 0;
 }
 
 static void remote_start(void *arg)
 {
     remote_call *rc = arg;
-    cio_task *t;
-    int e = cio_spawn(&t, rc->fn, rc->arg, "%s", rc->name ? rc->name : "remote-call");
-    if (e) {
-        remote_finish(rc, e);
+    cio_loop *loop = cio__tls_loop;
+    /* Loop turns run inside cio_loop_run, which sets main_task for its
+     * whole duration, or inside cio_loop_close (whose tasks were all
+     * cancelled: a task started now would escape that); the close's final
+     * drain comes after the pool was closed. */
+    if (loop->executor == POOL_CLOSED || !loop->main_task) {
+        remote_finish(rc, -EINVAL); /* the loop is closing */
         return;
     }
-    e = cio_task_add_done_callback(t, remote_task_done, rc);
-    if (e) {
-        cio_task_cancel(t);
+    int e = cio_spawn(NULL, remote_task, rc, "%s", rc->name ? rc->name : "remote-call");
+    if (e)
         remote_finish(rc, e);
-    }
-    cio_task_release(t);
 }
+
+static void remote_dropped(void *arg) { remote_finish(arg, -EINVAL); }
 
 int cio_run_in_loop(cio_loop *loop, cio_task_fn fn, void *arg, const char *name)
 {
@@ -317,7 +373,7 @@ int cio_run_in_loop(cio_loop *loop, cio_task_fn fn, void *arg, const char *name)
     remote_call rc = {.fn = fn, .arg = arg, .name = name};
     pthread_mutex_init(&rc.lock, NULL);
     pthread_cond_init(&rc.cond, NULL);
-    int e = cio_call_soon_threadsafe(loop, remote_start, &rc);
+    int e = cio__call_soon_threadsafe_ex(loop, remote_start, remote_dropped, &rc);
     if (e == 0) {
         pthread_mutex_lock(&rc.lock);
         while (!rc.done)

@@ -1,5 +1,6 @@
-/* Sockets: try the system call, wait for readiness only on EAGAIN. Happy
- * eyeballs races connection attempts as tasks of one group. */
+/* Sockets: try the system call, wait for readiness only on EAGAIN (through
+ * cio__fd_wait_io, which relies on exactly that: see fd.c). Happy eyeballs
+ * races connection attempts as tasks. */
 #include "cio_internal.h"
 #include "cio/net.h"
 
@@ -13,7 +14,15 @@
 int cio_socket(int domain, int type, int protocol)
 {
     int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
-    return fd < 0 ? -errno : fd;
+    if (fd < 0)
+        return -errno;
+    cio__fd_fresh(fd);
+    return fd;
+}
+
+int cio_shutdown(int fd, int how)
+{
+    return shutdown(fd, how) == 0 ? 0 : -errno;
 }
 
 int cio_connect_site(int fd, const struct sockaddr *addr, socklen_t len,
@@ -27,6 +36,8 @@ int cio_connect_site(int fd, const struct sockaddr *addr, socklen_t len,
         return 0;
     if (errno != EINPROGRESS && errno != EINTR)
         return -errno;
+    /* The outcome is read from SO_ERROR, not by trying again, so this
+     * wait must not trust a readiness hint: the full cio_wait_fd. */
     rc = cio_wait_fd_site(fd, CIO_WRITABLE, SITE_ARGS);
     if (rc < 0)
         return rc;
@@ -46,15 +57,17 @@ int cio_accept_site(int fd, struct sockaddr *addr, socklen_t *len,
         if (rc)
             return rc;
         int c = accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (c >= 0)
+        if (c >= 0) {
+            cio__fd_fresh(c);
             return c;
+        }
         /* Errors that belong to the connection that went away, not to
          * the listener: try the next one (accept(2)'s Linux notes). */
         if (errno == ECONNABORTED || errno == EPROTO || errno == EINTR)
             continue;
         if (errno != EAGAIN)
             return -errno;
-        rc = cio_wait_fd_site(fd, CIO_READABLE, SITE_ARGS);
+        rc = cio__fd_wait_io(fd, CIO_READABLE, SITE_ARGS);
         if (rc < 0)
             return rc;
     }
@@ -74,7 +87,7 @@ int cio_accept_site(int fd, struct sockaddr *addr, socklen_t *len,
             continue;                                                          \
         if (errno != EAGAIN)                                                   \
             return -errno;                                                     \
-        rc_ = cio_wait_fd_site(fd, dir, SITE_ARGS);                            \
+        rc_ = cio__fd_wait_io(fd, dir, SITE_ARGS);                             \
         if (rc_ < 0)                                                           \
             return rc_;                                                        \
     }
@@ -125,7 +138,7 @@ static ssize_t write_all(int fd, const void *buf, size_t n, int flags, bool is_s
             continue;
         if (w < 0 && errno != EAGAIN)
             return -errno;
-        rc = cio_wait_fd_site(fd, CIO_WRITABLE, SITE_ARGS);
+        rc = cio__fd_wait_io(fd, CIO_WRITABLE, SITE_ARGS);
         if (rc < 0)
             return rc;
     }
@@ -144,6 +157,28 @@ ssize_t cio_write_site(int fd, const void *buf, size_t n, const char *file, int 
     return write_all(fd, buf, n, 0, false, SITE_ARGS);
 }
 
+/* getaddrinfo for the calls below: numeric hosts and ports (and a NULL
+ * host) are answered inline, since getaddrinfo does no lookup for them;
+ * names go to cio_getaddrinfo on the executor. Suspends only then, but
+ * checks for cancellation in every case. */
+static int resolve(const char *host, const char *port, const struct addrinfo *hints,
+                   struct addrinfo **res, const char *file, int line, const char *func)
+{
+    cio_task *self;
+    int rc = cio__suspend_check(&self, SITE_ARGS);
+    if (rc)
+        return rc;
+    struct addrinfo h = *hints;
+    h.ai_flags |= AI_NUMERICHOST | AI_NUMERICSERV;
+    rc = getaddrinfo(host, port, &h, res);
+    if (rc == 0)
+        return 0;
+    if (rc != EAI_NONAME)
+        return rc == EAI_SYSTEM ? -errno : CIO_EAI_BASE + rc;
+    *res = NULL;
+    return cio_getaddrinfo_site(host, port, hints, res, SITE_ARGS);
+}
+
 int cio_tcp_listen_site(const char *host, const char *port, int backlog,
                         bool reuse_port, const char *file, int line,
                         const char *func)
@@ -151,7 +186,7 @@ int cio_tcp_listen_site(const char *host, const char *port, int backlog,
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;
-    int rc = cio_getaddrinfo_site(host, port ? port : "0", &hints, &res, SITE_ARGS);
+    int rc = resolve(host, port ? port : "0", &hints, &res, SITE_ARGS);
     if (rc)
         return rc;
     rc = -EADDRNOTAVAIL;
@@ -324,10 +359,10 @@ int cio_tcp_connect_site(const char *host, const char *port, int64_t stagger,
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_ADDRCONFIG};
     struct addrinfo *res = NULL;
-    int rc = cio_getaddrinfo_site(host, port, &hints, &res, SITE_ARGS);
+    int rc = resolve(host, port, &hints, &res, SITE_ARGS);
     if (rc == CIO_EAI_BASE + EAI_NONAME || rc == CIO_EAI_BASE + EAI_ADDRFAMILY) {
         hints.ai_flags = 0; /* no configured address: loopback-only hosts */
-        rc = cio_getaddrinfo_site(host, port, &hints, &res, SITE_ARGS);
+        rc = resolve(host, port, &hints, &res, SITE_ARGS);
     }
     if (rc)
         return rc;

@@ -5,6 +5,8 @@
 #include "cio_internal.h"
 #include "cio/stream.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -16,6 +18,8 @@ struct cio_server {
     cio_stream_options stream_opts;
     cio_task *acceptor;
     uint64_t accepted, failed;
+    int accept_error;         /* what stopped the acceptor, 0 if closed */
+    bool is_tcp;
 };
 
 typedef struct conn {
@@ -51,7 +55,7 @@ static int accept_main(void *arg)
     for (;;) {
         int fd = cio_accept(srv->lfd, NULL, NULL);
         if (fd < 0) {
-            if (fd == -ECANCELED || fd == -ETIMEDOUT || fd == -EBADF)
+            if (fd == -ECANCELED || fd == -ETIMEDOUT)
                 break;
             if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
                 /* Out of descriptors or memory: back off instead of
@@ -60,7 +64,15 @@ static int accept_main(void *arg)
                     break;
                 continue;
             }
-            continue;
+            /* Anything else is the listener's own failure (cio_accept
+             * already retries the errors of a vanished connection):
+             * stop accepting, keep serving the connections we have. */
+            srv->accept_error = fd;
+            break;
+        }
+        if (srv->is_tcp) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
         conn *c = malloc(sizeof *c);
         if (!c) {
@@ -75,13 +87,16 @@ static int accept_main(void *arg)
             cio_close(fd);
         }
     }
-    cio_group_cancel(&g);
+    /* Closed: cancel the handlers. The listener failed: let them finish
+     * (a close meanwhile cancels them: exit cancels when we are). */
+    if (!srv->accept_error)
+        cio_group_cancel(&g);
     cio_group_exit(&g);
     cio_group_destroy(&g);
     return 0;
 }
 
-static int start(cio_server **out, int lfd, cio_conn_fn fn, void *arg,
+static int start(cio_server **out, int lfd, bool is_tcp, cio_conn_fn fn, void *arg,
                  const cio_server_options *opts)
 {
     cio_server *srv = calloc(1, sizeof *srv);
@@ -90,6 +105,7 @@ static int start(cio_server **out, int lfd, cio_conn_fn fn, void *arg,
         return -ENOMEM;
     }
     srv->lfd = lfd;
+    srv->is_tcp = is_tcp;
     srv->fn = fn;
     srv->arg = arg;
     if (opts)
@@ -115,7 +131,7 @@ int cio_start_server_site(cio_server **out, const char *host, const char *port,
                                   opts && opts->reuse_port, file, line, func);
     if (lfd < 0)
         return lfd;
-    return start(out, lfd, fn, arg, opts);
+    return start(out, lfd, true, fn, arg, opts);
 }
 
 int cio_start_unix_server(cio_server **out, const char *path, cio_conn_fn fn,
@@ -139,7 +155,7 @@ int cio_start_unix_server(cio_server **out, const char *path, cio_conn_fn fn,
         cio_close(lfd);
         return rc;
     }
-    return start(out, lfd, fn, arg, opts);
+    return start(out, lfd, false, fn, arg, opts);
 }
 
 int cio_server_sockname(const cio_server *srv, struct sockaddr_storage *addr,
@@ -151,6 +167,7 @@ int cio_server_sockname(const cio_server *srv, struct sockaddr_storage *addr,
 
 uint64_t cio_server_accepted(const cio_server *srv) { return srv->accepted; }
 uint64_t cio_server_failed(const cio_server *srv) { return srv->failed; }
+int cio_server_error(const cio_server *srv) { return srv->accept_error; }
 
 int cio_server_close_site(cio_server *srv, const char *file, int line,
                           const char *func)

@@ -8,6 +8,9 @@
 #include "cio_internal.h"
 #include "cio/stream.h"
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -30,6 +33,10 @@ struct cio_stream {
     size_t wcap, wstart, wend;
     int werr;
     bool write_closed, closing, is_socket;
+    /* A SOCK_STREAM socket read through the plain fd: a short read there
+     * proves the receive queue empty, so the next read waits first
+     * (`drained`) instead of paying for a read that would say EAGAIN. */
+    bool stream_sock, drained;
     cio_task *sender;      /* the background sender while it runs */
     const cio_stream_transport *tp; /* NULL: the fd itself */
     void *tp_ctx;
@@ -72,6 +79,18 @@ int cio_stream_open_fd(cio_stream **out, int fd, const cio_stream_options *opts)
     int type;
     socklen_t len = sizeof type;
     s->is_socket = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
+    s->stream_sock = s->is_socket && type == SOCK_STREAM;
+    cio__fd_check(fd); /* a number closed with close(2) and reused? */
+    /* A blocking fd would stall the whole loop: make it non-blocking (as
+     * asyncio's transports do). Sockets from cio_socket / cio_accept are
+     * already. */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)) {
+        int rc = -errno;
+        free(s);
+        cio_close(fd);
+        return rc;
+    }
     cio_event_init(&s->below_low);
     cio_event_init(&s->sent_all);
     cio_event_set(&s->below_low);
@@ -102,6 +121,9 @@ int cio_open_connection_site(cio_stream **out, const char *host, const char *por
     int fd = cio_tcp_connect_site(host, port, 0, file, line, func);
     if (fd < 0)
         return fd;
+    /* Small writes go out at once (asyncio and Go do the same). */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return cio_stream_open_fd(out, fd, opts);
 }
 
@@ -154,12 +176,16 @@ static ssize_t recv_some(cio_stream *s, void *buf, size_t n, unsigned *want)
 }
 
 /* Wait for what a transport call asked for. A TLS read may need the fd
- * writable while the sender waits for that too: then let it run first. */
+ * writable while the sender waits for that too: then let it run first.
+ * On the plain fd the call just returned EAGAIN, which is what the fd
+ * layer's fast wait needs (fd.c); a transport's want may come from
+ * another cause, so it gets the full cio_wait_fd. */
 static int wait_want(cio_stream *s, unsigned want, const char *file, int line,
                      const char *func)
 {
     for (;;) {
-        int rc = cio_wait_fd_site(s->fd, want, file, line, func);
+        int rc = s->tp ? cio_wait_fd_site(s->fd, want, file, line, func)
+                       : cio__fd_wait_io(s->fd, want, file, line, func);
         if (rc != -EEXIST)
             return rc < 0 ? rc : 0;
         rc = cio_yield_site(file, line, func);
@@ -178,8 +204,19 @@ static ssize_t read_wait(cio_stream *s, void *buf, size_t n, const char *file,
         int rc = cio__suspend_check(&self, file, line, func);
         if (rc)
             return rc;
+        if (s->drained && !s->tp) {
+            /* The last read was short: the socket was empty then, so wait
+             * first (what an EAGAIN would tell, without the system call;
+             * data that came since left a readiness hint, and then this
+             * returns at once). */
+            if ((rc = cio__fd_wait_drained(s->fd, file, line, func)) < 0)
+                return rc;
+            s->drained = false;
+        }
         unsigned want;
         ssize_t r = recv_some(s, buf, n, &want);
+        if (r > 0 && (size_t)r < n && s->stream_sock && !s->tp)
+            s->drained = true;
         if (r >= 0 || (r != -EAGAIN && r != -EINTR))
             return r;
         if (r == -EAGAIN && (rc = wait_want(s, want, file, line, func)) < 0)
@@ -286,16 +323,27 @@ int cio_stream_write(cio_stream *s, const void *buf, size_t n)
 
 size_t cio_stream_write_buffered(const cio_stream *s) { return queued(s); }
 
+/* Calls that suspend hold a reference while they run, so that another
+ * task closing the stream meanwhile (which wakes them: -EBADF) cannot free
+ * it under them. */
+static void hold(cio_stream *s) { s->refs++; }
+static ssize_t release(cio_stream *s, ssize_t rc)
+{
+    stream_unref(s);
+    return rc;
+}
+
 int cio_stream_drain_site(cio_stream *s, const char *file, int line, const char *func)
 {
+    hold(s);
     while (!s->werr && queued(s) > s->high) {
         int rc = cio_event_wait_site(&s->below_low, file, line, func);
         if (rc < 0)
-            return rc;
+            return (int)release(s, rc);
         if (queued(s) <= s->low)
             break;
     }
-    return s->werr;
+    return (int)release(s, s->werr);
 }
 
 static int wait_sent(cio_stream *s, const char *file, int line, const char *func)
@@ -326,7 +374,8 @@ static int transport_shutdown(cio_stream *s, const char *file, int line,
 
 int cio_stream_flush_site(cio_stream *s, const char *file, int line, const char *func)
 {
-    return wait_sent(s, file, line, func);
+    hold(s);
+    return (int)release(s, wait_sent(s, file, line, func));
 }
 
 size_t cio_stream_read_buffered(const cio_stream *s) { return s->rend - s->rstart; }
@@ -349,7 +398,7 @@ int cio_stream_set_transport(cio_stream *s, const cio_stream_transport *t, void 
     return 0;
 }
 
-int cio_stream_write_eof_site(cio_stream *s, const char *file, int line, const char *func)
+static int write_eof(cio_stream *s, const char *file, int line, const char *func)
 {
     int rc = wait_sent(s, file, line, func);
     if (rc)
@@ -361,13 +410,27 @@ int cio_stream_write_eof_site(cio_stream *s, const char *file, int line, const c
     return shutdown(s->fd, SHUT_WR) == 0 || !s->is_socket ? 0 : -errno;
 }
 
+int cio_stream_write_eof_site(cio_stream *s, const char *file, int line, const char *func)
+{
+    hold(s);
+    return (int)release(s, write_eof(s, file, line, func));
+}
+
+/* Close the fd and drop the user's reference. Tasks still inside a call
+ * on the stream are woken and see -EBADF (closed while waiting). */
 static void stop(cio_stream *s)
 {
     s->closing = true;
+    if (!s->rerr)
+        s->rerr = -EBADF;
+    if (!s->werr)
+        s->werr = -EBADF;
     if (s->sender)
         cio_task_cancel(s->sender);
-    cio_close(s->fd); /* wakes the sender if it waits on the fd */
+    cio_close(s->fd); /* wakes a reader or the sender waiting on the fd */
     s->fd = -1;
+    cio_event_set(&s->below_low); /* and drainers, flushers */
+    cio_event_set(&s->sent_all);
     stream_unref(s);
 }
 
@@ -375,11 +438,21 @@ void cio_stream_abort(cio_stream *s) { stop(s); }
 
 int cio_stream_close_site(cio_stream *s, const char *file, int line, const char *func)
 {
-    int rc = wait_sent(s, file, line, func);
-    if (rc == 0 && !s->write_closed)
+    /* Cancelled: nothing more is sent, but the stream is closed all the
+     * same and the cancellation reported, as by any suspending call. */
+    cio_task *self;
+    int rc = cio__suspend_check(&self, file, line, func);
+    if (rc) {
+        stop(s);
+        return rc;
+    }
+    hold(s);
+    rc = wait_sent(s, file, line, func);
+    if (rc == 0 && !s->write_closed && !s->closing)
         rc = transport_shutdown(s, file, line, func);
-    stop(s);
-    return rc;
+    if (!s->closing) /* not closed by another task meanwhile */
+        stop(s);
+    return (int)release(s, rc);
 }
 
 /* ---- reading ------------------------------------------------------------- */
@@ -424,8 +497,8 @@ static ssize_t fill(cio_stream *s, size_t max, const char *file, int line,
 
 bool cio_stream_at_eof(const cio_stream *s) { return s->eof && !buffered(s); }
 
-ssize_t cio_stream_read_site(cio_stream *s, void *buf, size_t n, const char *file,
-                             int line, const char *func)
+static ssize_t read_some(cio_stream *s, void *buf, size_t n, const char *file, int line,
+                         const char *func)
 {
     if (n == 0)
         return 0;
@@ -454,19 +527,27 @@ ssize_t cio_stream_read_site(cio_stream *s, void *buf, size_t n, const char *fil
     return (ssize_t)take;
 }
 
+ssize_t cio_stream_read_site(cio_stream *s, void *buf, size_t n, const char *file,
+                             int line, const char *func)
+{
+    hold(s);
+    return release(s, read_some(s, buf, n, file, line, func));
+}
+
 ssize_t cio_stream_readexactly_site(cio_stream *s, void *buf, size_t n,
                                     const char *file, int line, const char *func)
 {
+    hold(s);
     size_t got = 0;
     while (got < n) {
-        ssize_t r = cio_stream_read_site(s, (char *)buf + got, n - got, file, line, func);
+        ssize_t r = read_some(s, (char *)buf + got, n - got, file, line, func);
         if (r < 0)
-            return r;
+            return release(s, r);
         if (r == 0)
-            return -ENODATA;
+            return release(s, -ENODATA);
         got += (size_t)r;
     }
-    return (ssize_t)n;
+    return release(s, (ssize_t)n);
 }
 
 static ssize_t take_record(cio_stream *s, size_t len, char *buf, size_t cap)
@@ -503,9 +584,12 @@ static ssize_t read_record(cio_stream *s, const char *sep, size_t seplen, bool l
         scanned = avail;
         if (avail > max)
             return -EMSGSIZE;
-        if (s->eof || s->rerr) {
-            if (s->rerr && !avail)
-                return s->rerr;
+        /* A broken connection (reset...): the complete records buffered
+         * before it were handed out above; an incomplete one is not
+         * passed off as a record (it stays buffered for read()). */
+        if (s->rerr)
+            return s->rerr;
+        if (s->eof) {
             if (!avail)
                 return 0;
             if (line_mode)
@@ -516,8 +600,8 @@ static ssize_t read_record(cio_stream *s, const char *sep, size_t seplen, bool l
         ssize_t r = fill(s, max + seplen, file, line, func);
         if (r < 0 && !s->rerr)
             return r; /* cancelled, timed out, or over the limit */
-        /* r < 0 with s->rerr set (reset...): the loop above hands out what
-         * is buffered first, then the error. */
+        /* r < 0 with s->rerr set (reset...): the loop above hands out the
+         * complete records buffered first, then the error. */
     }
 }
 
@@ -525,11 +609,13 @@ ssize_t cio_stream_readuntil_site(cio_stream *s, const void *sep, size_t seplen,
                                   char *buf, size_t cap, const char *file, int line,
                                   const char *func)
 {
-    return read_record(s, sep, seplen, false, buf, cap, file, line, func);
+    hold(s);
+    return release(s, read_record(s, sep, seplen, false, buf, cap, file, line, func));
 }
 
 ssize_t cio_stream_readline_site(cio_stream *s, char *buf, size_t cap, const char *file,
                                  int line, const char *func)
 {
-    return read_record(s, "\n", 1, true, buf, cap, file, line, func);
+    hold(s);
+    return release(s, read_record(s, "\n", 1, true, buf, cap, file, line, func));
 }

@@ -14,6 +14,7 @@
 typedef struct ts_call {
     struct ts_call *next;
     cio_callback_fn fn;
+    cio_callback_fn drop;     /* called instead of fn if dropped at close */
     void *arg;
 } ts_call;
 
@@ -85,6 +86,8 @@ void cio__threadsafe_close(cio_loop *loop)
     pthread_mutex_unlock(&ts->lock);
     while (c) { /* dropped, as call_soon callbacks are at close */
         ts_call *next = c->next;
+        if (c->drop)
+            c->drop(c->arg);
         free(c);
         c = next;
     }
@@ -110,6 +113,12 @@ bool cio__threadsafe_pending(const cio_loop *loop)
 
 int cio_call_soon_threadsafe(cio_loop *loop, cio_callback_fn fn, void *arg)
 {
+    return cio__call_soon_threadsafe_ex(loop, fn, NULL, arg);
+}
+
+int cio__call_soon_threadsafe_ex(cio_loop *loop, cio_callback_fn fn,
+                                 cio_callback_fn drop, void *arg)
+{
     if (!loop || !fn)
         return -EINVAL;
     cio__threadsafe *ts = loop->threadsafe;
@@ -120,6 +129,7 @@ int cio_call_soon_threadsafe(cio_loop *loop, cio_callback_fn fn, void *arg)
         return -ENOMEM;
     c->next = NULL;
     c->fn = fn;
+    c->drop = drop;
     c->arg = arg;
     pthread_mutex_lock(&ts->lock);
     if (ts->closed) {

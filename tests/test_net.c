@@ -12,7 +12,10 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static int count_open_fds(void)
@@ -419,25 +422,50 @@ static int cancel_every_main(void *arg)
         cio_task_release(st);
         cio_task_release(ct);
     }
-    /* Cancelled from outside while it waits, after k turns of the loop:
-     * in connect, in send, in recv or after it finished. */
-    for (int k = 0; k < 4; k++) {
+    /* Cancelled from outside after k turns of the loop, for k = 0, 1, 2...
+     * until the sequence completes before the cancel lands: every await of
+     * it (the resolver, the race and its attempt, connect, send, recv) is
+     * hit in turn, and after each one no descriptor is left open. */
+    int fds_listening = count_open_fds();
+    int cancelled = 0, k;
+    int steps_seen[4] = {0};
+    for (k = 0; k < 500; k++) {
         struct echo_srv srv = {.lfd = lfd, .count = 1};
         cio_task *st, *ct;
         ASSERT_EQ(cio_spawn(&st, echo_server, &srv, "srv"), 0);
         struct client_case c = {.port = port, .cancel_before = 99};
         ASSERT_EQ(cio_spawn(&ct, client_sequence, &c, "client-late-%d", k), 0);
-        for (int y = 0; y < k; y++)
+        for (int y = 0; y < k && !cio_task_done(ct); y++)
             ASSERT_EQ(cio_yield(), 0);
+        bool done_first = cio_task_done(ct);
         cio_task_cancel(ct);
         int status;
         ASSERT_EQ(cio_join(ct, &status), 0);
-        ASSERT_TRUE(status == -ECANCELED || status == 0);
+        /* Cancelled while waiting: -ECANCELED. (Cancelled after its last
+         * recv was woken but before it ran, it completes: the cancel would
+         * only show at a later await, and there is none.) */
+        ASSERT_TRUE(status == -ECANCELED || (status == 0 && c.steps_done == 3));
+        if (status == 0)
+            done_first = true;
+        steps_seen[c.steps_done]++;
         cio_task_cancel(st);
         cio_join(st, NULL);
         cio_task_release(st);
         cio_task_release(ct);
+        if (count_open_fds() != fds_listening)
+            cio_test_note("cancelled after %d turns, %d steps done", k, c.steps_done);
+        ASSERT_EQ(count_open_fds(), fds_listening);
+        if (done_first)
+            break;
+        cancelled++;
     }
+    ASSERT_LT(k, 500);
+    /* The cancellation landed in connect, in send and in recv. */
+    ASSERT_GT(steps_seen[0], 0);
+    ASSERT_GT(steps_seen[2], 0);
+    ASSERT_EQ(steps_seen[3], 1);
+    cio_test_note("%d cancellation points: %d before connecting, %d in send, %d in recv",
+                  cancelled, steps_seen[0], steps_seen[1], steps_seen[2]);
     cio_close(lfd);
     ASSERT_EQ(count_open_fds(), fds_before);
     return 0;
@@ -447,4 +475,269 @@ TEST(net_cancel_at_every_await_leaves_no_fd)
 {
     cio_loop_options o = {.virtual_clock = true};
     ASSERT_EQ(cio_run_opts(&o, cancel_every_main, NULL), 0);
+}
+
+/* ---- IPv6, Unix sockets, SO_REUSEPORT, shutdown, UDP echo ---------------- */
+
+static int ipv6_main(void *arg)
+{
+    (void)arg;
+    int lfd = cio_tcp_listen("::1", "0", 4, false);
+    ASSERT_GE(lfd, 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", local_port(lfd));
+    struct echo_srv srv = {.lfd = lfd, .count = 1};
+    cio_task *st;
+    ASSERT_EQ(cio_spawn(&st, echo_server, &srv, "echo6"), 0);
+    int fd = cio_tcp_connect("::1", port, 0);
+    ASSERT_GE(fd, 0);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    ASSERT_EQ(getpeername(fd, (struct sockaddr *)&ss, &len), 0);
+    ASSERT_EQ(ss.ss_family, AF_INET6);
+    char got[16] = {0};
+    ASSERT_EQ(cio_send(fd, "over v6", 7, 0), 7);
+    ASSERT_EQ(cio_recv(fd, got, sizeof got, 0), 7);
+    ASSERT_STREQ(got, "over v6");
+    /* Half-close: the server sees EOF and ends; we still read its FIN. */
+    ASSERT_EQ(cio_shutdown(fd, SHUT_WR), 0);
+    ASSERT_EQ(cio_recv(fd, got, sizeof got, 0), 0);
+    ASSERT_EQ(cio_join(st, NULL), 0);
+    cio_task_release(st);
+    cio_close(fd);
+    cio_close(lfd);
+    ASSERT_EQ(cio_shutdown(lfd, SHUT_RDWR), -EBADF);
+    return 0;
+}
+
+TEST(net_tcp_over_ipv6_loopback_and_half_close)
+{
+    ASSERT_EQ(cio_run(ipv6_main, NULL), 0);
+}
+
+static int reuseport_main(void *arg)
+{
+    (void)arg;
+    int a = cio_tcp_listen("127.0.0.1", "0", 4, true);
+    ASSERT_GE(a, 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", local_port(a));
+    /* A second listener on the same port: with SO_REUSEPORT on both (a
+     * loop per core), and refused without it. */
+    int b = cio_tcp_listen("127.0.0.1", port, 4, true);
+    ASSERT_GE(b, 0);
+    ASSERT_EQ(local_port(b), local_port(a));
+    ASSERT_EQ(cio_tcp_listen("127.0.0.1", port, 4, false), -EADDRINUSE);
+    /* The kernel spreads connections over both. */
+    int seen_a = 0, seen_b = 0;
+    for (int i = 0; i < 64 && !(seen_a && seen_b); i++) {
+        int c = cio_tcp_connect("127.0.0.1", port, 0);
+        ASSERT_GE(c, 0);
+        int x = accept4(a, NULL, NULL, SOCK_CLOEXEC), y = -1;
+        if (x >= 0)
+            seen_a++, close(x);
+        else
+            y = accept4(b, NULL, NULL, SOCK_CLOEXEC);
+        if (y >= 0)
+            seen_b++, close(y);
+        cio_close(c);
+    }
+    ASSERT_TRUE(seen_a > 0 && seen_b > 0);
+    cio_close(a);
+    cio_close(b);
+    return 0;
+}
+
+TEST(net_reuse_port_shares_a_port)
+{
+    ASSERT_EQ(cio_run(reuseport_main, NULL), 0);
+}
+
+/* Unix stream sockets on a path in /tmp, and Unix datagrams. */
+static int unix_main(void *arg)
+{
+    (void)arg;
+    int fds_before = count_open_fds();
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof sun.sun_path, "/tmp/cio-test-%d.sock", (int)getpid());
+    unlink(sun.sun_path);
+    int lfd = cio_socket(AF_UNIX, SOCK_STREAM, 0);
+    ASSERT_GE(lfd, 0);
+    ASSERT_EQ(bind(lfd, (struct sockaddr *)&sun, sizeof sun), 0);
+    ASSERT_EQ(listen(lfd, 4), 0);
+    struct echo_srv srv = {.lfd = lfd, .count = 1};
+    cio_task *st;
+    ASSERT_EQ(cio_spawn(&st, echo_server, &srv, "unix-echo"), 0);
+    int fd = cio_socket(AF_UNIX, SOCK_STREAM, 0);
+    ASSERT_EQ(cio_connect(fd, (struct sockaddr *)&sun, sizeof sun), 0);
+    char got[16] = {0};
+    ASSERT_EQ(cio_send(fd, "unix", 4, 0), 4);
+    ASSERT_EQ(cio_recv(fd, got, sizeof got, 0), 4);
+    ASSERT_STREQ(got, "unix");
+    cio_close(fd);
+    ASSERT_EQ(cio_join(st, NULL), 0);
+    cio_task_release(st);
+    cio_close(lfd);
+    unlink(sun.sun_path);
+    /* Datagrams between two abstract addresses. */
+    struct sockaddr_un da = {.sun_family = AF_UNIX}, db = {.sun_family = AF_UNIX};
+    int la = snprintf(da.sun_path + 1, sizeof da.sun_path - 1, "cio-dgram-a-%d", (int)getpid());
+    int lb = snprintf(db.sun_path + 1, sizeof db.sun_path - 1, "cio-dgram-b-%d", (int)getpid());
+    socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)la);
+    socklen_t blen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)lb);
+    int a = cio_socket(AF_UNIX, SOCK_DGRAM, 0), b = cio_socket(AF_UNIX, SOCK_DGRAM, 0);
+    ASSERT_EQ(bind(a, (struct sockaddr *)&da, alen), 0);
+    ASSERT_EQ(bind(b, (struct sockaddr *)&db, blen), 0);
+    ASSERT_EQ(cio_sendto(a, "one", 3, 0, (struct sockaddr *)&db, blen), 3);
+    ASSERT_EQ(cio_sendto(a, "two!", 4, 0, (struct sockaddr *)&db, blen), 4);
+    struct sockaddr_un from;
+    socklen_t flen = sizeof from;
+    memset(got, 0, sizeof got);
+    ASSERT_EQ(cio_recvfrom(b, got, sizeof got, 0, (struct sockaddr *)&from, &flen), 3);
+    ASSERT_EQ(flen, alen); /* each datagram on its own, with its sender */
+    ASSERT_EQ(cio_recvfrom(b, got, sizeof got, 0, NULL, NULL), 4);
+    cio_close(a);
+    cio_close(b);
+    ASSERT_EQ(count_open_fds(), fds_before);
+    return 0;
+}
+
+TEST(net_unix_stream_and_datagram_sockets)
+{
+    ASSERT_EQ(cio_run(unix_main, NULL), 0);
+}
+
+/* UDP echo server task, many datagrams, IPv4. */
+static int udp_echo(void *arg)
+{
+    int fd = *(int *)arg;
+    char buf[2048];
+    for (;;) {
+        struct sockaddr_storage from;
+        socklen_t flen = sizeof from;
+        ssize_t n = cio_recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen);
+        if (n < 0)
+            return n == -ECANCELED ? 0 : (int)n;
+        if (n == 4 && !memcmp(buf, "quit", 4))
+            return 0;
+        if (cio_sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&from, flen) != n)
+            return -EIO;
+    }
+}
+
+static int udp_echo_main(void *arg)
+{
+    (void)arg;
+    int s = cio_socket(AF_INET, SOCK_DGRAM, 0), c = cio_socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ASSERT_EQ(bind(s, (struct sockaddr *)&addr, sizeof addr), 0);
+    socklen_t len = sizeof addr;
+    getsockname(s, (struct sockaddr *)&addr, &len);
+    ASSERT_EQ(connect(c, (struct sockaddr *)&addr, len), 0);
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, udp_echo, &s, "udp-echo"), 0);
+    for (int i = 0; i < 200; i++) {
+        char msg[64], got[64];
+        int l = snprintf(msg, sizeof msg, "datagram %d", i);
+        ASSERT_EQ(cio_send(c, msg, (size_t)l, 0), l);
+        ASSERT_EQ(cio_recv(c, got, sizeof got, 0), l);
+        ASSERT_EQ(memcmp(got, msg, (size_t)l), 0);
+    }
+    ASSERT_EQ(cio_send(c, "quit", 4, 0), 4);
+    int st;
+    ASSERT_EQ(cio_join(t, &st), 0);
+    ASSERT_EQ(st, 0);
+    cio_task_release(t);
+    cio_close(s);
+    cio_close(c);
+    return 0;
+}
+
+TEST(net_udp_echo_ipv4)
+{
+    ASSERT_EQ(cio_run(udp_echo_main, NULL), 0);
+}
+
+/* ---- happy eyeballs across families ------------------------------------ */
+
+/* An IPv6 black hole first (a ::1 listener with a full accept queue), the
+ * IPv4 address second: the IPv4 attempt starts 250 ms later (virtual
+ * clock) and wins; the IPv6 one is cancelled and closed. A refused IPv6
+ * address fails over to IPv4 at once. */
+static int eyeballs_families_main(void *arg)
+{
+    (void)arg;
+    int fds_before = count_open_fds();
+    int bh = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in6 bha = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    ASSERT_EQ(bind(bh, (struct sockaddr *)&bha, sizeof bha), 0);
+    ASSERT_EQ(listen(bh, 0), 0);
+    socklen_t len = sizeof bha;
+    getsockname(bh, (struct sockaddr *)&bha, &len);
+    int filler = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    connect(filler, (struct sockaddr *)&bha, sizeof bha);
+    int good = cio_tcp_listen("127.0.0.1", "0", 4, false);
+    struct sockaddr_in ga = {.sin_family = AF_INET, .sin_port = htons((uint16_t)local_port(good)),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct addrinfo v4 = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM,
+                          .ai_addrlen = sizeof ga, .ai_addr = (struct sockaddr *)&ga};
+    struct addrinfo v6 = {.ai_family = AF_INET6, .ai_socktype = SOCK_STREAM,
+                          .ai_addrlen = sizeof bha, .ai_addr = (struct sockaddr *)&bha,
+                          .ai_next = &v4};
+    int64_t t0 = cio_now();
+    int fd = cio_connect_race(&v6, 0);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(cio_now() - t0, CIO_HAPPY_EYEBALLS_DELAY);
+    struct sockaddr_storage ss;
+    len = sizeof ss;
+    getpeername(fd, (struct sockaddr *)&ss, &len);
+    ASSERT_EQ(ss.ss_family, AF_INET);
+    cio_close(fd);
+    /* Refused on IPv6 (nobody listens on that port any more). */
+    close(filler);
+    close(bh);
+    t0 = cio_now();
+    fd = cio_connect_race(&v6, 0);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(cio_now() - t0, 0);
+    cio_close(fd);
+    int c;
+    while ((c = accept4(good, NULL, NULL, SOCK_CLOEXEC)) >= 0)
+        close(c);
+    cio_close(good);
+    ASSERT_EQ(count_open_fds(), fds_before);
+    return 0;
+}
+
+TEST(net_happy_eyeballs_ipv6_black_hole_then_ipv4)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, eyeballs_families_main, NULL), 0);
+}
+
+/* By name: "localhost" goes through cio_getaddrinfo, the family
+ * interleaving and the race (with both families only where the system's
+ * resolver gives both). */
+static int eyeballs_name_main(void *arg)
+{
+    (void)arg;
+    int lfd = cio_tcp_listen("127.0.0.1", "0", 4, false);
+    char port[16];
+    snprintf(port, sizeof port, "%d", local_port(lfd));
+    int64_t t0 = cio_now();
+    int fd = cio_tcp_connect("localhost", port, 0);
+    ASSERT_GE(fd, 0);
+    ASSERT_LT(cio_now() - t0, CIO_HAPPY_EYEBALLS_DELAY); /* refused v6 fails over at once */
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    getpeername(fd, (struct sockaddr *)&ss, &len);
+    ASSERT_EQ(ss.ss_family, AF_INET);
+    cio_close(fd);
+    cio_close(lfd);
+    return 0;
+}
+
+TEST(net_happy_eyeballs_by_name)
+{
+    ASSERT_EQ(cio_run(eyeballs_name_main, NULL), 0);
 }

@@ -4,7 +4,11 @@
 #include "cio.h"
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -342,4 +346,370 @@ static int unix_main(void *arg)
 TEST(stream_unix_server_and_connection)
 {
     ASSERT_EQ(cio_run(unix_main, NULL), 0);
+}
+
+/* ---- a peer that resets mid-read ----------------------------------------- */
+
+static int reset_after_lines(void *arg)
+{
+    int lfd = *(int *)arg;
+    int fd = cio_accept(lfd, NULL, NULL);
+    if (fd < 0)
+        return fd;
+    /* Two whole lines and half of a third, then an abortive close. */
+    ASSERT_EQ(cio_send(fd, "one\ntwo\nthr", 11, 0), 11);
+    ASSERT_EQ(cio_sleep(CIO_MSEC), 0);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    cio_close(fd);
+    return 0;
+}
+
+static int stream_reset_main(void *arg)
+{
+    (void)arg;
+    int lfd = cio_tcp_listen("127.0.0.1", "0", 4, false);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    getsockname(lfd, (struct sockaddr *)&ss, &len);
+    char port[16];
+    snprintf(port, sizeof port, "%d", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, reset_after_lines, &lfd, "resetter"), 0);
+    cio_stream *s;
+    ASSERT_EQ(cio_open_connection(&s, "127.0.0.1", port, NULL), 0);
+    ASSERT_EQ(cio_join(t, NULL), 0); /* the reset has happened */
+    cio_task_release(t);
+    char buf[32];
+    ASSERT_EQ(cio_stream_readline(s, buf, sizeof buf), 4);
+    ASSERT_STREQ(buf, "one\n");
+    ASSERT_EQ(cio_stream_readline(s, buf, sizeof buf), 4);
+    ASSERT_STREQ(buf, "two\n");
+    /* The incomplete third line is not passed off as a line. */
+    ASSERT_EQ(cio_stream_readline(s, buf, sizeof buf), -ECONNRESET);
+    ASSERT_EQ(cio_stream_readline(s, buf, sizeof buf), -ECONNRESET);
+    ASSERT_EQ(cio_stream_write(s, "x", 1) == 0 || cio_stream_write(s, "x", 1) < 0, 1);
+    cio_stream_abort(s);
+    cio_close(lfd);
+    return 0;
+}
+
+TEST(stream_peer_resets_mid_read)
+{
+    ASSERT_EQ(cio_run(stream_reset_main, NULL), 0);
+}
+
+/* ---- streams over pipes (subprocess pipes use this) ----------------------- */
+
+static int pipe_main(void *arg)
+{
+    (void)arg;
+    int p[2];
+    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0); /* blocking: the stream fixes that */
+    cio_stream *r, *w;
+    ASSERT_EQ(cio_stream_open_fd(&r, p[0], NULL), 0);
+    ASSERT_EQ(cio_stream_open_fd(&w, p[1], NULL), 0);
+    ASSERT_TRUE(fcntl(p[0], F_GETFL) & O_NONBLOCK);
+    /* More than a pipe holds, so the writer's queue and the reader
+     * interleave. */
+    static char chunk[4096];
+    memset(chunk, 'p', sizeof chunk - 1);
+    chunk[sizeof chunk - 1] = '\n';
+    for (int i = 0; i < 64; i++)
+        ASSERT_EQ(cio_stream_write(w, chunk, sizeof chunk), 0);
+    ASSERT_GT(cio_stream_write_buffered(w), 0);
+    char line[sizeof chunk + 1];
+    for (int i = 0; i < 64; i++)
+        ASSERT_EQ(cio_stream_readline(r, line, sizeof line), (ssize_t)sizeof chunk);
+    ASSERT_EQ(cio_stream_write_eof(w), 0); /* a pipe has no shutdown: fine */
+    ASSERT_EQ(cio_stream_close(w), 0);
+    ASSERT_EQ(cio_stream_read(r, line, sizeof line), 0);
+    ASSERT_TRUE(cio_stream_at_eof(r));
+    ASSERT_EQ(cio_stream_close(r), 0);
+    struct sockaddr_storage ss;
+    socklen_t len;
+    ASSERT_EQ(cio_stream_open_fd(&r, -1, NULL), -EINVAL);
+    (void)ss;
+    (void)len;
+    return 0;
+}
+
+TEST(stream_over_a_pipe)
+{
+    ASSERT_EQ(cio_run(pipe_main, NULL), 0);
+}
+
+/* ---- cancellation at every await of open + write + drain + readline ------- */
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1;
+}
+
+struct seq {
+    const char *port;
+    int steps;
+};
+
+static int stream_sequence(void *arg)
+{
+    struct seq *q = arg;
+    cio_stream *s;
+    int rc = cio_open_connection(&s, "127.0.0.1", q->port, NULL);
+    if (rc)
+        return rc;
+    q->steps = 1;
+    char buf[64];
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        rc = cio_stream_write(s, "round trip\n", 11);
+        if (rc == 0)
+            rc = cio_stream_drain(s);
+        ssize_t n = rc ? rc : cio_stream_readline(s, buf, sizeof buf);
+        rc = n == 11 ? 0 : n < 0 ? (int)n : -EIO;
+        if (rc == 0)
+            q->steps++;
+    }
+    /* Close within the caller's scopes: cancelled, it still frees all. */
+    int crc = cio_stream_close(s);
+    return rc ? rc : crc;
+}
+
+static int stream_cancel_main(void *arg)
+{
+    (void)arg;
+    cio_server *srv;
+    ASSERT_EQ(cio_start_server(&srv, "127.0.0.1", "0", echo_handler, NULL, NULL), 0);
+    char port[16];
+    server_port(srv, port, sizeof port);
+    int base = count_fds();
+    int k, cancelled = 0, max_steps = 0;
+    for (k = 0; k < 500; k++) {
+        struct seq q = {.port = port};
+        cio_task *t;
+        ASSERT_EQ(cio_spawn(&t, stream_sequence, &q, "seq-%d", k), 0);
+        for (int y = 0; y < k && !cio_task_done(t); y++)
+            ASSERT_EQ(cio_yield(), 0);
+        bool done_first = cio_task_done(t);
+        cio_task_cancel(t);
+        int st;
+        ASSERT_EQ(cio_join(t, &st), 0);
+        cio_task_release(t);
+        ASSERT_EQ(st, done_first ? 0 : -ECANCELED);
+        if (q.steps > max_steps)
+            max_steps = q.steps;
+        /* Let the server notice the closed connection. */
+        for (int y = 0; y < 20 && count_fds() != base; y++)
+            ASSERT_EQ(cio_sleep(CIO_MSEC), 0);
+        ASSERT_EQ(count_fds(), base);
+        if (done_first)
+            break;
+        cancelled++;
+    }
+    ASSERT_LT(k, 500);
+    ASSERT_EQ(max_steps, 4);
+    ASSERT_GT(cancelled, 6); /* connect, 3 x (drain?, readline) at least */
+    cio_test_note("%d cancellation points", cancelled);
+    ASSERT_EQ(cio_server_close(srv), 0);
+    return 0;
+}
+
+TEST(stream_cancel_at_every_await_leaves_no_fd)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, stream_cancel_main, NULL), 0);
+}
+
+/* ---- servers: SO_REUSEPORT, close while a handler is stuck in drain ------- */
+
+static int flood_handler(cio_stream *s, void *arg)
+{
+    int *stuck = arg;
+    static char chunk[65536];
+    for (;;) { /* the peer never reads: drain blocks for good */
+        int rc = cio_stream_write(s, chunk, sizeof chunk);
+        if (rc == 0) {
+            (*stuck)++;
+            rc = cio_stream_drain(s);
+            (*stuck)--;
+        }
+        if (rc)
+            return rc;
+    }
+}
+
+static int server_close_main(void *arg)
+{
+    (void)arg;
+    int stuck = 0;
+    cio_server_options o = {.reuse_port = true};
+    cio_server *a, *b;
+    ASSERT_EQ(cio_start_server(&a, "127.0.0.1", "0", flood_handler, &stuck, &o), 0);
+    char port[16];
+    server_port(a, port, sizeof port);
+    /* A second server on the same port (a loop per core would do this). */
+    ASSERT_EQ(cio_start_server(&b, "127.0.0.1", port, flood_handler, &stuck, &o), 0);
+    cio_stream *c;
+    ASSERT_EQ(cio_open_connection(&c, "127.0.0.1", port, NULL), 0);
+    for (int i = 0; i < 100 && stuck == 0; i++)
+        ASSERT_EQ(cio_sleep(CIO_MSEC), 0);
+    ASSERT_EQ(stuck, 1);
+    /* Close both: the stuck handler is cancelled; its stream's close gets
+     * a bounded flush (5 s on the virtual clock) and the server is gone. */
+    int64_t t0 = cio_now();
+    ASSERT_EQ(cio_server_close(a), 0);
+    ASSERT_EQ(cio_server_close(b), 0);
+    ASSERT_EQ(stuck, 0);
+    ASSERT_LE(cio_now() - t0, 5 * CIO_SEC);
+    cio_stream_abort(c);
+    return 0;
+}
+
+TEST(stream_server_reuse_port_and_close_with_stuck_handler)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, server_close_main, NULL), 0);
+}
+
+/* After a short read a stream waits without trying the read again; data
+ * that arrived in between (while the reader did something else) must be
+ * taken at once, not waited for until the next bytes come. */
+static int late_sender(void *arg)
+{
+    cio_stream *s = arg;
+    /* Writes at 1, 3, 5... ms: never at the same time as the reader wakes,
+     * so the loop takes in the edge while nobody waits for it. */
+    for (int i = 0; i < 50; i++) {
+        if (cio_sleep((i ? 2 : 1) * CIO_MSEC))
+            return -ECANCELED;
+        cio_stream_write(s, "ab", 2);
+    }
+    return 0;
+}
+
+/* Waits on a socket that stays silent: with a task waiting on I/O, the
+ * loop polls epoll on every turn, so edges are taken in even while the
+ * reader sleeps (as in any server with other connections). */
+static int bystander(void *arg)
+{
+    char c;
+    return (int)cio_recv(*(int *)arg, &c, 1, 0);
+}
+
+static int short_read_main(void *arg)
+{
+    (void)arg;
+    cio_stream *a, *b;
+    pair(&a, &b, NULL);
+    int quiet[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, quiet), 0);
+    cio_task *by;
+    ASSERT_EQ(cio_spawn(&by, bystander, &quiet[0], "bystander"), 0);
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, late_sender, a, "sender"), 0);
+    char buf[64];
+    size_t total = 0;
+    int pending_seen = 0;
+    for (int i = 0; total < 100 && i < 1000; i++) {
+        char c;
+        bool pending = recv(cio_stream_fd(b), &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+        int64_t t0 = cio_now();
+        ssize_t n = cio_stream_read(b, buf, sizeof buf); /* short: 2 of 64 */
+        ASSERT_GT(n, 0);
+        if (pending) { /* the bytes were there: no waiting for the next ones */
+            ASSERT_EQ(cio_now(), t0);
+            pending_seen++;
+        }
+        total += (size_t)n;
+        /* Busy elsewhere (to an even ms) while the next bytes arrive, or
+         * not. */
+        ASSERT_EQ(cio_sleep_until((cio_now() / (2 * CIO_MSEC) + 1 + i % 2) * 2 * CIO_MSEC), 0);
+    }
+    ASSERT_EQ(total, 100);
+    ASSERT_GT(pending_seen, 5);
+    ASSERT_EQ(cio_join(t, NULL), 0);
+    cio_task_release(t);
+    cio_task_cancel(by);
+    cio_join(by, NULL);
+    cio_task_release(by);
+    cio_close(quiet[0]);
+    cio_close(quiet[1]);
+    cio_stream_close(a);
+    cio_stream_close(b);
+    return 0;
+}
+
+TEST(stream_data_arriving_after_a_short_read_is_not_missed)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, short_read_main, NULL), 0);
+}
+
+/* ---- closing a stream that other tasks are inside ------------------------ */
+
+static int stuck_reader(void *arg)
+{
+    char buf[32];
+    return (int)cio_stream_readline(arg, buf, sizeof buf);
+}
+
+static int stuck_drainer(void *arg)
+{
+    static char chunk[65536];
+    for (int i = 0; i < 1000; i++) {
+        int rc = cio_stream_write(arg, chunk, sizeof chunk);
+        if (rc == 0)
+            rc = cio_stream_drain(arg);
+        if (rc)
+            return rc;
+    }
+    return -EIO; /* the peer never reads: must not get here */
+}
+
+static int close_under_main(void *arg)
+{
+    int how = (int)(intptr_t)arg;
+    cio_stream *a, *b;
+    pair(&a, &b, NULL);
+    cio_task *r, *w = NULL;
+    ASSERT_EQ(cio_spawn(&r, stuck_reader, a, "reader"), 0);
+    if (how != 2) /* 2: the reader alone holds the stream */
+        ASSERT_EQ(cio_spawn(&w, stuck_drainer, a, "drainer"), 0);
+    for (int i = 0; i < 10; i++)
+        ASSERT_EQ(cio_yield(), 0);
+    ASSERT_FALSE(cio_task_done(r));
+    ASSERT_FALSE(w && cio_task_done(w));
+    if (how != 1)
+        cio_stream_abort(a);
+    else /* close: the queue cannot be flushed (nobody reads): a deadline */
+    {
+        cio_scope s;
+        cio_timeout_enter(&s, 100 * CIO_MSEC);
+        ASSERT_EQ(cio_stream_close(a), -ETIMEDOUT);
+        cio_scope_exit(&s);
+    }
+    int st;
+    ASSERT_EQ(cio_join(r, &st), 0);
+    ASSERT_EQ(st, -EBADF);
+    if (w) {
+        ASSERT_EQ(cio_join(w, &st), 0);
+        ASSERT_EQ(st, -EBADF);
+        cio_task_release(w);
+    }
+    cio_task_release(r);
+    cio_stream_abort(b);
+    return 0;
+}
+
+TEST(stream_closed_under_a_reader_and_a_drainer)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, close_under_main, (void *)(intptr_t)0), 0);
+    ASSERT_EQ(cio_run_opts(&o, close_under_main, (void *)(intptr_t)1), 0);
+    ASSERT_EQ(cio_run_opts(&o, close_under_main, (void *)(intptr_t)2), 0);
 }

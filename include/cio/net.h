@@ -4,7 +4,10 @@
  * only when it would block, under the calling task's scopes.
  *
  * Descriptors made here are non-blocking and close-on-exec. Close them with
- * cio_close() (cio.h), which wakes any task still waiting on them.
+ * cio_close() (cio.h), not close(2): it wakes any task still waiting on
+ * them, whose call then returns -EBADF. One task may wait to read and one
+ * to write on a descriptor at a time (-EEXIST otherwise). docs/net.md is
+ * the guide.
  *
  * cio.h includes this header. struct sockaddr and socklen_t come from
  * <sys/socket.h>, struct addrinfo from <netdb.h>.
@@ -27,9 +30,16 @@ struct addrinfo;
  * Does not suspend. */
 CIO_EXTERN int cio_socket(int domain, int type, int protocol);
 
+/* shutdown(2): SHUT_RD, SHUT_WR (send FIN after what is queued in the
+ * kernel) or SHUT_RDWR. The fd stays open: close it with cio_close. Does
+ * not suspend. Returns 0 or -errno (-ENOTCONN if not connected). */
+CIO_EXTERN int cio_shutdown(int fd, int how);
+
 /* Connect a socket from cio_socket. Suspends until the connection is made
  * or fails. Returns 0, -ECONNREFUSED, -ENETUNREACH, ..., or -ECANCELED /
- * -ETIMEDOUT (the fd stays open: close it). */
+ * -ETIMEDOUT (the fd stays open either way: the caller closes it). A Unix
+ * socket whose listener's backlog is full fails at once with -EAGAIN
+ * (Linux does not queue non-blocking Unix connects). */
 #define cio_connect(fd, addr, len) cio_connect_site((fd), (addr), (len), CIO__HERE)
 CIO_EXTERN int cio_connect_site(int fd, const struct sockaddr *addr,
                                 socklen_t len, const char *file, int line,
@@ -79,11 +89,13 @@ CIO_EXTERN ssize_t cio_read_site(int fd, void *buf, size_t n, const char *file,
 CIO_EXTERN ssize_t cio_write_site(int fd, const void *buf, size_t n,
                                   const char *file, int line, const char *func);
 
-/* A listening TCP socket on host:port (host NULL: all addresses; port "0":
- * any free port), SO_REUSEADDR set, SO_REUSEPORT too when reuse_port (so
- * that a loop per core can share the port). Resolves host with
- * cio_getaddrinfo (suspends for that) and binds the first address that
- * works. Returns the fd or a negative error. */
+/* A listening TCP socket on host:port (host NULL: the wildcard address;
+ * port "0": any free port), SO_REUSEADDR set, SO_REUSEPORT too when
+ * reuse_port (so that a loop per core can share the port). A numeric host
+ * and port are used as they are; a name is resolved with cio_getaddrinfo
+ * (suspends for that). Binds the first address that works. Returns the fd
+ * (the caller owns it: cio_close) or a negative error (-EADDRINUSE...,
+ * CIO_EAI_* for resolution). */
 #define cio_tcp_listen(host, port, backlog, reuse_port)                        \
     cio_tcp_listen_site((host), (port), (backlog), (reuse_port), CIO__HERE)
 CIO_EXTERN int cio_tcp_listen_site(const char *host, const char *port,
@@ -93,13 +105,16 @@ CIO_EXTERN int cio_tcp_listen_site(const char *host, const char *port,
 /* Happy eyeballs (RFC 8305) stagger default: 250 ms. */
 #define CIO_HAPPY_EYEBALLS_DELAY (250 * CIO_MSEC)
 
-/* Connect to a TCP host:port. Resolves the name (cio_getaddrinfo), orders
- * the addresses alternating IPv6 and IPv4 (RFC 8305), then races
+/* Connect to a TCP host:port. Resolves the name (cio_getaddrinfo; numeric
+ * addresses directly), orders the addresses alternating the two families,
+ * starting with the family of the first answer (RFC 8305), then races
  * connection attempts: a new attempt starts every `stagger` ns (<= 0:
- * CIO_HAPPY_EYEBALLS_DELAY) or as soon as the previous ones have all
- * failed; the first connection wins and the others are closed. Suspends.
- * Returns the connected fd (the caller owns it) or the error of the last
- * attempt (or of the resolution), -ECANCELED / -ETIMEDOUT. */
+ * CIO_HAPPY_EYEBALLS_DELAY) or at once when an attempt fails; the first
+ * connection wins and every other attempt is cancelled and closed before
+ * the call returns (shielded: also when the caller is cancelled).
+ * Suspends. Returns the connected fd (the caller owns it: cio_close) or
+ * the error of the last attempt (or of the resolution, CIO_EAI_*), or
+ * -ECANCELED / -ETIMEDOUT. */
 #define cio_tcp_connect(host, port, stagger)                                   \
     cio_tcp_connect_site((host), (port), (stagger), CIO__HERE)
 CIO_EXTERN int cio_tcp_connect_site(const char *host, const char *port,

@@ -10,7 +10,13 @@
  * no more than `low_water` are (backpressure).
  *
  * A stream is used by one reader task and one writer task at a time (they
- * may be the same). cio.h includes this header.
+ * may be the same). Closing it (cio_stream_close / cio_stream_abort, once)
+ * while another task is inside a call on it wakes that call, which returns
+ * -EBADF; the handle is invalid once the closing call returns, except to
+ * the calls already inside it, until they return. Buffers belong to the
+ * stream and grow up to their limits: reads and writes allocate nothing
+ * once the buffers are there. docs/net.md is the guide. cio.h includes this
+ * header.
  */
 #ifndef CIO_STREAM_H
 #define CIO_STREAM_H
@@ -33,13 +39,19 @@ typedef struct cio_stream_options {
     size_t low_water;  /* ... until at most this many; 0 = high_water / 4 */
 } cio_stream_options;
 
-/* Wrap a non-blocking fd (the stream owns it from now on, even on error).
- * Does not suspend. Returns 0, -EINVAL or -ENOMEM. */
+/* Wrap a descriptor: a socket, a pipe (subprocess pipes), a tty... The
+ * stream owns it from now on, even on error, and makes it non-blocking if
+ * it is not (O_NONBLOCK is shared by every descriptor of the open file).
+ * opts may be NULL. Does not suspend. Returns 0, -EINVAL (fd < 0),
+ * -ENOMEM, or the fcntl error. */
 CIO_EXTERN int cio_stream_open_fd(cio_stream **out, int fd,
                                   const cio_stream_options *opts);
 
-/* asyncio.open_connection: cio_tcp_connect (happy eyeballs) then a stream.
- * Suspends. Returns 0 or the connection's error. opts may be NULL. */
+/* asyncio.open_connection: cio_tcp_connect (happy eyeballs, default
+ * stagger) then a stream, with TCP_NODELAY set (small writes go out at
+ * once, as asyncio and Go do). Suspends. Returns 0 and *out (the caller
+ * owns it: cio_stream_close), or the connection's error. opts may be
+ * NULL. */
 #define cio_open_connection(out, host, port, opts)                             \
     cio_open_connection_site((out), (host), (port), (opts), CIO__HERE)
 CIO_EXTERN int cio_open_connection_site(cio_stream **out, const char *host,
@@ -110,7 +122,9 @@ CIO_EXTERN int cio_stream_write_eof_site(cio_stream *s, const char *file,
 /* Close (asyncio close + wait_closed): send what is queued (within the
  * caller's scopes: a deadline bounds it), close the fd and free the
  * stream. Suspends. The stream is gone when it returns, whatever it
- * returns: 0, or the error that kept queued bytes from being sent. */
+ * returns: 0, the error that kept queued bytes from being sent, or
+ * -ECANCELED / -ETIMEDOUT (what was still queued is dropped). To flush
+ * even when cancelled, close inside a shield with a deadline. */
 #define cio_stream_close(s) cio_stream_close_site((s), CIO__HERE)
 CIO_EXTERN int cio_stream_close_site(cio_stream *s, const char *file, int line,
                                      const char *func);
@@ -161,9 +175,11 @@ CIO_EXTERN void *cio_stream_transport_ctx(const cio_stream *s,
 typedef struct cio_server cio_server;
 
 /* A connection handler. It runs as a task of the server's group; the
- * stream belongs to the server, which closes it (flushing what is queued)
- * when the handler returns. A negative return is counted as a failed
- * connection; it does not affect the other connections. */
+ * stream belongs to the server, which closes it when the handler returns
+ * (flushing what is queued, shielded, for at most 5 s): the handler must
+ * not close it. TCP connections have TCP_NODELAY set. A negative return
+ * other than -ECANCELED is counted as a failed connection; it does not
+ * affect the other connections. */
 typedef int (*cio_conn_fn)(cio_stream *s, void *arg);
 
 typedef struct cio_server_options {
@@ -172,10 +188,12 @@ typedef struct cio_server_options {
     cio_stream_options stream;
 } cio_server_options;
 
-/* Listen on host:port (TCP; host NULL = every address, port "0" = any) and
+/* Listen on host:port (TCP; host NULL = the first of the wildcard
+ * addresses that binds, port "0" = any free port) and
  * serve each connection with fn(stream, arg) in its own task. Suspends
- * (name resolution). Returns 0 and the caller owns *out (close it with
- * cio_server_close), or an error. opts may be NULL. */
+ * (to resolve a host name; numeric addresses need not). Returns 0 and the
+ * caller owns *out (close it with cio_server_close), or an error. opts may
+ * be NULL. */
 #define cio_start_server(out, host, port, fn, arg, opts)                       \
     cio_start_server_site((out), (host), (port), (fn), (arg), (opts), CIO__HERE)
 CIO_EXTERN int cio_start_server_site(cio_server **out, const char *host,
@@ -194,6 +212,12 @@ CIO_EXTERN int cio_server_sockname(const cio_server *srv,
 /* Connections accepted so far, and how many handlers returned < 0. */
 CIO_EXTERN uint64_t cio_server_accepted(const cio_server *srv);
 CIO_EXTERN uint64_t cio_server_failed(const cio_server *srv);
+/* 0 while the server accepts; the error that made the listening socket
+ * fail otherwise (the server then stops accepting, lets the open
+ * connections finish, and still needs cio_server_close). Running out of
+ * descriptors or memory is not such an error: the server waits 100 ms and
+ * accepts again. */
+CIO_EXTERN int cio_server_error(const cio_server *srv);
 /* Stop accepting, cancel every handler, wait until they have all
  * returned, close the listening socket and free the server. Suspends
  * (shielded: it always finishes). Returns 0. */
