@@ -107,9 +107,13 @@ int cio_group_exit_site(cio_group *g, const char *file, int line, const char *fu
     cio_scope shield;
     bool shielded = false;
     while (g->n_running) {
-        if (!shielded && cio__cancel_code(self)) {
+        int code;
+        if (!shielded && (code = cio__cancel_code(self)) != 0) {
             /* Cancelled (from outside, or the group itself): the children go
-             * too, and are still waited for, without interruption. */
+             * too, and are still waited for, without interruption. Marking
+             * the group's own scope makes late spawns into it fail. */
+            if (!g->scope.cancel_reason)
+                g->scope.cancel_reason = code;
             cancel_children(g);
             cio_shield_enter(&shield, CIO_FOREVER);
             shielded = true;

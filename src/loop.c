@@ -219,6 +219,10 @@ __attribute__((noinline)) static bool light_turn_possible(cio_loop *loop)
     if (!loop->n_ready || !cio__list_empty(&loop->soon) || loop->n_io_watches ||
         loop->n_external || cio__threadsafe_pending(loop))
         return false;
+    /* The main task finished: back to drive(), which must see it and
+     * return, even while other tasks keep yielding. */
+    if (loop->main_task && loop->main_task->state == CIO__TASK_DONE)
+        return false;
     cio__timer *min = cio__timer_min(&loop->timers);
     if (!min)
         return true;
@@ -429,8 +433,11 @@ static void run_soon_callbacks(cio_loop *loop)
 static void run_due_timers(cio_loop *loop)
 {
     int64_t now = cio__loop_now(loop);
+    /* Only timers armed before this point: one re-armed by its own callback
+     * at a time already due fires next turn, not in a loop here. */
+    uint64_t limit = loop->timers.next_seq;
     cio__timer *t;
-    while ((t = cio__timer_min(&loop->timers)) && t->when <= now) {
+    while ((t = cio__timer_min(&loop->timers)) && t->when <= now && t->seq < limit) {
         cio__timer_stop(&loop->timers, t);
         t->fn(t);
     }
@@ -454,7 +461,8 @@ static void run_ready_tasks(cio_loop *loop)
 static int loop_turn(cio_loop *loop)
 {
     loop->clock_stale = true;
-    bool work_ready = loop->n_ready || !cio__list_empty(&loop->soon);
+    bool work_ready = loop->n_ready || !cio__list_empty(&loop->soon) ||
+                      cio__threadsafe_pending(loop);
     cio__timer *min = cio__timer_min(&loop->timers);
     int64_t timeout;
     if (work_ready)
@@ -625,6 +633,11 @@ void cio_loop_close(cio_loop *loop)
 {
     if (!loop || loop->closed)
         return;
+    if (loop->current || loop->running) {
+        fprintf(stderr, "cio: cio_loop_close called from inside the running "
+                        "loop; ignored (close it after cio_loop_run returns)\n");
+        return;
+    }
     cancel_all(loop);
     loop->running = true;
     int drc = drive(loop, NULL);

@@ -218,9 +218,14 @@ static void chain(int sig, siginfo_t *info, void *uctx)
         prev->sa_handler(sig);
         return;
     }
-    /* Default action: restore it and return; the faulting instruction runs
-     * again and the kernel delivers the signal with its default effect. */
+    if (prev->sa_handler == SIG_IGN && info->si_code <= 0)
+        return; /* a sent signal that was ignored before us stays ignored */
+    /* Default action: restore it. A fault returns and the faulting
+     * instruction runs again; a signal sent with kill/raise does not come
+     * back by itself, so send it again. */
     signal(sig, SIG_DFL);
+    if (info->si_code <= 0)
+        raise(sig);
 }
 
 static void overflow_handler(int sig, siginfo_t *info, void *uctx)
