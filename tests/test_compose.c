@@ -1,15 +1,10 @@
 /* gather, wait and as_completed over spawned tasks. */
 #include "cio.h"
 #include "harness.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdint.h>
-
-static int run_virtual(cio_task_fn fn, void *arg)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    return cio_run_opts(&o, fn, arg);
-}
 
 /* Sleeps arg ms; a negative arg sleeps -arg ms then fails with -EIO. */
 static int job(void *arg)

@@ -4,25 +4,12 @@
 #include "cio.h"
 #include "cio/sync.h"
 #include "harness.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int run_virtual(cio_task_fn fn, void *arg)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    return cio_run_opts(&o, fn, arg);
-}
-
-static int join_release(cio_task *t)
-{
-    int st = -999;
-    ASSERT_EQ(cio_join(t, &st), 0);
-    cio_task_release(t);
-    return st;
-}
 
 /* Values with a destructor: small heap objects that record their death. */
 typedef struct val {

@@ -2,15 +2,10 @@
  * from outside, the body seeing the group's cancellation. */
 #include "cio.h"
 #include "harness.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdint.h>
-
-static int run_virtual(cio_task_fn fn, void *arg)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    return cio_run_opts(&o, fn, arg);
-}
 
 static int sleep_then(void *arg)
 {

@@ -2,6 +2,7 @@
  * detection, stack sizes and stack overflow reports. */
 #include "cio.h"
 #include "harness.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,12 +13,6 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static int run_virtual(cio_task_fn fn, void *arg)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    return cio_run_opts(&o, fn, arg);
-}
 
 static char trace[128];
 static int trace_len;

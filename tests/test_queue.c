@@ -7,37 +7,11 @@
 #include "cio.h"
 #include "cio/sync.h"
 #include "harness.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
-
-static int run_virtual(cio_task_fn fn, void *arg)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    return cio_run_opts(&o, fn, arg);
-}
-
-static void yield_n(int n)
-{
-    for (int i = 0; i < n; i++)
-        cio_yield();
-}
-
-static cio_task *spawn(cio_task_fn fn, void *arg, const char *name)
-{
-    cio_task *t;
-    ASSERT_EQ(cio_spawn(&t, fn, arg, "%s", name), 0);
-    return t;
-}
-
-static int join_release(cio_task *t)
-{
-    int st = -999;
-    ASSERT_EQ(cio_join(t, &st), 0);
-    cio_task_release(t);
-    return st;
-}
 
 #define V(x) ((void *)(intptr_t)(x))
 #define I(p) ((intptr_t)(p))

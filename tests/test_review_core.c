@@ -4,6 +4,7 @@
  * each one for the expected behaviour and the proposed fix. */
 #include "cio.h"
 #include "harness.h"
+#include "util.h"
 
 /* Bugs found in review and not fixed yet (loop close with work created
  * while closing, calls on a closed loop, a second deadlock in one run, leaks
@@ -37,12 +38,6 @@
 #else
 #define RV_LEAK_CHECK() ((void)0) /* run under valgrind --leak-check=full */
 #endif
-
-static int run_virtual(cio_task_fn fn, void *arg)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    return cio_run_opts(&o, fn, arg);
-}
 
 /* ------------------------------------------------------------------------
  * 1. cio_run / cio_loop_run must return once the main task has returned,

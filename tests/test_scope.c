@@ -1,16 +1,11 @@
 /* Cancel scopes, deadlines, shields and wait_for, on the virtual clock. */
 #include "cio.h"
 #include "harness.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdint.h>
 #include <time.h>
-
-static int run_virtual(cio_task_fn fn, void *arg)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    return cio_run_opts(&o, fn, arg);
-}
 
 static int timeout_main(void *arg)
 {
