@@ -431,15 +431,23 @@ int cio_tls_handshake_nowait(cio_tls *t, unsigned *want)
     return rc == 0 ? CIO_ETLS_HANDSHAKE : rc;
 }
 
-ssize_t cio_tls_read_nowait(cio_tls *t, void *buf, size_t n, unsigned *want)
+/* Before application data: finish the handshake if it has not happened;
+ * refuse a session that failed. 0 when data may flow. */
+static int ready_for_data(cio_tls *t, unsigned *want)
 {
     if (!t->handshaken) {
         int rc = cio_tls_handshake_nowait(t, want);
         if (rc)
             return rc;
     }
-    if (t->failed)
-        return CIO_ETLS_PROTOCOL;
+    return t->failed ? CIO_ETLS_PROTOCOL : 0;
+}
+
+ssize_t cio_tls_read_nowait(cio_tls *t, void *buf, size_t n, unsigned *want)
+{
+    int ready = ready_for_data(t, want);
+    if (ready)
+        return ready;
     size_t got = 0;
     ERR_clear_error();
     errno = 0;
@@ -451,13 +459,9 @@ ssize_t cio_tls_read_nowait(cio_tls *t, void *buf, size_t n, unsigned *want)
 
 ssize_t cio_tls_write_nowait(cio_tls *t, const void *buf, size_t n, unsigned *want)
 {
-    if (!t->handshaken) {
-        int rc = cio_tls_handshake_nowait(t, want);
-        if (rc)
-            return rc;
-    }
-    if (t->failed)
-        return CIO_ETLS_PROTOCOL;
+    int ready = ready_for_data(t, want);
+    if (ready)
+        return ready;
     if (n == 0)
         return 0;
     size_t done = 0;
