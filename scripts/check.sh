@@ -13,6 +13,8 @@
 #                              contain "thread" or "executor"
 #   install   build/           install into a temporary prefix and build a
 #                              consumer with pkg-config and find_package
+#   examples  build/           run every example and check what it printed
+#                              (scripts/examples-test.sh)
 #
 # Pick stages with arguments or CIO_CHECK_STAGES=plain,asan. A stage that
 # was asked for by name (or any stage, with CI=true) and cannot run on this
@@ -34,7 +36,7 @@ unset MAKEFLAGS MFLAGS MAKELEVEL
 root=$PWD
 jobs=${CIO_CHECK_JOBS:-2}
 stage_timeout=${CIO_CHECK_STAGE_TIMEOUT:-1200}
-all_stages=(plain asan ucontext aarch64 valgrind tsan install)
+all_stages=(plain asan ucontext aarch64 valgrind tsan install examples)
 
 ci=0
 case "${CI:-}" in true|1|yes) ci=1 ;; esac
@@ -275,6 +277,12 @@ stage_install() {
     header install "install build/ into a temporary prefix; pkg-config and find_package consumers"
     plain_build || { record install 0 1 "(plain build failed)"; return; }
     run_tests install build/check-install.log bash scripts/install-test.sh build
+}
+
+stage_examples() {
+    header examples "run every example in build/ and check its output"
+    plain_build || { record examples 0 1 "(plain build failed)"; return; }
+    run_tests examples build/check-examples.log bash scripts/examples-test.sh build
 }
 
 for s in "${stages[@]}"; do

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# scripts/examples-test.sh [BUILD_DIR]: run every example the way a reader
+# would and check that it did its job (exit status and the line that shows
+# it). Loopback only. Used by the "examples" stage of scripts/check.sh.
+#
+# Each example gets a time limit; one that is not built (examples/tls_*.c
+# without OpenSSL) is reported and skipped. The last line is
+# "N passed, N failed".
+set -u
+
+build=${1:-build}
+passed=0
+failed=0
+out=$(mktemp -d)
+trap 'rm -rf "$out"; [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null' EXIT
+
+# check NAME PATTERN CMD...: run CMD (20 s limit); pass when it exits 0 and
+# its output matches the extended regex PATTERN.
+check() {
+    local name=$1 pattern=$2
+    shift 2
+    if [ ! -x "$1" ]; then
+        echo "SKIP $name: $1 not built"
+        return
+    fi
+    local rc=0
+    timeout -k 5 20 "$@" >"$out/$name" 2>&1 </dev/null || rc=$?
+    if [ "$rc" = 0 ] && grep -qE "$pattern" "$out/$name"; then
+        echo "PASS $name"
+        passed=$((passed + 1))
+    else
+        echo "FAIL $name: exit status $rc, wanted output matching /$pattern/; it printed:"
+        sed 's/^/    /' "$out/$name" | tail -n 20
+        failed=$((failed + 1))
+    fi
+}
+
+check demo 'failed: task .fetch echo.example.: Input/output error' "$build/example_demo"
+check fanout 'permits free afterwards: 10 of 10' "$build/example_fanout" --virtual
+check pipeline 'done: 12 lines, 81 words; group: ok; left in queues: 0 \+ 0' \
+    "$build/example_pipeline" --virtual
+check subprocess_pipeline '^99996$' "$build/example_subprocess_pipeline"
+check tls_client 'verified, echoed' "$build/example_tls_client"
+
+# The echo server and the TCP client, together: the server serves one
+# connection and exits by itself.
+if [ -x "$build/example_echo_server" ] && [ -x "$build/example_tcp_client" ]; then
+    timeout -k 5 20 "$build/example_echo_server" --host 127.0.0.1 --port 0 --max-conns 1 \
+        >"$out/echo_server" 2>&1 </dev/null &
+    server_pid=$!
+    port=""
+    for _ in $(seq 100); do
+        port=$(sed -n 's/.*listening on port \([0-9][0-9]*\).*/\1/p' "$out/echo_server")
+        [ -n "$port" ] && break
+        sleep 0.05
+    done
+    if [ -z "$port" ]; then
+        echo "FAIL echo_server: no 'listening on port N' line; it printed:"
+        sed 's/^/    /' "$out/echo_server"
+        failed=$((failed + 1))
+        kill "$server_pid" 2>/dev/null
+    else
+        check tcp_client '^hello from cio$' "$build/example_tcp_client" 127.0.0.1 "$port"
+        rc=0
+        wait "$server_pid" || rc=$?
+        if [ "$rc" = 0 ]; then
+            echo "PASS echo_server (served one connection, then exited)"
+            passed=$((passed + 1))
+        else
+            echo "FAIL echo_server: exit status $rc; it printed:"
+            sed 's/^/    /' "$out/echo_server"
+            failed=$((failed + 1))
+        fi
+    fi
+    server_pid=""
+else
+    echo "SKIP echo_server + tcp_client: not built"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
