@@ -5,8 +5,8 @@
 #   make check            scripts/check.sh: every test stage this machine can run
 #                         (CIO_CHECK_STAGES=plain,asan make check for a subset)
 #   make demo             build and run examples/demo.c
-#   make bench            build and run every bench_* (BENCH_ARGS=--quick for a
-#                         short run)
+#   make bench            build and run every bench_* and bench/run_echo.sh
+#                         (BENCH_ARGS=--quick for a short run)
 #   make install          PREFIX=/usr/local (DESTDIR is honoured)
 #   make clean            remove build/ and build-*/
 #
@@ -52,14 +52,20 @@ demo:
 	fi
 	$(BUILD)/example_demo
 
+# bench_echo and bench_loadgen are the pieces of bench/run_echo.sh (the echo
+# servers and the load generator), not benchmarks of their own.
 bench: build
 	@set -e; found=0; \
 	for b in $(BUILD)/bench_*; do \
-	    [ -x "$$b" ] || continue; found=1; \
+	    [ -x "$$b" ] || continue; \
+	    case "$$b" in */bench_echo|*/bench_loadgen) continue ;; esac; \
+	    found=1; \
 	    echo "==== $$b $(BENCH_ARGS)"; \
 	    "$$b" $(BENCH_ARGS); \
 	done; \
 	if [ $$found = 0 ]; then echo "make bench: no bench/*.c, nothing to run"; fi
+	@echo "==== bench/run_echo.sh $(filter --quick,$(BENCH_ARGS))"
+	@BUILD_DIR=$(BUILD) bash bench/run_echo.sh $(filter --quick,$(BENCH_ARGS))
 
 install: build
 	$(CMAKE) --install $(BUILD) --prefix "$(PREFIX)"
