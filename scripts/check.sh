@@ -155,6 +155,9 @@ run_tests() {
             echo "check: $stage: $note (see $log)"
         fi
     fi
+    local skipped
+    skipped=$(sed -n 's/^\([0-9][0-9]*\) skipped.*/\1/p' "$log" | tail -n1)
+    [ -n "$skipped" ] && note="${note:+$note; }$skipped skipped"
     record "$stage" "$p" "$f" "(${secs} s run${note:+; $note})"
 }
 

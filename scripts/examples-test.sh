@@ -11,6 +11,7 @@ set -u
 build=${1:-build}
 passed=0
 failed=0
+skipped=0
 out=$(mktemp -d)
 trap 'rm -rf "$out"; [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null' EXIT
 
@@ -21,6 +22,7 @@ check() {
     shift 2
     if [ ! -x "$1" ]; then
         echo "SKIP $name: $1 not built"
+        skipped=$((skipped + 1))
         return
     fi
     local rc=0
@@ -75,7 +77,9 @@ if [ -x "$build/example_echo_server" ] && [ -x "$build/example_tcp_client" ]; th
     server_pid=""
 else
     echo "SKIP echo_server + tcp_client: not built"
+    skipped=$((skipped + 2))
 fi
 
+[ "$skipped" = 0 ] || echo "$skipped skipped (not built here)"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -1,5 +1,6 @@
 /* Runner for tests/harness.h: forks one child per test, enforces its hang
- * limit with SIGKILL after an alarm, and ends with "N passed, N failed". */
+ * limit with SIGKILL after an alarm, and ends with "N passed, N failed"
+ * (preceded by "N skipped: ..." when tests could not run here). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -18,6 +19,7 @@
 
 #define MAX_TESTS 1024
 #define DEFAULT_TIMEOUT_S 30
+#define SKIP_STATUS 77 /* a child's exit status for cio_test_skip */
 
 struct test {
     const char *name;
@@ -48,6 +50,19 @@ void cio_test_fail(const char *file, int line, const char *fmt, ...)
     fputc('\n', stderr);
     fflush(stderr);
     _exit(1);
+}
+
+void cio_test_skip(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("  skipped: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stdout);
+    fflush(stderr);
+    _exit(SKIP_STATUS);
 }
 
 void cio_test_note(const char *fmt, ...)
@@ -83,9 +98,11 @@ static int selected(const struct test *t, int argc, char **argv, int first)
     return 0;
 }
 
+enum outcome { PASSED, FAILED, SKIPPED };
+
 /* Run one test in a child; its stderr goes to a pipe so that a passing
  * test stays quiet unless -v. */
-static int run_one(const struct test *t, int verbose)
+static enum outcome run_one(const struct test *t, int verbose)
 {
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) != 0) {
@@ -146,8 +163,11 @@ static int run_one(const struct test *t, int verbose)
         ;
     double ms = now_ms() - start;
     int ok = !timed_out && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    int skipped = !timed_out && WIFEXITED(status) && WEXITSTATUS(status) == SKIP_STATUS;
     if (ok)
         printf("PASS %s (%.0f ms)\n", t->name, ms);
+    else if (skipped)
+        printf("SKIP %s (%.0f ms)\n", t->name, ms);
     else if (timed_out)
         printf("FAIL %s: hung, killed after %d s\n", t->name, timeout_s);
     else if (WIFSIGNALED(status))
@@ -159,7 +179,7 @@ static int run_one(const struct test *t, int verbose)
         printf("%.*s", (int)out_len, out);
     fflush(stdout);
     free(out);
-    return ok;
+    return ok ? PASSED : skipped ? SKIPPED : FAILED;
 }
 
 int main(int argc, char **argv)
@@ -177,7 +197,8 @@ int main(int argc, char **argv)
         first++;
     }
     signal(SIGPIPE, SIG_IGN);
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, skipped = 0;
+    const char *skipped_names[MAX_TESTS];
     for (int i = 0; i < n_tests; i++) {
         if (!selected(&tests[i], argc, argv, first))
             continue;
@@ -185,12 +206,20 @@ int main(int argc, char **argv)
             printf("%s (%s)\n", tests[i].name, tests[i].file);
             continue;
         }
-        if (run_one(&tests[i], verbose))
-            passed++;
-        else
-            failed++;
+        switch (run_one(&tests[i], verbose)) {
+        case PASSED: passed++; break;
+        case FAILED: failed++; break;
+        case SKIPPED: skipped_names[skipped++] = tests[i].name; break;
+        }
     }
-    if (!list)
-        printf("%d passed, %d failed\n", passed, failed);
+    if (list)
+        return 0;
+    if (skipped) {
+        printf("%d skipped (could not run here; not counted as passed):", skipped);
+        for (int i = 0; i < skipped; i++)
+            printf(" %s", skipped_names[i]);
+        printf("\n");
+    }
+    printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

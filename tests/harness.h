@@ -3,6 +3,7 @@
  *
  *   TEST(sleep_orders_wakeups) { ... ASSERT_EQ(a, b); }
  *   TEST_TIMEOUT(slow_thing, 60) { ... }      // hang limit in seconds
+ *   if (!feature) cio_test_skip("no feature here");   // SKIP, not PASS
  *
  * Run: cio_tests [-l] [-v] [substring...]
  */
@@ -17,6 +18,11 @@ typedef void (*cio_test_fn)(void);
 void cio_test_register(const char *name, cio_test_fn fn, const char *file, int timeout_s);
 _Noreturn void cio_test_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* End the test as skipped: it cannot run here (a missing kernel feature,
+ * say), which is neither a pass nor a failure. The reason is printed with
+ * the SKIP line; the runner counts skipped tests apart. Only for what the
+ * machine lacks, checked by the test itself, never for a test that fails. */
+_Noreturn void cio_test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print a note that is shown with the test's output (-v or on failure). */
 void cio_test_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* 1 when the binary runs under valgrind or qemu-user (slow targets): load
