@@ -15,6 +15,11 @@
 #                              consumer with pkg-config and find_package
 #   examples  build/           run every example and check what it printed
 #                              (scripts/examples-test.sh)
+#   fuzz      build-fuzz/      clang libFuzzer + ASan/UBSan: every fuzz/*.c
+#                              target for CIO_FUZZ_SECONDS (default 30) from
+#                              its seeds (scripts/fuzz.sh); without clang's
+#                              libFuzzer, the standalone driver's replay and
+#                              random inputs on the plain build
 #
 # Pick stages with arguments or CIO_CHECK_STAGES=plain,asan. A stage that
 # was asked for by name (or any stage, with CI=true) and cannot run on this
@@ -36,7 +41,7 @@ unset MAKEFLAGS MFLAGS MAKELEVEL
 root=$PWD
 jobs=${CIO_CHECK_JOBS:-2}
 stage_timeout=${CIO_CHECK_STAGE_TIMEOUT:-1200}
-all_stages=(plain asan ucontext aarch64 valgrind tsan install examples)
+all_stages=(plain asan ucontext aarch64 valgrind tsan install examples fuzz)
 
 ci=0
 case "${CI:-}" in true|1|yes) ci=1 ;; esac
@@ -286,6 +291,27 @@ stage_examples() {
     header examples "run every example in build/ and check its output"
     plain_build || { record examples 0 1 "(plain build failed)"; return; }
     run_tests examples build/check-examples.log bash scripts/examples-test.sh build
+}
+
+have_libfuzzer() {
+    command -v clang >/dev/null 2>&1 &&
+        printf '#include <stdint.h>\n#include <stddef.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }\n' |
+        clang -fsanitize=fuzzer,address -x c - -o /dev/null >/dev/null 2>&1
+}
+
+stage_fuzz() {
+    if have_libfuzzer; then
+        header fuzz "clang, libFuzzer + ASan/UBSan, build-fuzz/, ${CIO_FUZZ_SECONDS:-30} s per target"
+        configure_build build-fuzz clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+            -DCIO_SANITIZE=address -DCIO_FUZZ_LIBFUZZER=ON -DCIO_BUILD_TESTS=OFF \
+            -DCIO_BUILD_BENCH=OFF -DCIO_BUILD_EXAMPLES=OFF ||
+            { record fuzz 0 1 "(build failed)"; return; }
+        run_tests fuzz build-fuzz/check.log bash scripts/fuzz.sh build-fuzz
+    else
+        header fuzz "no libFuzzer (clang): the standalone fuzz driver on build/"
+        plain_build || { record fuzz 0 1 "(plain build failed)"; return; }
+        run_tests fuzz build/check-fuzz.log bash scripts/fuzz.sh build
+    fi
 }
 
 for s in "${stages[@]}"; do
