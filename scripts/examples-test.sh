@@ -43,6 +43,10 @@ check pipeline 'done: 12 lines, 81 words; group: ok; left in queues: 0 \+ 0' \
     "$build/example_pipeline" --virtual
 check subprocess_pipeline '^99996$' "$build/example_subprocess_pipeline"
 check tls_client 'verified, echoed' "$build/example_tls_client"
+check learn_1_blocking 'one at a time: 8 answers' "$build/example_learn_1_blocking"
+check learn_2_threads 'a thread per question: 8 answers' "$build/example_learn_2_threads"
+check learn_3_event_loop 'an event loop: 8 answers' "$build/example_learn_3_event_loop"
+check learn_4_tasks 'tasks on one thread: 8 answers' "$build/example_learn_4_tasks"
 
 # The echo server and the TCP client, together: the server serves one
 # connection and exits by itself.
