@@ -95,22 +95,24 @@ static void on_ready(struct watcher *w)
         int n = snprintf(text, sizeof text, "question %d\n", q->i);
         if (!err && write(q->fd, text, (size_t)n) != n) /* fits the socket buffer */
             err = errno;
-        if (err)
-            return finish(q, err);
+        if (err) {
+            finish(q, err);
+            return;
+        }
         q->state = READING;
         loop_watch(q->fd, EPOLLIN, w);
         return;
     }
     case READING: {
         ssize_t r = read(q->fd, q->answer + q->got, sizeof q->answer - 1 - q->got);
-        if (r > 0 && q->got + (size_t)r < sizeof q->answer - 1) {
-            q->got += (size_t)r;
-            loop_watch(q->fd, EPOLLIN, w); /* more may come */
-            return;
-        }
         if (r > 0)
             q->got += (size_t)r;
-        return finish(q, r < 0 && errno != EAGAIN ? errno : 0);
+        if ((r > 0 && q->got < sizeof q->answer - 1) || (r < 0 && errno == EAGAIN)) {
+            loop_watch(q->fd, EPOLLIN, w); /* more may come: wait again */
+            return;
+        }
+        finish(q, r < 0 ? errno : 0); /* the end (r == 0), full, or an error */
+        return;
     }
     }
 }
