@@ -324,8 +324,12 @@ CIO_EXTERN int cio_queue_join_site(cio_queue *queue, const char *file, int line,
  * suspend; callable outside tasks. */
 CIO_EXTERN void cio_queue_shutdown(cio_queue *queue, bool immediate);
 
+/* State queries (asyncio's qsize, maxsize, empty, full): none suspends,
+ * all are callable outside tasks. Items in the queue now: */
 CIO_EXTERN size_t cio_queue_size(const cio_queue *queue);
-CIO_EXTERN size_t cio_queue_maxsize(const cio_queue *queue); /* 0: unbounded */
+/* The bound given at init; 0: unbounded. */
+CIO_EXTERN size_t cio_queue_maxsize(const cio_queue *queue);
+/* True if no item is in the queue. */
 CIO_EXTERN bool cio_queue_empty(const cio_queue *queue);
 /* True if bounded and size == maxsize. */
 CIO_EXTERN bool cio_queue_full(const cio_queue *queue);
