@@ -360,12 +360,13 @@ CIO_EXTERN void cio_dump_tasks(int fd);
 /* Suspends until fd is readable or writable (as asked in `events`), or an
  * error or hang-up is pending on it (then it counts as ready, so that the
  * caller's next read or write sees the error). The fd should be
- * non-blocking. One task may wait for reading and another for writing on
- * the same fd at the same time. Returns the ready subset of `events` (> 0;
- * a task waiting for both is woken by the first), -ECANCELED /
- * -ETIMEDOUT, -EBADF if the fd was closed with cio_close meanwhile (or is
- * not open), -EEXIST if another task already waits in the same direction,
- * -EINVAL for bad arguments, -EPERM for a regular file (always ready). */
+ * non-blocking. Any number of tasks may wait on the same fd, in either
+ * direction; readiness wakes every task waiting in that direction (each
+ * then retries its call, and those that find nothing wait again). Returns
+ * the ready subset of `events` (> 0; a task waiting for both is woken by
+ * the first), -ECANCELED / -ETIMEDOUT, -EBADF if the fd was closed with
+ * cio_close meanwhile (or is not open), -EINVAL for bad arguments, -EPERM
+ * for a regular file (always ready). */
 #define cio_wait_fd(fd, events) cio_wait_fd_site((fd), (events), CIO__HERE)
 CIO_EXTERN int cio_wait_fd_site(int fd, unsigned events, const char *file,
                                 int line, const char *func);

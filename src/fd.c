@@ -1,12 +1,19 @@
-/* The fd layer: per-fd state so that one reader task and one writer task
- * can wait on the same descriptor, and closing a descriptor wakes whoever
- * waits on it.
+/* The fd layer: per-fd state so that tasks can wait on a descriptor (any
+ * number of them, in either direction), and closing a descriptor wakes
+ * whoever waits on it.
  *
  * Registration: edge-triggered, once per descriptor. The first wait on an
  * fd registers it for reading and writing with EPOLLET; the registration
- * stays until cio_close. An event wakes the task waiting in each ready
- * direction; a direction with nobody waiting is remembered in `ready` (a
- * hint, consumed by the next wait).
+ * stays until cio_close. An event wakes every task waiting in each ready
+ * direction (all of them: with edge triggering, a waiter left asleep might
+ * never see another edge if the one woken does not drain the descriptor);
+ * a direction with nobody waiting is remembered in `ready` (a hint,
+ * consumed by the next wait).
+ *
+ * Waiters are fd_waiter nodes on the waiting task's stack, linked into the
+ * slot's per-direction lists (a task waiting both ways is on both). The
+ * lists are singly linked from the slot because the slot table moves when
+ * it grows: nodes never point back into it.
  *
  * Why not one-shot registrations re-armed before each wait (the other
  * choice, and this file's first version)? That is one epoll_ctl(MOD) per
@@ -52,9 +59,18 @@
 #include <string.h>
 #include <unistd.h>
 
+enum { DIR_READ, DIR_WRITE };
+#define DIR_BIT(d) ((d) == DIR_READ ? CIO_READABLE : CIO_WRITABLE)
+
+typedef struct fd_waiter {
+    cio_task *task;
+    struct fd_waiter *next[2]; /* in the slot's list of each direction */
+    unsigned events;           /* what it waits for (CIO_READABLE|WRITABLE) */
+    unsigned linked;           /* the directions whose list still holds it */
+} fd_waiter;
+
 typedef struct cio__fd {
-    cio_task *reader;
-    cio_task *writer;
+    fd_waiter *waiting[2]; /* [DIR_READ], [DIR_WRITE]: newest first */
     uint32_t gen;      /* bumped whenever the slot is reset */
     unsigned ready;    /* CIO_READABLE / CIO_WRITABLE seen with no waiter */
     bool registered;   /* the backend holds a registration tagged `gen` */
@@ -83,20 +99,52 @@ static cio__fd *slot_if_any(cio_loop *loop, int fd)
     return loop && fd >= 0 && (size_t)fd < loop->n_fds ? &loop->fds[fd] : NULL;
 }
 
+static bool has_waiters(const cio__fd *f)
+{
+    return f->waiting[DIR_READ] || f->waiting[DIR_WRITE];
+}
+
+/* Take w out of the list of direction d (it is linked there). */
+static void unlink_dir(cio_loop *loop, cio__fd *f, fd_waiter *w, int d)
+{
+    for (fd_waiter **pp = &f->waiting[d]; *pp; pp = &(*pp)->next[d]) {
+        if (*pp == w) {
+            *pp = w->next[d];
+            break;
+        }
+    }
+    w->linked &= ~(unsigned)DIR_BIT(d);
+    loop->n_io_watches--;
+}
+
+static void unlink_all(cio_loop *loop, cio__fd *f, fd_waiter *w)
+{
+    for (int d = DIR_READ; d <= DIR_WRITE; d++)
+        if (w->linked & DIR_BIT(d))
+            unlink_dir(loop, f, w, d);
+}
+
+/* Unlink every waiter of direction d and wake it with rc (rc > 0: the
+ * ready bits, masked with what each asked for). Returns the ready bits
+ * that some live waiter was handed. */
+static unsigned wake_dir(cio_loop *loop, cio__fd *f, int d, int rc)
+{
+    unsigned claimed = 0;
+    fd_waiter *w;
+    while ((w = f->waiting[d])) {
+        unlink_all(loop, f, w);
+        int wrc = rc > 0 ? (int)((unsigned)rc & w->events) : rc;
+        if (cio__task_wake(w->task, wrc) && wrc > 0)
+            claimed |= (unsigned)wrc;
+    }
+    return claimed;
+}
+
 /* Wake whoever waits on f with rc (-EBADF) and forget the slot's state. */
 static void reset_slot(cio_loop *loop, cio__fd *f, int rc)
 {
-    cio_task *r = f->reader, *w = f->writer;
-    f->reader = f->writer = NULL;
-    if (r) {
-        loop->n_io_watches--;
-        cio__task_wake(r, rc);
-    }
-    if (w) {
-        loop->n_io_watches--;
-        if (w != r)
-            cio__task_wake(w, rc);
-    }
+    wake_dir(loop, f, DIR_READ, rc);
+    wake_dir(loop, f, DIR_WRITE, rc);
     f->registered = false;
     f->ready = 0;
     f->rdhup = false;
@@ -110,34 +158,13 @@ void cio__fd_event(cio_loop *loop, int fd, uint32_t gen, unsigned ready)
         return; /* a registration left over from a closed descriptor */
     if (ready & CIO__FD_RDHUP)
         f->rdhup = true;
-    cio_task *r = (ready & CIO_READABLE) ? f->reader : NULL;
-    cio_task *w = (ready & CIO_WRITABLE) ? f->writer : NULL;
-    /* A task waiting both ways leaves both slots when either fires. */
-    cio_task *both = f->reader && f->reader == f->writer ? f->reader : NULL;
-    if (both && (r || w)) {
-        f->reader = f->writer = NULL;
-        loop->n_io_watches -= 2;
-        unsigned got = ready & (CIO_READABLE | CIO_WRITABLE);
-        if (!cio__task_wake(both, (int)got))
-            f->ready |= got;
-        return;
-    }
-    unsigned unclaimed = ready;
-    if (r) {
-        f->reader = NULL;
-        loop->n_io_watches--;
-        if (cio__task_wake(r, CIO_READABLE))
-            unclaimed &= ~CIO_READABLE;
-    }
-    if (w) {
-        f->writer = NULL;
-        loop->n_io_watches--;
-        if (cio__task_wake(w, CIO_WRITABLE))
-            unclaimed &= ~CIO_WRITABLE;
-    }
-    /* Not handed to a task (nobody waited, or the waiter was already
+    unsigned dirs = ready & (CIO_READABLE | CIO_WRITABLE), claimed = 0;
+    for (int d = DIR_READ; d <= DIR_WRITE; d++)
+        if (dirs & DIR_BIT(d))
+            claimed |= wake_dir(loop, f, d, (int)dirs);
+    /* Not handed to a task (nobody waited, or every waiter was already
      * woken by a cancellation): remember it for the next wait. */
-    f->ready |= unclaimed;
+    f->ready |= dirs & ~claimed;
 }
 
 void cio__fd_fresh(int fd)
@@ -146,7 +173,7 @@ void cio__fd_fresh(int fd)
     cio__fd *f = slot_if_any(loop, fd);
     /* The kernel just handed out this number, so whatever descriptor had
      * it before is closed: the slot is stale. */
-    if (f && (f->registered || f->reader || f->writer || f->ready))
+    if (f && (f->registered || has_waiters(f) || f->ready))
         reset_slot(loop, f, -EBADF);
 }
 
@@ -154,7 +181,7 @@ void cio__fd_check(int fd)
 {
     cio_loop *loop = cio__tls_loop;
     cio__fd *f = slot_if_any(loop, fd);
-    if (!f || !f->registered || f->reader || f->writer)
+    if (!f || !f->registered || has_waiters(f))
         return; /* nothing to check, or in use right now (so not stale) */
     if (cio__backend_fd_mod(loop, fd, f->gen) == -ENOENT)
         reset_slot(loop, f, -EBADF); /* closed behind our back, reused */
@@ -209,9 +236,6 @@ static int wait_fd(int fd, unsigned events, enum wait_mode mode, const char *fil
     cio__fd *f = slot(loop, fd);
     if (!f)
         return -ENOMEM;
-    bool want_r = events & CIO_READABLE, want_w = events & CIO_WRITABLE;
-    if ((want_r && f->reader) || (want_w && f->writer))
-        return -EEXIST;
     bool rearm = mode == WAIT_ASK || cio__debug_enabled();
     if (!rearm && f->registered && (f->ready & events)) {
         /* An edge came while nobody waited: try the call again. */
@@ -226,27 +250,21 @@ static int wait_fd(int fd, unsigned events, enum wait_mode mode, const char *fil
     rc = ensure_registered(loop, f, fd, rearm, mode != WAIT_ASK);
     if (rc)
         return rc;
-    if (want_r)
-        f->reader = self;
-    if (want_w)
-        f->writer = self;
-    loop->n_io_watches += (size_t)want_r + (size_t)want_w;
-    rc = cio__park(self);
-    /* Woken by readiness (the slot was cleared by cio__fd_event), by
-     * cio_close or a stale-number reset (-EBADF, cleared too), or by a
-     * cancellation (our slot is still set: clear it). The table may have
-     * moved while we slept: look the slot up again. */
-    f = slot_if_any(loop, fd);
-    if (f) {
-        if (f->reader == self) {
-            f->reader = NULL;
-            loop->n_io_watches--;
-        }
-        if (f->writer == self) {
-            f->writer = NULL;
-            loop->n_io_watches--;
+    fd_waiter w = {.task = self, .events = events};
+    for (int d = DIR_READ; d <= DIR_WRITE; d++) {
+        if (events & DIR_BIT(d)) {
+            w.next[d] = f->waiting[d];
+            f->waiting[d] = &w;
+            w.linked |= DIR_BIT(d);
+            loop->n_io_watches++;
         }
     }
+    rc = cio__park(self);
+    /* Woken by readiness or by cio_close / a stale-number reset (-EBADF):
+     * the waker unlinked us. Woken by a cancellation: still linked. The
+     * table may have moved while we slept: look the slot up again. */
+    if (w.linked)
+        unlink_all(loop, slot_if_any(loop, fd), &w);
     if (rc < 0)
         return rc;
     return (int)((unsigned)rc & events);

@@ -175,23 +175,17 @@ static ssize_t recv_some(cio_stream *s, void *buf, size_t n, unsigned *want)
     return r >= 0 ? r : -errno;
 }
 
-/* Wait for what a transport call asked for. A TLS read may need the fd
- * writable while the sender waits for that too: then let it run first.
- * On the plain fd the call just returned EAGAIN, which is what the fd
- * layer's fast wait needs (fd.c); a transport's want may come from
- * another cause, so it gets the full cio_wait_fd. */
+/* Wait for what a transport call asked for. On the plain fd the call just
+ * returned EAGAIN, which is what the fd layer's fast wait needs (fd.c); a
+ * transport's want may come from another cause (a TLS read that needs the
+ * fd writable, say, possibly while the sender waits for that too), so it
+ * gets the full cio_wait_fd. */
 static int wait_want(cio_stream *s, unsigned want, const char *file, int line,
                      const char *func)
 {
-    for (;;) {
-        int rc = s->tp ? cio_wait_fd_site(s->fd, want, file, line, func)
-                       : cio__fd_wait_io(s->fd, want, file, line, func);
-        if (rc != -EEXIST)
-            return rc < 0 ? rc : 0;
-        rc = cio_yield_site(file, line, func);
-        if (rc)
-            return rc;
-    }
+    int rc = s->tp ? cio_wait_fd_site(s->fd, want, file, line, func)
+                   : cio__fd_wait_io(s->fd, want, file, line, func);
+    return rc < 0 ? rc : 0;
 }
 
 /* Read at least one byte (or the end, or an error) through the transport,

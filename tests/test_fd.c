@@ -92,25 +92,61 @@ TEST(fd_wait_cancelled_unregisters)
     close(fds[1]);
 }
 
-/* One waiter per fd for now: a second one is refused, not queued. */
-static int two_waiters_main(void *arg)
+/* Several waiters in one direction: readiness wakes them all (edge
+ * triggering would strand a waiter left asleep), a cancelled one leaves
+ * the others waiting, and cio_close wakes whoever is left with -EBADF. */
+static int woken_rc[4];
+static int indexed_waiter(void *arg)
 {
-    (void)arg;
-    cio_task *t;
-    ASSERT_EQ(cio_spawn(&t, fd_waiter, NULL, "first"), 0);
-    ASSERT_EQ(cio_yield(), 0);
-    ASSERT_EQ(cio_wait_fd(fds[0], CIO_READABLE), -EEXIST);
-    cio_task_cancel(t);
-    ASSERT_EQ(cio_join(t, NULL), 0);
-    cio_task_release(t);
+    int i = (int)(intptr_t)arg;
+    woken_rc[i] = cio_wait_fd(fds[0], CIO_READABLE);
     return 0;
 }
 
-TEST(fd_wait_second_waiter_is_eexist)
+static int two_waiters_main(void *arg)
+{
+    (void)arg;
+    cio_task *t[4];
+    for (intptr_t i = 0; i < 4; i++) {
+        woken_rc[i] = 1;
+        ASSERT_EQ(cio_spawn(&t[i], indexed_waiter, (void *)i, "waiter-%d", (int)i), 0);
+    }
+    ASSERT_EQ(cio_yield(), 0); /* all four wait */
+    cio_task_cancel(t[1]);
+    ASSERT_EQ(cio_yield(), 0);
+    ASSERT_EQ(woken_rc[1], -ECANCELED);
+    ASSERT_EQ(woken_rc[0], 1); /* the others still wait */
+    ASSERT_EQ(write(fds[1], "x", 1), 1);
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ(cio_yield(), 0);
+    ASSERT_EQ(woken_rc[0], CIO_READABLE);
+    ASSERT_EQ(woken_rc[2], CIO_READABLE);
+    ASSERT_EQ(woken_rc[3], CIO_READABLE);
+    for (int i = 0; i < 4; i++) {
+        ASSERT_EQ(cio_join(t[i], NULL), 0);
+        cio_task_release(t[i]);
+    }
+    char c;
+    ASSERT_EQ(read(fds[0], &c, 1), 1);
+    /* Two wait again; closing the fd wakes both with -EBADF. */
+    for (intptr_t i = 0; i < 2; i++) {
+        woken_rc[i] = 1;
+        ASSERT_EQ(cio_spawn(&t[i], indexed_waiter, (void *)i, "waiter-%d", (int)i), 0);
+    }
+    ASSERT_EQ(cio_yield(), 0);
+    ASSERT_EQ(cio_close(fds[0]), 0);
+    for (int i = 0; i < 2; i++) {
+        ASSERT_EQ(cio_join(t[i], NULL), 0);
+        cio_task_release(t[i]);
+        ASSERT_EQ(woken_rc[i], -EBADF);
+    }
+    return 0;
+}
+
+TEST(fd_wait_several_waiters_all_woken)
 {
     ASSERT_EQ(pipe2(fds, O_NONBLOCK), 0);
     ASSERT_EQ(cio_run(two_waiters_main, NULL), 0);
-    close(fds[0]);
     close(fds[1]);
 }
 

@@ -741,3 +741,51 @@ TEST(net_happy_eyeballs_by_name)
 {
     ASSERT_EQ(cio_run(eyeballs_name_main, NULL), 0);
 }
+
+/* Several acceptor tasks on one listening socket (a common server shape):
+ * each connection goes to exactly one of them, none is stranded. */
+static int acceptor_lfd, accepted_by[3];
+static int acceptor(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    int fd = cio_accept(acceptor_lfd, NULL, NULL);
+    if (fd < 0)
+        return fd;
+    accepted_by[i]++;
+    cio_close(fd);
+    return 0;
+}
+
+static int acceptors_main(void *arg)
+{
+    (void)arg;
+    acceptor_lfd = cio_tcp_listen("127.0.0.1", "0", 16, false);
+    ASSERT_GE(acceptor_lfd, 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", local_port(acceptor_lfd));
+    cio_scope deadline;
+    cio_timeout_enter(&deadline, 5 * CIO_SEC);
+    cio_group g;
+    cio_group_enter(&g);
+    for (intptr_t i = 0; i < 3; i++)
+        ASSERT_EQ(cio_group_spawn(&g, NULL, acceptor, (void *)i, "acceptor-%d", (int)i), 0);
+    ASSERT_EQ(cio_yield(), 0); /* all three wait in accept */
+    int c[3];
+    for (int i = 0; i < 3; i++)
+        ASSERT_GE(c[i] = cio_tcp_connect("127.0.0.1", port, 0), 0);
+    ASSERT_EQ(cio_group_exit(&g), 0);
+    cio_group_destroy(&g);
+    ASSERT_EQ(cio_scope_exit(&deadline), 0);
+    ASSERT_EQ(accepted_by[0] + accepted_by[1] + accepted_by[2], 3);
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(accepted_by[i], 1);
+        cio_close(c[i]);
+    }
+    cio_close(acceptor_lfd);
+    return 0;
+}
+
+TEST(net_several_acceptors_share_a_listener)
+{
+    ASSERT_EQ(cio_run(acceptors_main, NULL), 0);
+}

@@ -5,9 +5,10 @@
  *
  * Descriptors made here are non-blocking and close-on-exec. Close them with
  * cio_close() (cio.h), not close(2): it wakes any task still waiting on
- * them, whose call then returns -EBADF. One task may wait to read and one
- * to write on a descriptor at a time (-EEXIST otherwise). docs/net.md is
- * the guide.
+ * them, whose call then returns -EBADF. Several tasks may wait on one
+ * descriptor (acceptors sharing a listening socket, a reader and a writer):
+ * readiness wakes every waiter of that direction, and each retries its
+ * system call. docs/net.md is the guide.
  *
  * cio.h includes this header. struct sockaddr and socklen_t come from
  * <sys/socket.h>, struct addrinfo from <netdb.h>.
