@@ -165,8 +165,17 @@ void cio__fd_table_free(cio_loop *loop);
 void cio__fd_event(cio_loop *loop, int fd, uint32_t gen, unsigned ready);
 /* fd is a number the kernel has just returned (socket, accept): forget the
  * state of any earlier descriptor with that number (its waiters get
- * -EBADF). No-op outside a loop. */
-void cio__fd_fresh(int fd);
+ * -EBADF), and remember whether it is a SOCK_STREAM socket. No-op outside a
+ * loop. */
+void cio__fd_fresh(int fd, bool stream);
+bool cio__fd_is_stream(int fd);
+/* The short-read shortcut of cio_recv / cio_read (fd.c). On a stream
+ * socket a read that returned fewer bytes than asked proves the receive
+ * queue was empty, as EAGAIN would: note_read remembers that, and the next
+ * read waits first (take_drained says so, once) instead of making a system
+ * call that would answer EAGAIN. Any wait for reading clears the mark. */
+void cio__fd_note_read(int fd, size_t asked, ssize_t got);
+bool cio__fd_take_drained(int fd);
 /* fd is being adopted (a stream takes it over): if the loop holds a
  * registration for it, make sure it is still the kernel's (one epoll_ctl)
  * and forget it otherwise. No-op outside a loop. */

@@ -75,6 +75,8 @@ typedef struct cio__fd {
     unsigned ready;    /* CIO_READABLE / CIO_WRITABLE seen with no waiter */
     bool registered;   /* the backend holds a registration tagged `gen` */
     bool rdhup;        /* EPOLLRDHUP seen: the peer will send nothing more */
+    bool stream;       /* a SOCK_STREAM socket made by cio_socket / cio_accept */
+    bool drained;      /* stream: the last cio_recv/cio_read came back short */
 } cio__fd;
 
 /* The slot of fd, growing the table if needed (NULL: out of memory). */
@@ -148,6 +150,7 @@ static void reset_slot(cio_loop *loop, cio__fd *f, int rc)
     f->registered = false;
     f->ready = 0;
     f->rdhup = false;
+    f->stream = f->drained = false;
     f->gen++;
 }
 
@@ -167,14 +170,38 @@ void cio__fd_event(cio_loop *loop, int fd, uint32_t gen, unsigned ready)
     f->ready |= dirs & ~claimed;
 }
 
-void cio__fd_fresh(int fd)
+void cio__fd_fresh(int fd, bool stream)
 {
     cio_loop *loop = cio__tls_loop;
     cio__fd *f = slot_if_any(loop, fd);
     /* The kernel just handed out this number, so whatever descriptor had
      * it before is closed: the slot is stale. */
-    if (f && (f->registered || has_waiters(f) || f->ready))
+    if (f && (f->registered || has_waiters(f) || f->ready || f->stream))
         reset_slot(loop, f, -EBADF);
+    if (stream && loop && (f = slot(loop, fd)))
+        f->stream = true; /* (out of memory: no short-read shortcut, that is all) */
+}
+
+bool cio__fd_is_stream(int fd)
+{
+    cio__fd *f = slot_if_any(cio__tls_loop, fd);
+    return f && f->stream;
+}
+
+void cio__fd_note_read(int fd, size_t asked, ssize_t got)
+{
+    cio__fd *f = slot_if_any(cio__tls_loop, fd);
+    if (f && f->stream && got > 0 && (size_t)got < asked)
+        f->drained = true;
+}
+
+bool cio__fd_take_drained(int fd)
+{
+    cio__fd *f = slot_if_any(cio__tls_loop, fd);
+    if (!f || !f->drained)
+        return false;
+    f->drained = false;
+    return true;
 }
 
 void cio__fd_check(int fd)
@@ -236,6 +263,8 @@ static int wait_fd(int fd, unsigned events, enum wait_mode mode, const char *fil
     cio__fd *f = slot(loop, fd);
     if (!f)
         return -ENOMEM;
+    if (events & CIO_READABLE)
+        f->drained = false; /* whatever the wait says, the next read tries */
     bool rearm = mode == WAIT_ASK || cio__debug_enabled();
     if (!rearm && f->registered && (f->ready & events)) {
         /* An edge came while nobody waited: try the call again. */

@@ -16,7 +16,7 @@ int cio_socket(int domain, int type, int protocol)
     int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
     if (fd < 0)
         return -errno;
-    cio__fd_fresh(fd);
+    cio__fd_fresh(fd, (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM);
     return fd;
 }
 
@@ -58,7 +58,8 @@ int cio_accept_site(int fd, struct sockaddr *addr, socklen_t *len,
             return rc;
         int c = accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (c >= 0) {
-            cio__fd_fresh(c);
+            /* A SOCK_STREAM listener's connections are SOCK_STREAM too. */
+            cio__fd_fresh(c, cio__fd_is_stream(fd));
             return c;
         }
         /* Errors that belong to the connection that went away, not to
@@ -92,10 +93,38 @@ int cio_accept_site(int fd, struct sockaddr *addr, socklen_t *len,
             return rc_;                                                        \
     }
 
+static ssize_t recv_loop(int fd, void *buf, size_t n, int flags, const char *file,
+                         int line, const char *func)
+{
+    IO_LOOP(recv(fd, buf, n, flags), CIO_READABLE);
+}
+
+/* The short-read shortcut (cio__fd_note_read): wait before the first
+ * system call when the last read on this stream socket came back short. */
+static int wait_if_drained(int fd, const char *file, int line, const char *func)
+{
+    if (!cio__fd_take_drained(fd))
+        return 0;
+    int rc = cio__fd_wait_drained(fd, SITE_ARGS);
+    return rc < 0 ? rc : 0;
+}
+
+/* Flags under which a short read says nothing about the receive queue
+ * (MSG_PEEK leaves the bytes there). */
+#define NOT_CONSUMING (MSG_PEEK | MSG_OOB | MSG_WAITALL)
+
 ssize_t cio_recv_site(int fd, void *buf, size_t n, int flags, const char *file,
                       int line, const char *func)
 {
-    IO_LOOP(recv(fd, buf, n, flags), CIO_READABLE);
+    if (!(flags & NOT_CONSUMING)) {
+        int rc = wait_if_drained(fd, SITE_ARGS);
+        if (rc)
+            return rc;
+        ssize_t r = recv_loop(fd, buf, n, flags, SITE_ARGS);
+        cio__fd_note_read(fd, n, r);
+        return r;
+    }
+    return recv_loop(fd, buf, n, flags, SITE_ARGS);
 }
 
 ssize_t cio_recvfrom_site(int fd, void *buf, size_t n, int flags,
@@ -105,10 +134,21 @@ ssize_t cio_recvfrom_site(int fd, void *buf, size_t n, int flags,
     IO_LOOP(recvfrom(fd, buf, n, flags, addr, len), CIO_READABLE);
 }
 
+static ssize_t read_loop(int fd, void *buf, size_t n, const char *file, int line,
+                         const char *func)
+{
+    IO_LOOP(read(fd, buf, n), CIO_READABLE);
+}
+
 ssize_t cio_read_site(int fd, void *buf, size_t n, const char *file, int line,
                       const char *func)
 {
-    IO_LOOP(read(fd, buf, n), CIO_READABLE);
+    int rc = wait_if_drained(fd, SITE_ARGS);
+    if (rc)
+        return rc;
+    ssize_t r = read_loop(fd, buf, n, SITE_ARGS);
+    cio__fd_note_read(fd, n, r);
+    return r;
 }
 
 ssize_t cio_sendto_site(int fd, const void *buf, size_t n, int flags,

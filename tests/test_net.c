@@ -789,3 +789,60 @@ TEST(net_several_acceptors_share_a_listener)
 {
     ASSERT_EQ(cio_run(acceptors_main, NULL), 0);
 }
+
+/* The short-read shortcut of cio_recv on stream sockets (a short read
+ * means the queue was empty, so the next cio_recv waits before trying):
+ * it must never wait while bytes are there — after data came in between,
+ * after a cio_wait_fd that consumed the readiness, after MSG_PEEK, and
+ * after the peer closed. Each step runs under a deadline that a wrong wait
+ * would hit. */
+static int shortcut_main(void *arg)
+{
+    (void)arg;
+    int lfd = cio_tcp_listen("127.0.0.1", "0", 4, false);
+    ASSERT_GE(lfd, 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", local_port(lfd));
+    int c = cio_tcp_connect("127.0.0.1", port, 0);
+    ASSERT_GE(c, 0);
+    int s = cio_accept(lfd, NULL, NULL);
+    ASSERT_GE(s, 0);
+    char buf[64];
+    cio_scope deadline;
+    cio_timeout_enter(&deadline, 2 * CIO_SEC);
+    /* 1. Short read, then more data before the next call. */
+    ASSERT_EQ(send(c, "abc", 3, 0), 3);
+    ASSERT_EQ(cio_recv(s, buf, sizeof buf, 0), 3);
+    ASSERT_EQ(send(c, "de", 2, 0), 2);
+    ASSERT_EQ(cio_recv(s, buf, sizeof buf, 0), 2);
+    ASSERT_EQ(memcmp(buf, "de", 2), 0);
+    /* 2. Short read; data comes; cio_wait_fd takes the readiness; the next
+     *    cio_recv must read, not wait for an edge that has been used. */
+    ASSERT_EQ(send(c, "f", 1, 0), 1);
+    ASSERT_EQ(cio_wait_fd(s, CIO_READABLE), CIO_READABLE);
+    ASSERT_EQ(cio_recv(s, buf, sizeof buf, 0), 1);
+    ASSERT_EQ(send(c, "gh", 2, 0), 2);
+    ASSERT_EQ(cio_wait_fd(s, CIO_READABLE), CIO_READABLE);
+    ASSERT_EQ(cio_recv(s, buf, sizeof buf, 0), 2);
+    /* 3. A peek proves nothing: the bytes are still there. */
+    ASSERT_EQ(send(c, "ij", 2, 0), 2);
+    ASSERT_EQ(cio_wait_fd(s, CIO_READABLE), CIO_READABLE);
+    ASSERT_EQ(cio_recv(s, buf, sizeof buf, MSG_PEEK), 2);
+    ASSERT_EQ(cio_recv(s, buf, sizeof buf, MSG_PEEK), 2);
+    ASSERT_EQ(cio_recv(s, buf, sizeof buf, 0), 2);
+    ASSERT_EQ(memcmp(buf, "ij", 2), 0);
+    /* 4. cio_read takes the same path; then the peer closes: end of stream. */
+    ASSERT_EQ(send(c, "k", 1, 0), 1);
+    ASSERT_EQ(cio_read(s, buf, sizeof buf), 1);
+    ASSERT_EQ(cio_close(c), 0);
+    ASSERT_EQ(cio_recv(s, buf, sizeof buf, 0), 0);
+    ASSERT_EQ(cio_scope_exit(&deadline), 0);
+    cio_close(s);
+    cio_close(lfd);
+    return 0;
+}
+
+TEST(net_short_read_shortcut_never_waits_with_bytes_queued)
+{
+    ASSERT_EQ(cio_run(shortcut_main, NULL), 0);
+}
