@@ -288,14 +288,20 @@ static int wait_fd(int fd, unsigned events, enum wait_mode mode, const char *fil
             loop->n_io_watches++;
         }
     }
+    uint32_t gen = f->gen;
     rc = cio__park(self);
     /* Woken by readiness or by cio_close / a stale-number reset (-EBADF):
      * the waker unlinked us. Woken by a cancellation: still linked. The
      * table may have moved while we slept: look the slot up again. */
+    f = slot_if_any(loop, fd);
     if (w.linked)
-        unlink_all(loop, slot_if_any(loop, fd), &w);
+        unlink_all(loop, f, &w);
     if (rc < 0)
         return rc;
+    /* Woken for readiness, then the fd was closed (and its number maybe
+     * reused) before we ran: the readiness was the old descriptor's. */
+    if (f->gen != gen)
+        return -EBADF;
     return (int)((unsigned)rc & events);
 }
 

@@ -230,14 +230,24 @@ int cio_tcp_listen_site(const char *host, const char *port, int backlog,
     if (rc)
         return rc;
     rc = -EADDRNOTAVAIL;
+    /* The wildcard: glibc lists 0.0.0.0 before ::, and binding 0.0.0.0
+     * alone would leave IPv6 clients refused. One dual-stack socket on ::
+     * (IPV6_V6ONLY off) takes both families; where IPv6 is missing the
+     * IPv4 wildcard follows in the list. */
+    for (int pass = host ? 1 : 0; pass < 2; pass++)
     for (struct addrinfo *a = res; a; a = a->ai_next) {
+        bool dual = pass == 0, v6 = a->ai_family == AF_INET6;
+        if (dual ? !v6 : (v6 && !host))
+            continue; /* pass 0: the IPv6 wildcard only; pass 1: the rest */
         int fd = cio_socket(a->ai_family, a->ai_socktype, a->ai_protocol);
         if (fd < 0) {
             rc = fd;
             continue;
         }
-        int one = 1;
+        int one = 1, zero = 0;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (dual)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
         if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
             rc = -errno;
             cio_close(fd);

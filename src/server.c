@@ -87,6 +87,12 @@ static int accept_main(void *arg)
             cio_close(fd);
         }
     }
+    /* No more connections: close the listener now, not after the handlers
+     * have flushed (up to 5 s), or the kernel would go on completing
+     * handshakes into its backlog (and, with SO_REUSEPORT, steering new
+     * clients to it) only for them to be reset. */
+    cio_close(srv->lfd);
+    srv->lfd = -1;
     /* Closed: cancel the handlers. The listener failed: let them finish
      * (a close meanwhile cancels them: exit cancels when we are). */
     if (!srv->accept_error)
@@ -162,6 +168,8 @@ int cio_server_sockname(const cio_server *srv, struct sockaddr_storage *addr,
                         socklen_t *len)
 {
     *len = sizeof *addr;
+    if (srv->lfd < 0)
+        return -EBADF; /* the listener failed and was closed */
     return getsockname(srv->lfd, (struct sockaddr *)addr, len) == 0 ? 0 : -errno;
 }
 
@@ -180,7 +188,8 @@ int cio_server_close_site(cio_server *srv, const char *file, int line,
     cio_join_site(srv->acceptor, NULL, file, line, func);
     cio_scope_exit(&sh);
     cio_task_release(srv->acceptor);
-    cio_close(srv->lfd);
+    if (srv->lfd >= 0) /* (the acceptor closes it when it ends) */
+        cio_close(srv->lfd);
     free(srv);
     return 0;
 }

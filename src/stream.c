@@ -198,6 +198,11 @@ static ssize_t read_wait(cio_stream *s, void *buf, size_t n, const char *file,
         int rc = cio__suspend_check(&self, file, line, func);
         if (rc)
             return rc;
+        /* Closed by another task while we waited: s->fd is -1 by now, but
+         * a transport (TLS) still holds the old number, which may name
+         * another descriptor already. */
+        if (s->closing)
+            return -EBADF;
         if (s->drained && !s->tp) {
             /* The last read was short: the socket was empty then, so wait
              * first (what an EAGAIN would tell, without the system call;
@@ -239,7 +244,11 @@ static int sender_main(void *arg)
         }
         int rc = wait_want(s, want, CIO__HERE);
         if (rc < 0) {
-            if (!s->closing && rc != -ECANCELED && rc != -ETIMEDOUT)
+            /* Cancelled (the loop closing, a deadlock being broken) or the
+             * fd failed: the queue will not be sent, so the write side is
+             * broken. Leaving werr at 0 with bytes queued and no sender
+             * would make drain and flush wait for nothing, forever. */
+            if (!s->closing)
                 s->werr = rc;
             break;
         }

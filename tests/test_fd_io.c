@@ -408,3 +408,48 @@ TEST(fd_io_debug_mode_catches_close_and_reuse)
     setenv("CIO_DEBUG", "1", 1);
     ASSERT_EQ(cio_run(debug_reuse_main, NULL), 0);
 }
+
+/* ---- woken for readiness, then closed before it ran ----------------------- */
+
+/* The reader is woken by readiness but has not run yet when another task
+ * closes the fd and a new socket takes its number: the reader's call must
+ * return -EBADF, not read the new socket's bytes. */
+static int reuse_sp[2];
+static ssize_t reuse_got = -999;
+static char reuse_buf[64];
+
+static int reuse_reader(void *arg)
+{
+    (void)arg;
+    reuse_got = cio_recv(reuse_sp[0], reuse_buf, sizeof reuse_buf, 0);
+    return 0;
+}
+
+static int reuse_main(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, reuse_sp), 0);
+    cio_task *r;
+    ASSERT_EQ(cio_spawn(&r, reuse_reader, NULL, "reader"), 0);
+    ASSERT_EQ(cio_yield(), 0); /* the reader parks in cio_recv */
+    ASSERT_EQ(write(reuse_sp[1], "old", 3), 3);
+    ASSERT_EQ(cio_yield(), 0); /* this turn's poll wakes it, queued after us */
+    int old = reuse_sp[0];
+    ASSERT_EQ(cio_close(reuse_sp[0]), 0);
+    close(reuse_sp[1]);
+    int n[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, n), 0);
+    cio_test_note("old fd %d, new fds %d %d", old, n[0], n[1]);
+    ASSERT_EQ(write(n[1], "SOMEONE ELSE'S DATA", 19), 19);
+    ASSERT_EQ(cio_join(r, NULL), 0);
+    cio_task_release(r);
+    ASSERT_EQ(reuse_got, -EBADF);
+    close(n[0]);
+    close(n[1]);
+    return 0;
+}
+
+TEST(fd_io_woken_then_closed_and_reused_gets_ebadf)
+{
+    ASSERT_EQ(cio_run(reuse_main, NULL), 0);
+}

@@ -846,3 +846,38 @@ TEST(net_short_read_shortcut_never_waits_with_bytes_queued)
 {
     ASSERT_EQ(cio_run(shortcut_main, NULL), 0);
 }
+
+/* The wildcard listener takes both families: one dual-stack socket. */
+static int wildcard_main(void *arg)
+{
+    (void)arg;
+    int lfd = cio_tcp_listen(NULL, "0", 4, false);
+    ASSERT_GE(lfd, 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", local_port(lfd));
+    const char *hosts[] = {"127.0.0.1", "::1"};
+    for (int i = 0; i < 2; i++) {
+        int probe = socket(i ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+        if (probe < 0) {
+            cio_test_note("no %s here: not tried", hosts[i]);
+            continue;
+        }
+        close(probe);
+        int c = cio_tcp_connect(hosts[i], port, 0);
+        ASSERT_GE(c, 0);
+        int s = cio_accept(lfd, NULL, NULL);
+        ASSERT_GE(s, 0);
+        ASSERT_EQ(cio_send(c, "hi", 2, 0), 2);
+        char buf[4];
+        ASSERT_EQ(cio_recv(s, buf, sizeof buf, 0), 2);
+        cio_close(s);
+        cio_close(c);
+    }
+    cio_close(lfd);
+    return 0;
+}
+
+TEST(net_wildcard_listener_takes_ipv4_and_ipv6)
+{
+    ASSERT_EQ(cio_run(wildcard_main, NULL), 0);
+}

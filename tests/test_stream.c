@@ -713,3 +713,123 @@ TEST(stream_closed_under_a_reader_and_a_drainer)
     ASSERT_EQ(cio_run_opts(&o, close_under_main, (void *)(intptr_t)1), 0);
     ASSERT_EQ(cio_run_opts(&o, close_under_main, (void *)(intptr_t)2), 0);
 }
+
+/* ---- a cancelled background sender with bytes still queued ---------------- */
+
+/* The sender is cancelled (a monitor's cancel, the loop's close) while the
+ * peer reads nothing: the queue can no longer be sent, so drain and close
+ * must return at once with the sender's -ECANCELED, not spin or wait for
+ * a flush that nobody performs. Each wait runs under a deadline on the
+ * virtual clock that a wrong wait would reach. */
+static int cancel_sender_main(void *arg)
+{
+    (void)arg;
+    cio_stream *a, *b;
+    pair(&a, &b, NULL);
+    static char big[1 << 20];
+    ASSERT_EQ(cio_stream_write(a, big, sizeof big), 0);
+    ASSERT_EQ(cio_yield(), 0); /* the sender fills the socket, then waits */
+    cio_task *all[16];
+    size_t n = cio_all_tasks(all, 16), cancelled = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(cio_task_name(all[i]), "stream-sender", 13) == 0)
+            cancelled += cio_task_cancel(all[i]);
+    ASSERT_EQ(cancelled, 1);
+    ASSERT_EQ(cio_yield(), 0);
+    cio_scope deadline;
+    cio_timeout_enter(&deadline, CIO_SEC);
+    ASSERT_EQ(cio_stream_drain(a), -ECANCELED);
+    ASSERT_EQ(cio_stream_write(a, "x", 1), -ECANCELED);
+    ASSERT_EQ(cio_stream_close(a), -ECANCELED);
+    ASSERT_EQ(cio_scope_exit(&deadline), 0);
+    cio_stream_abort(b);
+    return 0;
+}
+
+TEST(stream_cancelled_sender_breaks_drain_and_close)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, cancel_sender_main, NULL), 0);
+}
+
+/* The same through the loop's close: main returns while a server handler
+ * has a megabyte queued to a client that never reads. The close cancels
+ * every task, the sender among them; the handler's shielded close must
+ * then end at once instead of spinning (the harness's hang limit). */
+static int queue_and_wait(cio_stream *s, void *arg)
+{
+    (void)arg;
+    static char big[8 << 20];
+    ASSERT_EQ(cio_stream_write(s, big, sizeof big), 0);
+    char c;
+    return (int)cio_stream_read(s, &c, 1); /* until cancelled */
+}
+
+static int leave_server_main(void *arg)
+{
+    (void)arg;
+    cio_server *srv;
+    ASSERT_EQ(cio_start_server(&srv, "127.0.0.1", "0", queue_and_wait, NULL, NULL), 0);
+    int fd = cio_socket(AF_INET, SOCK_STREAM, 0);
+    int rcvbuf = 4096; /* (before connecting: the window is set then) */
+    ASSERT_EQ(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
+    struct sockaddr_storage ss;
+    socklen_t len;
+    ASSERT_EQ(cio_server_sockname(srv, &ss, &len), 0);
+    ASSERT_EQ(cio_connect(fd, (struct sockaddr *)&ss, len), 0);
+    ASSERT_EQ(cio_sleep(100 * CIO_MSEC), 0);
+    return 0; /* the server and fd are left to cio_loop_close */
+}
+
+TEST(stream_loop_close_with_a_stuck_sender_ends)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, leave_server_main, NULL), 0);
+}
+
+/* ---- cio_server_close closes the listener first ---------------------------- */
+
+/* While close waits for a handler's bounded flush, a new client must be
+ * refused, not accepted into the backlog and reset seconds later. */
+static char late_port[16];
+static int late_connect_rc = 1;
+static int late_client(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_sleep(300 * CIO_MSEC), 0);
+    int fd = cio_tcp_connect("127.0.0.1", late_port, 0);
+    late_connect_rc = fd < 0 ? fd : 0;
+    if (fd >= 0)
+        cio_close(fd);
+    return 0;
+}
+
+static int close_refuses_main(void *arg)
+{
+    (void)arg;
+    int stuck = 0;
+    cio_server *srv;
+    ASSERT_EQ(cio_start_server(&srv, "127.0.0.1", "0", flood_handler, &stuck, NULL), 0);
+    server_port(srv, late_port, sizeof late_port);
+    int c = cio_tcp_connect("127.0.0.1", late_port, 0); /* never reads */
+    ASSERT_GE(c, 0);
+    for (int i = 0; i < 100 && stuck == 0; i++)
+        ASSERT_EQ(cio_sleep(CIO_MSEC), 0);
+    ASSERT_EQ(stuck, 1);
+    cio_task *lc;
+    ASSERT_EQ(cio_spawn(&lc, late_client, NULL, "late-client"), 0);
+    int64_t t0 = cio_now();
+    ASSERT_EQ(cio_server_close(srv), 0);
+    ASSERT_GE(cio_now() - t0, 300 * CIO_MSEC); /* the flush outlasted the late client */
+    ASSERT_EQ(cio_join(lc, NULL), 0);
+    cio_task_release(lc);
+    ASSERT_EQ(late_connect_rc, -ECONNREFUSED);
+    cio_close(c);
+    return 0;
+}
+
+TEST(stream_server_close_refuses_new_clients_at_once)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, close_refuses_main, NULL), 0);
+}

@@ -90,11 +90,13 @@ CIO_EXTERN ssize_t cio_read_site(int fd, void *buf, size_t n, const char *file,
 CIO_EXTERN ssize_t cio_write_site(int fd, const void *buf, size_t n,
                                   const char *file, int line, const char *func);
 
-/* A listening TCP socket on host:port (host NULL: the wildcard address;
- * port "0": any free port), SO_REUSEADDR set, SO_REUSEPORT too when
- * reuse_port (so that a loop per core can share the port). A numeric host
- * and port are used as they are; a name is resolved with cio_getaddrinfo
- * (suspends for that). Binds the first address that works. Returns the fd
+/* A listening TCP socket on host:port (host NULL: the wildcard, as one
+ * dual-stack IPv6 socket that accepts IPv4 clients too, or the IPv4
+ * wildcard where IPv6 is missing; port "0": any free port), SO_REUSEADDR
+ * set, SO_REUSEPORT too when reuse_port (so that a loop per core can share
+ * the port). A numeric host and port are used as they are; a name is
+ * resolved with cio_getaddrinfo (suspends for that), and the first of its
+ * addresses that binds is used. Returns the fd
  * (the caller owns it: cio_close) or a negative error (-EADDRINUSE...,
  * CIO_EAI_* for resolution). */
 #define cio_tcp_listen(host, port, backlog, reuse_port)                        \

@@ -107,7 +107,10 @@ CIO_EXTERN bool cio_stream_at_eof(const cio_stream *s);
  * connection. Follow with cio_stream_drain to respect backpressure. */
 CIO_EXTERN int cio_stream_write(cio_stream *s, const void *buf, size_t n);
 /* Suspends while more than high_water bytes are queued, until at most
- * low_water are. Returns 0 or the error that broke the connection. */
+ * low_water are. Returns 0 or the error that broke the connection
+ * (-ECANCELED when the stream's background sender was cancelled, by
+ * cio_loop_close or a broken deadlock, with bytes still queued: they are
+ * dropped, and later writes return it too). */
 #define cio_stream_drain(s) cio_stream_drain_site((s), CIO__HERE)
 CIO_EXTERN int cio_stream_drain_site(cio_stream *s, const char *file, int line,
                                      const char *func);
@@ -188,8 +191,8 @@ typedef struct cio_server_options {
     cio_stream_options stream;
 } cio_server_options;
 
-/* Listen on host:port (TCP; host NULL = the first of the wildcard
- * addresses that binds, port "0" = any free port) and
+/* Listen on host:port (TCP; host NULL = every address, IPv6 and IPv4, as
+ * cio_tcp_listen does; port "0" = any free port) and
  * serve each connection with fn(stream, arg) in its own task. Suspends
  * (to resolve a host name; numeric addresses need not). Returns 0 and the
  * caller owns *out (close it with cio_server_close), or an error. opts may
@@ -206,7 +209,9 @@ CIO_EXTERN int cio_start_server_site(cio_server **out, const char *host,
 CIO_EXTERN int cio_start_unix_server(cio_server **out, const char *path,
                                      cio_conn_fn fn, void *arg,
                                      const cio_server_options *opts);
-/* The listening address (to learn the port picked for "0"). */
+/* The listening address (to learn the port picked for "0"). -EBADF once
+ * the server stopped accepting (closed, or cio_server_error set): the
+ * listening socket is closed as soon as accepting ends. */
 CIO_EXTERN int cio_server_sockname(const cio_server *srv,
                                    struct sockaddr_storage *addr, socklen_t *len);
 /* Connections accepted so far, and how many handlers returned < 0. */
@@ -218,8 +223,9 @@ CIO_EXTERN uint64_t cio_server_failed(const cio_server *srv);
  * descriptors or memory is not such an error: the server waits 100 ms and
  * accepts again. */
 CIO_EXTERN int cio_server_error(const cio_server *srv);
-/* Stop accepting, cancel every handler, wait until they have all
- * returned, close the listening socket and free the server. Suspends
+/* Stop accepting and close the listening socket (at once: clients that
+ * connect from then on are refused, not accepted and reset later), cancel
+ * every handler, wait until they have all returned and free the server. Suspends
  * (shielded: it always finishes). Returns 0. */
 #define cio_server_close(srv) cio_server_close_site((srv), CIO__HERE)
 CIO_EXTERN int cio_server_close_site(cio_server *srv, const char *file, int line,
