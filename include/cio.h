@@ -148,8 +148,8 @@ CIO_EXTERN int cio_run(cio_task_fn main_fn, void *arg);
  * task until it returns, then cancel every task still alive and wait for them
  * to finish, close the loop and return the main task's status. opts may be
  * NULL. Returns -EBUSY if this thread already runs a loop, -ENOMEM or
- * another setup error, -EDEADLK if every task waited forever on something
- * no one could provide (a task dump is printed to stderr then). */
+ * another setup error, -EDEADLK if the tasks deadlocked and cancelling them
+ * did not break it (see cio_loop_run). */
 CIO_EXTERN int cio_run_opts(const cio_loop_options *opts, cio_task_fn main_fn,
                             void *arg);
 
@@ -161,7 +161,15 @@ CIO_EXTERN int cio_loop_new(cio_loop **loop, const cio_loop_options *opts);
 /* Run fn(arg) as a task on the loop and drive the loop until that task has
  * finished. Other tasks keep their state across calls. Returns the task's
  * status, or -EDEADLK / -EINVAL (closed loop) / -EBUSY (called from inside
- * the loop). Must be called on the loop's thread, outside any task. */
+ * the loop). Must be called on the loop's thread, outside any task.
+ *
+ * Deadlocks: when every task waits for something no task, timer, I/O or
+ * outside work will provide, a task dump goes to stderr and every task is
+ * cancelled so that they unwind. If the loop deadlocks again before any
+ * task has finished (shielded waits on each other), it gives up: the run
+ * returns -EDEADLK. Once a task has finished the deadlock counts as
+ * broken, and a later one in the same run is reported and broken the same
+ * way. */
 CIO_EXTERN int cio_loop_run(cio_loop *loop, cio_task_fn fn, void *arg);
 
 /* Cancel every task still alive, run the loop until they have finished,

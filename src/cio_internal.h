@@ -292,6 +292,7 @@ struct cio_loop {
     size_t executor_threads;  /* its size, 0 = default */
     cio_task *zombie;        /* finished task whose stack must be released */
     uint64_t next_task_id;
+    uint64_t n_finished;     /* tasks that have finished, ever */
     size_t stack_size;
     void **stack_pool;       /* maps of free default-size stacks */
     size_t stack_pool_len, stack_pool_max;

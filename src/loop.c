@@ -583,14 +583,20 @@ static void cancel_all(cio_loop *loop)
 }
 
 /* Drive the loop until `until` is done (or, with until == NULL, until no
- * task is left). On a deadlock, every task is cancelled once so that they
- * unwind; a second deadlock gives up with -EDEADLK. */
+ * task is left). On a deadlock, every task is cancelled so that they
+ * unwind. If the loop deadlocks again before any task has finished, the
+ * cancellation broke nothing (shielded waits on each other): give up with
+ * -EDEADLK. Once a task has finished, that deadlock counts as broken, and a
+ * later one is reported and broken the same way. */
 static int drive(cio_loop *loop, cio_task *until)
 {
     bool cancelled_for_deadlock = false;
+    uint64_t finished_then = 0; /* n_finished when everyone was cancelled */
     for (;;) {
         if (until ? until->state == CIO__TASK_DONE : loop->n_tasks == 0)
             return 0;
+        if (cancelled_for_deadlock && loop->n_finished != finished_then)
+            cancelled_for_deadlock = false;
         if (loop_turn(loop) != -EDEADLK)
             continue;
         if (cancelled_for_deadlock) {
@@ -603,6 +609,7 @@ static int drive(cio_loop *loop, cio_task *until)
         cio_dump_tasks(2);
         cancel_all(loop);
         cancelled_for_deadlock = true;
+        finished_then = loop->n_finished;
     }
 }
 

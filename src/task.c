@@ -301,6 +301,7 @@ static void task_complete(cio_task *t, int status)
     cio__context_release(t);
     cio__list_remove(&t->all_node);
     loop->n_tasks--;
+    loop->n_finished++;
     cio__list *n;
     while ((n = cio__list_pop_front(&t->watchers))) {
         cio__watch *w = CIO__CONTAINER(n, cio__watch, node);
