@@ -326,7 +326,9 @@ CIO_EXTERN void cio_task_release(cio_task *task);
  * finishes, as asyncio does) once the task is done. */
 typedef void (*cio_done_fn)(cio_task *task, void *arg);
 /* asyncio add_done_callback. If the task is already done the callback is
- * scheduled at once. Returns 0 or -ENOMEM. */
+ * scheduled at once. Returns 0, -ENOMEM, -EINVAL (NULL task or fn), or
+ * -ESHUTDOWN if the task is done and its loop has been closed (nothing
+ * would ever run the callback; the handle is still valid). */
 CIO_EXTERN int cio_task_add_done_callback(cio_task *task, cio_done_fn fn, void *arg);
 /* Remove every registration of (fn, arg); returns how many were removed. */
 CIO_EXTERN int cio_task_remove_done_callback(cio_task *task, cio_done_fn fn,

@@ -237,6 +237,8 @@ struct cio_task {
     cio_site site;           /* where it waits (valid while WAITING/READY) */
     struct cio__context *context; /* task-local context (context.c), may be NULL */
     uint64_t id;
+    uint64_t loop_serial;    /* loop->serial: tells whether the loop is alive
+                              * once the task is done (handles outlive it) */
     cio__stack stack;
     char *name;              /* name_buf or heap */
     char name_buf[40];
@@ -293,6 +295,7 @@ struct cio_loop {
     cio_task *zombie;        /* finished task whose stack must be released */
     uint64_t next_task_id;
     uint64_t n_finished;     /* tasks that have finished, ever */
+    uint64_t serial;         /* unique per loop in the process, never reused */
     size_t stack_size;
     void **stack_pool;       /* maps of free default-size stacks */
     size_t stack_pool_len, stack_pool_max;

@@ -13,6 +13,7 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -551,6 +552,8 @@ int cio_loop_new(cio_loop **out, const cio_loop_options *opts)
         return rc;
     }
     thread_stack_bounds(loop);
+    static atomic_uint_fast64_t serials;
+    loop->serial = atomic_fetch_add_explicit(&serials, 1, memory_order_relaxed) + 1;
     cio__tls_loop = loop;
     *out = loop;
     return 0;

@@ -218,6 +218,7 @@ int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
     t->fn = fn;
     t->arg = arg;
     t->id = ++loop->next_task_id;
+    t->loop_serial = loop->serial;
     t->refs = 1 + (out != NULL);
     cio__list_init(&t->watchers);
     cio__list_init(&t->done_cbs);
@@ -429,10 +430,26 @@ static void done_cb_drop(void *arg)
     free(cb);
 }
 
+/* The task's loop if it is still open, else NULL. A handle may outlive its
+ * loop, and t->loop then points to freed memory (or to a newer loop at the
+ * same address): only compared, never read through, until the serial
+ * matches the loop running on this thread. A task that is not done always
+ * has its loop. */
+static cio_loop *task_loop_open(const cio_task *t)
+{
+    cio_loop *loop = cio__tls_loop;
+    if (!loop || loop != t->loop || loop->serial != t->loop_serial || loop->closed)
+        return NULL;
+    return loop;
+}
+
 int cio_task_add_done_callback(cio_task *t, cio_done_fn fn, void *arg)
 {
     if (!t || !fn)
         return -EINVAL;
+    cio_loop *loop = t->loop;
+    if (t->state == CIO__TASK_DONE && !(loop = task_loop_open(t)))
+        return -ESHUTDOWN; /* nothing would ever run it */
     cio__done_cb *cb = malloc(sizeof *cb);
     cio_handle *h = calloc(1, sizeof *h);
     if (!cb || !h) {
@@ -452,7 +469,7 @@ int cio_task_add_done_callback(cio_task *t, cio_done_fn fn, void *arg)
     cio__list_init(&h->node);
     cio__list_init(&cb->node);
     if (t->state == CIO__TASK_DONE)
-        cio__handle_queue(t->loop, h);
+        cio__handle_queue(loop, h);
     else
         cio__list_push_back(&t->done_cbs, &cb->node);
     return 0;

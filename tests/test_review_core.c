@@ -415,7 +415,9 @@ KNOWN_BUG(review_calls_on_closed_loop)
 /* ------------------------------------------------------------------------
  * 10. cio_task_add_done_callback on a finished task whose loop has been
  *     closed (handles may outlive their loop: the task cache supports
- *     release after close) queues on the freed loop. */
+ *     release after close) queues on the freed loop. Refused now with
+ *     -ESHUTDOWN, also when a newer loop runs on the thread (possibly at
+ *     the same address). */
 static cio_task *kept;
 static int keep_finished(void *arg)
 {
@@ -424,17 +426,30 @@ static int keep_finished(void *arg)
     ASSERT_EQ(cio_join(kept, NULL), 0);
     return 0;
 }
+static int done_noop_runs;
 static void done_noop(cio_task *t, void *arg)
 {
     (void)t;
     (void)arg;
+    done_noop_runs++;
 }
 
-KNOWN_BUG(review_add_done_callback_after_loop_closed)
+static int add_to_kept(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_task_add_done_callback(kept, done_noop, NULL), -ESHUTDOWN);
+    return 0;
+}
+
+TEST(review_add_done_callback_after_loop_closed)
 {
     ASSERT_EQ(cio_run(keep_finished, NULL), 0);
     int rc = cio_task_add_done_callback(kept, done_noop, NULL);
-    ASSERT_NE(rc, 0); /* nothing can ever run it */
+    ASSERT_EQ(rc, -ESHUTDOWN); /* nothing can ever run it */
+    ASSERT_TRUE(cio_task_done(kept));
+    ASSERT_EQ(cio_task_status(kept), 0);
+    ASSERT_EQ(cio_run(add_to_kept, NULL), 0); /* another loop: still refused */
+    ASSERT_EQ(done_noop_runs, 0);
     cio_task_release(kept);
 }
 
