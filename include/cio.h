@@ -160,8 +160,9 @@ CIO_EXTERN int cio_loop_new(cio_loop **loop, const cio_loop_options *opts);
 
 /* Run fn(arg) as a task on the loop and drive the loop until that task has
  * finished. Other tasks keep their state across calls. Returns the task's
- * status, or -EDEADLK / -EINVAL (closed loop) / -EBUSY (called from inside
- * the loop). Must be called on the loop's thread, outside any task.
+ * status, or -EINVAL (NULL loop), -EBUSY (called from inside the loop or
+ * from another thread), -ENOMEM, or -EDEADLK. Must be called on the loop's
+ * thread, outside any task.
  *
  * Deadlocks: when every task waits for something no task, timer, I/O or
  * outside work will provide, a task dump goes to stderr and every task is
@@ -172,10 +173,18 @@ CIO_EXTERN int cio_loop_new(cio_loop **loop, const cio_loop_options *opts);
  * way. */
 CIO_EXTERN int cio_loop_run(cio_loop *loop, cio_task_fn fn, void *arg);
 
-/* Cancel every task still alive, run the loop until they have finished,
- * release everything the loop owns and free it. Pending callbacks are
- * dropped. Calls on a closed loop return -EINVAL ("loop is closed"). */
-CIO_EXTERN void cio_loop_close(cio_loop *loop);
+/* Close and free the loop (asyncio Runner.close): cancel every task still
+ * alive, run the loop until they have finished, release everything the
+ * loop owns and free it. Pending callbacks are dropped.
+ *
+ * Returns 0 once the loop is freed: like free(), the pointer is invalid
+ * from then on and must not be passed to any call (a freed loop cannot be
+ * detected). Task handles outlive the loop: they may still be queried and
+ * released. Returns -EBUSY and does nothing if called from inside the loop
+ * (a task or a callback: close after cio_loop_run returns) or from another
+ * thread than the loop's; -EINVAL for NULL. Like cio_loop_run, it drives
+ * the loop itself: call it on the loop's thread, outside any task. */
+CIO_EXTERN int cio_loop_close(cio_loop *loop);
 
 /* get_running_loop: the loop running on this thread, or NULL. */
 CIO_EXTERN cio_loop *cio_loop_current(void);

@@ -639,15 +639,12 @@ int cio_loop_run(cio_loop *loop, cio_task_fn fn, void *arg)
     return rc;
 }
 
-void cio_loop_close(cio_loop *loop)
+int cio_loop_close(cio_loop *loop)
 {
-    if (!loop || loop->closed)
-        return;
-    if (loop->current || loop->running) {
-        fprintf(stderr, "cio: cio_loop_close called from inside the running "
-                        "loop; ignored (close it after cio_loop_run returns)\n");
-        return;
-    }
+    if (!loop)
+        return -EINVAL;
+    if (loop->current || loop->running || loop->closed || cio__tls_loop != loop)
+        return -EBUSY; /* from inside the loop, or not its thread */
     cancel_all(loop);
     loop->running = true;
     int drc = drive(loop, NULL);
@@ -700,10 +697,10 @@ void cio_loop_close(cio_loop *loop)
     cio__threadsafe_close(loop);
     cio__backend_close(loop);
     cio__overflow_handler_remove(loop);
-    if (cio__tls_loop == loop)
-        cio__tls_loop = NULL;
+    cio__tls_loop = NULL;
     cio__task_cache_drain();
     free(loop);
+    return 0;
 }
 
 int cio_run_opts(const cio_loop_options *opts, cio_task_fn main_fn, void *arg)

@@ -7,7 +7,7 @@
 #include "util.h"
 
 /* Bugs found in review and not fixed yet (loop close with work created
- * while closing, calls on a closed loop, leaks of force-freed tasks). Each test below shows its bug; it is compiled but
+ * while closing, leaks of force-freed tasks). Each test below shows its bug; it is compiled but
  * not run until the fix lands: turn KNOWN_BUG back into TEST then. */
 #define KNOWN_BUG(name) __attribute__((unused)) static void name(void)
 
@@ -394,22 +394,53 @@ TEST(review_sent_sigsegv_is_not_swallowed)
 }
 
 /* ------------------------------------------------------------------------
- * 9. The header promises that calls on a closed loop return -EINVAL, but
+ * 9. The header promised that calls on a closed loop return -EINVAL, but
  *    cio_loop_close frees the loop: cio_loop_run / cio_loop_close on the
- *    closed pointer read freed memory (ASan: heap-use-after-free). */
+ *    closed pointer read freed memory (ASan: heap-use-after-free). The
+ *    contract now is free()'s: after cio_loop_close the pointer is invalid.
+ *    What close does check: NULL (-EINVAL), and a close from inside the
+ *    loop (a task, a callback) or from another thread (-EBUSY, nothing
+ *    done: the loop still works and is closed later). */
 static int nop(void *arg)
 {
     (void)arg;
     return 0;
 }
 
-KNOWN_BUG(review_calls_on_closed_loop)
+static int close_in_task_rc = 1, close_in_cb_rc = 1;
+static void close_from_callback(void *arg) { close_in_cb_rc = cio_loop_close(arg); }
+
+static int close_from_task(void *arg)
 {
+    close_in_task_rc = cio_loop_close(arg);
+    ASSERT_EQ(cio_call_soon(close_from_callback, arg, NULL), 0);
+    ASSERT_EQ(cio_yield(), 0); /* the callback runs in between */
+    return 7;
+}
+
+static void *close_from_thread(void *arg)
+{
+    return (void *)(intptr_t)cio_loop_close(arg);
+}
+
+TEST(review_loop_close_refuses_misuse)
+{
+    ASSERT_EQ(cio_loop_close(NULL), -EINVAL);
     cio_loop *loop;
     ASSERT_EQ(cio_loop_new(&loop, NULL), 0);
-    cio_loop_close(loop);
-    ASSERT_EQ(cio_loop_run(loop, nop, NULL), -EINVAL);
-    cio_loop_close(loop); /* no-op */
+    ASSERT_EQ(cio_loop_run(loop, close_from_task, loop), 7);
+    ASSERT_EQ(close_in_task_rc, -EBUSY);
+    ASSERT_EQ(close_in_cb_rc, -EBUSY);
+    pthread_t th;
+    void *ret = NULL;
+    ASSERT_EQ(pthread_create(&th, NULL, close_from_thread, loop), 0);
+    ASSERT_EQ(pthread_join(th, &ret), 0);
+    ASSERT_EQ((intptr_t)ret, -EBUSY);
+    ASSERT_EQ(cio_loop_run(loop, nop, NULL), 0); /* untouched */
+    ASSERT_EQ(cio_loop_close(loop), 0);
+    ASSERT_PTR_EQ(cio_loop_current(), NULL);
+    ASSERT_EQ(cio_loop_run(NULL, nop, NULL), -EINVAL);
+    ASSERT_EQ(cio_run(nop, NULL), 0); /* a new loop may follow */
 }
 
 /* ------------------------------------------------------------------------
