@@ -173,9 +173,15 @@ CIO_EXTERN int cio_loop_new(cio_loop **loop, const cio_loop_options *opts);
  * way. */
 CIO_EXTERN int cio_loop_run(cio_loop *loop, cio_task_fn fn, void *arg);
 
-/* Close and free the loop (asyncio Runner.close): cancel every task still
- * alive, run the loop until they have finished, release everything the
- * loop owns and free it. Pending callbacks are dropped.
+/* Close and free the loop (asyncio Runner.close). Cancels every task still
+ * alive and runs the loop until nothing is left to run: the tasks to their
+ * end, the call_soon callbacks and done callbacks queued, the thread-safe
+ * calls queued, and whatever those spawn or queue in turn. The thread pool
+ * is joined (cio/executor.h). Timers not yet due are dropped (their
+ * callbacks never run; handles the caller holds stay valid to release).
+ * Then the thread-safe queue is sealed, atomically with respect to
+ * cio_call_soon_threadsafe: a call made before that runs, one made after
+ * is refused with -EINVAL.
  *
  * Returns 0 once the loop is freed: like free(), the pointer is invalid
  * from then on and must not be passed to any call (a freed loop cannot be
@@ -232,10 +238,13 @@ CIO_EXTERN void cio_handle_release(cio_handle *h);
 /* call_soon_threadsafe: from any thread, queue fn(arg) to run on `loop`'s
  * thread on its next turn (outside any task; it must not suspend), waking
  * the loop if it sleeps. Calls from one thread run in the order made.
- * Returns 0, -ENOMEM, or -EINVAL (NULL fn, or the loop is closing). The
- * caller must know the loop is still alive: join your threads, or stop
- * calling, before cio_loop_close (a call racing with close either runs or
- * is refused, never half done, but a freed loop cannot be detected). */
+ * Returns 0, -ENOMEM, or -EINVAL (NULL fn, or the loop has finished
+ * closing). A call that returned 0 always runs: if the loop is between
+ * runs, on its next run or at its close, which runs every call queued
+ * before it seals the queue (and what they queue in turn). The caller must
+ * know the loop is still allocated: join your threads, or stop calling,
+ * before cio_loop_close returns (a call racing with close runs or is
+ * refused, but a freed loop cannot be detected). */
 CIO_EXTERN int cio_call_soon_threadsafe(cio_loop *loop, cio_callback_fn fn,
                                         void *arg);
 
@@ -269,7 +278,8 @@ typedef struct cio_task_options {
 
 /* Create a task running fn(arg), named from the printf-style format (NULL
  * for "task-N"), and make it ready. Does not suspend (unless eager). Returns
- * 0, -ENOMEM, -EPERM (no loop on this thread) or -EINVAL. */
+ * 0, -ENOMEM, -EPERM (no loop on this thread) or -EINVAL (NULL fn, or the
+ * loop has finished closing). */
 CIO_EXTERN int cio_spawn(cio_task **task, cio_task_fn fn, void *arg,
                          const char *name_fmt, ...) CIO__PRINTF(4, 5);
 /* cio_spawn with options (opts may be NULL). */
@@ -335,7 +345,8 @@ CIO_EXTERN void cio_task_release(cio_task *task);
  * finishes, as asyncio does) once the task is done. */
 typedef void (*cio_done_fn)(cio_task *task, void *arg);
 /* asyncio add_done_callback. If the task is already done the callback is
- * scheduled at once. Returns 0, -ENOMEM, -EINVAL (NULL task or fn), or
+ * scheduled at once. The callback runs even if the loop closes first
+ * (cio_loop_close runs queued callbacks). Returns 0, -ENOMEM, -EINVAL (NULL task or fn), or
  * -ESHUTDOWN if the task is done and its loop has been closed (nothing
  * would ever run the callback; the handle is still valid). */
 CIO_EXTERN int cio_task_add_done_callback(cio_task *task, cio_done_fn fn, void *arg);

@@ -142,11 +142,17 @@ int cio__threadsafe_open(cio_loop *loop);
 void cio__threadsafe_close(cio_loop *loop);
 /* True when a foreign thread queued something (a relaxed atomic read). */
 bool cio__threadsafe_pending(const cio_loop *loop);
-/* Run what foreign threads queued, now (loop close). */
-void cio__threadsafe_drain(cio_loop *loop);
+/* Run what foreign threads queued, now (loop close). Returns true if
+ * anything was queued. */
+bool cio__threadsafe_drain(cio_loop *loop);
+/* Loop close: if nothing is queued, refuse every later call (-EINVAL) and
+ * return true; otherwise return false (drain, then try again). Atomic with
+ * respect to cio_call_soon_threadsafe: a call is run or refused, never
+ * accepted and dropped. */
+bool cio__threadsafe_seal(cio_loop *loop);
 /* cio_call_soon_threadsafe, plus drop(arg) run on the loop's thread if the
- * call is dropped unrun because the loop closes (for a caller blocked on
- * the call's outcome: cio_run_in_loop). drop may be NULL. */
+ * call is ever dropped unrun (a safety net: close runs every call it
+ * accepted, see cio__threadsafe_seal). drop may be NULL. */
 int cio__call_soon_threadsafe_ex(cio_loop *loop, cio_callback_fn fn,
                                  cio_callback_fn drop, void *arg);
 
@@ -252,7 +258,6 @@ struct cio_handle {
     cio__list node;          /* in loop->soon while queued for call_soon */
     cio_callback_fn fn;
     void *arg;
-    void (*drop)(void *arg); /* if set, called when dropped without running */
     int refs;
     bool cancelled, done;
 };

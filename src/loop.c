@@ -639,58 +639,68 @@ int cio_loop_run(cio_loop *loop, cio_task_fn fn, void *arg)
     return rc;
 }
 
+/* Close gave up on a deadlock: the tasks left can never resume. Their
+ * stacks go, whatever they held leaks. Said out loud rather than hung on.
+ * A deadlock means no timer is armed (loop_turn), so none lives on the
+ * stacks freed here. */
+static void force_finish(cio_loop *loop)
+{
+    fprintf(stderr, "cio: closing the loop with %zu task(s) still suspended\n",
+            loop->n_tasks);
+    cio__list *n;
+    while ((n = cio__list_pop_front(&loop->tasks))) {
+        cio_task *t = CIO__CONTAINER(n, cio_task, all_node);
+        cio__stack_free(loop, &t->stack);
+        t->state = CIO__TASK_DONE;
+        t->status = -ECANCELED;
+        t->status_observed = true;
+        cio__context_release(t);
+        if (--t->refs == 0)
+            cio__task_free(t);
+    }
+    loop->n_tasks = 0;
+    loop->n_ready = 0;
+}
+
+/* Close runs in rounds until nothing is left to run: drive the tasks to
+ * their end (every one cancelled), close the thread pool (its last
+ * completions are posted to the thread-safe queue), run the call_soon
+ * callbacks and the queued thread-safe calls, which may spawn tasks and
+ * queue more calls: then another round. When a round finds nothing, the
+ * thread-safe queue is sealed (atomically with respect to new calls, which
+ * are refused from then on) and everything is released. Timers not yet due
+ * are dropped with their callbacks. */
 int cio_loop_close(cio_loop *loop)
 {
     if (!loop)
         return -EINVAL;
     if (loop->current || loop->running || loop->closed || cio__tls_loop != loop)
         return -EBUSY; /* from inside the loop, or not its thread */
-    cancel_all(loop);
     loop->running = true;
-    int drc = drive(loop, NULL);
-    /* Timers go first: any left may live on the stacks freed below. */
+    cancel_all(loop);
+    for (;;) {
+        if (drive(loop, NULL) != 0)
+            force_finish(loop);
+        /* No task is left: the pool's queued jobs have no caller any more. */
+        cio__executor_close(loop);
+        loop->clock_stale = true;
+        bool ran = !cio__list_empty(&loop->soon);
+        run_soon_callbacks(loop);
+        ran |= cio__threadsafe_drain(loop);
+        if (!ran && loop->n_tasks == 0 && cio__list_empty(&loop->soon) &&
+            cio__threadsafe_seal(loop))
+            break;
+    }
+    /* Nothing runs from here on; spawns and callbacks are refused. */
+    loop->closed = true;
     while (loop->timers.len) {
         cio__timer *t = cio__timer_min(&loop->timers);
         cio__timer_stop(&loop->timers, t);
         if (t->fn == handle_timer_fired)
             handle_unref(CIO__CONTAINER(t, cio_handle, timer));
     }
-    if (drc != 0) {
-        /* Tasks that never finished: their stacks go, whatever they held
-         * leaks. Said out loud rather than hung on. */
-        fprintf(stderr, "cio: closing the loop with %zu task(s) still "
-                        "suspended\n",
-                loop->n_tasks);
-        cio__list *n;
-        while ((n = cio__list_pop_front(&loop->tasks))) {
-            cio_task *t = CIO__CONTAINER(n, cio_task, all_node);
-            cio__stack_free(loop, &t->stack);
-            t->state = CIO__TASK_DONE;
-            t->status = -ECANCELED;
-            t->status_observed = true;
-            cio__context_release(t);
-            if (--t->refs == 0)
-                cio__task_free(t);
-        }
-        loop->n_tasks = 0;
-        loop->n_ready = 0;
-    }
-    /* Join the thread pool; the completions its last jobs posted (for
-     * abandoned jobs: their cleanup callbacks) run now. */
-    cio__executor_close(loop);
-    cio__threadsafe_drain(loop);
     cio__signals_close(loop);
     cio__fd_table_free(loop);
-    loop->running = false;
-    loop->closed = true;
-    /* Pending callbacks are dropped. */
-    cio__list *n;
-    while ((n = cio__list_pop_front(&loop->soon))) {
-        cio_handle *h = CIO__CONTAINER(n, cio_handle, node);
-        if (h->drop)
-            h->drop(h->arg);
-        handle_unref(h);
-    }
     cio__timer_heap_free(&loop->timers);
     cio__stack_pool_drain(loop);
     free(loop->ready_buf);

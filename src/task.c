@@ -423,13 +423,6 @@ static void done_cb_trampoline(void *arg)
     free(cb);
 }
 
-static void done_cb_drop(void *arg)
-{
-    cio__done_cb *cb = arg;
-    cio_task_release(cb->task);
-    free(cb);
-}
-
 /* The task's loop if it is still open, else NULL. A handle may outlive its
  * loop, and t->loop then points to freed memory (or to a newer loop at the
  * same address): only compared, never read through, until the serial
@@ -462,7 +455,6 @@ int cio_task_add_done_callback(cio_task *t, cio_done_fn fn, void *arg)
     cb->task = cio_task_ref(t);
     cb->handle = h;
     h->fn = done_cb_trampoline;
-    h->drop = done_cb_drop;
     h->arg = cb;
     h->refs = 1;
     cio__timer_init(&h->timer, NULL);
