@@ -176,8 +176,11 @@ CIO_EXTERN int cio_loop_run(cio_loop *loop, cio_task_fn fn, void *arg);
 /* Close and free the loop (asyncio Runner.close). Cancels every task still
  * alive and runs the loop until nothing is left to run: the tasks to their
  * end, the call_soon callbacks and done callbacks queued, the thread-safe
- * calls queued, and whatever those spawn or queue in turn. The thread pool
- * is joined (cio/executor.h). Timers not yet due are dropped (their
+ * calls queued, and whatever those spawn or queue in turn. Tasks spawned
+ * while the loop closes start cancelled (they still run their function);
+ * a task that uncancels itself is cancelled again whenever the loop has
+ * nothing ready, so only shielded waits can hold the close up. The thread
+ * pool is joined (cio/executor.h). Timers not yet due are dropped (their
  * callbacks never run; handles the caller holds stay valid to release).
  * Then the thread-safe queue is sealed, atomically with respect to
  * cio_call_soon_threadsafe: a call made before that runs, one made after
@@ -279,7 +282,8 @@ typedef struct cio_task_options {
 /* Create a task running fn(arg), named from the printf-style format (NULL
  * for "task-N"), and make it ready. Does not suspend (unless eager). Returns
  * 0, -ENOMEM, -EPERM (no loop on this thread) or -EINVAL (NULL fn, or the
- * loop has finished closing). */
+ * loop has finished closing). While the loop closes (cio_loop_close) a new
+ * task starts cancelled. */
 CIO_EXTERN int cio_spawn(cio_task **task, cio_task_fn fn, void *arg,
                          const char *name_fmt, ...) CIO__PRINTF(4, 5);
 /* cio_spawn with options (opts may be NULL). */

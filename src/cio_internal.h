@@ -283,8 +283,10 @@ struct cio_loop {
     int64_t now;
     bool clock_stale;
     bool virtual_clock;
-    bool running;            /* inside cio_loop_run */
-    bool closed;
+    bool running;            /* inside cio_loop_run or cio_loop_close */
+    bool closing;            /* inside cio_loop_close: new tasks start
+                              * cancelled */
+    bool closed;             /* close's last part: nothing new accepted */
     bool started;
     int epoll_fd;
     size_t n_io_watches;     /* tasks waiting on fds, plus installed

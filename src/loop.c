@@ -585,12 +585,27 @@ static void cancel_all(cio_loop *loop)
         cio_task_cancel(CIO__CONTAINER(n, cio_task, all_node));
 }
 
+/* Cancel every task that is not cancelled now (it uncancelled itself). */
+static void cancel_uncancelled(cio_loop *loop)
+{
+    for (cio__list *n = loop->tasks.next; n != &loop->tasks; n = n->next) {
+        cio_task *t = CIO__CONTAINER(n, cio_task, all_node);
+        if (t->cancelling == 0)
+            cio_task_cancel(t);
+    }
+}
+
 /* Drive the loop until `until` is done (or, with until == NULL, until no
  * task is left). On a deadlock, every task is cancelled so that they
  * unwind. If the loop deadlocks again before any task has finished, the
  * cancellation broke nothing (shielded waits on each other): give up with
  * -EDEADLK. Once a task has finished, that deadlock counts as broken, and a
- * later one is reported and broken the same way. */
+ * later one is reported and broken the same way.
+ *
+ * While the loop closes, no task may go on uncancelled: new ones start
+ * cancelled (cio__spawn), and one that uncancelled itself is cancelled
+ * again whenever the loop has nothing ready (a cleanup that must wait
+ * runs shielded, as always). */
 static int drive(cio_loop *loop, cio_task *until)
 {
     bool cancelled_for_deadlock = false;
@@ -600,6 +615,9 @@ static int drive(cio_loop *loop, cio_task *until)
             return 0;
         if (cancelled_for_deadlock && loop->n_finished != finished_then)
             cancelled_for_deadlock = false;
+        if (CIO__UNLIKELY(loop->closing) && !loop->n_ready &&
+            cio__list_empty(&loop->soon) && !cio__threadsafe_pending(loop))
+            cancel_uncancelled(loop);
         if (loop_turn(loop) != -EDEADLK)
             continue;
         if (cancelled_for_deadlock) {
@@ -663,7 +681,7 @@ static void force_finish(cio_loop *loop)
 }
 
 /* Close runs in rounds until nothing is left to run: drive the tasks to
- * their end (every one cancelled), close the thread pool (its last
+ * their end (every one cancelled, see drive), close the thread pool (its last
  * completions are posted to the thread-safe queue), run the call_soon
  * callbacks and the queued thread-safe calls, which may spawn tasks and
  * queue more calls: then another round. When a round finds nothing, the
@@ -674,8 +692,9 @@ int cio_loop_close(cio_loop *loop)
 {
     if (!loop)
         return -EINVAL;
-    if (loop->current || loop->running || loop->closed || cio__tls_loop != loop)
+    if (loop->current || loop->running || loop->closing || cio__tls_loop != loop)
         return -EBUSY; /* from inside the loop, or not its thread */
+    loop->closing = true;
     loop->running = true;
     cancel_all(loop);
     for (;;) {

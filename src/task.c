@@ -220,6 +220,10 @@ int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
     t->id = ++loop->next_task_id;
     t->loop_serial = loop->serial;
     t->refs = 1 + (out != NULL);
+    /* A task spawned while the loop closes is cancelled from the start, as
+     * the tasks alive when the close began were: it runs its function and
+     * sees -ECANCELED at its first suspending call. */
+    t->cancelling = loop->closing;
     cio__list_init(&t->watchers);
     cio__list_init(&t->done_cbs);
     cio__list_init(&t->group_node);

@@ -6,8 +6,7 @@
 #include "harness.h"
 #include "util.h"
 
-/* Bugs found in review and not fixed yet (tasks spawned while the loop
- * closes, leaks of force-freed tasks). Each test below shows its bug; it is compiled but
+/* Bugs found in review and not fixed yet (leaks of force-freed tasks). Each test below shows its bug; it is compiled but
  * not run until the fix lands: turn KNOWN_BUG back into TEST then. */
 #define KNOWN_BUG(name) __attribute__((unused)) static void name(void)
 
@@ -263,10 +262,41 @@ static int close_spawn_main(void *arg)
     return 0;
 }
 
-KNOWN_BUG(review_close_cancels_tasks_spawned_while_closing)
+TEST(review_close_cancels_tasks_spawned_while_closing)
 {
     ASSERT_EQ(run_virtual(close_spawn_main, NULL), 0);
     ASSERT_EQ(b_rc, -ECANCELED);
+}
+
+/* 5b. The same for a task that uncancels itself while the loop closes and
+ *     waits again: close cancels it again rather than wait (only shielded
+ *     waits can hold a close up). */
+static int stubborn_rc = 1;
+static int64_t stubborn_woke = -1;
+static int uncancels_and_sleeps(void *arg)
+{
+    (void)arg;
+    int rc = cio_sleep(24 * CIO_HOUR);
+    if (rc == -ECANCELED && cio_task_uncancel(cio_current()) == 0) {
+        stubborn_rc = cio_sleep(CIO_HOUR);
+        stubborn_woke = cio_now();
+    }
+    return rc;
+}
+
+static int uncancel_main(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_spawn(NULL, uncancels_and_sleeps, NULL, "stubborn"), 0);
+    ASSERT_EQ(cio_yield(), 0);
+    return 0;
+}
+
+TEST(review_close_cancels_again_a_task_that_uncancels)
+{
+    ASSERT_EQ(run_virtual(uncancel_main, NULL), 0);
+    ASSERT_EQ(stubborn_rc, -ECANCELED);
+    ASSERT_EQ(stubborn_woke, 0); /* virtual time: no hour went by */
 }
 
 /* ------------------------------------------------------------------------
