@@ -184,7 +184,12 @@ CIO_EXTERN int cio_loop_run(cio_loop *loop, cio_task_fn fn, void *arg);
  * callbacks never run; handles the caller holds stay valid to release).
  * Then the thread-safe queue is sealed, atomically with respect to
  * cio_call_soon_threadsafe: a call made before that runs, one made after
- * is refused with -EINVAL.
+ * is refused with -EINVAL. If the tasks deadlock beyond repair (see
+ * cio_loop_run), the stuck ones are freed with their stacks: what they
+ * held themselves leaks (said on stderr), but the library's references go
+ * (their group's, the loop's) and their done callbacks run, seeing the
+ * task done with status -ECANCELED, so that what was handed to a callback
+ * is released.
  *
  * Returns 0 once the loop is freed: like free(), the pointer is invalid
  * from then on and must not be passed to any call (a freed loop cannot be
@@ -350,9 +355,9 @@ CIO_EXTERN void cio_task_release(cio_task *task);
 typedef void (*cio_done_fn)(cio_task *task, void *arg);
 /* asyncio add_done_callback. If the task is already done the callback is
  * scheduled at once. The callback runs even if the loop closes first
- * (cio_loop_close runs queued callbacks). Returns 0, -ENOMEM, -EINVAL (NULL task or fn), or
- * -ESHUTDOWN if the task is done and its loop has been closed (nothing
- * would ever run the callback; the handle is still valid). */
+ * (cio_loop_close runs queued callbacks). Returns 0, -ENOMEM, -EINVAL (NULL
+ * task or fn), or -ESHUTDOWN if the task is done and its loop has been
+ * closed (nothing would ever run the callback; the handle is still valid). */
 CIO_EXTERN int cio_task_add_done_callback(cio_task *task, cio_done_fn fn, void *arg);
 /* Remove every registration of (fn, arg); returns how many were removed. */
 CIO_EXTERN int cio_task_remove_done_callback(cio_task *task, cio_done_fn fn,

@@ -657,22 +657,43 @@ int cio_loop_run(cio_loop *loop, cio_task_fn fn, void *arg)
     return rc;
 }
 
-/* Close gave up on a deadlock: the tasks left can never resume. Their
- * stacks go, whatever they held leaks. Said out loud rather than hung on.
- * A deadlock means no timer is armed (loop_turn), so none lives on the
- * stacks freed here. */
+/* Close gave up on a deadlock: the tasks left can never resume. Release
+ * what the loop and the library hold for them: the loop's reference, the
+ * group's, their stacks and context. Their done callbacks are queued (they
+ * run in close's next round, and see the task done with -ECANCELED), so
+ * that what the user handed to a callback is released. What the tasks
+ * themselves hold (memory their stacks point to) leaks.
+ *
+ * A deadlock means no timer is armed and no fd or outside work is waited
+ * for (loop_turn), so only these tasks point into the stacks freed here:
+ * groups, scopes and completion watches live on them. */
 static void force_finish(cio_loop *loop)
 {
     fprintf(stderr, "cio: closing the loop with %zu task(s) still suspended\n",
             loop->n_tasks);
+    /* First, while every stack is still mapped. */
+    for (cio__list *n = loop->tasks.next; n != &loop->tasks; n = n->next) {
+        cio_task *t = CIO__CONTAINER(n, cio_task, all_node);
+        t->state = CIO__TASK_DONE; /* not a transition: it never ran to its end */
+        t->status = -ECANCELED;
+        t->status_observed = true;
+        cio__list_init(&t->watchers); /* nodes on other stuck tasks' stacks */
+        if (t->group) {
+            cio__list_remove(&t->group_node);
+            t->group->n_running--;
+            t->group = NULL;
+            t->refs--; /* the group's; the loop still holds one */
+        }
+        cio__list *c;
+        while ((c = cio__list_pop_front(&t->done_cbs)))
+            cio__handle_queue(loop, CIO__CONTAINER(c, cio__done_cb, node)->handle);
+    }
     cio__list *n;
     while ((n = cio__list_pop_front(&loop->tasks))) {
         cio_task *t = CIO__CONTAINER(n, cio_task, all_node);
         cio__stack_free(loop, &t->stack);
-        t->state = CIO__TASK_DONE;
-        t->status = -ECANCELED;
-        t->status_observed = true;
         cio__context_release(t);
+        loop->n_finished++;
         if (--t->refs == 0)
             cio__task_free(t);
     }
@@ -681,8 +702,8 @@ static void force_finish(cio_loop *loop)
 }
 
 /* Close runs in rounds until nothing is left to run: drive the tasks to
- * their end (every one cancelled, see drive), close the thread pool (its last
- * completions are posted to the thread-safe queue), run the call_soon
+ * their end (every one cancelled, see drive), close the thread pool (its
+ * last completions are posted to the thread-safe queue), run the call_soon
  * callbacks and the queued thread-safe calls, which may spawn tasks and
  * queue more calls: then another round. When a round finds nothing, the
  * thread-safe queue is sealed (atomically with respect to new calls, which
