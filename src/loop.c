@@ -588,6 +588,7 @@ static void cancel_all(cio_loop *loop)
 /* Cancel every task that is not cancelled now (it uncancelled itself). */
 static void cancel_uncancelled(cio_loop *loop)
 {
+    loop->recancel = false;
     for (cio__list *n = loop->tasks.next; n != &loop->tasks; n = n->next) {
         cio_task *t = CIO__CONTAINER(n, cio_task, all_node);
         if (t->cancelling == 0)
@@ -603,9 +604,9 @@ static void cancel_uncancelled(cio_loop *loop)
  * later one is reported and broken the same way.
  *
  * While the loop closes, no task may go on uncancelled: new ones start
- * cancelled (cio__spawn), and one that uncancelled itself is cancelled
- * again whenever the loop has nothing ready (a cleanup that must wait
- * runs shielded, as always). */
+ * cancelled (cio__spawn), and one that uncancelled itself (which sets
+ * loop->recancel) is cancelled again as soon as the loop has nothing ready
+ * (a cleanup that must wait runs shielded, as always). */
 static int drive(cio_loop *loop, cio_task *until)
 {
     bool cancelled_for_deadlock = false;
@@ -615,7 +616,7 @@ static int drive(cio_loop *loop, cio_task *until)
             return 0;
         if (cancelled_for_deadlock && loop->n_finished != finished_then)
             cancelled_for_deadlock = false;
-        if (CIO__UNLIKELY(loop->closing) && !loop->n_ready &&
+        if (CIO__UNLIKELY(loop->recancel) && !loop->n_ready &&
             cio__list_empty(&loop->soon) && !cio__threadsafe_pending(loop))
             cancel_uncancelled(loop);
         if (loop_turn(loop) != -EDEADLK)

@@ -65,8 +65,9 @@ int cio_task_cancelling(const cio_task *t) { return t->cancelling; }
 
 int cio_task_uncancel(cio_task *t)
 {
-    if (t->cancelling > 0)
-        t->cancelling--;
+    /* A done task's loop may be gone; one that is not done has its loop. */
+    if (t->cancelling > 0 && --t->cancelling == 0 && t->state != CIO__TASK_DONE)
+        t->loop->recancel |= t->loop->closing;
     return t->cancelling;
 }
 
