@@ -148,8 +148,8 @@ CIO_EXTERN int cio_run(cio_task_fn main_fn, void *arg);
  * task until it returns, then cancel every task still alive and wait for them
  * to finish, close the loop and return the main task's status. opts may be
  * NULL. Returns -EBUSY if this thread already runs a loop, -ENOMEM or
- * another setup error, -EDEADLK if every task waited forever on something
- * no one could provide (a task dump is printed to stderr then). */
+ * another setup error, -EDEADLK if the tasks deadlocked and cancelling them
+ * did not break it (see cio_loop_run). */
 CIO_EXTERN int cio_run_opts(const cio_loop_options *opts, cio_task_fn main_fn,
                             void *arg);
 
@@ -160,14 +160,45 @@ CIO_EXTERN int cio_loop_new(cio_loop **loop, const cio_loop_options *opts);
 
 /* Run fn(arg) as a task on the loop and drive the loop until that task has
  * finished. Other tasks keep their state across calls. Returns the task's
- * status, or -EDEADLK / -EINVAL (closed loop) / -EBUSY (called from inside
- * the loop). Must be called on the loop's thread, outside any task. */
+ * status, or -EINVAL (NULL loop), -EBUSY (called from inside the loop or
+ * from another thread), -ENOMEM, or -EDEADLK. Must be called on the loop's
+ * thread, outside any task.
+ *
+ * Deadlocks: when every task waits for something no task, timer, I/O or
+ * outside work will provide, a task dump goes to stderr and every task is
+ * cancelled so that they unwind. If the loop deadlocks again before any
+ * task has finished (shielded waits on each other), it gives up: the run
+ * returns -EDEADLK. Once a task has finished the deadlock counts as
+ * broken, and a later one in the same run is reported and broken the same
+ * way. */
 CIO_EXTERN int cio_loop_run(cio_loop *loop, cio_task_fn fn, void *arg);
 
-/* Cancel every task still alive, run the loop until they have finished,
- * release everything the loop owns and free it. Pending callbacks are
- * dropped. Calls on a closed loop return -EINVAL ("loop is closed"). */
-CIO_EXTERN void cio_loop_close(cio_loop *loop);
+/* Close and free the loop (asyncio Runner.close). Cancels every task still
+ * alive and runs the loop until nothing is left to run: the tasks to their
+ * end, the call_soon callbacks and done callbacks queued, the thread-safe
+ * calls queued, and whatever those spawn or queue in turn. Tasks spawned
+ * while the loop closes start cancelled (they still run their function);
+ * a task that uncancels itself is cancelled again whenever the loop has
+ * nothing ready, so only shielded waits can hold the close up. The thread
+ * pool is joined (cio/executor.h). Timers not yet due are dropped (their
+ * callbacks never run; handles the caller holds stay valid to release).
+ * Then the thread-safe queue is sealed, atomically with respect to
+ * cio_call_soon_threadsafe: a call made before that runs, one made after
+ * is refused with -EINVAL. If the tasks deadlock beyond repair (see
+ * cio_loop_run), the stuck ones are freed with their stacks: what they
+ * held themselves leaks (said on stderr), but the library's references go
+ * (their group's, the loop's) and their done callbacks run, seeing the
+ * task done with status -ECANCELED, so that what was handed to a callback
+ * is released.
+ *
+ * Returns 0 once the loop is freed: like free(), the pointer is invalid
+ * from then on and must not be passed to any call (a freed loop cannot be
+ * detected). Task handles outlive the loop: they may still be queried and
+ * released. Returns -EBUSY and does nothing if called from inside the loop
+ * (a task or a callback: close after cio_loop_run returns) or from another
+ * thread than the loop's; -EINVAL for NULL. Like cio_loop_run, it drives
+ * the loop itself: call it on the loop's thread, outside any task. */
+CIO_EXTERN int cio_loop_close(cio_loop *loop);
 
 /* get_running_loop: the loop running on this thread, or NULL. */
 CIO_EXTERN cio_loop *cio_loop_current(void);
@@ -215,10 +246,13 @@ CIO_EXTERN void cio_handle_release(cio_handle *h);
 /* call_soon_threadsafe: from any thread, queue fn(arg) to run on `loop`'s
  * thread on its next turn (outside any task; it must not suspend), waking
  * the loop if it sleeps. Calls from one thread run in the order made.
- * Returns 0, -ENOMEM, or -EINVAL (NULL fn, or the loop is closing). The
- * caller must know the loop is still alive: join your threads, or stop
- * calling, before cio_loop_close (a call racing with close either runs or
- * is refused, never half done, but a freed loop cannot be detected). */
+ * Returns 0, -ENOMEM, or -EINVAL (NULL fn, or the loop has finished
+ * closing). A call that returned 0 always runs: if the loop is between
+ * runs, on its next run or at its close, which runs every call queued
+ * before it seals the queue (and what they queue in turn). The caller must
+ * know the loop is still allocated: join your threads, or stop calling,
+ * before cio_loop_close returns (a call racing with close runs or is
+ * refused, but a freed loop cannot be detected). */
 CIO_EXTERN int cio_call_soon_threadsafe(cio_loop *loop, cio_callback_fn fn,
                                         void *arg);
 
@@ -252,7 +286,9 @@ typedef struct cio_task_options {
 
 /* Create a task running fn(arg), named from the printf-style format (NULL
  * for "task-N"), and make it ready. Does not suspend (unless eager). Returns
- * 0, -ENOMEM, -EPERM (no loop on this thread) or -EINVAL. */
+ * 0, -ENOMEM, -EPERM (no loop on this thread) or -EINVAL (NULL fn, or the
+ * loop has finished closing). While the loop closes (cio_loop_close) a new
+ * task starts cancelled. */
 CIO_EXTERN int cio_spawn(cio_task **task, cio_task_fn fn, void *arg,
                          const char *name_fmt, ...) CIO__PRINTF(4, 5);
 /* cio_spawn with options (opts may be NULL). */
@@ -318,7 +354,10 @@ CIO_EXTERN void cio_task_release(cio_task *task);
  * finishes, as asyncio does) once the task is done. */
 typedef void (*cio_done_fn)(cio_task *task, void *arg);
 /* asyncio add_done_callback. If the task is already done the callback is
- * scheduled at once. Returns 0 or -ENOMEM. */
+ * scheduled at once. The callback runs even if the loop closes first
+ * (cio_loop_close runs queued callbacks). Returns 0, -ENOMEM, -EINVAL (NULL
+ * task or fn), or -ESHUTDOWN if the task is done and its loop has been
+ * closed (nothing would ever run the callback; the handle is still valid). */
 CIO_EXTERN int cio_task_add_done_callback(cio_task *task, cio_done_fn fn, void *arg);
 /* Remove every registration of (fn, arg); returns how many were removed. */
 CIO_EXTERN int cio_task_remove_done_callback(cio_task *task, cio_done_fn fn,

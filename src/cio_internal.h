@@ -142,11 +142,17 @@ int cio__threadsafe_open(cio_loop *loop);
 void cio__threadsafe_close(cio_loop *loop);
 /* True when a foreign thread queued something (a relaxed atomic read). */
 bool cio__threadsafe_pending(const cio_loop *loop);
-/* Run what foreign threads queued, now (loop close). */
-void cio__threadsafe_drain(cio_loop *loop);
+/* Run what foreign threads queued, now (loop close). Returns true if
+ * anything was queued. */
+bool cio__threadsafe_drain(cio_loop *loop);
+/* Loop close: if nothing is queued, refuse every later call (-EINVAL) and
+ * return true; otherwise return false (drain, then try again). Atomic with
+ * respect to cio_call_soon_threadsafe: a call is run or refused, never
+ * accepted and dropped. */
+bool cio__threadsafe_seal(cio_loop *loop);
 /* cio_call_soon_threadsafe, plus drop(arg) run on the loop's thread if the
- * call is dropped unrun because the loop closes (for a caller blocked on
- * the call's outcome: cio_run_in_loop). drop may be NULL. */
+ * call is ever dropped unrun (a safety net: close runs every call it
+ * accepted, see cio__threadsafe_seal). drop may be NULL. */
 int cio__call_soon_threadsafe_ex(cio_loop *loop, cio_callback_fn fn,
                                  cio_callback_fn drop, void *arg);
 
@@ -246,6 +252,8 @@ struct cio_task {
     cio_site site;           /* where it waits (valid while WAITING/READY) */
     struct cio__context *context; /* task-local context (context.c), may be NULL */
     uint64_t id;
+    uint64_t loop_serial;    /* loop->serial: tells whether the loop is alive
+                              * once the task is done (handles outlive it) */
     cio__stack stack;
     char *name;              /* name_buf or heap */
     char name_buf[40];
@@ -259,7 +267,6 @@ struct cio_handle {
     cio__list node;          /* in loop->soon while queued for call_soon */
     cio_callback_fn fn;
     void *arg;
-    void (*drop)(void *arg); /* if set, called when dropped without running */
     int refs;
     bool cancelled, done;
 };
@@ -285,8 +292,12 @@ struct cio_loop {
     int64_t now;
     bool clock_stale;
     bool virtual_clock;
-    bool running;            /* inside cio_loop_run */
-    bool closed;
+    bool running;            /* inside cio_loop_run or cio_loop_close */
+    bool closing;            /* inside cio_loop_close: new tasks start
+                              * cancelled */
+    bool recancel;           /* closing, and a task uncancelled itself: drive
+                              * cancels it again when nothing is ready */
+    bool closed;             /* close's last part: nothing new accepted */
     bool started;
     int epoll_fd;
     size_t n_io_watches;     /* tasks waiting on fds, plus installed
@@ -301,6 +312,8 @@ struct cio_loop {
     size_t executor_threads;  /* its size, 0 = default */
     cio_task *zombie;        /* finished task whose stack must be released */
     uint64_t next_task_id;
+    uint64_t n_finished;     /* tasks that have finished, ever */
+    uint64_t serial;         /* unique per loop in the process, never reused */
     size_t stack_size;
     void **stack_pool;       /* maps of free default-size stacks */
     size_t stack_pool_len, stack_pool_max;

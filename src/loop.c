@@ -13,6 +13,7 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -551,6 +552,8 @@ int cio_loop_new(cio_loop **out, const cio_loop_options *opts)
         return rc;
     }
     thread_stack_bounds(loop);
+    static atomic_uint_fast64_t serials;
+    loop->serial = atomic_fetch_add_explicit(&serials, 1, memory_order_relaxed) + 1;
     cio__tls_loop = loop;
     *out = loop;
     return 0;
@@ -582,15 +585,40 @@ static void cancel_all(cio_loop *loop)
         cio_task_cancel(CIO__CONTAINER(n, cio_task, all_node));
 }
 
+/* Cancel every task that is not cancelled now (it uncancelled itself). */
+static void cancel_uncancelled(cio_loop *loop)
+{
+    loop->recancel = false;
+    for (cio__list *n = loop->tasks.next; n != &loop->tasks; n = n->next) {
+        cio_task *t = CIO__CONTAINER(n, cio_task, all_node);
+        if (t->cancelling == 0)
+            cio_task_cancel(t);
+    }
+}
+
 /* Drive the loop until `until` is done (or, with until == NULL, until no
- * task is left). On a deadlock, every task is cancelled once so that they
- * unwind; a second deadlock gives up with -EDEADLK. */
+ * task is left). On a deadlock, every task is cancelled so that they
+ * unwind. If the loop deadlocks again before any task has finished, the
+ * cancellation broke nothing (shielded waits on each other): give up with
+ * -EDEADLK. Once a task has finished, that deadlock counts as broken, and a
+ * later one is reported and broken the same way.
+ *
+ * While the loop closes, no task may go on uncancelled: new ones start
+ * cancelled (cio__spawn), and one that uncancelled itself (which sets
+ * loop->recancel) is cancelled again as soon as the loop has nothing ready
+ * (a cleanup that must wait runs shielded, as always). */
 static int drive(cio_loop *loop, cio_task *until)
 {
     bool cancelled_for_deadlock = false;
+    uint64_t finished_then = 0; /* n_finished when everyone was cancelled */
     for (;;) {
         if (until ? until->state == CIO__TASK_DONE : loop->n_tasks == 0)
             return 0;
+        if (cancelled_for_deadlock && loop->n_finished != finished_then)
+            cancelled_for_deadlock = false;
+        if (CIO__UNLIKELY(loop->recancel) && !loop->n_ready &&
+            cio__list_empty(&loop->soon) && !cio__threadsafe_pending(loop))
+            cancel_uncancelled(loop);
         if (loop_turn(loop) != -EDEADLK)
             continue;
         if (cancelled_for_deadlock) {
@@ -603,6 +631,7 @@ static int drive(cio_loop *loop, cio_task *until)
         cio_dump_tasks(2);
         cancel_all(loop);
         cancelled_for_deadlock = true;
+        finished_then = loop->n_finished;
     }
 }
 
@@ -629,71 +658,100 @@ int cio_loop_run(cio_loop *loop, cio_task_fn fn, void *arg)
     return rc;
 }
 
-void cio_loop_close(cio_loop *loop)
+/* Close gave up on a deadlock: the tasks left can never resume. Release
+ * what the loop and the library hold for them: the loop's reference, the
+ * group's, their stacks and context. Their done callbacks are queued (they
+ * run in close's next round, and see the task done with -ECANCELED), so
+ * that what the user handed to a callback is released. What the tasks
+ * themselves hold (memory their stacks point to) leaks.
+ *
+ * A deadlock means no timer is armed and no fd or outside work is waited
+ * for (loop_turn), so only these tasks point into the stacks freed here:
+ * groups, scopes and completion watches live on them. */
+static void force_finish(cio_loop *loop)
 {
-    if (!loop || loop->closed)
-        return;
-    if (loop->current || loop->running) {
-        fprintf(stderr, "cio: cio_loop_close called from inside the running "
-                        "loop; ignored (close it after cio_loop_run returns)\n");
-        return;
+    fprintf(stderr, "cio: closing the loop with %zu task(s) still suspended\n",
+            loop->n_tasks);
+    /* First, while every stack is still mapped. */
+    for (cio__list *n = loop->tasks.next; n != &loop->tasks; n = n->next) {
+        cio_task *t = CIO__CONTAINER(n, cio_task, all_node);
+        t->state = CIO__TASK_DONE; /* not a transition: it never ran to its end */
+        t->status = -ECANCELED;
+        t->status_observed = true;
+        cio__list_init(&t->watchers); /* nodes on other stuck tasks' stacks */
+        if (t->group) {
+            cio__list_remove(&t->group_node);
+            t->group->n_running--;
+            t->group = NULL;
+            t->refs--; /* the group's; the loop still holds one */
+        }
+        cio__list *c;
+        while ((c = cio__list_pop_front(&t->done_cbs)))
+            cio__handle_queue(loop, CIO__CONTAINER(c, cio__done_cb, node)->handle);
     }
-    cancel_all(loop);
+    cio__list *n;
+    while ((n = cio__list_pop_front(&loop->tasks))) {
+        cio_task *t = CIO__CONTAINER(n, cio_task, all_node);
+        cio__stack_free(loop, &t->stack);
+        cio__context_release(t);
+        loop->n_finished++;
+        if (--t->refs == 0)
+            cio__task_free(t);
+    }
+    loop->n_tasks = 0;
+    loop->n_ready = 0;
+}
+
+/* Close runs in rounds until nothing is left to run: drive the tasks to
+ * their end (every one cancelled, see drive), close the thread pool (its
+ * last completions are posted to the thread-safe queue), run the call_soon
+ * callbacks and the queued thread-safe calls, which may spawn tasks and
+ * queue more calls: then another round. When a round finds nothing, the
+ * thread-safe queue is sealed (atomically with respect to new calls, which
+ * are refused from then on) and everything is released. Timers not yet due
+ * are dropped with their callbacks. */
+int cio_loop_close(cio_loop *loop)
+{
+    if (!loop)
+        return -EINVAL;
+    if (loop->current || loop->running || loop->closing || cio__tls_loop != loop)
+        return -EBUSY; /* from inside the loop, or not its thread */
+    loop->closing = true;
     loop->running = true;
-    int drc = drive(loop, NULL);
-    /* Timers go first: any left may live on the stacks freed below. */
+    cancel_all(loop);
+    for (;;) {
+        if (drive(loop, NULL) != 0)
+            force_finish(loop);
+        /* No task is left: the pool's queued jobs have no caller any more. */
+        cio__executor_close(loop);
+        loop->clock_stale = true;
+        bool ran = !cio__list_empty(&loop->soon);
+        run_soon_callbacks(loop);
+        ran |= cio__threadsafe_drain(loop);
+        if (!ran && loop->n_tasks == 0 && cio__list_empty(&loop->soon) &&
+            cio__threadsafe_seal(loop))
+            break;
+    }
+    /* Nothing runs from here on; spawns and callbacks are refused. */
+    loop->closed = true;
     while (loop->timers.len) {
         cio__timer *t = cio__timer_min(&loop->timers);
         cio__timer_stop(&loop->timers, t);
         if (t->fn == handle_timer_fired)
             handle_unref(CIO__CONTAINER(t, cio_handle, timer));
     }
-    if (drc != 0) {
-        /* Tasks that never finished: their stacks go, whatever they held
-         * leaks. Said out loud rather than hung on. */
-        fprintf(stderr, "cio: closing the loop with %zu task(s) still "
-                        "suspended\n",
-                loop->n_tasks);
-        cio__list *n;
-        while ((n = cio__list_pop_front(&loop->tasks))) {
-            cio_task *t = CIO__CONTAINER(n, cio_task, all_node);
-            cio__stack_free(loop, &t->stack);
-            t->state = CIO__TASK_DONE;
-            t->status = -ECANCELED;
-            t->status_observed = true;
-            cio__context_release(t);
-            if (--t->refs == 0)
-                cio__task_free(t);
-        }
-        loop->n_tasks = 0;
-        loop->n_ready = 0;
-    }
-    /* Join the thread pool; the completions its last jobs posted (for
-     * abandoned jobs: their cleanup callbacks) run now. */
-    cio__executor_close(loop);
-    cio__threadsafe_drain(loop);
     cio__signals_close(loop);
     cio__fd_table_free(loop);
-    loop->running = false;
-    loop->closed = true;
-    /* Pending callbacks are dropped. */
-    cio__list *n;
-    while ((n = cio__list_pop_front(&loop->soon))) {
-        cio_handle *h = CIO__CONTAINER(n, cio_handle, node);
-        if (h->drop)
-            h->drop(h->arg);
-        handle_unref(h);
-    }
     cio__timer_heap_free(&loop->timers);
     cio__stack_pool_drain(loop);
     free(loop->ready_buf);
     cio__threadsafe_close(loop);
     cio__backend_close(loop);
     cio__overflow_handler_remove(loop);
-    if (cio__tls_loop == loop)
-        cio__tls_loop = NULL;
+    cio__tls_loop = NULL;
     cio__task_cache_drain();
     free(loop);
+    return 0;
 }
 
 int cio_run_opts(const cio_loop_options *opts, cio_task_fn main_fn, void *arg)

@@ -65,8 +65,9 @@ int cio_task_cancelling(const cio_task *t) { return t->cancelling; }
 
 int cio_task_uncancel(cio_task *t)
 {
-    if (t->cancelling > 0)
-        t->cancelling--;
+    /* A done task's loop may be gone; one that is not done has its loop. */
+    if (t->cancelling > 0 && --t->cancelling == 0 && t->state != CIO__TASK_DONE)
+        t->loop->recancel |= t->loop->closing;
     return t->cancelling;
 }
 
@@ -218,7 +219,12 @@ int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
     t->fn = fn;
     t->arg = arg;
     t->id = ++loop->next_task_id;
+    t->loop_serial = loop->serial;
     t->refs = 1 + (out != NULL);
+    /* A task spawned while the loop closes is cancelled from the start, as
+     * the tasks alive when the close began were: it runs its function and
+     * sees -ECANCELED at its first suspending call. */
+    t->cancelling = loop->closing;
     cio__list_init(&t->watchers);
     cio__list_init(&t->done_cbs);
     cio__list_init(&t->group_node);
@@ -301,6 +307,7 @@ static void task_complete(cio_task *t, int status)
     cio__context_release(t);
     cio__list_remove(&t->all_node);
     loop->n_tasks--;
+    loop->n_finished++;
     cio__list *n;
     while ((n = cio__list_pop_front(&t->watchers))) {
         cio__watch *w = CIO__CONTAINER(n, cio__watch, node);
@@ -421,17 +428,26 @@ static void done_cb_trampoline(void *arg)
     free(cb);
 }
 
-static void done_cb_drop(void *arg)
+/* The task's loop if it is still open, else NULL. A handle may outlive its
+ * loop, and t->loop then points to freed memory (or to a newer loop at the
+ * same address): only compared, never read through, until the serial
+ * matches the loop running on this thread. A task that is not done always
+ * has its loop. */
+static cio_loop *task_loop_open(const cio_task *t)
 {
-    cio__done_cb *cb = arg;
-    cio_task_release(cb->task);
-    free(cb);
+    cio_loop *loop = cio__tls_loop;
+    if (!loop || loop != t->loop || loop->serial != t->loop_serial || loop->closed)
+        return NULL;
+    return loop;
 }
 
 int cio_task_add_done_callback(cio_task *t, cio_done_fn fn, void *arg)
 {
     if (!t || !fn)
         return -EINVAL;
+    cio_loop *loop = t->loop;
+    if (t->state == CIO__TASK_DONE && !(loop = task_loop_open(t)))
+        return -ESHUTDOWN; /* nothing would ever run it */
     cio__done_cb *cb = malloc(sizeof *cb);
     cio_handle *h = calloc(1, sizeof *h);
     if (!cb || !h) {
@@ -444,14 +460,13 @@ int cio_task_add_done_callback(cio_task *t, cio_done_fn fn, void *arg)
     cb->task = cio_task_ref(t);
     cb->handle = h;
     h->fn = done_cb_trampoline;
-    h->drop = done_cb_drop;
     h->arg = cb;
     h->refs = 1;
     cio__timer_init(&h->timer, NULL);
     cio__list_init(&h->node);
     cio__list_init(&cb->node);
     if (t->state == CIO__TASK_DONE)
-        cio__handle_queue(t->loop, h);
+        cio__handle_queue(loop, h);
     else
         cio__list_push_back(&t->done_cbs, &cb->node);
     return 0;

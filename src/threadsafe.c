@@ -1,7 +1,12 @@
 /* Entering a loop from other threads: call_soon_threadsafe and the
  * external-work count. A foreign thread appends to a mutex-protected queue
  * and writes the loop's eventfd; the loop drains the queue from its own
- * thread, in FIFO order, when the eventfd fires. */
+ * thread, in FIFO order, when the eventfd fires.
+ *
+ * Loop close drains the queue until a drain finds it empty, and seals it
+ * under the same lock the callers queue under (cio__threadsafe_seal): a call
+ * is either queued before the seal, and then run, or refused after it.
+ * Nothing accepted is dropped. */
 #include "cio_internal.h"
 
 #include <pthread.h>
@@ -14,7 +19,7 @@
 typedef struct ts_call {
     struct ts_call *next;
     cio_callback_fn fn;
-    cio_callback_fn drop;     /* called instead of fn if dropped at close */
+    cio_callback_fn drop;     /* called instead of fn if dropped unrun */
     void *arg;
 } ts_call;
 
@@ -27,23 +32,30 @@ struct cio__threadsafe {
     cio_loop *loop;
 };
 
-static void drain(cio__io_watch *w)
+/* Run what is queued; returns true if anything was. */
+static bool drain_queue(cio__threadsafe *ts)
 {
-    cio__threadsafe *ts = CIO__CONTAINER(w, cio__threadsafe, watch);
     uint64_t count;
-    while (read(w->fd, &count, sizeof count) > 0)
+    while (read(ts->watch.fd, &count, sizeof count) > 0)
         ;
     atomic_store_explicit(&ts->pending, false, memory_order_relaxed);
     pthread_mutex_lock(&ts->lock);
     ts_call *c = ts->head;
     ts->head = ts->tail = NULL;
     pthread_mutex_unlock(&ts->lock);
+    bool ran = c != NULL;
     while (c) {
         ts_call *next = c->next;
         c->fn(c->arg);
         free(c);
         c = next;
     }
+    return ran;
+}
+
+static void drain(cio__io_watch *w)
+{
+    drain_queue(CIO__CONTAINER(w, cio__threadsafe, watch));
 }
 
 int cio__threadsafe_open(cio_loop *loop)
@@ -84,7 +96,7 @@ void cio__threadsafe_close(cio_loop *loop)
     ts_call *c = ts->head;
     ts->head = ts->tail = NULL;
     pthread_mutex_unlock(&ts->lock);
-    while (c) { /* dropped, as call_soon callbacks are at close */
+    while (c) { /* none are left after a seal */
         ts_call *next = c->next;
         if (c->drop)
             c->drop(c->arg);
@@ -99,10 +111,22 @@ void cio__threadsafe_close(cio_loop *loop)
     loop->threadsafe = NULL;
 }
 
-void cio__threadsafe_drain(cio_loop *loop)
+bool cio__threadsafe_drain(cio_loop *loop)
 {
-    if (loop->threadsafe)
-        drain(&loop->threadsafe->watch);
+    return loop->threadsafe && drain_queue(loop->threadsafe);
+}
+
+bool cio__threadsafe_seal(cio_loop *loop)
+{
+    cio__threadsafe *ts = loop->threadsafe;
+    if (!ts)
+        return true;
+    pthread_mutex_lock(&ts->lock);
+    bool empty = ts->head == NULL;
+    if (empty)
+        ts->closed = true;
+    pthread_mutex_unlock(&ts->lock);
+    return empty;
 }
 
 bool cio__threadsafe_pending(const cio_loop *loop)

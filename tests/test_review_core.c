@@ -6,12 +6,6 @@
 #include "harness.h"
 #include "util.h"
 
-/* Bugs found in review and not fixed yet (loop close with work created
- * while closing, calls on a closed loop, a second deadlock in one run, leaks
- * of force-freed tasks). Each test below shows its bug; it is compiled but
- * not run until the fix lands: turn KNOWN_BUG back into TEST then. */
-#define KNOWN_BUG(name) __attribute__((unused)) static void name(void)
-
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -222,7 +216,7 @@ static int post_and_return(void *arg)
     return 0;
 }
 
-KNOWN_BUG(review_spawn_from_callback_drained_at_close)
+TEST(review_spawn_from_callback_drained_at_close)
 {
     cio_loop *loop;
     ASSERT_EQ(cio_loop_new(&loop, NULL), 0);
@@ -264,10 +258,41 @@ static int close_spawn_main(void *arg)
     return 0;
 }
 
-KNOWN_BUG(review_close_cancels_tasks_spawned_while_closing)
+TEST(review_close_cancels_tasks_spawned_while_closing)
 {
     ASSERT_EQ(run_virtual(close_spawn_main, NULL), 0);
     ASSERT_EQ(b_rc, -ECANCELED);
+}
+
+/* 5b. The same for a task that uncancels itself while the loop closes and
+ *     waits again: close cancels it again rather than wait (only shielded
+ *     waits can hold a close up). */
+static int stubborn_rc = 1;
+static int64_t stubborn_woke = -1;
+static int uncancels_and_sleeps(void *arg)
+{
+    (void)arg;
+    int rc = cio_sleep(24 * CIO_HOUR);
+    if (rc == -ECANCELED && cio_task_uncancel(cio_current()) == 0) {
+        stubborn_rc = cio_sleep(CIO_HOUR);
+        stubborn_woke = cio_now();
+    }
+    return rc;
+}
+
+static int uncancel_main(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_spawn(NULL, uncancels_and_sleeps, NULL, "stubborn"), 0);
+    ASSERT_EQ(cio_yield(), 0);
+    return 0;
+}
+
+TEST(review_close_cancels_again_a_task_that_uncancels)
+{
+    ASSERT_EQ(run_virtual(uncancel_main, NULL), 0);
+    ASSERT_EQ(stubborn_rc, -ECANCELED);
+    ASSERT_EQ(stubborn_woke, 0); /* virtual time: no hour went by */
 }
 
 /* ------------------------------------------------------------------------
@@ -328,12 +353,14 @@ TEST(review_group_child_spawned_after_outside_cancel_is_cancelled)
  * 7. Force-freed deadlocked tasks (cio_loop_close after -EDEADLK) keep the
  *    references held by their group and by their done callbacks: the task
  *    struct, its name, the callback and its handle leak, and the callback
- *    is neither run nor dropped. Shown by LeakSanitizer / valgrind. */
-static int cb_runs;
+ *    is neither run nor dropped. Shown by LeakSanitizer / valgrind. The
+ *    contract now: the done callbacks run (the task reported cancelled),
+ *    so that what was handed to them is released. */
+static int cb_runs, cb_status = 1;
 static void free_on_done(cio_task *t, void *arg)
 {
-    (void)t;
     cb_runs++;
+    cb_status = cio_task_status(t);
     free(arg);
 }
 
@@ -362,14 +389,17 @@ static int stuck_group_main(void *arg)
     return rc;
 }
 
-KNOWN_BUG(review_force_freed_tasks_do_not_leak)
+TEST(review_force_freed_tasks_do_not_leak)
 {
     int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
     dup2(devnull, 2); /* the deadlock dump */
     int rc = cio_run(stuck_group_main, NULL);
     dup2(saved, 2);
+    close(saved);
+    close(devnull);
     ASSERT_EQ(rc, -EDEADLK);
-    cio_test_note("done callback runs: %d", cb_runs);
+    ASSERT_EQ(cb_runs, 1);
+    ASSERT_EQ(cb_status, -ECANCELED);
     RV_LEAK_CHECK();
 }
 
@@ -395,28 +425,61 @@ TEST(review_sent_sigsegv_is_not_swallowed)
 }
 
 /* ------------------------------------------------------------------------
- * 9. The header promises that calls on a closed loop return -EINVAL, but
+ * 9. The header promised that calls on a closed loop return -EINVAL, but
  *    cio_loop_close frees the loop: cio_loop_run / cio_loop_close on the
- *    closed pointer read freed memory (ASan: heap-use-after-free). */
+ *    closed pointer read freed memory (ASan: heap-use-after-free). The
+ *    contract now is free()'s: after cio_loop_close the pointer is invalid.
+ *    What close does check: NULL (-EINVAL), and a close from inside the
+ *    loop (a task, a callback) or from another thread (-EBUSY, nothing
+ *    done: the loop still works and is closed later). */
 static int nop(void *arg)
 {
     (void)arg;
     return 0;
 }
 
-KNOWN_BUG(review_calls_on_closed_loop)
+static int close_in_task_rc = 1, close_in_cb_rc = 1;
+static void close_from_callback(void *arg) { close_in_cb_rc = cio_loop_close(arg); }
+
+static int close_from_task(void *arg)
 {
+    close_in_task_rc = cio_loop_close(arg);
+    ASSERT_EQ(cio_call_soon(close_from_callback, arg, NULL), 0);
+    ASSERT_EQ(cio_yield(), 0); /* the callback runs in between */
+    return 7;
+}
+
+static void *close_from_thread(void *arg)
+{
+    return (void *)(intptr_t)cio_loop_close(arg);
+}
+
+TEST(review_loop_close_refuses_misuse)
+{
+    ASSERT_EQ(cio_loop_close(NULL), -EINVAL);
     cio_loop *loop;
     ASSERT_EQ(cio_loop_new(&loop, NULL), 0);
-    cio_loop_close(loop);
-    ASSERT_EQ(cio_loop_run(loop, nop, NULL), -EINVAL);
-    cio_loop_close(loop); /* no-op */
+    ASSERT_EQ(cio_loop_run(loop, close_from_task, loop), 7);
+    ASSERT_EQ(close_in_task_rc, -EBUSY);
+    ASSERT_EQ(close_in_cb_rc, -EBUSY);
+    pthread_t th;
+    void *ret = NULL;
+    ASSERT_EQ(pthread_create(&th, NULL, close_from_thread, loop), 0);
+    ASSERT_EQ(pthread_join(th, &ret), 0);
+    ASSERT_EQ((intptr_t)ret, -EBUSY);
+    ASSERT_EQ(cio_loop_run(loop, nop, NULL), 0); /* untouched */
+    ASSERT_EQ(cio_loop_close(loop), 0);
+    ASSERT_PTR_EQ(cio_loop_current(), NULL);
+    ASSERT_EQ(cio_loop_run(NULL, nop, NULL), -EINVAL);
+    ASSERT_EQ(cio_run(nop, NULL), 0); /* a new loop may follow */
 }
 
 /* ------------------------------------------------------------------------
  * 10. cio_task_add_done_callback on a finished task whose loop has been
  *     closed (handles may outlive their loop: the task cache supports
- *     release after close) queues on the freed loop. */
+ *     release after close) queues on the freed loop. Refused now with
+ *     -ESHUTDOWN, also when a newer loop runs on the thread (possibly at
+ *     the same address). */
 static cio_task *kept;
 static int keep_finished(void *arg)
 {
@@ -425,17 +488,30 @@ static int keep_finished(void *arg)
     ASSERT_EQ(cio_join(kept, NULL), 0);
     return 0;
 }
+static int done_noop_runs;
 static void done_noop(cio_task *t, void *arg)
 {
     (void)t;
     (void)arg;
+    done_noop_runs++;
 }
 
-KNOWN_BUG(review_add_done_callback_after_loop_closed)
+static int add_to_kept(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_task_add_done_callback(kept, done_noop, NULL), -ESHUTDOWN);
+    return 0;
+}
+
+TEST(review_add_done_callback_after_loop_closed)
 {
     ASSERT_EQ(cio_run(keep_finished, NULL), 0);
     int rc = cio_task_add_done_callback(kept, done_noop, NULL);
-    ASSERT_NE(rc, 0); /* nothing can ever run it */
+    ASSERT_EQ(rc, -ESHUTDOWN); /* nothing can ever run it */
+    ASSERT_TRUE(cio_task_done(kept));
+    ASSERT_EQ(cio_task_status(kept), 0);
+    ASSERT_EQ(cio_run(add_to_kept, NULL), 0); /* another loop: still refused */
+    ASSERT_EQ(done_noop_runs, 0);
     cio_task_release(kept);
 }
 
@@ -462,7 +538,7 @@ static int post_first_and_return(void *arg)
     return 0;
 }
 
-KNOWN_BUG(review_threadsafe_call_accepted_during_close_runs_or_is_refused)
+TEST(review_threadsafe_call_accepted_during_close_runs_or_is_refused)
 {
     cio_loop *loop;
     ASSERT_EQ(cio_loop_new(&loop, NULL), 0);
@@ -496,7 +572,7 @@ static int two_deadlocks_main(void *arg)
     return 0;
 }
 
-KNOWN_BUG(review_second_deadlock_in_a_run_is_broken_too)
+TEST(review_second_deadlock_in_a_run_is_broken_too)
 {
     int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
     dup2(devnull, 2);
