@@ -353,3 +353,21 @@ TEST(dns_executor_cancelled_lookups_leak_nothing)
 {
     ASSERT_EQ(cio_run(dns_cancel_main, NULL), 0);
 }
+
+/* ---- connecting to an unknown name: one lookup, its error ------------------ */
+
+static int unknown_name_main(void *arg)
+{
+    (void)arg;
+    use_fake_resolver();
+    ASSERT_EQ(cio_tcp_connect("no-such-host.example", "80", 0), CIO_EAI_NONAME);
+    ASSERT_EQ(atomic_load(&resolver_calls), 1); /* not retried with other flags */
+    ASSERT_EQ(cio_tcp_connect("eai:-3", "80", 0), CIO_EAI_BASE + EAI_AGAIN);
+    ASSERT_EQ(atomic_load(&resolver_calls), 2);
+    return 0;
+}
+
+TEST(dns_connect_to_an_unknown_name_looks_it_up_once)
+{
+    ASSERT_EQ(cio_run(unknown_name_main, NULL), 0);
+}

@@ -317,6 +317,13 @@ int cio_tls_new(cio_tls **out, cio_tls_config *cfg, int fd, const char *server_n
     cfg->refs++;
     if (cfg->mode == CIO_TLS_CLIENT) {
         SSL_set_connect_state(t->ssl);
+        /* Verifying a chain without a name to check it against would take
+         * any certificate a trusted CA ever signed, for any host. */
+        if ((!server_name || !*server_name) &&
+            (SSL_CTX_get_verify_mode(cfg->ctx) & SSL_VERIFY_PEER)) {
+            cio_tls_free(t);
+            return -EINVAL;
+        }
         if (server_name && *server_name) {
             /* SNI only for names; host name or IP address verification. */
             unsigned char ip[16];

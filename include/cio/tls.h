@@ -72,9 +72,13 @@ CIO_EXTERN const char *cio_tls_config_error(const cio_tls_config *cfg);
 typedef struct cio_tls cio_tls;
 
 /* Start a session on a connected non-blocking socket fd. The session does
- * not own the fd: close it after cio_tls_free. server_name (clients; may
- * be NULL for an IP-only peer) is sent as SNI and checked against the
- * certificate. Does not suspend. Returns 0, -EINVAL or -ENOMEM. */
+ * not own the fd: close it after cio_tls_free. server_name (clients) is
+ * checked against the certificate, and sent as SNI when it is a name; for
+ * an IP-only peer pass its address as text ("192.0.2.7", "::1"). A client
+ * that verifies (the default) must give one: NULL or "" is -EINVAL, since
+ * a chain checked against no name would accept any host's certificate.
+ * With verification off it may be NULL. Servers pass NULL. Does not
+ * suspend. Returns 0, -EINVAL or -ENOMEM. */
 CIO_EXTERN int cio_tls_new(cio_tls **out, cio_tls_config *cfg, int fd,
                            const char *server_name);
 /* Free the session (no close_notify: call cio_tls_shutdown first for a
@@ -142,7 +146,8 @@ CIO_EXTERN int cio_tls_fd(const cio_tls *tls);
  * stream goes through TLS and closing it sends close_notify. Returns 0,
  * a handshake error (CIO_ETLS_*, see cio_stream_tls_error), or
  * -ECANCELED / -ETIMEDOUT; after a failure the stream can only be closed.
- * server_name: SNI and the name checked in the certificate (clients). */
+ * server_name: SNI and the name checked in the certificate (clients; as
+ * for cio_tls_new, a verifying client must give one: -EINVAL otherwise). */
 #define cio_stream_start_tls(s, cfg, server_name)                              \
     cio_stream_start_tls_site((s), (cfg), (server_name), CIO__HERE)
 CIO_EXTERN int cio_stream_start_tls_site(struct cio_stream *s, cio_tls_config *cfg,
