@@ -403,6 +403,8 @@ int cio_stream_set_transport(cio_stream *s, const cio_stream_transport *t, void 
 
 static int write_eof(cio_stream *s, const char *file, int line, const char *func)
 {
+    if (s->write_closed && s->fd < 0)
+        return 0; /* a pipe's write end, closed by the first call */
     int rc = wait_sent(s, file, line, func);
     if (rc)
         return rc;
@@ -410,7 +412,17 @@ static int write_eof(cio_stream *s, const char *file, int line, const char *func
     if (rc)
         return rc;
     s->write_closed = true;
-    return shutdown(s->fd, SHUT_WR) == 0 || !s->is_socket ? 0 : -errno;
+    if (s->is_socket)
+        return shutdown(s->fd, SHUT_WR) == 0 ? 0 : -errno;
+    /* A pipe has no half-close: its reader sees the end when the write
+     * end closes. That is only ours to do when the fd cannot read
+     * (a read-write FIFO or tty would lose its read side). */
+    int fl = fcntl(s->fd, F_GETFL);
+    if (fl < 0 || (fl & O_ACCMODE) != O_WRONLY)
+        return -EOPNOTSUPP;
+    rc = cio_close(s->fd);
+    s->fd = -1;
+    return rc;
 }
 
 int cio_stream_write_eof_site(cio_stream *s, const char *file, int line, const char *func)

@@ -421,10 +421,16 @@ static int pipe_main(void *arg)
     char line[sizeof chunk + 1];
     for (int i = 0; i < 64; i++)
         ASSERT_EQ(cio_stream_readline(r, line, sizeof line), (ssize_t)sizeof chunk);
-    ASSERT_EQ(cio_stream_write_eof(w), 0); /* a pipe has no shutdown: fine */
-    ASSERT_EQ(cio_stream_close(w), 0);
+    /* A pipe has no shutdown: write_eof closes the write end, so the
+     * reader sees the end while the stream w is still open. */
+    ASSERT_EQ(cio_stream_write(w, "tail", 4), 0);
+    ASSERT_EQ(cio_stream_write_eof(w), 0);
+    ASSERT_EQ(cio_stream_write(w, "x", 1), -EPIPE);
+    ASSERT_EQ(cio_stream_write_eof(w), 0); /* again: nothing more to do */
+    ASSERT_EQ(cio_stream_readexactly(r, line, 4), 4);
     ASSERT_EQ(cio_stream_read(r, line, sizeof line), 0);
     ASSERT_TRUE(cio_stream_at_eof(r));
+    ASSERT_EQ(cio_stream_close(w), 0);
     ASSERT_EQ(cio_stream_close(r), 0);
     struct sockaddr_storage ss;
     socklen_t len;

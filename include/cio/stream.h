@@ -116,8 +116,13 @@ CIO_EXTERN int cio_stream_drain_site(cio_stream *s, const char *file, int line,
                                      const char *func);
 /* Bytes queued and not yet sent. */
 CIO_EXTERN size_t cio_stream_write_buffered(const cio_stream *s);
-/* Send what is queued, then shut the write side (TCP FIN). Suspends.
- * Returns 0 or an error. Reading goes on. */
+/* Send what is queued, then shut the write side: a socket's shutdown
+ * (TCP FIN), or, for a write-only descriptor (a pipe's write end), closing
+ * it, which is how a pipe's reader sees the end (the stream still needs
+ * cio_stream_close). Suspends. Returns 0, -EOPNOTSUPP for a descriptor
+ * that has no way to end one direction (a read-write FIFO or tty), or the
+ * error that kept queued bytes from being sent. Writing afterwards is
+ * -EPIPE; reading goes on. */
 #define cio_stream_write_eof(s) cio_stream_write_eof_site((s), CIO__HERE)
 CIO_EXTERN int cio_stream_write_eof_site(cio_stream *s, const char *file,
                                          int line, const char *func);
