@@ -92,7 +92,7 @@ static int have_pwait2 = 1;
 static int wait_events(cio_loop *loop, struct epoll_event *events, int64_t timeout)
 {
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
-    if (have_pwait2) {
+    if (__atomic_load_n(&have_pwait2, __ATOMIC_RELAXED)) {
         struct timespec ts, *tsp = NULL;
         if (timeout >= 0) {
             ts.tv_sec = (time_t)(timeout / CIO_SEC);
@@ -102,7 +102,7 @@ static int wait_events(cio_loop *loop, struct epoll_event *events, int64_t timeo
         int n = epoll_pwait2(loop->epoll_fd, events, MAX_EVENTS, tsp, NULL);
         if (n >= 0 || errno != ENOSYS)
             return n;
-        have_pwait2 = 0;
+        __atomic_store_n(&have_pwait2, 0, __ATOMIC_RELAXED); /* (loops on other threads too) */
     }
 #endif
     int ms;

@@ -199,17 +199,21 @@ int cio__ready_reserve(cio_loop *loop, size_t n)
     return 0;
 }
 
-/* The coarse clock's resolution (a jiffy), read once. */
+/* The coarse clock's resolution (a jiffy), read once. (Loops on several
+ * threads may race to fill it in: they all store the same value, and the
+ * relaxed atomics make that race defined.) */
 static int64_t coarse_tick(void)
 {
     static int64_t tick;
-    if (!tick) {
+    int64_t t = __atomic_load_n(&tick, __ATOMIC_RELAXED);
+    if (!t) {
         struct timespec r;
-        tick = clock_getres(CLOCK_MONOTONIC_COARSE, &r) == 0
-                   ? (int64_t)r.tv_sec * CIO_SEC + r.tv_nsec
-                   : CIO_SEC;
+        t = clock_getres(CLOCK_MONOTONIC_COARSE, &r) == 0
+                ? (int64_t)r.tv_sec * CIO_SEC + r.tv_nsec
+                : CIO_SEC;
+        __atomic_store_n(&tick, t, __ATOMIC_RELAXED);
     }
-    return tick;
+    return t;
 }
 
 /* May a new batch start without going through the scheduler? Only when the

@@ -26,12 +26,18 @@
 #define MADV_GUARD_INSTALL 102
 #endif
 
+/* Process-wide values probed once, by whichever loop (on whichever
+ * thread) gets there first; others may probe at the same time and store
+ * the same answer. Relaxed atomics make that race defined. */
 size_t cio__page_size(void)
 {
     static size_t page;
-    if (!page)
-        page = (size_t)sysconf(_SC_PAGESIZE);
-    return page;
+    size_t p = __atomic_load_n(&page, __ATOMIC_RELAXED);
+    if (!p) {
+        p = (size_t)sysconf(_SC_PAGESIZE);
+        __atomic_store_n(&page, p, __ATOMIC_RELAXED);
+    }
+    return p;
 }
 
 /* 1: MADV_GUARD_INSTALL works here, 0: use mprotect. Probed once: the
@@ -66,9 +72,8 @@ static int probe_guard_install(void)
 static void report_map_limit(size_t size)
 {
     static bool reported;
-    if (reported)
+    if (__atomic_exchange_n(&reported, true, __ATOMIC_RELAXED))
         return;
-    reported = true;
     long max_maps = -1;
     FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
     if (f) {
@@ -85,7 +90,8 @@ static void report_map_limit(size_t size)
             "or the memory itself. Smaller stacks (cio_loop_options."
             "stack_size) also help.\n",
             size / 1024, max_maps,
-            guard_install_works == 1 ? "no extra map" : "2 maps",
+            __atomic_load_n(&guard_install_works, __ATOMIC_RELAXED) == 1 ? "no extra map"
+                                                                         : "2 maps",
             as.rlim_cur == RLIM_INFINITY ? "unlimited" : "limited");
 }
 
@@ -102,16 +108,17 @@ int cio__stack_alloc(cio_loop *loop, cio__stack *st, size_t size)
     else if (size == loop->stack_size && loop->stack_cold_len)
         map = loop->stack_cold[--loop->stack_cold_len];
     if (!map) {
-        if (guard_install_works < 0)
-            guard_install_works = probe_guard_install();
+        if (__atomic_load_n(&guard_install_works, __ATOMIC_RELAXED) < 0)
+            __atomic_store_n(&guard_install_works, probe_guard_install(), __ATOMIC_RELAXED);
         map = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
         if (map == MAP_FAILED) {
             report_map_limit(size);
             return -ENOMEM;
         }
-        int rc = guard_install_works ? madvise(map, page, MADV_GUARD_INSTALL)
-                                     : mprotect(map, page, PROT_NONE);
+        bool guard_advice = __atomic_load_n(&guard_install_works, __ATOMIC_RELAXED) == 1;
+        int rc = guard_advice ? madvise(map, page, MADV_GUARD_INSTALL)
+                              : mprotect(map, page, PROT_NONE);
         if (rc != 0) {
             munmap(map, map_size);
             report_map_limit(size);
