@@ -148,3 +148,55 @@ TEST(threadsafe_call_wakes_a_sleeping_loop)
 {
     ASSERT_EQ(cio_run(wake_main, NULL), 0);
 }
+
+/* Loops on two threads starting at the same moment: the process-wide
+ * values probed on first use (page size, guard-page support, the coarse
+ * clock's tick, epoll_pwait2) are filled in by both at once. Each test
+ * runs in a fresh process, so nothing is probed yet; under TSan a racy
+ * probe shows here. */
+static pthread_barrier_t start_line;
+
+static int small_child(void *arg)
+{
+    (void)arg;
+    return cio_sleep(CIO_MSEC);
+}
+
+static int two_loops_task(void *arg)
+{
+    (void)arg;
+    cio_task *t[8];
+    for (int i = 0; i < 8; i++)
+        ASSERT_EQ(cio_spawn(&t[i], small_child, NULL, "child-%d", i), 0);
+    cio_scope deadline;
+    cio_timeout_enter(&deadline, CIO_SEC); /* arms a timer: the coarse-clock path */
+    for (int i = 0; i < 8; i++) {
+        int st;
+        ASSERT_EQ(cio_join(t[i], &st), 0);
+        ASSERT_EQ(st, 0);
+        cio_task_release(t[i]);
+    }
+    ASSERT_EQ(cio_scope_exit(&deadline), 0);
+    return 0;
+}
+
+static void *two_loops_thread(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&start_line);
+    return (void *)(intptr_t)cio_run(two_loops_task, NULL);
+}
+
+TEST(thread_loops_on_two_threads_start_together)
+{
+    ASSERT_EQ(pthread_barrier_init(&start_line, NULL, 2), 0);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        ASSERT_EQ(pthread_create(&th[i], NULL, two_loops_thread, NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        void *rc;
+        ASSERT_EQ(pthread_join(th[i], &rc), 0);
+        ASSERT_EQ((int)(intptr_t)rc, 0);
+    }
+    pthread_barrier_destroy(&start_line);
+}
