@@ -10,7 +10,9 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -216,6 +218,12 @@ static int tcp_main(void *arg)
     ASSERT_EQ(cio_open_connection(&c, "127.0.0.1", port, NULL), 0);
     ASSERT_EQ(cio_stream_peername(c, &ss, &len), 0);
     ASSERT_EQ(ss.ss_family, AF_INET);
+    ASSERT_EQ((int)ntohs(((struct sockaddr_in *)&ss)->sin_port), atoi(port));
+    struct sockaddr_storage me;
+    ASSERT_EQ(cio_stream_sockname(c, &me, &len), 0);
+    ASSERT_EQ(me.ss_family, AF_INET);
+    ASSERT_EQ(ntohl(((struct sockaddr_in *)&me)->sin_addr.s_addr), 0x7f000001u);
+    ASSERT_NE((int)ntohs(((struct sockaddr_in *)&me)->sin_port), atoi(port));
     char buf[128];
     for (int i = 0; i < 50; i++) {
         char line[32];

@@ -540,3 +540,77 @@ TEST(tls_start_tls_on_streams)
     ASSERT_EQ(cio_run(stream_tls_main, &p), 0);
     free_pki(&p);
 }
+
+/* ---- cio_open_tls_connection; the system store ---------------------------- */
+
+static int tls_at_once_echo(cio_stream *s, void *arg)
+{
+    struct tls_srv_ctx *c = arg;
+    c->handshake_rc = cio_stream_start_tls(s, c->cfg, NULL);
+    if (c->handshake_rc)
+        return c->handshake_rc;
+    char buf[128];
+    ssize_t n = cio_stream_readline(s, buf, sizeof buf);
+    if (n > 0) {
+        cio_stream_write(s, buf, (size_t)n);
+        cio_stream_drain(s);
+    }
+    return n < 0 ? (int)n : 0;
+}
+
+static int open_tls_main(void *arg)
+{
+    struct pki *pki = arg;
+    struct tls_srv_ctx sc = {0};
+    ASSERT_EQ(cio_tls_config_new(&sc.cfg, CIO_TLS_SERVER), 0);
+    ASSERT_EQ(cio_tls_config_set_cert_pem(sc.cfg, pki->cert_pem, strlen(pki->cert_pem),
+                                          pki->key_pem, strlen(pki->key_pem)), 0);
+    cio_server *srv;
+    ASSERT_EQ(cio_start_server(&srv, "127.0.0.1", "0", tls_at_once_echo, &sc, NULL), 0);
+    struct sockaddr_storage ss;
+    socklen_t len;
+    ASSERT_EQ(cio_server_sockname(srv, &ss, &len), 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    cio_scope deadline; /* nothing here may hang */
+    cio_timeout_enter(&deadline, 10 * CIO_SEC);
+
+    /* The host name given is the name verified: "localhost" is in the
+     * test certificate, and the test CA is trusted. */
+    cio_tls_config *cli;
+    ASSERT_EQ(cio_tls_config_new(&cli, CIO_TLS_CLIENT), 0);
+    ASSERT_EQ(cio_tls_config_set_ca_pem(cli, pki->ca_pem, strlen(pki->ca_pem)), 0);
+    cio_stream *s;
+    ASSERT_EQ(cio_open_tls_connection(&s, "localhost", port, cli, NULL), 0);
+    ASSERT_TRUE(cio_stream_tls(s) != NULL);
+    ASSERT_EQ(cio_stream_write(s, "over tls\n", 9), 0);
+    char buf[64];
+    ASSERT_EQ(cio_stream_readline(s, buf, sizeof buf), 9);
+    ASSERT_STREQ(buf, "over tls\n");
+    ASSERT_EQ(cio_stream_close(s), 0);
+
+    /* The default configuration trusts the system store only, which has
+     * never heard of the test CA: rejected, and no stream is left. */
+    cio_tls_config *sys;
+    ASSERT_EQ(cio_tls_config_new(&sys, CIO_TLS_CLIENT), 0);
+    s = (cio_stream *)1;
+    ASSERT_EQ(cio_open_tls_connection(&s, "localhost", port, sys, NULL), CIO_ETLS_VERIFY);
+    ASSERT_PTR_EQ(s, NULL);
+    ASSERT_TRUE(strstr(cio_stream_tls_error(), "certificate verify failed") != NULL);
+    /* Nobody listens: the connection's error, not a TLS one. */
+    ASSERT_EQ(cio_server_close(srv), 0);
+    ASSERT_EQ(cio_open_tls_connection(&s, "127.0.0.1", port, cli, NULL), -ECONNREFUSED);
+    ASSERT_EQ(cio_scope_exit(&deadline), 0);
+    cio_tls_config_free(sys);
+    cio_tls_config_free(cli);
+    cio_tls_config_free(sc.cfg);
+    return 0;
+}
+
+TEST(tls_open_tls_connection_verifies_the_host_and_system_store_rejects)
+{
+    struct pki p;
+    make_pki(&p);
+    ASSERT_EQ(cio_run(open_tls_main, &p), 0);
+    free_pki(&p);
+}
