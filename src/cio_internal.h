@@ -7,6 +7,7 @@
 #include "arch.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -140,8 +141,6 @@ int cio__backend_poll(cio_loop *loop, int64_t timeout);
 typedef struct cio__threadsafe cio__threadsafe;
 int cio__threadsafe_open(cio_loop *loop);
 void cio__threadsafe_close(cio_loop *loop);
-/* True when a foreign thread queued something (a relaxed atomic read). */
-bool cio__threadsafe_pending(const cio_loop *loop);
 /* Run what foreign threads queued, now (loop close). Returns true if
  * anything was queued. */
 bool cio__threadsafe_drain(cio_loop *loop);
@@ -306,6 +305,9 @@ struct cio_loop {
     size_t n_fds;
     size_t n_external;       /* outside work that can wake the loop */
     cio__threadsafe *threadsafe; /* call_soon_threadsafe queue + eventfd */
+    /* &threadsafe->pending while there is one (NULL otherwise), so that the
+     * scheduler's hot path reads it inline (cio__threadsafe_pending). */
+    const atomic_bool *threadsafe_pending;
     struct cio__executor *executor; /* thread pool, created on first use */
     struct cio__signals *signals; /* signal handlers (signal.c), or NULL */
     cio_task *main_task;     /* the task cio_loop_run runs, while it runs */
@@ -328,6 +330,13 @@ struct cio_loop {
     void *thread_stack_lo;   /* for ASan fiber switches back to the thread */
     size_t thread_stack_size;
 };
+
+/* True when a foreign thread queued something (a relaxed atomic read). */
+static inline bool cio__threadsafe_pending(const cio_loop *loop)
+{
+    return loop->threadsafe_pending &&
+           atomic_load_explicit(loop->threadsafe_pending, memory_order_relaxed);
+}
 
 
 /* Transition a task's state, asserting the transition is legal:

@@ -83,6 +83,7 @@ int cio__threadsafe_open(cio_loop *loop)
         return rc;
     }
     loop->threadsafe = ts;
+    loop->threadsafe_pending = &ts->pending;
     return 0;
 }
 
@@ -109,6 +110,7 @@ void cio__threadsafe_close(cio_loop *loop)
     pthread_mutex_destroy(&ts->lock);
     free(ts);
     loop->threadsafe = NULL;
+    loop->threadsafe_pending = NULL;
 }
 
 bool cio__threadsafe_drain(cio_loop *loop)
@@ -127,12 +129,6 @@ bool cio__threadsafe_seal(cio_loop *loop)
         ts->closed = true;
     pthread_mutex_unlock(&ts->lock);
     return empty;
-}
-
-bool cio__threadsafe_pending(const cio_loop *loop)
-{
-    return loop->threadsafe &&
-           atomic_load_explicit(&loop->threadsafe->pending, memory_order_relaxed);
 }
 
 int cio_call_soon_threadsafe(cio_loop *loop, cio_callback_fn fn, void *arg)
