@@ -49,8 +49,8 @@ done
 for p in $ONLY; do
     case " $ALL " in *" $p "*) ;; *) usage "unknown peer '$p' (known: $ALL)" ;; esac
 done
-OUT=$BUILD/peers
-mkdir -p "$OUT" || exit 0
+mkdir -p "$BUILD/peers" || exit 0
+OUT=$(cd "$BUILD/peers" && pwd) # absolute: the builds below change directory
 LOG=$OUT/build.log
 : >"$LOG"
 
