@@ -155,7 +155,7 @@ build_tokio() {
     # its .cargo/config.toml points crates-io at the Debian directory source.
     local src=$OUT/echo_tokio-src
     rm -rf "$src"
-    cp -r "$here/echo_tokio" "$src" || { echo "cannot copy the crate to $src"; return 1; }
+    cp -R -p "$here/echo_tokio" "$src" || { echo "cannot copy the crate to $src"; return 1; }
     (
         cd "$src" || exit 1
         RUSTC=$rustc CARGO_TARGET_DIR=$OUT/tokio-target timeout 900 \
