@@ -5,7 +5,9 @@
 #   make check            scripts/check.sh: every test stage this machine can run
 #                         (CIO_CHECK_STAGES=plain,asan make check for a subset)
 #   make demo             build and run examples/demo.c
-#   make bench            build and run every bench_* and bench/run_echo.sh
+#   make bench            build and run every bench_* and bench/run_echo.sh, after
+#                         bench/peers/build.sh (libuv, Go, Tokio, asyncio, uvloop
+#                         echo servers; installs their Debian packages as root)
 #                         (BENCH_ARGS=--quick for a short run)
 #   make install          PREFIX=/usr/local (DESTDIR is honoured)
 #   make clean            remove build/ and build-*/
@@ -53,7 +55,8 @@ demo:
 	$(BUILD)/example_demo
 
 # bench_echo and bench_loadgen are the pieces of bench/run_echo.sh (the echo
-# servers and the load generator), not benchmarks of their own.
+# servers and the load generator), not benchmarks of their own. The peers'
+# servers are built here only, never by `make` or `make check`.
 bench: build
 	@set -e; found=0; \
 	for b in $(BUILD)/bench_*; do \
@@ -64,6 +67,8 @@ bench: build
 	    "$$b" $(BENCH_ARGS); \
 	done; \
 	if [ $$found = 0 ]; then echo "make bench: no bench/*.c, nothing to run"; fi
+	@echo "==== bench/peers/build.sh (the other runtimes' echo servers)"
+	@BUILD_DIR=$(BUILD) bash bench/peers/build.sh
 	@echo "==== bench/run_echo.sh $(filter --quick,$(BENCH_ARGS))"
 	@BUILD_DIR=$(BUILD) bash bench/run_echo.sh $(filter --quick,$(BENCH_ARGS))
 

@@ -22,11 +22,12 @@
 # little CPU during its window: rerun then.
 #
 # It builds nothing: bench_loadgen and the servers must be in --build
-# (default: build/, or $BUILD_DIR). A server that is not there is listed as
-# "not built" and skipped. Exit status: 0 if every server that ran was
+# (default: build/, or $BUILD_DIR; the other runtimes' servers in its
+# peers/, built by bench/peers/build.sh). A server that is not there is
+# listed as "not built" and skipped. Exit status: 0 if every server that ran was
 # measured without errors, 1 otherwise, 2 for bad usage.
 #
-# Adding a server (libuv, Go, Tokio, uvloop): write one function
+# Adding a server (another runtime): write one function
 # server_<name> that starts it listening on 127.0.0.1 with `start_server`
 # (below) and returns 3 if its binary is missing, add <name> to
 # ALL_SERVERS and its label to label_of. A server must echo every byte on
@@ -34,13 +35,21 @@
 # just N), and exit on SIGINT.
 set -u
 
-ALL_SERVERS="floor cio cio_streams"
+ALL_SERVERS="floor cio cio_streams libuv go tokio asyncio uvloop"
+# The runtimes cio's target is set against (DESIGN.md); asyncio is shown
+# for reference only.
+TARGET_PEERS="libuv go tokio uvloop"
 
 label_of() {
     case "$1" in
     floor) echo "floor: bare epoll loop, no runtime" ;;
     cio) echo "cio sock_* (cio_recv/cio_send)" ;;
     cio_streams) echo "cio streams (read/write/drain)" ;;
+    libuv) echo "libuv $(peer_version libuv)" ;;
+    go) echo "Go $(peer_version go), GOMAXPROCS=1" ;;
+    tokio) echo "Tokio $(peer_version tokio) current_thread" ;;
+    asyncio) echo "asyncio Protocol $(peer_version asyncio)" ;;
+    uvloop) echo "uvloop $(peer_version uvloop) Protocol" ;;
     *) echo "$1" ;;
     esac
 }
@@ -203,6 +212,37 @@ server_floor() { cio_echo floor; }
 server_cio() { cio_echo sock; }
 server_cio_streams() { cio_echo stream; }
 
+# The other runtimes' servers (bench/peers/, built into $BUILD/peers by
+# bench/peers/build.sh), each on one thread/core: libuv's one loop, Go with
+# GOMAXPROCS=1, Tokio's current_thread runtime, asyncio's and uvloop's one
+# loop. They take --port and --max-seconds alike.
+peer_echo() { # peer_echo NAME [ENV=VALUE...]
+    local bin=$BUILD/peers/echo_$1
+    shift
+    [ -x "$bin" ] || return 3
+    start_server env "$@" "$bin" --port 0 --max-seconds 3600
+}
+server_libuv() { peer_echo libuv; }
+server_go() { peer_echo go GOMAXPROCS=1; }
+server_tokio() { peer_echo tokio; }
+server_asyncio() { peer_echo asyncio; }
+server_uvloop() { peer_echo uvloop; }
+
+# The version of a peer's runtime, from the Debian package it was built
+# with (empty when unknown).
+peer_version() {
+    local pkg
+    case "$1" in
+    libuv) pkg=libuv1 ;;
+    go) pkg=golang-go ;;
+    tokio) pkg=librust-tokio-dev ;;
+    asyncio) pkg=python3 ;;
+    uvloop) pkg=python3-uvloop ;;
+    *) return 0 ;;
+    esac
+    dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null | sed -e 's/^[0-9]*://' -e 's/[-+~].*//'
+}
+
 # ---- the run ------------------------------------------------------------------------
 field() { # field KEY LINE: the value of KEY=value in LINE
     local kv
@@ -235,7 +275,11 @@ for s in $SERVERS; do
     "server_$s"
     rc=$?
     if [ $rc = 3 ]; then
-        printf '%-32s not built (skipped)\n' "$label"
+        case "$s" in
+        floor | cio*) hint="" ;;
+        *) hint=": bench/peers/build.sh builds it" ;;
+        esac
+        printf '%-32s not built (skipped%s)\n' "$label" "$hint"
         continue
     elif [ $rc != 0 ]; then
         printf '%-32s FAILED to start\n' "$label"
@@ -277,11 +321,11 @@ done
 # The target (DESIGN.md): cio's CPU per request <= 0.8x the best of the
 # other runtimes measured in the same run. The floor is not a runtime: it
 # is shown as the least any epoll server can spend.
-echo "$results" | awk '
+echo "$results" | awk -v peers=" $TARGET_PEERS " '
     $2 !~ /^[0-9.]+$/ { next }
     $1 == "floor" { floor = $2; next }
     $1 ~ /^cio/ { if (cio == "" || $2 < cio) { cio = $2; which = $1 } next }
-    $1 != "" { if (best == "" || $2 < best) { best = $2; who = $1 } }
+    index(peers, " " $1 " ") { if (best == "" || $2 < best) { best = $2; who = $1 } }
     END {
         if (cio == "") exit
         if (floor != "")
