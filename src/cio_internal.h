@@ -285,6 +285,12 @@ struct cio_loop {
      * 16-byte load/add/store, and that load stalls on the 8-byte store of
      * n_ready++ made a few instructions earlier (no store forwarding). */
     size_t batch_left;       /* tasks that may still run in this turn */
+    /* Hops that may still start batches without the light-turn check:
+     * after a check found nothing for the scheduler, the next few batches
+     * skip it (with two tasks it would run every other hop). Anything that
+     * gives the scheduler work zeroes it (cio__sched_work). What cannot
+     * (a foreign thread's call) waits at most CIO__LIGHT_CREDIT hops. */
+    size_t light_credit;
     size_t n_tasks;
     cio__list soon;          /* call_soon handles, FIFO */
     cio__timer_heap timers;
@@ -330,6 +336,11 @@ struct cio_loop {
     void *thread_stack_lo;   /* for ASan fiber switches back to the thread */
     size_t thread_stack_size;
 };
+
+#define CIO__LIGHT_CREDIT 64
+/* Something now needs the scheduler (a callback queued, a timer armed, an
+ * fd watched, outside work, a task finished): the next batch checks. */
+static inline void cio__sched_work(cio_loop *loop) { loop->light_credit = 0; }
 
 /* True when a foreign thread queued something (a relaxed atomic read). */
 static inline bool cio__threadsafe_pending(const cio_loop *loop)

@@ -286,6 +286,7 @@ static int wait_fd(int fd, unsigned events, enum wait_mode mode, const char *fil
             f->waiting[d] = &w;
             w.linked |= DIR_BIT(d);
             loop->n_io_watches++;
+            cio__sched_work(loop);
         }
     }
     uint32_t gen = f->gen;

@@ -255,8 +255,13 @@ static inline bool light_turn_possible(cio_loop *loop)
 static inline cio_task *pick_next(cio_loop *loop)
 {
     if (CIO__UNLIKELY(loop->batch_left == 0)) {
-        if (!light_turn_possible(loop))
-            return NULL;
+        if (loop->light_credit >= loop->n_ready && loop->n_ready) {
+            loop->light_credit -= loop->n_ready;
+        } else {
+            if (!light_turn_possible(loop))
+                return NULL;
+            loop->light_credit = CIO__LIGHT_CREDIT;
+        }
         loop->batch_left = loop->n_ready;
     }
     cio_task *next = ready_pop(loop);
@@ -353,7 +358,9 @@ static int schedule(int64_t when, bool soon, cio_callback_fn fn, void *arg,
     if (soon) {
         h->timer.when = cio__loop_now(loop);
         cio__list_push_back(&loop->soon, &h->node);
+        cio__sched_work(loop);
     } else {
+        cio__sched_work(loop);
         int rc = cio__timer_start(&loop->timers, &h->timer, when);
         if (rc) {
             free(h);
@@ -414,6 +421,7 @@ void cio__handle_queue(cio_loop *loop, cio_handle *h)
 {
     h->timer.when = cio__loop_now(loop);
     cio__list_push_back(&loop->soon, &h->node);
+    cio__sched_work(loop);
 }
 
 static void run_soon_callbacks(cio_loop *loop)
@@ -456,6 +464,7 @@ static void run_due_timers(cio_loop *loop)
 static void run_ready_tasks(cio_loop *loop)
 {
     loop->batch_left = loop->n_ready;
+    cio__sched_work(loop); /* the next batch after this one checks again */
     while (loop->batch_left > 0) {
         cio_task *t = ready_pop(loop);
         if (!t)

@@ -115,6 +115,7 @@ int cio_signal_add(int signo, cio_signal_fn fn, void *arg)
         h->installed = true;
         s->n_installed++;
         loop->n_io_watches++; /* a handler can wake the loop */
+        cio__sched_work(loop);
     }
     h->fn = fn;
     h->arg = arg;

@@ -304,6 +304,7 @@ static void task_complete(cio_task *t, int status)
                    t->name);
     t->status = status;
     cio__task_set_state(t, CIO__TASK_DONE);
+    cio__sched_work(loop); /* (the main task's end must reach drive()) */
     cio__context_release(t);
     cio__list_remove(&t->all_node);
     loop->n_tasks--;
@@ -549,6 +550,7 @@ int cio_sleep_until_site(int64_t deadline, const char *file, int line,
     sleep_timer st;
     st.task = self;
     cio__timer_init(&st.timer, sleep_timer_fired);
+    cio__sched_work(loop);
     rc = cio__timer_start(&loop->timers, &st.timer, deadline);
     if (rc)
         return rc;

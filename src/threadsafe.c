@@ -172,7 +172,11 @@ int cio__call_soon_threadsafe_ex(cio_loop *loop, cio_callback_fn fn,
     return 0;
 }
 
-void cio_loop_external_ref(cio_loop *loop) { loop->n_external++; }
+void cio_loop_external_ref(cio_loop *loop)
+{
+    loop->n_external++;
+    cio__sched_work(loop);
+}
 
 void cio_loop_external_unref(cio_loop *loop)
 {
