@@ -223,7 +223,8 @@ CIO_EXTERN int cio_loop_advance_clock(cio_loop *loop, int64_t delta);
 typedef struct cio_handle cio_handle;
 
 /* Run fn(arg) on the current loop's next turn. Does not suspend. Returns 0,
- * -ENOMEM, or -EPERM outside a loop. */
+ * -ENOMEM, -EINVAL (NULL fn), -EPERM outside a loop, or -ESHUTDOWN once
+ * the loop has finished closing. */
 CIO_EXTERN int cio_call_soon(cio_callback_fn fn, void *arg, cio_handle **handle);
 /* Run fn(arg) delay ns from now (delay <= 0: next turn). */
 CIO_EXTERN int cio_call_later(int64_t delay, cio_callback_fn fn, void *arg,
@@ -246,8 +247,8 @@ CIO_EXTERN void cio_handle_release(cio_handle *h);
 /* call_soon_threadsafe: from any thread, queue fn(arg) to run on `loop`'s
  * thread on its next turn (outside any task; it must not suspend), waking
  * the loop if it sleeps. Calls from one thread run in the order made.
- * Returns 0, -ENOMEM, or -EINVAL (NULL fn, or the loop has finished
- * closing). A call that returned 0 always runs: if the loop is between
+ * Returns 0, -ENOMEM, -EINVAL (NULL loop or fn) or -ESHUTDOWN (the loop
+ * has finished closing). A call that returned 0 always runs: if the loop is between
  * runs, on its next run or at its close, which runs every call queued
  * before it seals the queue (and what they queue in turn). The caller must
  * know the loop is still allocated: join your threads, or stop calling,
@@ -286,8 +287,8 @@ typedef struct cio_task_options {
 
 /* Create a task running fn(arg), named from the printf-style format (NULL
  * for "task-N"), and make it ready. Does not suspend (unless eager). Returns
- * 0, -ENOMEM, -EPERM (no loop on this thread) or -EINVAL (NULL fn, or the
- * loop has finished closing). While the loop closes (cio_loop_close) a new
+ * 0, -ENOMEM, -EPERM (no loop on this thread), -EINVAL (NULL fn) or
+ * -ESHUTDOWN (the loop has finished closing). While the loop closes (cio_loop_close) a new
  * task starts cancelled. */
 CIO_EXTERN int cio_spawn(cio_task **task, cio_task_fn fn, void *arg,
                          const char *name_fmt, ...) CIO__PRINTF(4, 5);

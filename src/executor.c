@@ -160,7 +160,7 @@ static void *worker_main(void *arg)
 static int submit(cio_loop *loop, job *j)
 {
     if (loop->executor == POOL_CLOSED)
-        return -EINVAL; /* the loop is closing */
+        return -ESHUTDOWN; /* the loop is closing */
     cio__executor *p = pool_get(loop);
     if (!p)
         return -ENOMEM;
@@ -355,8 +355,8 @@ static void remote_start(void *arg)
      * whole duration, or inside cio_loop_close (whose tasks were all
      * cancelled: a task started now would escape that); the close's final
      * drain comes after the pool was closed. */
-    if (loop->executor == POOL_CLOSED || !loop->main_task) {
-        remote_finish(rc, -EINVAL); /* the loop is closing */
+    if (loop->executor == POOL_CLOSED || loop->closing) {
+        remote_finish(rc, -ESHUTDOWN); /* the loop is closing */
         return;
     }
     int e = cio_spawn(NULL, remote_task, rc, "%s", rc->name ? rc->name : "remote-call");
@@ -364,7 +364,7 @@ static void remote_start(void *arg)
         remote_finish(rc, e);
 }
 
-static void remote_dropped(void *arg) { remote_finish(arg, -EINVAL); }
+static void remote_dropped(void *arg) { remote_finish(arg, -ESHUTDOWN); }
 
 int cio_run_in_loop(cio_loop *loop, cio_task_fn fn, void *arg, const char *name)
 {

@@ -73,7 +73,7 @@ const char *cio_strerror(int err)
     case EBUSY:
         return "busy (not finished, or a loop already runs on this thread)";
     case ESHUTDOWN:
-        return "shut down";
+        return "shut down (the queue, or the loop: closing or closed)";
     case -CIO_ETLS_VERIFY:
         return "TLS: peer certificate rejected";
     case -CIO_ETLS_HANDSHAKE:
@@ -343,8 +343,10 @@ static int schedule(int64_t when, bool soon, cio_callback_fn fn, void *arg,
     cio_loop *loop = cio__tls_loop;
     if (out)
         *out = NULL;
-    if (!loop || loop->closed)
+    if (!loop)
         return -EPERM;
+    if (loop->closed)
+        return -ESHUTDOWN;
     if (!fn)
         return -EINVAL;
     cio_handle *h = calloc(1, sizeof *h);

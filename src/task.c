@@ -200,7 +200,7 @@ int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
     if (!loop)
         return -EPERM;
     if (loop->closed)
-        return -EINVAL;
+        return -ESHUTDOWN;
     if (!fn)
         return -EINVAL;
     if (cio__ready_reserve(loop, loop->n_tasks + 1) != 0)

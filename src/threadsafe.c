@@ -143,7 +143,7 @@ int cio__call_soon_threadsafe_ex(cio_loop *loop, cio_callback_fn fn,
         return -EINVAL;
     cio__threadsafe *ts = loop->threadsafe;
     if (!ts)
-        return -EINVAL;
+        return -ESHUTDOWN; /* the loop has finished closing */
     ts_call *c = malloc(sizeof *c);
     if (!c)
         return -ENOMEM;
@@ -155,7 +155,7 @@ int cio__call_soon_threadsafe_ex(cio_loop *loop, cio_callback_fn fn,
     if (ts->closed) {
         pthread_mutex_unlock(&ts->lock);
         free(c);
-        return -EINVAL;
+        return -ESHUTDOWN;
     }
     if (ts->tail)
         ts->tail->next = c;

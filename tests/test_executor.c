@@ -545,7 +545,7 @@ static int nothing(void *arg)
 }
 
 /* A call that reaches a loop between runs and is still queued when the
- * loop closes: refused with -EINVAL, the caller is not left blocked. */
+ * loop closes: refused with -ESHUTDOWN, the caller is not left blocked. */
 TEST(executor_run_in_loop_refused_when_the_loop_closes_first)
 {
     struct remote r = {.fn = must_not_run};
@@ -556,7 +556,7 @@ TEST(executor_run_in_loop_refused_when_the_loop_closes_first)
     ASSERT_TRUE(threadsafe_pending_within(r.loop, 5 * CIO_SEC));
     cio_loop_close(r.loop);
     ASSERT_TRUE(timed_join(th, 5));
-    ASSERT_EQ(r.rc, -EINVAL);
+    ASSERT_EQ(r.rc, -ESHUTDOWN);
     ASSERT_EQ(atomic_load(&r.started), 0);
 }
 

@@ -50,8 +50,8 @@ CIO_EXTERN int cio_executor_set_threads(size_t n);
  * cannot be stopped: the caller waits for it (shielded) so that `arg` stays
  * valid, then returns the cancellation code (the result is dropped). Use
  * cio_to_thread_ex to return at once instead. Returns -EPERM outside a
- * task, -EINVAL (fn NULL, or the loop is closing), -ENOMEM, or -EAGAIN if
- * no thread could be started at all. */
+ * task, -EINVAL (fn NULL), -ESHUTDOWN (the loop is closing), -ENOMEM, or
+ * -EAGAIN if no thread could be started at all. */
 #define cio_to_thread(fn, arg) cio_to_thread_site((fn), (arg), NULL, CIO__HERE)
 /* Like cio_to_thread, but a cancelled caller returns at once even when the
  * job runs. Whenever it returns -ECANCELED / -ETIMEDOUT, arg belongs to
@@ -81,8 +81,8 @@ CIO_EXTERN int cio_to_thread_site(cio_work_fn fn, void *arg,
  * negative errno it left. Names under the reserved TLD "invalid"
  * ("x.invalid", RFC 6761) fail with CIO_EAI_NONAME at once, without a
  * lookup. Other returns: -EINVAL (res NULL, or both host and service
- * NULL, or the loop is closing), -EPERM outside a task, -ENOMEM, -EAGAIN
- * (no thread could be started). */
+ * NULL), -ESHUTDOWN (the loop is closing), -EPERM outside a task,
+ * -ENOMEM, -EAGAIN (no thread could be started). */
 #define cio_getaddrinfo(host, service, hints, res)                             \
     cio_getaddrinfo_site((host), (service), (hints), (res), CIO__HERE)
 CIO_EXTERN int cio_getaddrinfo_site(const char *host, const char *service,
@@ -96,9 +96,9 @@ CIO_EXTERN int cio_getaddrinfo_site(const char *host, const char *service,
  * loop through cio_call_soon_threadsafe (an eventfd wake-up); the task
  * starts on the loop's next turn and runs as any other (it may suspend,
  * spawn, be cancelled). Returns fn's status; -EINVAL if called from the
- * loop's own thread, fn is NULL, or the loop closes before the task could
- * start (the loop is closing or closed: a call racing with close either
- * runs or gets -EINVAL, never hangs); -ENOMEM. If the loop closes while
+ * loop's own thread or fn is NULL; -ESHUTDOWN if the loop closes before
+ * the task could start (the loop is closing or closed: a call racing with
+ * close either runs or gets -ESHUTDOWN, never hangs); -ENOMEM. If the loop closes while
  * the task runs, close cancels it, and the call returns what fn returns
  * then (normally -ECANCELED).
  *
