@@ -300,6 +300,8 @@ struct cio_loop {
     bool running;            /* inside cio_loop_run or cio_loop_close */
     bool closing;            /* inside cio_loop_close: new tasks start
                               * cancelled */
+    bool gave_up;            /* drive gave up on a deadlock (-EDEADLK), when */
+    uint64_t gave_up_finished; /* n_finished was this */
     bool recancel;           /* closing, and a task uncancelled itself: drive
                               * cancels it again when nothing is ready */
     bool closed;             /* close's last part: nothing new accepted */

@@ -644,8 +644,14 @@ static int drive(cio_loop *loop, cio_task *until)
         if (cancelled_for_deadlock) {
             fprintf(stderr, "cio: deadlock persists after cancelling every task "
                             "(shielded waits?); giving up\n");
+            loop->gave_up = true;
+            loop->gave_up_finished = loop->n_finished;
             return -EDEADLK;
         }
+        /* The close after a run that gave up meets the same stuck tasks:
+         * reported already, nothing to add. */
+        if (loop->closing && loop->gave_up && loop->gave_up_finished == loop->n_finished)
+            return -EDEADLK;
         fprintf(stderr, "cio: deadlock: every task waits for something that no "
                         "task, timer or I/O will provide. Tasks:\n");
         cio_dump_tasks(2);
