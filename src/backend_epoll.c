@@ -51,7 +51,9 @@ static uint64_t fd_tag(int fd, uint32_t gen)
 
 static int fd_ctl(cio_loop *loop, int op, int fd, uint32_t gen)
 {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+    /* EPOLLPRI: TCP urgent data, which makes a read stop short with bytes
+     * still queued (the fd layer then stops trusting short reads). */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET,
                              .data.u64 = fd_tag(fd, gen)};
     return epoll_ctl(loop->epoll_fd, op, fd, &ev) == 0 ? 0 : -errno;
 }
@@ -127,8 +129,10 @@ int cio__backend_poll(cio_loop *loop, int64_t timeout)
         uint32_t e = events[i].events;
         if (tag & 1u) { /* the fd layer's */
             unsigned ready = 0;
-            if (e & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
+            if (e & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
                 ready |= CIO_READABLE;
+            if (e & EPOLLPRI)
+                ready |= CIO__FD_URGENT;
             if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP))
                 ready |= CIO_WRITABLE;
             if (e & EPOLLRDHUP)

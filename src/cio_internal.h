@@ -167,18 +167,24 @@ void cio__fd_table_free(cio_loop *loop);
  * ready is CIO_READABLE / CIO_WRITABLE (errors and hang-ups count as
  * both), plus CIO__FD_RDHUP when the peer will send nothing more. */
 #define CIO__FD_RDHUP 4u
+#define CIO__FD_URGENT 8u /* EPOLLPRI: TCP urgent data is pending */
 void cio__fd_event(cio_loop *loop, int fd, uint32_t gen, unsigned ready);
 /* fd is a number the kernel has just returned (socket, accept): forget the
  * state of any earlier descriptor with that number (its waiters get
- * -EBADF), and remember whether it is a SOCK_STREAM socket. No-op outside a
- * loop. */
-void cio__fd_fresh(int fd, bool stream);
-bool cio__fd_is_stream(int fd);
-/* The short-read shortcut of cio_recv / cio_read (fd.c). On a stream
- * socket a read that returned fewer bytes than asked proves the receive
- * queue was empty, as EAGAIN would: note_read remembers that, and the next
- * read waits first (take_drained says so, once) instead of making a system
- * call that would answer EAGAIN. Any wait for reading clears the mark. */
+ * -EBADF), and remember whether it is a TCP socket. No-op outside a loop. */
+void cio__fd_fresh(int fd, bool tcp);
+bool cio__fd_is_tcp(int fd);
+/* fd (adopted by a stream) is a TCP socket. No-op outside a loop. */
+void cio__fd_mark_tcp(int fd);
+/* The short-read shortcut of cio_recv / cio_read and streams (fd.c). On a
+ * TCP socket a read that returned fewer bytes than asked proves the
+ * receive queue was empty, as EAGAIN would (not on other stream sockets: a
+ * Unix socket's read stops short at a message carrying SCM_RIGHTS or
+ * credentials, with bytes still queued; nor on a TCP socket that has seen
+ * urgent data, where a read stops at the mark). note_read remembers that,
+ * and the next read waits first (take_drained says so, once) instead of
+ * making a system call that would answer EAGAIN. Any read that is not
+ * short, and any wait for reading, clears the mark. */
 void cio__fd_note_read(int fd, size_t asked, ssize_t got);
 bool cio__fd_take_drained(int fd);
 /* fd is being adopted (a stream takes it over): if the loop holds a

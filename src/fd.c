@@ -27,9 +27,12 @@
  * EAGAIN): the wait returns at once, the next attempt sees EAGAIN again
  * and waits for real — one wasted system call, never a lost wake-up.
  *
- * Streams go one step further on SOCK_STREAM sockets: a short read proves
- * the receive queue empty just as EAGAIN would, so they wait without
- * trying (cio__fd_wait_drained). Data that came in between left a hint;
+ * cio_recv, cio_read and streams go one step further on TCP sockets: a
+ * short read proves the receive queue empty just as EAGAIN would, so the
+ * next read waits without trying (cio__fd_note_read, cio__fd_wait_drained;
+ * not after urgent data, EPOLLPRI, which stops a read short at its mark,
+ * and not on Unix sockets, whose reads stop short at a message carrying
+ * descriptors or credentials). Data that came in between left a hint;
  * and after EPOLLRDHUP (`rdhup`, kept for good) the end of the stream is
  * there to read while no edge will ever come, so that wait returns at
  * once. An EAGAIN-driven wait ignores rdhup: a datagram socket shut for
@@ -75,8 +78,9 @@ typedef struct cio__fd {
     unsigned ready;    /* CIO_READABLE / CIO_WRITABLE seen with no waiter */
     bool registered;   /* the backend holds a registration tagged `gen` */
     bool rdhup;        /* EPOLLRDHUP seen: the peer will send nothing more */
-    bool stream;       /* a SOCK_STREAM socket made by cio_socket / cio_accept */
-    bool drained;      /* stream: the last cio_recv/cio_read came back short */
+    bool tcp;          /* a TCP socket (cio_socket, cio_accept, a stream) */
+    bool urgent;       /* EPOLLPRI seen: short reads prove nothing any more */
+    bool drained;      /* tcp: the last read came back short */
 } cio__fd;
 
 /* The slot of fd, growing the table if needed (NULL: out of memory). */
@@ -150,7 +154,7 @@ static void reset_slot(cio_loop *loop, cio__fd *f, int rc)
     f->registered = false;
     f->ready = 0;
     f->rdhup = false;
-    f->stream = f->drained = false;
+    f->tcp = f->urgent = f->drained = false;
     f->gen++;
 }
 
@@ -161,6 +165,8 @@ void cio__fd_event(cio_loop *loop, int fd, uint32_t gen, unsigned ready)
         return; /* a registration left over from a closed descriptor */
     if (ready & CIO__FD_RDHUP)
         f->rdhup = true;
+    if (ready & CIO__FD_URGENT)
+        f->urgent = true, f->drained = false;
     unsigned dirs = ready & (CIO_READABLE | CIO_WRITABLE), claimed = 0;
     for (int d = DIR_READ; d <= DIR_WRITE; d++)
         if (dirs & DIR_BIT(d))
@@ -170,29 +176,37 @@ void cio__fd_event(cio_loop *loop, int fd, uint32_t gen, unsigned ready)
     f->ready |= dirs & ~claimed;
 }
 
-void cio__fd_fresh(int fd, bool stream)
+void cio__fd_mark_tcp(int fd)
+{
+    cio_loop *loop = cio__tls_loop;
+    cio__fd *f;
+    if (loop && fd >= 0 && (f = slot(loop, fd)))
+        f->tcp = true; /* (out of memory: no short-read shortcut, that is all) */
+}
+
+void cio__fd_fresh(int fd, bool tcp)
 {
     cio_loop *loop = cio__tls_loop;
     cio__fd *f = slot_if_any(loop, fd);
     /* The kernel just handed out this number, so whatever descriptor had
      * it before is closed: the slot is stale. */
-    if (f && (f->registered || has_waiters(f) || f->ready || f->stream))
+    if (f && (f->registered || has_waiters(f) || f->ready || f->tcp))
         reset_slot(loop, f, -EBADF);
-    if (stream && loop && (f = slot(loop, fd)))
-        f->stream = true; /* (out of memory: no short-read shortcut, that is all) */
+    if (tcp)
+        cio__fd_mark_tcp(fd);
 }
 
-bool cio__fd_is_stream(int fd)
+bool cio__fd_is_tcp(int fd)
 {
     cio__fd *f = slot_if_any(cio__tls_loop, fd);
-    return f && f->stream;
+    return f && f->tcp;
 }
 
 void cio__fd_note_read(int fd, size_t asked, ssize_t got)
 {
     cio__fd *f = slot_if_any(cio__tls_loop, fd);
-    if (f && f->stream && got > 0 && (size_t)got < asked)
-        f->drained = true;
+    if (f)
+        f->drained = f->tcp && !f->urgent && got > 0 && (size_t)got < asked;
 }
 
 bool cio__fd_take_drained(int fd)

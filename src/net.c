@@ -16,7 +16,9 @@ int cio_socket(int domain, int type, int protocol)
     int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
     if (fd < 0)
         return -errno;
-    cio__fd_fresh(fd, (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM);
+    bool stream = (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM;
+    cio__fd_fresh(fd, stream && (domain == AF_INET || domain == AF_INET6) &&
+                          (protocol == 0 || protocol == IPPROTO_TCP));
     return fd;
 }
 
@@ -58,8 +60,8 @@ int cio_accept_site(int fd, struct sockaddr *addr, socklen_t *len,
             return rc;
         int c = accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (c >= 0) {
-            /* A SOCK_STREAM listener's connections are SOCK_STREAM too. */
-            cio__fd_fresh(c, cio__fd_is_stream(fd));
+            /* A TCP listener's connections are TCP too. */
+            cio__fd_fresh(c, cio__fd_is_tcp(fd));
             return c;
         }
         /* Errors that belong to the connection that went away, not to
@@ -100,7 +102,7 @@ static ssize_t recv_loop(int fd, void *buf, size_t n, int flags, const char *fil
 }
 
 /* The short-read shortcut (cio__fd_note_read): wait before the first
- * system call when the last read on this stream socket came back short. */
+ * system call when the last read on this TCP socket came back short. */
 static int wait_if_drained(int fd, const char *file, int line, const char *func)
 {
     if (!cio__fd_take_drained(fd))

@@ -33,10 +33,6 @@ struct cio_stream {
     size_t wcap, wstart, wend;
     int werr;
     bool write_closed, closing, is_socket;
-    /* A SOCK_STREAM socket read through the plain fd: a short read there
-     * proves the receive queue empty, so the next read waits first
-     * (`drained`) instead of paying for a read that would say EAGAIN. */
-    bool stream_sock, drained;
     cio_task *sender;      /* the background sender while it runs */
     const cio_stream_transport *tp; /* NULL: the fd itself */
     void *tp_ctx;
@@ -79,8 +75,17 @@ int cio_stream_open_fd(cio_stream **out, int fd, const cio_stream_options *opts)
     int type;
     socklen_t len = sizeof type;
     s->is_socket = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
-    s->stream_sock = s->is_socket && type == SOCK_STREAM;
     cio__fd_check(fd); /* a number closed with close(2) and reused? */
+    /* A TCP socket read through the plain fd: a short read there proves
+     * the receive queue empty, so the next read waits first instead of
+     * paying for a read that would say EAGAIN (cio__fd_note_read). */
+    int proto, domain;
+    socklen_t plen = sizeof proto, dlen = sizeof domain;
+    if (s->is_socket && type == SOCK_STREAM &&
+        getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &plen) == 0 &&
+        getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) == 0 &&
+        proto == IPPROTO_TCP && (domain == AF_INET || domain == AF_INET6))
+        cio__fd_mark_tcp(fd);
     /* A blocking fd would stall the whole loop: make it non-blocking (as
      * asyncio's transports do). Sockets from cio_socket / cio_accept are
      * already. */
@@ -203,19 +208,18 @@ static ssize_t read_wait(cio_stream *s, void *buf, size_t n, const char *file,
          * another descriptor already. */
         if (s->closing)
             return -EBADF;
-        if (s->drained && !s->tp) {
+        if (!s->tp && cio__fd_take_drained(s->fd)) {
             /* The last read was short: the socket was empty then, so wait
              * first (what an EAGAIN would tell, without the system call;
              * data that came since left a readiness hint, and then this
              * returns at once). */
             if ((rc = cio__fd_wait_drained(s->fd, file, line, func)) < 0)
                 return rc;
-            s->drained = false;
         }
         unsigned want;
         ssize_t r = recv_some(s, buf, n, &want);
-        if (r > 0 && (size_t)r < n && s->stream_sock && !s->tp)
-            s->drained = true;
+        if (!s->tp)
+            cio__fd_note_read(s->fd, n, r);
         if (r >= 0 || (r != -EAGAIN && r != -EINTR))
             return r;
         if (r == -EAGAIN && (rc = wait_want(s, want, file, line, func)) < 0)

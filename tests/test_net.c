@@ -908,3 +908,101 @@ TEST(net_wildcard_listener_takes_ipv4_and_ipv6)
 {
     ASSERT_EQ(cio_run(wildcard_main, NULL), 0);
 }
+
+/* Reads that stop short with bytes still queued, where the short-read
+ * shortcut must not apply: TCP urgent data (a read stops at the mark) and
+ * a Unix stream socket whose read stops at a message carrying descriptors.
+ * The reader parks first, so the one edge that brings all the bytes is
+ * used to wake it; a shortcut taken wrongly would then wait for an edge
+ * that never comes (the deadline). */
+static int short_fd;
+static ssize_t short_first, short_second;
+/* arg: NULL to read short_fd with cio_recv, or a cio_stream over it. */
+static int short_reader(void *arg)
+{
+    cio_stream *st = arg;
+    char buf[100];
+    short_first = st ? cio_stream_read(st, buf, sizeof buf)
+                     : cio_recv(short_fd, buf, sizeof buf, 0);
+    cio_scope deadline;
+    cio_timeout_enter(&deadline, 2 * CIO_SEC);
+    short_second = st ? cio_stream_read(st, buf, sizeof buf)
+                      : cio_recv(short_fd, buf, sizeof buf, 0);
+    cio_scope_exit(&deadline);
+    return 0;
+}
+
+static int urgent_main(void *arg)
+{
+    (void)arg;
+    int lfd = cio_tcp_listen("127.0.0.1", "0", 4, false);
+    ASSERT_GE(lfd, 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", local_port(lfd));
+    int peer = cio_tcp_connect("127.0.0.1", port, 0);
+    ASSERT_GE(peer, 0);
+    ASSERT_GE(short_fd = cio_accept(lfd, NULL, NULL), 0);
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, short_reader, NULL, "reader"), 0);
+    ASSERT_EQ(cio_sleep(10 * CIO_MSEC), 0); /* the reader waits in cio_recv */
+    ASSERT_EQ(send(peer, "abc", 3, 0), 3);
+    ASSERT_EQ(send(peer, "X", 1, MSG_OOB), 1);
+    ASSERT_EQ(send(peer, "defgh", 5, 0), 5);
+    ASSERT_EQ(cio_join(t, NULL), 0);
+    cio_task_release(t);
+    ASSERT_EQ(short_first, 3); /* stopped at the urgent mark */
+    ASSERT_EQ(short_second, 5);
+    cio_close(short_fd);
+    cio_close(peer);
+    cio_close(lfd);
+    return 0;
+}
+
+TEST(net_short_read_at_tcp_urgent_mark_does_not_wait)
+{
+    ASSERT_EQ(cio_run(urgent_main, NULL), 0);
+}
+
+/* arg non-NULL: read through a stream (which used to take the shortcut
+ * on every SOCK_STREAM socket), else with cio_recv. */
+static int scm_main(void *arg)
+{
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    short_fd = sv[0];
+    cio_stream *st = NULL;
+    if (arg)
+        ASSERT_EQ(cio_stream_open_fd(&st, sv[0], NULL), 0);
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, short_reader, st, "reader"), 0);
+    ASSERT_EQ(cio_sleep(10 * CIO_MSEC), 0);
+    /* "A" with a descriptor attached, then "BCD": one read stops after "A". */
+    int passed = sv[1];
+    char cbuf[CMSG_SPACE(sizeof(int))] = {0};
+    struct iovec iov = {.iov_base = "A", .iov_len = 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                       .msg_controllen = sizeof cbuf};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &passed, sizeof passed);
+    ASSERT_EQ(sendmsg(sv[1], &m, 0), 1);
+    ASSERT_EQ(send(sv[1], "BCD", 3, 0), 3);
+    ASSERT_EQ(cio_join(t, NULL), 0);
+    cio_task_release(t);
+    ASSERT_EQ(short_first, 1);
+    ASSERT_EQ(short_second, 3);
+    if (st)
+        cio_stream_abort(st); /* closes sv[0] */
+    else
+        cio_close(sv[0]);
+    cio_close(sv[1]);
+    return 0;
+}
+
+TEST(net_short_read_at_unix_scm_rights_does_not_wait)
+{
+    ASSERT_EQ(cio_run(scm_main, NULL), 0);
+    ASSERT_EQ(cio_run(scm_main, "stream"), 0);
+}
