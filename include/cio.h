@@ -184,7 +184,7 @@ CIO_EXTERN int cio_loop_run(cio_loop *loop, cio_task_fn fn, void *arg);
  * callbacks never run; handles the caller holds stay valid to release).
  * Then the thread-safe queue is sealed, atomically with respect to
  * cio_call_soon_threadsafe: a call made before that runs, one made after
- * is refused with -EINVAL. If the tasks deadlock beyond repair (see
+ * is refused with -ESHUTDOWN. If the tasks deadlock beyond repair (see
  * cio_loop_run), the stuck ones are freed with their stacks: what they
  * held themselves leaks (said on stderr), but the library's references go
  * (their group's, the loop's) and their done callbacks run, seeing the

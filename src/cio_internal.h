@@ -144,7 +144,7 @@ void cio__threadsafe_close(cio_loop *loop);
 /* Run what foreign threads queued, now (loop close). Returns true if
  * anything was queued. */
 bool cio__threadsafe_drain(cio_loop *loop);
-/* Loop close: if nothing is queued, refuse every later call (-EINVAL) and
+/* Loop close: if nothing is queued, refuse every later call (-ESHUTDOWN) and
  * return true; otherwise return false (drain, then try again). Atomic with
  * respect to cio_call_soon_threadsafe: a call is run or refused, never
  * accepted and dropped. */
@@ -292,10 +292,11 @@ struct cio_loop {
      * n_ready++ made a few instructions earlier (no store forwarding). */
     size_t batch_left;       /* tasks that may still run in this turn */
     /* Hops that may still start batches without the light-turn check:
-     * after a check found nothing for the scheduler, the next few batches
-     * skip it (with two tasks it would run every other hop). Anything that
-     * gives the scheduler work zeroes it (cio__sched_work). What cannot
-     * (a foreign thread's call) waits at most CIO__LIGHT_CREDIT hops. */
+     * after a check found nothing for the scheduler and no timer armed,
+     * the next few batches skip it (with two tasks it would run every
+     * other hop). Anything that gives the scheduler work zeroes it
+     * (cio__sched_work). What cannot (a foreign thread's call) waits at
+     * most CIO__LIGHT_CREDIT hops. */
     size_t light_credit;
     size_t n_tasks;
     cio__list soon;          /* call_soon handles, FIFO */

@@ -260,9 +260,12 @@ static inline cio_task *pick_next(cio_loop *loop)
         } else {
             if (!light_turn_possible(loop))
                 return NULL;
-            loop->light_credit = CIO__LIGHT_CREDIT;
+            /* Credit only while no timer is armed: a deadline must not
+             * wait for hops that may each take long. */
+            loop->light_credit = loop->timers.len ? 0 : CIO__LIGHT_CREDIT;
         }
         loop->batch_left = loop->n_ready;
+        loop->clock_stale = true; /* time passes across yields, too */
     }
     cio_task *next = ready_pop(loop);
     if (next)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static char trace[128];
@@ -410,4 +411,62 @@ static int dump_main(void *arg)
 TEST(loop_task_dump)
 {
     ASSERT_EQ(run_virtual(dump_main, NULL), 0);
+}
+
+/* Tasks that only yield, each hop taking real time (CPU-bound work done
+ * in slices): a deadline must fire within a hop or two of its time, not
+ * after a fixed number of hops, and cio_now() must move across yields even
+ * with no timer armed. Counts hops, not seconds: each hop spins for 1 ms
+ * of real time, so the 5 ms deadline needs at least 5; a scheduler that
+ * skipped its timer check for dozens of hops would need many more. */
+static void spin_ms(int ms)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < ms * 1000000L);
+}
+
+static int spinner(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 1000; i++) {
+        spin_ms(1);
+        if (cio_yield() != 0)
+            return 0;
+    }
+    return 0;
+}
+
+static int busy_hops_main(void *arg)
+{
+    (void)arg;
+    /* No timer armed: the clock still moves across yields. */
+    int64_t t0 = cio_now();
+    spin_ms(2);
+    ASSERT_EQ(cio_yield(), 0);
+    ASSERT_GE(cio_now() - t0, 2 * CIO_MSEC);
+    cio_task *other;
+    ASSERT_EQ(cio_spawn(&other, spinner, NULL, "spinner"), 0);
+    cio_scope deadline;
+    cio_timeout_enter(&deadline, 5 * CIO_MSEC);
+    int hops = 0, rc;
+    while ((rc = cio_yield()) == 0 && hops < 1000) {
+        spin_ms(1);
+        hops++;
+    }
+    ASSERT_EQ(rc, -ETIMEDOUT);
+    ASSERT_EQ(cio_scope_exit(&deadline), -ETIMEDOUT);
+    cio_test_note("deadline fired after %d hops of ~2 ms", hops);
+    ASSERT_LE(hops, 6);
+    cio_task_cancel(other);
+    ASSERT_EQ(cio_join(other, NULL), 0);
+    cio_task_release(other);
+    return 0;
+}
+
+TEST(loop_deadline_fires_on_time_between_busy_yields)
+{
+    ASSERT_EQ(cio_run(busy_hops_main, NULL), 0);
 }

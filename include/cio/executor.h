@@ -50,8 +50,9 @@ CIO_EXTERN int cio_executor_set_threads(size_t n);
  * cannot be stopped: the caller waits for it (shielded) so that `arg` stays
  * valid, then returns the cancellation code (the result is dropped). Use
  * cio_to_thread_ex to return at once instead. Returns -EPERM outside a
- * task, -EINVAL (fn NULL), -ESHUTDOWN (the loop is closing), -ENOMEM, or
- * -EAGAIN if no thread could be started at all. */
+ * task, -EINVAL (fn NULL), -ESHUTDOWN (the loop's close has already
+ * joined the pool), -ENOMEM, or -EAGAIN if no thread could be started at
+ * all. */
 #define cio_to_thread(fn, arg) cio_to_thread_site((fn), (arg), NULL, CIO__HERE)
 /* Like cio_to_thread, but a cancelled caller returns at once even when the
  * job runs. Whenever it returns -ECANCELED / -ETIMEDOUT, arg belongs to
@@ -81,7 +82,8 @@ CIO_EXTERN int cio_to_thread_site(cio_work_fn fn, void *arg,
  * negative errno it left. Names under the reserved TLD "invalid"
  * ("x.invalid", RFC 6761) fail with CIO_EAI_NONAME at once, without a
  * lookup. Other returns: -EINVAL (res NULL, or both host and service
- * NULL), -ESHUTDOWN (the loop is closing), -EPERM outside a task,
+ * NULL), -ESHUTDOWN (the loop's close has already joined the pool),
+ * -EPERM outside a task,
  * -ENOMEM, -EAGAIN (no thread could be started). */
 #define cio_getaddrinfo(host, service, hints, res)                             \
     cio_getaddrinfo_site((host), (service), (hints), (res), CIO__HERE)
