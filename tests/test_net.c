@@ -412,9 +412,18 @@ static int client_sequence(void *arg)
 /* arg: the host to connect to: "127.0.0.1", or "localhost", which goes
  * through the resolver on the thread pool and (where it lists ::1 first)
  * a refused IPv6 attempt before the IPv4 one. */
+static int pool_nop(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
 static int cancel_every_main(void *arg)
 {
     const char *host = arg;
+    bool by_name = strcmp(host, "127.0.0.1") != 0;
+    if (by_name)
+        ASSERT_EQ(cio_executor_set_threads(1), 0); /* lookups in FIFO order */
     int fds_before = count_open_fds();
     int lfd = cio_tcp_listen("127.0.0.1", "0", 16, false);
     char port[16];
@@ -445,7 +454,7 @@ static int cancel_every_main(void *arg)
     int cancelled = 0, k;
     int steps_seen[4] = {0};
     /* (A lookup on the pool takes many turns: a bigger bound by name.) */
-    int max_k = strcmp(host, "127.0.0.1") == 0 ? 500 : 100000;
+    int max_k = by_name ? 100000 : 500;
     for (k = 0; k < max_k; k++) {
         struct echo_srv srv = {.lfd = lfd, .count = 1};
         cio_task *st, *ct;
@@ -469,6 +478,12 @@ static int cancel_every_main(void *arg)
         cio_join(st, NULL);
         cio_task_release(st);
         cio_task_release(ct);
+        /* By name, a cancelled caller's lookup may still run on the pool's
+         * one thread, which holds descriptors of its own meanwhile (glibc
+         * asks nscd over a Unix socket, reads /etc/hosts): a job queued
+         * behind it returns once it is over. */
+        if (by_name)
+            ASSERT_EQ(cio_to_thread(pool_nop, NULL), 0);
         if (count_open_fds() != fds_listening)
             cio_test_note("cancelled after %d turns, %d steps done", k, c.steps_done);
         ASSERT_EQ(count_open_fds(), fds_listening);
@@ -482,7 +497,7 @@ static int cancel_every_main(void *arg)
      * length varies from run to run, so which later awaits a given k hits
      * is not fixed: there only "before connecting" is certain. */
     ASSERT_GT(steps_seen[0], 0);
-    if (!strcmp(host, "127.0.0.1"))
+    if (!by_name)
         ASSERT_GT(steps_seen[2], 0);
     ASSERT_EQ(steps_seen[3], 1);
     cio_test_note("%d cancellation points: %d before connecting, %d in send, %d in recv",
