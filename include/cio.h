@@ -182,6 +182,9 @@ CIO_EXTERN int cio_loop_run(cio_loop *loop, cio_task_fn fn, void *arg);
  * nothing ready, so only shielded waits can hold the close up. The thread
  * pool is joined (cio/executor.h). Timers not yet due are dropped (their
  * callbacks never run; handles the caller holds stay valid to release).
+ * call_soon callbacks run, and those they queue in turn, but callbacks
+ * that keep queueing more for 10,000 rounds are dropped (said on stderr),
+ * so that a callback re-queueing itself cannot hold the close for ever.
  * Then the thread-safe queue is sealed, atomically with respect to
  * cio_call_soon_threadsafe: a call made before that runs, one made after
  * is refused with -ESHUTDOWN. If the tasks deadlock beyond repair (see

@@ -731,6 +731,26 @@ static void force_finish(cio_loop *loop)
     loop->n_ready = 0;
 }
 
+/* Callbacks that keep queueing callbacks during the close: after this many
+ * rounds of nothing else, the rest are dropped (said on stderr). */
+#define CLOSE_CALLBACK_ROUNDS 10000ul
+
+static void drop_soon_callbacks(cio_loop *loop)
+{
+    size_t n_dropped = 0;
+    cio__list *n;
+    while ((n = cio__list_pop_front(&loop->soon))) {
+        cio_handle *h = CIO__CONTAINER(n, cio_handle, node);
+        h->done = true; /* (never run: like a timer dropped at close) */
+        handle_unref(h);
+        n_dropped++;
+    }
+    fprintf(stderr,
+            "cio: cio_loop_close: call_soon callbacks kept queueing more for %lu "
+            "rounds; dropped the %zu still queued\n",
+            CLOSE_CALLBACK_ROUNDS, n_dropped);
+}
+
 /* Close runs in rounds until nothing is left to run: drive the tasks to
  * their end (every one cancelled, see drive), close the thread pool (its
  * last completions are posted to the thread-safe queue), run the call_soon
@@ -748,6 +768,9 @@ int cio_loop_close(cio_loop *loop)
     loop->closing = true;
     loop->running = true;
     cancel_all(loop);
+    /* Rounds in a row in which only call_soon callbacks ran: a callback
+     * that queues itself again for ever would hold the close for ever. */
+    unsigned long callback_rounds = 0;
     for (;;) {
         if (drive(loop, NULL) != 0)
             force_finish(loop);
@@ -755,8 +778,15 @@ int cio_loop_close(cio_loop *loop)
         cio__executor_close(loop);
         loop->clock_stale = true;
         bool ran = !cio__list_empty(&loop->soon);
+        if (ran && ++callback_rounds > CLOSE_CALLBACK_ROUNDS) {
+            drop_soon_callbacks(loop);
+            ran = false;
+        }
         run_soon_callbacks(loop);
-        ran |= cio__threadsafe_drain(loop);
+        bool ts_ran = cio__threadsafe_drain(loop);
+        if (ts_ran)
+            callback_rounds = 0;
+        ran |= ts_ran;
         if (!ran && loop->n_tasks == 0 && cio__list_empty(&loop->soon) &&
             cio__threadsafe_seal(loop))
             break;

@@ -470,3 +470,38 @@ TEST(loop_deadline_fires_on_time_between_busy_yields)
 {
     ASSERT_EQ(cio_run(busy_hops_main, NULL), 0);
 }
+
+/* A callback that queues itself again for ever: the close must still end
+ * (it drops the chain after a bounded number of rounds, and says so). */
+static long requeue_runs;
+static void requeue_forever(void *arg)
+{
+    (void)arg;
+    requeue_runs++;
+    cio_call_soon(requeue_forever, NULL, NULL);
+}
+
+static int start_requeue(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_call_soon(requeue_forever, NULL, NULL), 0);
+    return 0;
+}
+
+TEST(loop_close_ends_a_callback_that_requeues_itself)
+{
+    int err[2];
+    ASSERT_EQ(pipe(err), 0);
+    fcntl(err[0], F_SETFL, O_NONBLOCK);
+    int saved = dup(2);
+    dup2(err[1], 2);
+    int rc = cio_run(start_requeue, NULL); /* run returns; close meets the chain */
+    fflush(stderr);
+    dup2(saved, 2);
+    close(err[1]);
+    char buf[4096] = {0};
+    ASSERT_GT(read(err[0], buf, sizeof buf - 1), 0);
+    ASSERT_EQ(rc, 0);
+    ASSERT_GE(requeue_runs, 10000);
+    ASSERT_TRUE(strstr(buf, "kept queueing more") != NULL);
+}
