@@ -237,17 +237,10 @@ static int deadlock_main(void *arg)
 
 TEST(loop_deadlock_is_reported_and_unwound)
 {
-    int err[2];
-    ASSERT_EQ(pipe(err), 0);
-    int saved = dup(2);
-    dup2(err[1], 2);
+    stderr_capture cap = stderr_capture_begin();
     int rc = cio_run(deadlock_main, NULL);
-    fflush(stderr);
-    dup2(saved, 2);
-    close(err[1]);
-    char buf[4096] = {0};
-    ssize_t n = read(err[0], buf, sizeof buf - 1);
-    ASSERT_GT(n, 0);
+    char buf[4096];
+    stderr_capture_end(cap, buf, sizeof buf);
     ASSERT_EQ(rc, -ECANCELED);
     ASSERT_EQ(unwound, 2);
     ASSERT_TRUE(strstr(buf, "deadlock") != NULL);
@@ -281,17 +274,10 @@ static int stubborn_main(void *arg)
 
 TEST(loop_unbreakable_deadlock_gives_up)
 {
-    int err[2];
-    ASSERT_EQ(pipe(err), 0);
-    fcntl(err[0], F_SETFL, O_NONBLOCK);
-    int saved = dup(2);
-    dup2(err[1], 2);
+    stderr_capture cap = stderr_capture_begin();
     int rc = cio_run(stubborn_main, NULL);
-    fflush(stderr);
-    dup2(saved, 2);
-    close(err[1]);
-    char buf[8192] = {0};
-    ASSERT_GT(read(err[0], buf, sizeof buf - 1), 0);
+    char buf[8192];
+    stderr_capture_end(cap, buf, sizeof buf);
     ASSERT_EQ(rc, -EDEADLK);
     ASSERT_TRUE(strstr(buf, "giving up") != NULL);
     ASSERT_TRUE(strstr(buf, "closing the loop with 2 task(s) still suspended") != NULL);
@@ -490,17 +476,10 @@ static int start_requeue(void *arg)
 
 TEST(loop_close_ends_a_callback_that_requeues_itself)
 {
-    int err[2];
-    ASSERT_EQ(pipe(err), 0);
-    fcntl(err[0], F_SETFL, O_NONBLOCK);
-    int saved = dup(2);
-    dup2(err[1], 2);
+    stderr_capture cap = stderr_capture_begin();
     int rc = cio_run(start_requeue, NULL); /* run returns; close meets the chain */
-    fflush(stderr);
-    dup2(saved, 2);
-    close(err[1]);
-    char buf[4096] = {0};
-    ASSERT_GT(read(err[0], buf, sizeof buf - 1), 0);
+    char buf[4096];
+    stderr_capture_end(cap, buf, sizeof buf);
     ASSERT_EQ(rc, 0);
     ASSERT_GE(requeue_runs, 10000);
     ASSERT_TRUE(strstr(buf, "kept queueing more") != NULL);

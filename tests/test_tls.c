@@ -470,20 +470,29 @@ static int tls_line_echo(cio_stream *s, void *arg)
     return (int)n;
 }
 
+/* A TLS server on 127.0.0.1 (any port, written to port) whose handler is
+ * fn with sc; sc->cfg gets the test certificate. */
+static cio_server *start_tls_server(struct pki *pki, struct tls_srv_ctx *sc,
+                                    cio_conn_fn fn, char *port, size_t cap)
+{
+    ASSERT_EQ(cio_tls_config_new(&sc->cfg, CIO_TLS_SERVER), 0);
+    ASSERT_EQ(cio_tls_config_set_cert_pem(sc->cfg, pki->cert_pem, strlen(pki->cert_pem),
+                                          pki->key_pem, strlen(pki->key_pem)), 0);
+    cio_server *srv;
+    ASSERT_EQ(cio_start_server(&srv, "127.0.0.1", "0", fn, sc, NULL), 0);
+    struct sockaddr_storage ss;
+    socklen_t len;
+    ASSERT_EQ(cio_server_sockname(srv, &ss, &len), 0);
+    snprintf(port, cap, "%d", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    return srv;
+}
+
 static int stream_tls_main(void *arg)
 {
     struct pki *pki = arg;
     struct tls_srv_ctx sc = {0};
-    ASSERT_EQ(cio_tls_config_new(&sc.cfg, CIO_TLS_SERVER), 0);
-    ASSERT_EQ(cio_tls_config_set_cert_pem(sc.cfg, pki->cert_pem, strlen(pki->cert_pem),
-                                          pki->key_pem, strlen(pki->key_pem)), 0);
-    cio_server *srv;
-    ASSERT_EQ(cio_start_server(&srv, "127.0.0.1", "0", tls_line_echo, &sc, NULL), 0);
-    struct sockaddr_storage ss;
-    socklen_t len;
-    cio_server_sockname(srv, &ss, &len);
     char port[16];
-    snprintf(port, sizeof port, "%d", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    cio_server *srv = start_tls_server(pki, &sc, tls_line_echo, port, sizeof port);
 
     cio_tls_config *cli;
     ASSERT_EQ(cio_tls_config_new(&cli, CIO_TLS_CLIENT), 0);
@@ -562,16 +571,8 @@ static int open_tls_main(void *arg)
 {
     struct pki *pki = arg;
     struct tls_srv_ctx sc = {0};
-    ASSERT_EQ(cio_tls_config_new(&sc.cfg, CIO_TLS_SERVER), 0);
-    ASSERT_EQ(cio_tls_config_set_cert_pem(sc.cfg, pki->cert_pem, strlen(pki->cert_pem),
-                                          pki->key_pem, strlen(pki->key_pem)), 0);
-    cio_server *srv;
-    ASSERT_EQ(cio_start_server(&srv, "127.0.0.1", "0", tls_at_once_echo, &sc, NULL), 0);
-    struct sockaddr_storage ss;
-    socklen_t len;
-    ASSERT_EQ(cio_server_sockname(srv, &ss, &len), 0);
     char port[16];
-    snprintf(port, sizeof port, "%d", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    cio_server *srv = start_tls_server(pki, &sc, tls_at_once_echo, port, sizeof port);
     cio_scope deadline; /* nothing here may hang */
     cio_timeout_enter(&deadline, 10 * CIO_SEC);
 

@@ -6,6 +6,10 @@
 #include "cio.h"
 #include "harness.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
 /* cio_run on the virtual clock. */
 static inline int run_virtual(cio_task_fn fn, void *arg)
 {
@@ -34,6 +38,37 @@ static inline int join_release(cio_task *t)
     ASSERT_EQ(cio_join(t, &st), 0);
     cio_task_release(t);
     return st;
+}
+
+/* Send stderr to a temporary file until stderr_capture_end, which puts
+ * stderr back and copies what was written (at most cap - 1 bytes, then a
+ * NUL) into buf. A file, not a pipe: a long report cannot fill it and
+ * block the writer. */
+typedef struct stderr_capture {
+    int saved, file;
+} stderr_capture;
+
+static inline stderr_capture stderr_capture_begin(void)
+{
+    stderr_capture c;
+    char path[] = "/tmp/cio-test-stderr-XXXXXX";
+    fflush(stderr);
+    c.file = mkstemp(path);
+    ASSERT_GE(c.file, 0);
+    unlink(path);
+    c.saved = dup(2);
+    ASSERT_GE(dup2(c.file, 2), 0);
+    return c;
+}
+
+static inline void stderr_capture_end(stderr_capture c, char *buf, size_t cap)
+{
+    fflush(stderr);
+    dup2(c.saved, 2);
+    close(c.saved);
+    ssize_t n = pread(c.file, buf, cap - 1, 0);
+    buf[n > 0 ? n : 0] = 0;
+    close(c.file);
 }
 
 #endif
