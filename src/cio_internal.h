@@ -244,6 +244,7 @@ struct cio_task {
     int status;
     int wake_rc;             /* what the current suspension returns */
     int cancelling;          /* asyncio's cancelling() count */
+    int locks_held;          /* cio_locks this task owns (sync.c) */
     bool status_observed;
     bool started;
     cio_task_fn fn;

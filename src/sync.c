@@ -78,6 +78,18 @@ static cio_task *current_task(void)
 
 /* ---- lock ------------------------------------------------------------------- */
 
+/* Every change of owner goes through here, so that a task knows how many
+ * locks it holds (a task that ends holding one is reported: nobody else
+ * may release it). */
+static void set_owner(cio_lock *l, cio_task *t)
+{
+    if (l->owner)
+        l->owner->locks_held--;
+    l->owner = t;
+    if (t)
+        t->locks_held++;
+}
+
 void cio_lock_init(cio_lock *l)
 {
     l->magic = LOCK_MAGIC;
@@ -99,7 +111,7 @@ int cio_lock_destroy(cio_lock *l)
 static void lock_hand_off(cio_lock *l)
 {
     cio__waiter *w = cio__waiters_wake_one(&l->waiters, 0);
-    l->owner = w ? w->task : NULL;
+    set_owner(l, w ? w->task : NULL);
 }
 
 int cio_lock_acquire_site(cio_lock *l, const char *file, int line, const char *func)
@@ -117,7 +129,7 @@ int cio_lock_acquire_site(cio_lock *l, const char *file, int line, const char *f
     if (!l->owner) {
         /* Free: no live waiter can exist (release hands the lock over
          * directly), so taking it is fair. */
-        l->owner = self;
+        set_owner(l, self);
         return 0;
     }
     cio__waiter w;
@@ -137,7 +149,7 @@ int cio_lock_try_acquire(cio_lock *l)
         return -EDEADLK;
     if (l->owner)
         return -EAGAIN;
-    l->owner = self;
+    set_owner(l, self);
     return 0;
 }
 
@@ -244,7 +256,7 @@ cio_lock *cio_cond_lock(cio_cond *c) { return c->lock; }
 static void lock_reacquire(cio_lock *l, cio_task *self)
 {
     if (!l->owner) {
-        l->owner = self;
+        set_owner(l, self);
         return;
     }
     cio_scope shield;
@@ -256,7 +268,7 @@ static void lock_reacquire(cio_lock *l, cio_task *self)
             cio__panic("cio_cond_wait: task '%s' cannot re-acquire its lock",
                        self->name);
         if (!l->owner) {
-            l->owner = self;
+            set_owner(l, self);
             break;
         }
         cio__waiter w;

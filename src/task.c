@@ -303,6 +303,16 @@ static void task_complete(cio_task *t, int status)
                    "cio_scope_enter/cio_group_enter needs its exit",
                    t->name);
     t->status = status;
+    if (CIO__UNLIKELY(t->locks_held)) {
+        fprintf(stderr,
+                "cio: task '%s' ended holding %d lock(s); they stay locked "
+                "(only their owner may release a lock)\n",
+                t->name, t->locks_held);
+        /* The locks still name this task as their owner (cio_lock_owner,
+         * the reports of a bad release): keep the task struct alive for
+         * good rather than leave them a dangling pointer. */
+        t->refs++;
+    }
     cio__task_set_state(t, CIO__TASK_DONE);
     cio__sched_work(loop); /* (the main task's end must reach drive()) */
     cio__context_release(t);
@@ -597,6 +607,8 @@ void cio_dump_tasks(int fd)
             fprintf(f, ", sees %s", cio_strerror(code));
         if (t->group)
             fprintf(f, ", in a group");
+        if (t->locks_held)
+            fprintf(f, ", holds %d lock(s)", t->locks_held);
         fputc('\n', f);
     }
     fclose(f);

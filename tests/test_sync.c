@@ -1171,3 +1171,65 @@ TEST(sync_suspending_calls_outside_task_are_eperm)
     ASSERT_PTR_EQ(item, (void *)1);
     ASSERT_EQ(cio_queue_destroy(&q), 0);
 }
+
+/* A task that ends holding a lock: reported on stderr by name, the lock
+ * stays locked (nobody else may release it), its owner pointer stays
+ * valid (the task, done), and the task dump shows held locks. */
+static cio_lock forgotten;
+static int holds_and_returns(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_lock_acquire(&forgotten), 0);
+    return 0; /* the bug: no release */
+}
+
+static int holds_and_waits(void *arg)
+{
+    cio_lock *l = arg;
+    ASSERT_EQ(cio_lock_acquire(l), 0);
+    int rc = cio_sleep(CIO_HOUR);
+    cio_lock_release(l);
+    return rc;
+}
+
+static int forgotten_main(void *arg)
+{
+    (void)arg;
+    cio_lock_init(&forgotten);
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, holds_and_returns, NULL, "forgetful"), 0);
+    ASSERT_EQ(cio_join(t, NULL), 0);
+    ASSERT_TRUE(cio_lock_locked(&forgotten));
+    ASSERT_PTR_EQ(cio_lock_owner(&forgotten), t);
+    ASSERT_STREQ(cio_task_name(cio_lock_owner(&forgotten)), "forgetful");
+    cio_task_release(t);
+    ASSERT_STREQ(cio_task_name(cio_lock_owner(&forgotten)), "forgetful"); /* still valid */
+    ASSERT_EQ(cio_lock_release(&forgotten), -EPERM);
+    ASSERT_EQ(cio_lock_try_acquire(&forgotten), -EAGAIN);
+    /* A holder that is still running shows in the dump. */
+    cio_lock held;
+    cio_lock_init(&held);
+    cio_task *h;
+    ASSERT_EQ(cio_spawn(&h, holds_and_waits, &held, "holder"), 0);
+    ASSERT_EQ(cio_yield(), 0);
+    cio_dump_tasks(2);
+    cio_task_cancel(h);
+    ASSERT_EQ(cio_join(h, NULL), 0);
+    cio_task_release(h);
+    ASSERT_FALSE(cio_lock_locked(&held));
+    ASSERT_EQ(cio_lock_destroy(&held), 0);
+    return 0;
+}
+
+TEST(sync_task_ending_with_a_lock_held_is_reported)
+{
+    stderr_capture cap = stderr_capture_begin();
+    int rc = run_virtual(forgotten_main, NULL);
+    char buf[4096];
+    stderr_capture_end(cap, buf, sizeof buf);
+    ASSERT_EQ(rc, 0);
+    ASSERT_TRUE(strstr(buf, "task 'forgetful' ended holding 1 lock(s)") != NULL);
+    ASSERT_TRUE(strstr(buf, "'holder'") != NULL);
+    ASSERT_TRUE(strstr(buf, "holds 1 lock(s)") != NULL);
+    ASSERT_TRUE(strstr(buf, "'holder'") < strstr(buf, "holds 1 lock(s)"));
+}

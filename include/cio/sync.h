@@ -59,6 +59,9 @@ extern "C" {
 
 /* ===========================================================================
  * Lock (asyncio.Lock): owned by the task that acquired it; not reentrant.
+ * Only the owner may release it, so a task that ends while holding a lock
+ * leaves it locked for good: that is reported on stderr, naming the task,
+ * and task dumps show how many locks each task holds.
  */
 typedef struct cio_lock cio_lock;
 
@@ -93,7 +96,8 @@ CIO_EXTERN int cio_lock_release_site(cio_lock *lock, const char *file, int line,
 
 /* True if some task holds the lock. */
 CIO_EXTERN bool cio_lock_locked(const cio_lock *lock);
-/* The task holding the lock (borrowed), or NULL. */
+/* The task holding the lock (borrowed), or NULL. (A task that ended
+ * holding it stays allocated, done, so that this is never dangling.) */
 CIO_EXTERN cio_task *cio_lock_owner(const cio_lock *lock);
 
 /* ===========================================================================
