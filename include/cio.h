@@ -603,6 +603,7 @@ struct cio_scope {
     cio__timer timer;
     int cancel_reason;     /* 0, -ECANCELED or -ETIMEDOUT */
     bool shield;
+    bool group;            /* the scope of a cio_group */
 };
 
 /* Internal: watches a task's completion without allocating. */

@@ -17,6 +17,7 @@ void cio_group_enter(cio_group *g)
     memset(g, 0, sizeof *g);
     cio__list_init(&g->children);
     cio_scope_enter(&g->scope);
+    g->scope.group = true;
 }
 
 static int group_spawn_v(cio_group *g, cio_task **task, const cio_task_options *opts,

@@ -717,6 +717,11 @@ static void force_finish(cio_loop *loop)
         cio__list *c;
         while ((c = cio__list_pop_front(&t->done_cbs)))
             cio__handle_queue(loop, CIO__CONTAINER(c, cio__done_cb, node)->handle);
+        /* Groups the task is inside (on its stack, never to be exited):
+         * what they keep on the heap, the failed children they recorded. */
+        for (cio_scope *s = t->scope; s; s = s->parent)
+            if (s->group)
+                cio_group_destroy(CIO__CONTAINER(s, cio_group, scope));
     }
     cio__list *n;
     while ((n = cio__list_pop_front(&loop->tasks))) {

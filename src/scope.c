@@ -53,6 +53,7 @@ static void enter(cio_scope *s, int64_t deadline, bool shield, const char *what)
     s->deadline = deadline;
     s->cancel_reason = 0;
     s->shield = shield;
+    s->group = false; /* (cio_group_enter sets it) */
     cio__timer_init(&s->timer, deadline_fired);
     t->scope = s;
     arm(s);

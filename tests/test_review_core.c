@@ -602,3 +602,38 @@ TEST(review_close_from_inside_a_task_is_refused)
     dup2(saved, 2);
     ASSERT_EQ(rc, 0);
 }
+
+/* ------------------------------------------------------------------------
+ * 14. A force-freed task that is inside a group (on its stack, never to be
+ *     exited) leaves what the group keeps on the heap: the errors array and
+ *     its references to the failed children. The close releases them.
+ *     Shown by LeakSanitizer / valgrind. */
+static int fails_at_once(void *arg)
+{
+    (void)arg;
+    return -EIO;
+}
+
+static int group_then_stuck_main(void *arg)
+{
+    (void)arg;
+    cio_group g;
+    cio_group_enter(&g);
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ(cio_group_spawn(&g, NULL, fails_at_once, NULL, "failing-%d", i), 0);
+    ASSERT_EQ(cio_sleep(0), -ECANCELED); /* the first failure cancels the body */
+    cio_task *b;
+    ASSERT_EQ(cio_spawn(&b, shielded_join, cio_current(), "stuck-peer"), 0);
+    cio_task_release(b);
+    return shielded_join(b); /* never returns: the group is never exited */
+}
+
+TEST(review_force_freed_task_inside_a_group_leaks_nothing)
+{
+    int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 2); /* the deadlock dump */
+    int rc = cio_run(group_then_stuck_main, NULL);
+    dup2(saved, 2);
+    ASSERT_EQ(rc, -EDEADLK);
+    RV_LEAK_CHECK();
+}
