@@ -276,6 +276,9 @@ struct cio_handle {
     int refs;
     bool cancelled, done;
 };
+/* Queue an allocated handle for the loop's next turn (call_soon, done
+ * callbacks). loop.c. */
+void cio__handle_queue(cio_loop *loop, cio_handle *h);
 
 struct cio_loop {
     cio__ctx sched_ctx;      /* the thread's own stack: the scheduler */
@@ -293,9 +296,9 @@ struct cio_loop {
      * n_ready++ made a few instructions earlier (no store forwarding). */
     size_t batch_left;       /* tasks that may still run in this turn */
     /* Hops that may still start batches without the light-turn check:
-     * after a check found nothing for the scheduler and no timer armed,
-     * the next few batches skip it (with two tasks it would run every
-     * other hop). Anything that gives the scheduler work zeroes it
+     * after a check found nothing for the scheduler, the next few batches
+     * skip it while no timer is armed (with two tasks it would run every
+     * other hop). Anything else that gives the scheduler work zeroes it
      * (cio__sched_work). What cannot (a foreign thread's call) waits at
      * most CIO__LIGHT_CREDIT hops. */
     size_t light_credit;
@@ -348,8 +351,9 @@ struct cio_loop {
 };
 
 #define CIO__LIGHT_CREDIT 64
-/* Something now needs the scheduler (a callback queued, a timer armed, an
- * fd watched, outside work, a task finished): the next batch checks. */
+/* Something now needs the scheduler (a callback queued, an fd watched,
+ * outside work, a task finished): the next batch checks. (An armed timer
+ * needs no call: no credit is used while one is.) */
 static inline void cio__sched_work(cio_loop *loop) { loop->light_credit = 0; }
 
 /* True when a foreign thread queued something (a relaxed atomic read). */

@@ -255,14 +255,14 @@ static inline bool light_turn_possible(cio_loop *loop)
 static inline cio_task *pick_next(cio_loop *loop)
 {
     if (CIO__UNLIKELY(loop->batch_left == 0)) {
-        if (loop->light_credit >= loop->n_ready && loop->n_ready) {
+        /* No credit while a timer is armed: a deadline must not wait for
+         * hops that may each take long. */
+        if (loop->light_credit >= loop->n_ready && loop->n_ready && !loop->timers.len) {
             loop->light_credit -= loop->n_ready;
         } else {
             if (!light_turn_possible(loop))
                 return NULL;
-            /* Credit only while no timer is armed: a deadline must not
-             * wait for hops that may each take long. */
-            loop->light_credit = loop->timers.len ? 0 : CIO__LIGHT_CREDIT;
+            loop->light_credit = CIO__LIGHT_CREDIT;
         }
         loop->batch_left = loop->n_ready;
         loop->clock_stale = true; /* time passes across yields, too */
@@ -361,11 +361,8 @@ static int schedule(int64_t when, bool soon, cio_callback_fn fn, void *arg,
     cio__timer_init(&h->timer, handle_timer_fired);
     cio__list_init(&h->node);
     if (soon) {
-        h->timer.when = cio__loop_now(loop);
-        cio__list_push_back(&loop->soon, &h->node);
-        cio__sched_work(loop);
+        cio__handle_queue(loop, h);
     } else {
-        cio__sched_work(loop);
         int rc = cio__timer_start(&loop->timers, &h->timer, when);
         if (rc) {
             free(h);

@@ -39,7 +39,6 @@ static void arm(cio_scope *s)
         fire(s, -ETIMEDOUT);
         return;
     }
-    cio__sched_work(loop);
     if (cio__timer_start(&loop->timers, &s->timer, s->deadline) != 0)
         cio__panic("out of memory arming a deadline");
 }

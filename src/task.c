@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 void cio__task_entry_prologue(cio_loop *loop);
-void cio__handle_queue(cio_loop *loop, cio_handle *h);
 
 static const char *state_name(int s)
 {
@@ -560,7 +559,6 @@ int cio_sleep_until_site(int64_t deadline, const char *file, int line,
     sleep_timer st;
     st.task = self;
     cio__timer_init(&st.timer, sleep_timer_fired);
-    cio__sched_work(loop);
     rc = cio__timer_start(&loop->timers, &st.timer, deadline);
     if (rc)
         return rc;
