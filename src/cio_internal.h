@@ -149,11 +149,6 @@ bool cio__threadsafe_drain(cio_loop *loop);
  * respect to cio_call_soon_threadsafe: a call is run or refused, never
  * accepted and dropped. */
 bool cio__threadsafe_seal(cio_loop *loop);
-/* cio_call_soon_threadsafe, plus drop(arg) run on the loop's thread if the
- * call is ever dropped unrun (a safety net: close runs every call it
- * accepted, see cio__threadsafe_seal). drop may be NULL. */
-int cio__call_soon_threadsafe_ex(cio_loop *loop, cio_callback_fn fn,
-                                 cio_callback_fn drop, void *arg);
 
 /* ---- executor (executor.c) ------------------------------------------------- */
 typedef struct cio__executor cio__executor;

@@ -311,10 +311,9 @@ void cio__executor_close(cio_loop *loop)
  *
  * The call lives on the foreign thread's stack until remote_finish. The
  * task runs remote_task, which calls fn and reports its status itself
- * before returning (a done callback could be dropped by a loop that closes
- * right after the task ends, leaving the caller blocked for ever). Every
- * other way the call can end reports too: spawn refused, the pool closed
- * (loop closing), the queued call dropped by the loop's close. */
+ * before returning. Every other way the call can end reports too: spawn
+ * refused, the loop closing (remote_start refuses). The queued call itself
+ * is never dropped: the loop's close runs every call it accepted. */
 
 typedef struct remote_call {
     cio_task_fn fn;
@@ -364,8 +363,6 @@ static void remote_start(void *arg)
         remote_finish(rc, e);
 }
 
-static void remote_dropped(void *arg) { remote_finish(arg, -ESHUTDOWN); }
-
 int cio_run_in_loop(cio_loop *loop, cio_task_fn fn, void *arg, const char *name)
 {
     if (!loop || !fn || cio__tls_loop == loop)
@@ -373,7 +370,9 @@ int cio_run_in_loop(cio_loop *loop, cio_task_fn fn, void *arg, const char *name)
     remote_call rc = {.fn = fn, .arg = arg, .name = name};
     pthread_mutex_init(&rc.lock, NULL);
     pthread_cond_init(&rc.cond, NULL);
-    int e = cio__call_soon_threadsafe_ex(loop, remote_start, remote_dropped, &rc);
+    /* Accepted calls always run (close runs them before sealing the
+     * queue), so remote_start always answers: the wait below ends. */
+    int e = cio_call_soon_threadsafe(loop, remote_start, &rc);
     if (e == 0) {
         pthread_mutex_lock(&rc.lock);
         while (!rc.done)

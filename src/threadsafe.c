@@ -19,7 +19,6 @@
 typedef struct ts_call {
     struct ts_call *next;
     cio_callback_fn fn;
-    cio_callback_fn drop;     /* called instead of fn if dropped unrun */
     void *arg;
 } ts_call;
 
@@ -97,10 +96,8 @@ void cio__threadsafe_close(cio_loop *loop)
     ts_call *c = ts->head;
     ts->head = ts->tail = NULL;
     pthread_mutex_unlock(&ts->lock);
-    while (c) { /* none are left after a seal */
+    while (c) { /* none: close seals the queue only once it is empty */
         ts_call *next = c->next;
-        if (c->drop)
-            c->drop(c->arg);
         free(c);
         c = next;
     }
@@ -133,12 +130,6 @@ bool cio__threadsafe_seal(cio_loop *loop)
 
 int cio_call_soon_threadsafe(cio_loop *loop, cio_callback_fn fn, void *arg)
 {
-    return cio__call_soon_threadsafe_ex(loop, fn, NULL, arg);
-}
-
-int cio__call_soon_threadsafe_ex(cio_loop *loop, cio_callback_fn fn,
-                                 cio_callback_fn drop, void *arg)
-{
     if (!loop || !fn)
         return -EINVAL;
     cio__threadsafe *ts = loop->threadsafe;
@@ -149,7 +140,6 @@ int cio__call_soon_threadsafe_ex(cio_loop *loop, cio_callback_fn fn,
         return -ENOMEM;
     c->next = NULL;
     c->fn = fn;
-    c->drop = drop;
     c->arg = arg;
     pthread_mutex_lock(&ts->lock);
     if (ts->closed) {
