@@ -81,7 +81,7 @@ int cio_stream_open_fd(cio_stream **out, int fd, const cio_stream_options *opts)
      * paying for a read that would say EAGAIN (cio__fd_note_read). */
     int proto, domain;
     socklen_t plen = sizeof proto, dlen = sizeof domain;
-    if (s->is_socket && type == SOCK_STREAM &&
+    if (s->is_socket && type == SOCK_STREAM && !cio__fd_is_tcp(fd) &&
         getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &plen) == 0 &&
         getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) == 0 &&
         proto == IPPROTO_TCP && (domain == AF_INET || domain == AF_INET6))
