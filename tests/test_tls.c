@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -613,5 +614,138 @@ TEST(tls_open_tls_connection_verifies_the_host_and_system_store_rejects)
     struct pki p;
     make_pki(&p);
     ASSERT_EQ(cio_run(open_tls_main, &p), 0);
+    free_pki(&p);
+}
+
+/* ---- a peer that has gone: -EPIPE, never SIGPIPE -------------------------- */
+
+/* These run with SIGPIPE at its default action (the harness ignores it):
+ * a write that raised it would kill the test. */
+
+struct gone {
+    struct pki *pki;
+    int lfd;
+    int rc; /* what the server saw */
+};
+
+static cio_tls_config *server_config(struct pki *pki)
+{
+    cio_tls_config *cfg;
+    ASSERT_EQ(cio_tls_config_new(&cfg, CIO_TLS_SERVER), 0);
+    ASSERT_EQ(cio_tls_config_set_cert_pem(cfg, pki->cert_pem, strlen(pki->cert_pem),
+                                          pki->key_pem, strlen(pki->key_pem)), 0);
+    return cfg;
+}
+
+/* Handshake, then write until the connection fails (the TLS 1.3 session
+ * tickets come first, inside the handshake). */
+static int server_writes_to_gone_client(void *arg)
+{
+    struct gone *g = arg;
+    cio_tls_config *cfg = server_config(g->pki);
+    int fd = accept_one(g->lfd);
+    ASSERT_GE(fd, 0);
+    cio_tls *tls;
+    ASSERT_EQ(cio_tls_new(&tls, cfg, fd, NULL), 0);
+    cio_tls_config_free(cfg);
+    g->rc = cio_tls_handshake(tls);
+    for (int i = 0; i < 16 && g->rc == 0; i++) {
+        ssize_t w = cio_tls_write(tls, "data", 4);
+        if (w < 0)
+            g->rc = (int)w;
+    }
+    cio_tls_free(tls);
+    close(fd);
+    return 0;
+}
+
+static cio_tls *client_session(struct pki *pki, int fd)
+{
+    cio_tls_config *cfg;
+    ASSERT_EQ(cio_tls_config_new(&cfg, CIO_TLS_CLIENT), 0);
+    ASSERT_EQ(cio_tls_config_set_ca_pem(cfg, pki->ca_pem, strlen(pki->ca_pem)), 0);
+    cio_tls *tls;
+    ASSERT_EQ(cio_tls_new(&tls, cfg, fd, "localhost"), 0);
+    cio_tls_config_free(cfg);
+    return tls;
+}
+
+static int client_gone_after_handshake_main(void *arg)
+{
+    struct gone g = {.pki = arg};
+    int port;
+    g.lfd = listen_loopback(&port);
+    cio_task *srv;
+    ASSERT_EQ(cio_spawn(&srv, server_writes_to_gone_client, &g, "tls-server"), 0);
+    int fd = connect_loopback(port);
+    ASSERT_GE(fd, 0);
+    cio_tls *tls = client_session(g.pki, fd);
+    /* The client's handshake ends when its Finished is sent: the server
+     * has not read it yet, nor written its session tickets. */
+    ASSERT_EQ(cio_tls_handshake(tls), 0);
+    cio_tls_free(tls);
+    close(fd);
+    ASSERT_EQ(cio_join(srv, NULL), 0);
+    cio_task_release(srv);
+    close(g.lfd);
+    ASSERT_TRUE(g.rc == -EPIPE || g.rc == -ECONNRESET);
+    return 0;
+}
+
+TEST(tls_server_survives_client_closing_right_after_handshake)
+{
+    signal(SIGPIPE, SIG_DFL);
+    struct pki p;
+    make_pki(&p);
+    ASSERT_EQ(cio_run(client_gone_after_handshake_main, &p), 0);
+    free_pki(&p);
+}
+
+static int server_closes_after_handshake(void *arg)
+{
+    struct gone *g = arg;
+    cio_tls_config *cfg = server_config(g->pki);
+    int fd = accept_one(g->lfd);
+    ASSERT_GE(fd, 0);
+    cio_tls *tls;
+    ASSERT_EQ(cio_tls_new(&tls, cfg, fd, NULL), 0);
+    cio_tls_config_free(cfg);
+    g->rc = cio_tls_handshake(tls);
+    cio_tls_free(tls);
+    close(fd);
+    return 0;
+}
+
+static int server_gone_main(void *arg)
+{
+    struct gone g = {.pki = arg};
+    int port;
+    g.lfd = listen_loopback(&port);
+    cio_task *srv;
+    ASSERT_EQ(cio_spawn(&srv, server_closes_after_handshake, &g, "tls-server"), 0);
+    int fd = connect_loopback(port);
+    ASSERT_GE(fd, 0);
+    cio_tls *tls = client_session(g.pki, fd);
+    ASSERT_EQ(cio_tls_handshake(tls), 0);
+    ASSERT_EQ(cio_join(srv, NULL), 0); /* the server has closed */
+    cio_task_release(srv);
+    ASSERT_EQ(g.rc, 0);
+    /* The first write draws a reset, the next ones fail. */
+    ssize_t w = 0;
+    for (int i = 0; i < 16 && w >= 0; i++)
+        w = cio_tls_write(tls, "data", 4);
+    ASSERT_TRUE(w == -EPIPE || w == -ECONNRESET);
+    cio_tls_free(tls);
+    close(fd);
+    close(g.lfd);
+    return 0;
+}
+
+TEST(tls_client_writing_to_closed_server_gets_epipe_not_sigpipe)
+{
+    signal(SIGPIPE, SIG_DFL);
+    struct pki p;
+    make_pki(&p);
+    ASSERT_EQ(cio_run(server_gone_main, &p), 0);
     free_pki(&p);
 }

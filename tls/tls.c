@@ -1,17 +1,26 @@
 /* TLS on cio tasks with OpenSSL. The socket stays non-blocking; whenever
  * OpenSSL answers SSL_ERROR_WANT_READ / WANT_WRITE, the task waits for that
  * readiness with cio_wait_fd and retries. Every OpenSSL failure is turned
- * into a CIO_ETLS_* code plus a detail string kept in the session. */
+ * into a CIO_ETLS_* code plus a detail string kept in the session.
+ *
+ * OpenSSL reads and writes the socket through our own BIO (sock_bio
+ * below), not its socket BIO: that one sends with write(2), and a write to
+ * a connection the peer has closed raises SIGPIPE, which kills a process
+ * that did not ignore it (a TLS 1.3 client that closes right after its
+ * handshake makes the server write its session tickets to a closed
+ * socket). Ours sends with MSG_NOSIGNAL: the peer's leaving is -EPIPE. */
 #include "cio/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define DETAIL_MAX 256
 
@@ -30,6 +39,7 @@ struct cio_tls {
     int fd;
     bool handshaken;
     bool failed;
+    bool eof;          /* the socket read its end (for the BIO's BIO_CTRL_EOF) */
     char error[DETAIL_MAX];
     char alpn[256];
 };
@@ -290,6 +300,100 @@ int cio_tls_config_set_alpn(cio_tls_config *cfg, const char *const *protocols,
     return 0;
 }
 
+/* ---- the socket BIO ------------------------------------------------------ */
+
+/* send(MSG_NOSIGNAL) and recv on the session's fd. The BIO's data is the
+ * session (it lives as long as the SSL that owns the BIO). An error leaves
+ * errno set for classify(); EAGAIN asks OpenSSL to retry (WANT_READ /
+ * WANT_WRITE). */
+static int sock_bio_write(BIO *b, const char *buf, size_t n, size_t *done)
+{
+    cio_tls *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t w;
+    do
+        w = send(t->fd, buf, n, MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+    if (w >= 0) {
+        *done = (size_t)w;
+        return 1;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        BIO_set_retry_write(b);
+    return 0;
+}
+
+static int sock_bio_read(BIO *b, char *buf, size_t n, size_t *done)
+{
+    cio_tls *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t r;
+    do
+        r = recv(t->fd, buf, n, 0);
+    while (r < 0 && errno == EINTR);
+    if (r > 0) {
+        *done = (size_t)r;
+        return 1;
+    }
+    if (r == 0)
+        t->eof = true; /* OpenSSL asks BIO_eof to tell an EOF from an error */
+    else if (errno == EAGAIN || errno == EWOULDBLOCK)
+        BIO_set_retry_read(b);
+    return 0;
+}
+
+static long sock_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)num;
+    cio_tls *t = BIO_get_data(b);
+    switch (cmd) {
+    case BIO_CTRL_FLUSH: /* nothing is buffered here */
+        return 1;
+    case BIO_CTRL_EOF:
+        return t && t->eof;
+    case BIO_C_GET_FD: /* SSL_get_fd */
+        if (!t)
+            return -1;
+        if (ptr)
+            *(int *)ptr = t->fd;
+        return t->fd;
+    default:
+        return 0;
+    }
+}
+
+static BIO_METHOD *sock_bio_method;
+static pthread_once_t sock_bio_once = PTHREAD_ONCE_INIT;
+
+/* Made once, kept for the life of the process. */
+static void sock_bio_method_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK |
+                                     BIO_TYPE_DESCRIPTOR,
+                                 "cio socket (MSG_NOSIGNAL)");
+    if (m && BIO_meth_set_write_ex(m, sock_bio_write) == 1 &&
+        BIO_meth_set_read_ex(m, sock_bio_read) == 1 &&
+        BIO_meth_set_ctrl(m, sock_bio_ctrl) == 1) {
+        sock_bio_method = m;
+        return;
+    }
+    BIO_meth_free(m);
+}
+
+/* A BIO for t's fd, or NULL (out of memory). */
+static BIO *sock_bio_new(cio_tls *t)
+{
+    pthread_once(&sock_bio_once, sock_bio_method_init);
+    if (!sock_bio_method)
+        return NULL;
+    BIO *b = BIO_new(sock_bio_method);
+    if (!b)
+        return NULL;
+    BIO_set_data(b, t);
+    BIO_set_init(b, 1);
+    return b;
+}
+
 /* ---- sessions ------------------------------------------------------------ */
 
 static bool inet_pton_any(const char *s, unsigned char *out)
@@ -306,13 +410,15 @@ int cio_tls_new(cio_tls **out, cio_tls_config *cfg, int fd, const char *server_n
     if (!t)
         return -ENOMEM;
     ERR_clear_error();
+    t->fd = fd;
     t->ssl = SSL_new(cfg->ctx);
-    if (!t->ssl || SSL_set_fd(t->ssl, fd) != 1) {
+    BIO *bio = t->ssl ? sock_bio_new(t) : NULL;
+    if (!bio) {
         SSL_free(t->ssl);
         free(t);
         return -ENOMEM;
     }
-    t->fd = fd;
+    SSL_set_bio(t->ssl, bio, bio); /* one reference, for both directions */
     t->cfg = cfg;
     cfg->refs++;
     if (cfg->mode == CIO_TLS_CLIENT) {
