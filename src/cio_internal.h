@@ -195,6 +195,14 @@ int cio__fd_wait_io(int fd, unsigned events, const char *file, int line,
  * receive queue was empty then): wait for more, or return at once if the
  * peer has closed. */
 int cio__fd_wait_drained(int fd, const char *file, int line, const char *func);
+/* write(2) with SIGPIPE blocked in the calling thread and a SIGPIPE it
+ * raised consumed: a reader that has gone is -1 with errno EPIPE, never a
+ * signal (pipes, which have no MSG_NOSIGNAL). Does not suspend. */
+ssize_t cio__write_nosigpipe(int fd, const void *buf, size_t n);
+/* One write to any descriptor, never raising SIGPIPE: send(MSG_NOSIGNAL)
+ * on a socket, cio__write_nosigpipe on anything else (remembered per fd
+ * until it is reset). Returns as write(2) does. */
+ssize_t cio__fd_write(int fd, const void *buf, size_t n);
 
 /* ---- name resolution (dns.c) ------------------------------------------------ */
 /* The function pool threads call for cio_getaddrinfo: getaddrinfo. Tests

@@ -59,7 +59,10 @@
  *   reports the mistake on stderr. */
 #include "cio_internal.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 enum { DIR_READ, DIR_WRITE };
@@ -81,6 +84,7 @@ typedef struct cio__fd {
     bool tcp;          /* a TCP socket (cio_socket, cio_accept, a stream) */
     bool urgent;       /* EPOLLPRI seen: short reads prove nothing any more */
     bool drained;      /* tcp: the last read came back short */
+    bool not_socket;   /* cio_write found it is no socket (cio__fd_write) */
 } cio__fd;
 
 /* The slot of fd, growing the table if needed (NULL: out of memory). */
@@ -154,7 +158,7 @@ static void reset_slot(cio_loop *loop, cio__fd *f, int rc)
     f->registered = false;
     f->ready = 0;
     f->rdhup = false;
-    f->tcp = f->urgent = f->drained = false;
+    f->tcp = f->urgent = f->drained = f->not_socket = false;
     f->gen++;
 }
 
@@ -335,6 +339,56 @@ int cio__fd_wait_io(int fd, unsigned events, const char *file, int line,
 int cio__fd_wait_drained(int fd, const char *file, int line, const char *func)
 {
     return wait_fd(fd, CIO_READABLE, WAIT_DRAINED, file, line, func);
+}
+
+/* ---- writes that never raise SIGPIPE ------------------------------------------
+ * A write to a pipe (or socket) whose reader is gone raises SIGPIPE, which
+ * kills a process that did not ignore it. Sockets have MSG_NOSIGNAL; pipes
+ * have nothing like it, so SIGPIPE is blocked in the calling thread's mask
+ * (and only there: no process-wide state changes) around the write, and a
+ * SIGPIPE the write caused is taken off the pending set before it is
+ * unblocked. The write's SIGPIPE is directed at this thread, and a pending
+ * one is taken from the thread's own set before the process's, so a
+ * SIGPIPE someone else sent meanwhile stays pending and is delivered as
+ * usual. If SIGPIPE was blocked already (a cio_signal_add handler reads it
+ * from a signalfd, say), one that was pending before the write is left
+ * alone. */
+ssize_t cio__write_nosigpipe(int fd, const void *buf, size_t n)
+{
+    sigset_t pipe_only, old, pending;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+    bool was_blocked = sigismember(&old, SIGPIPE);
+    /* Unblocked until now, so nothing could be pending for this thread. */
+    bool was_pending = was_blocked && sigpending(&pending) == 0 &&
+                       sigismember(&pending, SIGPIPE);
+    ssize_t w = write(fd, buf, n);
+    int err = errno;
+    if (w < 0 && err == EPIPE && !was_pending && sigpending(&pending) == 0 &&
+        sigismember(&pending, SIGPIPE)) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_only, NULL, &zero) < 0 && errno == EINTR)
+            ;
+    }
+    if (!was_blocked)
+        pthread_sigmask(SIG_UNBLOCK, &pipe_only, NULL);
+    errno = err;
+    return w;
+}
+
+ssize_t cio__fd_write(int fd, const void *buf, size_t n)
+{
+    cio_loop *loop = cio__tls_loop;
+    cio__fd *f = loop && fd >= 0 ? slot(loop, fd) : NULL;
+    if (!f || !f->not_socket) {
+        ssize_t w = send(fd, buf, n, MSG_NOSIGNAL);
+        if (w >= 0 || errno != ENOTSOCK)
+            return w;
+        if (f)
+            f->not_socket = true; /* until the number is reset (cio_close) */
+    }
+    return cio__write_nosigpipe(fd, buf, n);
 }
 
 int cio_close(int fd)

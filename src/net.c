@@ -171,7 +171,7 @@ static ssize_t write_all(int fd, const void *buf, size_t n, int flags, bool is_s
         if (rc)
             return rc;
         ssize_t w = is_send ? send(fd, (const char *)buf + off, n - off, flags | MSG_NOSIGNAL)
-                            : write(fd, (const char *)buf + off, n - off);
+                            : cio__fd_write(fd, (const char *)buf + off, n - off);
         if (w > 0) {
             off += (size_t)w;
             continue;

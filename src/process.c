@@ -19,7 +19,6 @@
 #include "cio/process.h"
 
 #include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
@@ -139,45 +138,6 @@ static int reap(cio_process *p, bool block)
     p->pidfd = -1;
     cio_close(fd); /* wakes the watcher if poll() reaped behind its back */
     return 0;
-}
-
-/* ---- SIGPIPE held off while we write to a child ---------------------------
- * Blocked in the thread for as long as any such write is in progress (the
- * writes of one communicate span several tasks of this thread, hence a
- * count); at the end a SIGPIPE we caused is taken off the pending set. If
- * SIGPIPE was blocked already (a cio_signal_add handler, say), it is left
- * alone. */
-static _Thread_local int sigpipe_depth;
-static _Thread_local bool sigpipe_unblock, sigpipe_was_pending;
-
-static void sigpipe_hold(void)
-{
-    if (sigpipe_depth++ > 0)
-        return;
-    sigset_t one, old, pending;
-    sigemptyset(&one);
-    sigaddset(&one, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &one, &old);
-    sigpipe_unblock = !sigismember(&old, SIGPIPE);
-    sigpipe_was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
-}
-
-static void sigpipe_release(void)
-{
-    if (--sigpipe_depth > 0 || !sigpipe_unblock)
-        return;
-    sigset_t one, pending;
-    sigemptyset(&one);
-    sigaddset(&one, SIGPIPE);
-    if (!sigpipe_was_pending && sigpending(&pending) == 0 &&
-        sigismember(&pending, SIGPIPE)) {
-        struct timespec zero = {0, 0};
-        int saved = errno;
-        while (sigtimedwait(&one, NULL, &zero) < 0 && errno == EINTR)
-            ;
-        errno = saved;
-    }
-    pthread_sigmask(SIG_UNBLOCK, &one, NULL);
 }
 
 /* ---- program lookup -------------------------------------------------------- */
@@ -527,10 +487,7 @@ static int close_stdin(cio_process *p, const char *file, int line, const char *f
     if (!s)
         return 0;
     p->pipes[0] = NULL;
-    sigpipe_hold();
-    int rc = cio_stream_close_site(s, file, line, func);
-    sigpipe_release();
-    return rc;
+    return cio_stream_close_site(s, file, line, func);
 }
 
 int cio_process_close_pipe_site(cio_process *p, int fd, const char *file, int line,
@@ -631,7 +588,6 @@ static int comm_feed(void *arg)
     comm *c = arg;
     cio_stream *s = c->p->pipes[0];
     int rc = 0;
-    sigpipe_hold();
     for (size_t off = 0; off < c->input_len && rc == 0;) {
         size_t n = c->input_len - off < FEED_CHUNK ? c->input_len - off : FEED_CHUNK;
         rc = cio_stream_write(s, c->input + off, n);
@@ -643,7 +599,6 @@ static int comm_feed(void *arg)
     /* Close it in every case: the child reads the end of its input, or a
      * cancelled communicate leaves no pipe behind. */
     int rc2 = close_stdin(c->p, CIO__HERE);
-    sigpipe_release();
     if (rc == 0)
         rc = rc2;
     if (rc == -EPIPE || rc == -ECONNRESET)

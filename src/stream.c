@@ -166,7 +166,8 @@ static ssize_t send_some(cio_stream *s, const void *buf, size_t n, unsigned *wan
     *want = CIO_WRITABLE;
     if (s->tp)
         return s->tp->write(s->tp_ctx, buf, n, want);
-    ssize_t w = s->is_socket ? send(s->fd, buf, n, MSG_NOSIGNAL) : write(s->fd, buf, n);
+    ssize_t w = s->is_socket ? send(s->fd, buf, n, MSG_NOSIGNAL)
+                             : cio__write_nosigpipe(s->fd, buf, n); /* a pipe */
     return w >= 0 ? w : -errno;
 }
 

@@ -8,6 +8,9 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -1020,4 +1023,89 @@ TEST(net_short_read_at_unix_scm_rights_does_not_wait)
 {
     ASSERT_EQ(cio_run(scm_main, NULL), 0);
     ASSERT_EQ(cio_run(scm_main, "stream"), 0);
+}
+
+/* ---- no SIGPIPE from a write to a reader that has gone ------------------- */
+
+/* These run with SIGPIPE at its default action (the harness ignores it):
+ * a write that raised it would kill the test. */
+
+static bool sigpipe_pending(void)
+{
+    sigset_t pending;
+    ASSERT_EQ(sigpending(&pending), 0);
+    return sigismember(&pending, SIGPIPE);
+}
+
+static bool sigpipe_blocked(void)
+{
+    sigset_t mask;
+    ASSERT_EQ(pthread_sigmask(SIG_BLOCK, NULL, &mask), 0);
+    return sigismember(&mask, SIGPIPE);
+}
+
+static int write_closed_socket_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    close(sv[1]);
+    ASSERT_EQ(cio_write(sv[0], "x", 1), -EPIPE);
+    ASSERT_EQ(cio_send(sv[0], "x", 1, 0), -EPIPE);
+    ASSERT_FALSE(sigpipe_pending());
+    cio_close(sv[0]);
+    return 0;
+}
+
+TEST(net_cio_write_to_closed_socket_is_epipe_not_sigpipe)
+{
+    signal(SIGPIPE, SIG_DFL);
+    ASSERT_EQ(cio_run(write_closed_socket_main, NULL), 0);
+}
+
+static int write_closed_pipe_main(void *arg)
+{
+    (void)arg;
+    int p[2];
+    ASSERT_EQ(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    close(p[0]);
+    for (int i = 0; i < 2; i++) /* the second time, knowing it is no socket */
+        ASSERT_EQ(cio_write(p[1], "x", 1), -EPIPE);
+    /* Nothing left behind in the thread: not blocked, not pending. */
+    ASSERT_FALSE(sigpipe_blocked());
+    ASSERT_FALSE(sigpipe_pending());
+
+    /* SIGPIPE already blocked by the program: it stays blocked; ours is
+     * consumed, and one that was pending before is left pending. */
+    sigset_t pipe_only;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &pipe_only, NULL), 0);
+    ASSERT_EQ(cio_write(p[1], "x", 1), -EPIPE);
+    ASSERT_TRUE(sigpipe_blocked());
+    ASSERT_FALSE(sigpipe_pending());
+    ASSERT_EQ(pthread_kill(pthread_self(), SIGPIPE), 0);
+    ASSERT_TRUE(sigpipe_pending());
+    ASSERT_EQ(cio_write(p[1], "x", 1), -EPIPE);
+    ASSERT_TRUE(sigpipe_pending()); /* the program's own, kept */
+    struct timespec zero = {0, 0};
+    ASSERT_EQ(sigtimedwait(&pipe_only, NULL, &zero), SIGPIPE);
+    ASSERT_EQ(pthread_sigmask(SIG_UNBLOCK, &pipe_only, NULL), 0);
+    cio_close(p[1]);
+
+    /* A pipe that works is written as before. */
+    ASSERT_EQ(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    ASSERT_EQ(cio_write(p[1], "hello", 5), 5);
+    char buf[8];
+    ASSERT_EQ(cio_read(p[0], buf, sizeof buf), 5);
+    ASSERT_EQ(memcmp(buf, "hello", 5), 0);
+    cio_close(p[0]);
+    cio_close(p[1]);
+    return 0;
+}
+
+TEST(net_cio_write_to_closed_pipe_is_epipe_not_sigpipe)
+{
+    signal(SIGPIPE, SIG_DFL);
+    ASSERT_EQ(cio_run(write_closed_pipe_main, NULL), 0);
 }

@@ -553,6 +553,39 @@ TEST(process_communicate_child_not_reading_is_no_sigpipe)
     ASSERT_EQ(cio_run(sigpipe_main, NULL), 0);
 }
 
+/* Writing the child's stdin stream directly (no communicate) after the
+ * child has exited: -EPIPE, with SIGPIPE at its default action. */
+static int stdin_direct_main(void *arg)
+{
+    (void)arg;
+    cio_scope s;
+    cio_timeout_enter(&s, limit());
+    cio_process_options o = {.stdin_mode = CIO_PROCESS_PIPE};
+    cio_process *p = shell("exit 0", &o);
+    cio_process_status st;
+    ASSERT_EQ(cio_process_wait(p, &st), 0);
+    cio_stream *in = cio_process_stdin(p);
+    ASSERT_TRUE(in != NULL);
+    ASSERT_EQ(cio_stream_write(in, "data\n", 5), -EPIPE);
+    ASSERT_EQ(cio_stream_drain(in), -EPIPE);
+    ASSERT_EQ(cio_process_close_pipe(p, 0), -EPIPE);
+    cio_process_free(p);
+    sigset_t pending, mask;
+    ASSERT_EQ(sigpending(&pending), 0);
+    ASSERT_FALSE(sigismember(&pending, SIGPIPE));
+    ASSERT_EQ(pthread_sigmask(SIG_BLOCK, NULL, &mask), 0);
+    ASSERT_FALSE(sigismember(&mask, SIGPIPE));
+    ASSERT_EQ(cio_scope_exit(&s), 0);
+    return 0;
+}
+
+TEST(process_writing_stdin_of_exited_child_is_epipe_not_sigpipe)
+{
+    require_pidfd();
+    signal(SIGPIPE, SIG_DFL); /* the harness ignores it */
+    ASSERT_EQ(cio_run(stdin_direct_main, NULL), 0);
+}
+
 /* ---- errors at spawn ------------------------------------------------------------------------ */
 
 static int missing_main(void *arg)

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -855,4 +856,42 @@ TEST(stream_server_close_refuses_new_clients_at_once)
 {
     cio_loop_options o = {.virtual_clock = true};
     ASSERT_EQ(cio_run_opts(&o, close_refuses_main, NULL), 0);
+}
+
+/* A stream over a pipe whose reader has gone: the write fails with -EPIPE,
+ * with SIGPIPE at its default action (the harness ignores it), so a write
+ * that raised it would kill the test. Both the direct attempt of
+ * cio_stream_write and the background sender write the pipe. */
+static int pipe_reader_gone_main(void *arg)
+{
+    (void)arg;
+    int p[2];
+    ASSERT_EQ(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    cio_stream *w;
+    ASSERT_EQ(cio_stream_open_fd(&w, p[1], NULL), 0);
+    close(p[0]);
+    ASSERT_EQ(cio_stream_write(w, "x", 1), -EPIPE);
+    ASSERT_EQ(cio_stream_drain(w), -EPIPE);
+    cio_stream_abort(w);
+
+    /* The reader leaves while the sender has bytes queued. */
+    ASSERT_EQ(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    ASSERT_EQ(cio_stream_open_fd(&w, p[1], NULL), 0);
+    static char big[1 << 20];
+    ASSERT_EQ(cio_stream_write(w, big, sizeof big), 0); /* fills the pipe */
+    ASSERT_GT(cio_stream_write_buffered(w), 0);
+    cio_yield(); /* the sender runs, finds the pipe full and waits */
+    close(p[0]);
+    ASSERT_EQ(cio_stream_drain(w), -EPIPE);
+    cio_stream_abort(w);
+    sigset_t pending;
+    ASSERT_EQ(sigpending(&pending), 0);
+    ASSERT_FALSE(sigismember(&pending, SIGPIPE));
+    return 0;
+}
+
+TEST(stream_over_a_pipe_whose_reader_left_is_epipe_not_sigpipe)
+{
+    signal(SIGPIPE, SIG_DFL);
+    ASSERT_EQ(cio_run(pipe_reader_gone_main, NULL), 0);
 }

@@ -41,12 +41,11 @@
  * still running, so that no zombie is ever left).
  *
  * SIGPIPE: writing to a pipe whose reader is gone raises SIGPIPE, which
- * ends the program unless it is ignored or handled. cio_process_communicate
- * and cio_process_close_pipe keep it off themselves while they write (the
- * broken pipe is then an -EPIPE return, and a SIGPIPE they caused is not
- * left pending). Programs that write to a child's stdin stream directly
- * should ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)), as Python does at
- * startup; writes then fail with -EPIPE instead.
+ * ends the program unless it is ignored or handled. cio's writes never do
+ * (streams over pipes, the child's stdin stream included, and cio_write
+ * block SIGPIPE in the calling thread around the write and consume the
+ * one it caused): a child that stopped reading is an -EPIPE return, and
+ * no SIGPIPE is left pending. No process-wide signal state is touched.
  *
  * cio.h includes this header.
  */
@@ -154,7 +153,7 @@ CIO_EXTERN cio_stream *cio_process_stderr(const cio_process *p);
 
 /* Close the parent's end of pipe `fd` (0, 1 or 2). For stdin: send what
  * is queued first (within the caller's scopes), so that the child then
- * reads the end of its input; SIGPIPE is kept off meanwhile. For stdout
+ * reads the end of its input. For stdout
  * and stderr: at once, dropping what was not read (a child writing more
  * gets EPIPE / SIGPIPE). Suspends (stdin only, while bytes are queued).
  * The stream is gone when it returns, whatever it returns: 0 (also when
