@@ -749,3 +749,204 @@ TEST(tls_client_writing_to_closed_server_gets_epipe_not_sigpipe)
     ASSERT_EQ(cio_run(server_gone_main, &p), 0);
     free_pki(&p);
 }
+
+/* ---- handshake and shutdown timeouts (virtual clock) ------------------------ */
+
+/* A server that reads the ClientHello and then says nothing. */
+static int stalling_server(void *arg)
+{
+    int lfd = *(int *)arg;
+    int fd = accept_one(lfd);
+    if (fd < 0)
+        return fd;
+    /* (The test closes with close(2), as the helpers above do, so waits
+     * go through cio_wait_fd, which checks the registration.) */
+    char buf[4096];
+    ASSERT_EQ(cio_wait_fd(fd, CIO_READABLE), CIO_READABLE);
+    ASSERT_GT(read(fd, buf, sizeof buf), 0);
+    int rc = cio_sleep(CIO_HOUR);
+    close(fd);
+    return rc == -ECANCELED ? 0 : rc;
+}
+
+/* A client handshake against a stalling server, with the given session
+ * timeout (0: leave it alone) under an outer scope of `outer`. Returns
+ * the handshake's result; *elapsed is how long it took. */
+static int stalled_client_handshake(cio_tls_config *cfg, int64_t session_timeout,
+                                    int64_t outer, int64_t *elapsed, char *err,
+                                    size_t cap)
+{
+    int port;
+    int lfd = listen_loopback(&port);
+    cio_task *srv;
+    ASSERT_EQ(cio_spawn(&srv, stalling_server, &lfd, "stalling-server"), 0);
+    int fd = connect_loopback(port);
+    ASSERT_GE(fd, 0);
+    cio_tls *tls;
+    ASSERT_EQ(cio_tls_new(&tls, cfg, fd, NULL), 0);
+    if (session_timeout)
+        ASSERT_EQ(cio_tls_set_timeouts(tls, session_timeout, 0), 0);
+    int64_t start = cio_now();
+    cio_scope s;
+    cio_timeout_enter(&s, outer);
+    int rc = cio_tls_handshake(tls);
+    int src = cio_scope_exit(&s);
+    *elapsed = cio_now() - start;
+    ASSERT_EQ(src, *elapsed >= outer ? -ETIMEDOUT : 0);
+    snprintf(err, cap, "%s", cio_tls_error(tls));
+    cio_tls_free(tls);
+    close(fd);
+    cio_task_cancel(srv);
+    ASSERT_EQ(cio_join(srv, NULL), 0);
+    cio_task_release(srv);
+    close(lfd);
+    return rc;
+}
+
+static int handshake_timeout_main(void *arg)
+{
+    (void)arg;
+    cio_tls_config *cfg;
+    ASSERT_EQ(cio_tls_config_new(&cfg, CIO_TLS_CLIENT), 0);
+    cio_tls_config_set_verify(cfg, false);
+    int64_t elapsed;
+    char err[256];
+    /* The default: exactly 60 s, and the session says why. */
+    ASSERT_EQ(stalled_client_handshake(cfg, 0, CIO_HOUR, &elapsed, err, sizeof err),
+              -ETIMEDOUT);
+    ASSERT_EQ(elapsed, CIO_TLS_HANDSHAKE_TIMEOUT);
+    ASSERT_EQ(CIO_TLS_HANDSHAKE_TIMEOUT, 60 * CIO_SEC);
+    ASSERT_TRUE(strstr(err, "did not finish within 60000 ms") != NULL);
+    /* Set on the configuration; on the session. */
+    ASSERT_EQ(cio_tls_config_set_timeouts(cfg, 2 * CIO_SEC, 0), 0);
+    ASSERT_EQ(stalled_client_handshake(cfg, 0, CIO_HOUR, &elapsed, err, sizeof err),
+              -ETIMEDOUT);
+    ASSERT_EQ(elapsed, 2 * CIO_SEC);
+    ASSERT_EQ(stalled_client_handshake(cfg, 5 * CIO_SEC, CIO_HOUR, &elapsed, err,
+                                       sizeof err),
+              -ETIMEDOUT);
+    ASSERT_EQ(elapsed, 5 * CIO_SEC);
+    /* Off only when asked: then the caller's deadline is what ends it. */
+    ASSERT_EQ(cio_tls_config_set_timeouts(cfg, CIO_FOREVER, 0), 0);
+    ASSERT_EQ(stalled_client_handshake(cfg, 0, 120 * CIO_SEC, &elapsed, err, sizeof err),
+              -ETIMEDOUT);
+    ASSERT_EQ(elapsed, 120 * CIO_SEC);
+    ASSERT_TRUE(strstr(err, "within") == NULL); /* not the handshake's own */
+    /* 0 is the default again; negative values are refused. */
+    ASSERT_EQ(cio_tls_config_set_timeouts(cfg, 0, 0), 0);
+    ASSERT_EQ(cio_tls_config_set_timeouts(cfg, -1, 0), -EINVAL);
+    ASSERT_EQ(cio_tls_config_set_timeouts(cfg, 0, -5), -EINVAL);
+    ASSERT_EQ(stalled_client_handshake(cfg, 0, CIO_HOUR, &elapsed, err, sizeof err),
+              -ETIMEDOUT);
+    ASSERT_EQ(elapsed, CIO_TLS_HANDSHAKE_TIMEOUT);
+    cio_tls_config_free(cfg);
+    return 0;
+}
+
+TEST(tls_handshake_with_stalled_server_times_out_at_60s_by_default)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, handshake_timeout_main, NULL), 0);
+}
+
+/* A server's handshake against a client that sends part of a ClientHello
+ * and stalls; a second call after the caller's own deadline does not
+ * restart the handshake's clock. */
+static int server_stalled_client_main(void *arg)
+{
+    struct pki *pki = arg;
+    int port;
+    int lfd = listen_loopback(&port);
+    int cfd = connect_loopback(port);
+    ASSERT_GE(cfd, 0);
+    int fd = accept_one(lfd);
+    ASSERT_GE(fd, 0);
+    const unsigned char partial[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01};
+    ASSERT_EQ(write(cfd, partial, sizeof partial), (ssize_t)sizeof partial);
+    cio_tls_config *cfg = server_config(pki);
+    cio_tls *tls;
+    ASSERT_EQ(cio_tls_new(&tls, cfg, fd, NULL), 0);
+    cio_tls_config_free(cfg);
+    int64_t start = cio_now();
+    cio_scope s;
+    cio_timeout_enter(&s, 10 * CIO_SEC);
+    ASSERT_EQ(cio_tls_handshake(tls), -ETIMEDOUT); /* the caller's deadline */
+    ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
+    ASSERT_EQ(cio_now() - start, 10 * CIO_SEC);
+    ASSERT_EQ(cio_tls_handshake(tls), -ETIMEDOUT); /* its own */
+    ASSERT_EQ(cio_now() - start, CIO_TLS_HANDSHAKE_TIMEOUT);
+    ASSERT_EQ(cio_tls_handshake(tls), CIO_ETLS_HANDSHAKE); /* failed for good */
+    cio_tls_free(tls);
+    close(fd);
+    close(cfd);
+    close(lfd);
+    return 0;
+}
+
+TEST(tls_server_handshake_with_stalled_client_times_out_at_60s)
+{
+    struct pki p;
+    make_pki(&p);
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, server_stalled_client_main, &p), 0);
+    free_pki(&p);
+}
+
+/* A server that completes the handshake, then reads nothing. */
+static int handshake_then_deaf(void *arg)
+{
+    struct gone *g = arg;
+    cio_tls_config *cfg = server_config(g->pki);
+    int fd = accept_one(g->lfd);
+    ASSERT_GE(fd, 0);
+    cio_tls *tls;
+    ASSERT_EQ(cio_tls_new(&tls, cfg, fd, NULL), 0);
+    cio_tls_config_free(cfg);
+    g->rc = cio_tls_handshake(tls);
+    int rc = cio_sleep(CIO_HOUR);
+    cio_tls_free(tls);
+    close(fd);
+    return rc == -ECANCELED ? 0 : rc;
+}
+
+static int shutdown_timeout_main(void *arg)
+{
+    struct gone g = {.pki = arg};
+    int port;
+    g.lfd = listen_loopback(&port);
+    cio_task *srv;
+    ASSERT_EQ(cio_spawn(&srv, handshake_then_deaf, &g, "deaf-server"), 0);
+    int fd = connect_loopback(port);
+    ASSERT_GE(fd, 0);
+    cio_tls *tls = client_session(g.pki, fd);
+    ASSERT_EQ(cio_tls_handshake(tls), 0);
+    /* Fill the socket buffers both ways until nothing more goes. */
+    static char block[16384];
+    unsigned want = 0;
+    ssize_t w;
+    while ((w = cio_tls_write_nowait(tls, block, sizeof block, &want)) > 0)
+        ;
+    ASSERT_EQ(w, -EAGAIN);
+    int64_t start = cio_now();
+    ASSERT_EQ(cio_tls_shutdown(tls), -ETIMEDOUT);
+    ASSERT_EQ(cio_now() - start, CIO_TLS_SHUTDOWN_TIMEOUT);
+    ASSERT_EQ(CIO_TLS_SHUTDOWN_TIMEOUT, 30 * CIO_SEC);
+    ASSERT_TRUE(strstr(cio_tls_error(tls), "shutdown timeout") != NULL);
+    cio_tls_free(tls);
+    close(fd);
+    cio_task_cancel(srv);
+    ASSERT_EQ(cio_join(srv, NULL), 0);
+    cio_task_release(srv);
+    ASSERT_EQ(g.rc, 0);
+    close(g.lfd);
+    return 0;
+}
+
+TEST(tls_shutdown_to_peer_not_reading_times_out_at_30s_by_default)
+{
+    struct pki p;
+    make_pki(&p);
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, shutdown_timeout_main, &p), 0);
+    free_pki(&p);
+}

@@ -30,6 +30,7 @@ struct cio_tls_config {
     unsigned char *alpn; /* wire format: length-prefixed names */
     size_t alpn_len;
     int refs;
+    int64_t handshake_timeout, shutdown_timeout; /* CIO_FOREVER: none */
     char error[DETAIL_MAX];
 };
 
@@ -40,6 +41,9 @@ struct cio_tls {
     bool handshaken;
     bool failed;
     bool eof;          /* the socket read its end (for the BIO's BIO_CTRL_EOF) */
+    int64_t handshake_timeout, shutdown_timeout; /* CIO_FOREVER: none */
+    int64_t handshake_deadline; /* set when the handshake first runs */
+    bool handshake_started;
     char error[DETAIL_MAX];
     char alpn[256];
 };
@@ -87,6 +91,24 @@ static int config_fail(cio_tls_config *cfg, const char *what)
 
 const char *cio_tls_config_error(const cio_tls_config *cfg) { return cfg->error; }
 
+/* 0: the default; CIO_FOREVER: none; < 0: invalid (-1). */
+static int64_t timeout_value(int64_t v, int64_t dflt)
+{
+    return v < 0 ? -1 : v == 0 ? dflt : v;
+}
+
+int cio_tls_config_set_timeouts(cio_tls_config *cfg, int64_t handshake,
+                                int64_t shutdown)
+{
+    int64_t h = timeout_value(handshake, CIO_TLS_HANDSHAKE_TIMEOUT);
+    int64_t d = timeout_value(shutdown, CIO_TLS_SHUTDOWN_TIMEOUT);
+    if (!cfg || h < 0 || d < 0)
+        return -EINVAL;
+    cfg->handshake_timeout = h;
+    cfg->shutdown_timeout = d;
+    return 0;
+}
+
 /* ---- configuration --------------------------------------------------------- */
 
 int cio_tls_config_new(cio_tls_config **out, int mode)
@@ -99,6 +121,8 @@ int cio_tls_config_new(cio_tls_config **out, int mode)
         return -ENOMEM;
     cfg->mode = mode;
     cfg->refs = 1;
+    cfg->handshake_timeout = CIO_TLS_HANDSHAKE_TIMEOUT;
+    cfg->shutdown_timeout = CIO_TLS_SHUTDOWN_TIMEOUT;
     ERR_clear_error();
     cfg->ctx = SSL_CTX_new(mode == CIO_TLS_CLIENT ? TLS_client_method()
                                                   : TLS_server_method());
@@ -411,6 +435,8 @@ int cio_tls_new(cio_tls **out, cio_tls_config *cfg, int fd, const char *server_n
         return -ENOMEM;
     ERR_clear_error();
     t->fd = fd;
+    t->handshake_timeout = cfg->handshake_timeout;
+    t->shutdown_timeout = cfg->shutdown_timeout;
     t->ssl = SSL_new(cfg->ctx);
     BIO *bio = t->ssl ? sock_bio_new(t) : NULL;
     if (!bio) {
@@ -458,6 +484,26 @@ void cio_tls_free(cio_tls *t)
     SSL_free(t->ssl);
     config_unref(t->cfg);
     free(t);
+}
+
+/* now + d, or CIO_FOREVER if that is past it (or d is CIO_FOREVER). */
+static int64_t deadline_after(int64_t now, int64_t d)
+{
+    return d >= CIO_FOREVER - now ? CIO_FOREVER : now + d;
+}
+
+int cio_tls_set_timeouts(cio_tls *t, int64_t handshake, int64_t shutdown)
+{
+    int64_t h = timeout_value(handshake, CIO_TLS_HANDSHAKE_TIMEOUT);
+    int64_t d = timeout_value(shutdown, CIO_TLS_SHUTDOWN_TIMEOUT);
+    if (!t || h < 0 || d < 0)
+        return -EINVAL;
+    if (t->handshake_started) /* the handshake's clock runs: move its end */
+        t->handshake_deadline =
+            deadline_after(t->handshake_deadline - t->handshake_timeout, h);
+    t->handshake_timeout = h;
+    t->shutdown_timeout = d;
+    return 0;
 }
 
 const char *cio_tls_error(const cio_tls *t) { return t->error; }
@@ -587,32 +633,96 @@ ssize_t cio_tls_write_nowait(cio_tls *t, const void *buf, size_t n, unsigned *wa
     return rc == 0 ? -EPIPE : rc; /* close_notify seen while writing */
 }
 
-/* Retry `op` until it stops asking to wait; the task waits in between. */
-#define RETRY(call, file, line, func)                                          \
-    for (;;) {                                                                 \
-        unsigned want = 0;                                                     \
-        ssize_t r_ = (call);                                                   \
-        if (r_ != -EAGAIN)                                                     \
-            return r_;                                                         \
-        int w_ = cio_wait_fd_site(t->fd, want, file, line, func);              \
-        if (w_ < 0)                                                            \
-            return w_;                                                         \
+/* Retry op (a _nowait call that leaves `want`) until it stops asking to
+ * wait, waiting for the fd in between, under a scope with the given
+ * absolute deadline (CIO_FOREVER: none, no scope). *own_timeout tells
+ * whether that deadline, not the caller's scopes, ended the wait. */
+typedef int (*nowait_fn)(cio_tls *t, unsigned *want);
+
+static int retry_until(cio_tls *t, nowait_fn op, int64_t deadline, bool *own_timeout,
+                       const char *file, int line, const char *func)
+{
+    *own_timeout = false;
+    unsigned want = 0;
+    int rc = op(t, &want);
+    if (rc != -EAGAIN)
+        return rc;
+    if (!cio_current()) /* no scope outside a task: the wait says -EPERM */
+        return cio_wait_fd_site(t->fd, want, file, line, func);
+    cio_scope scope;
+    bool bounded = deadline != CIO_FOREVER;
+    if (bounded)
+        cio_timeout_at_enter(&scope, deadline);
+    for (;;) {
+        int w = cio_wait_fd_site(t->fd, want, file, line, func);
+        if (w < 0) {
+            rc = w;
+            break;
+        }
+        want = 0;
+        rc = op(t, &want);
+        if (rc != -EAGAIN)
+            break;
     }
+    if (bounded && cio_scope_exit(&scope) == -ETIMEDOUT && rc == -ETIMEDOUT)
+        *own_timeout = true;
+    return rc;
+}
+
+static int handshake_op(cio_tls *t, unsigned *want)
+{
+    return cio_tls_handshake_nowait(t, want);
+}
 
 int cio_tls_handshake_site(cio_tls *t, const char *file, int line, const char *func)
 {
-    RETRY(cio_tls_handshake_nowait(t, &want), file, line, func);
+    if (t->handshaken)
+        return 0;
+    /* The clock starts at the first call and is not restarted by later
+     * ones (after the caller's cancellation, say): the handshake as a
+     * whole gets the timeout. */
+    if (!t->handshake_started) {
+        t->handshake_started = true;
+        t->handshake_deadline = deadline_after(cio_now(), t->handshake_timeout);
+    }
+    bool own;
+    int rc = retry_until(t, handshake_op, t->handshake_deadline, &own, file, line, func);
+    if (own) {
+        t->failed = true;
+        snprintf(t->error, sizeof t->error,
+                 "the handshake did not finish within %lld ms (its timeout)",
+                 (long long)(t->handshake_timeout / CIO_MSEC));
+    }
+    return rc;
 }
 
 ssize_t cio_tls_read_site(cio_tls *t, void *buf, size_t n, const char *file,
                           int line, const char *func)
 {
-    RETRY(cio_tls_read_nowait(t, buf, n, &want), file, line, func);
+    if (!t->handshaken) { /* with its timeout */
+        int rc = cio_tls_handshake_site(t, file, line, func);
+        if (rc)
+            return rc;
+    }
+    for (;;) {
+        unsigned want = 0;
+        ssize_t r = cio_tls_read_nowait(t, buf, n, &want);
+        if (r != -EAGAIN)
+            return r;
+        int w = cio_wait_fd_site(t->fd, want, file, line, func);
+        if (w < 0)
+            return w;
+    }
 }
 
 ssize_t cio_tls_write_site(cio_tls *t, const void *buf, size_t n, const char *file,
                            int line, const char *func)
 {
+    if (!t->handshaken) { /* with its timeout */
+        int rc = cio_tls_handshake_site(t, file, line, func);
+        if (rc)
+            return rc;
+    }
     size_t off = 0;
     while (off < n) {
         unsigned want = 0;
@@ -644,15 +754,16 @@ static int shutdown_nowait(cio_tls *t, unsigned *want)
 
 int cio_tls_shutdown_site(cio_tls *t, const char *file, int line, const char *func)
 {
-    for (;;) {
-        unsigned want = 0;
-        int c = shutdown_nowait(t, &want);
-        if (c != -EAGAIN)
-            return c;
-        int w = cio_wait_fd_site(t->fd, want, file, line, func);
-        if (w < 0)
-            return w;
+    bool own;
+    int rc = retry_until(t, shutdown_nowait, deadline_after(cio_now(), t->shutdown_timeout),
+                         &own, file, line, func);
+    if (own) {
+        t->failed = true;
+        snprintf(t->error, sizeof t->error,
+                 "close_notify could not be sent within %lld ms (the shutdown timeout)",
+                 (long long)(t->shutdown_timeout / CIO_MSEC));
     }
+    return rc;
 }
 
 /* ---- TLS as a stream transport ------------------------------------------- */

@@ -64,6 +64,28 @@ CIO_EXTERN void cio_tls_config_set_verify(cio_tls_config *cfg, bool verify);
  * name) or -ENOMEM. */
 CIO_EXTERN int cio_tls_config_set_alpn(cio_tls_config *cfg,
                                        const char *const *protocols, size_t n);
+/* Timeouts (asyncio's ssl_handshake_timeout and ssl_shutdown_timeout, with
+ * the same defaults). A handshake that has not finished
+ * CIO_TLS_HANDSHAKE_TIMEOUT after it started (the first
+ * cio_tls_handshake, or the first read or write that runs it) fails with
+ * -ETIMEDOUT, and the session can only be freed: a peer that stalls
+ * mid-handshake cannot hold a connection (and the task serving it) for
+ * ever. cio_tls_shutdown gives up with -ETIMEDOUT when close_notify could
+ * not be written within CIO_TLS_SHUTDOWN_TIMEOUT (a peer that stopped
+ * reading). These bound the handshake and shutdown only; the caller's own
+ * scopes apply as well, whichever ends first. */
+#define CIO_TLS_HANDSHAKE_TIMEOUT (60 * CIO_SEC)
+#define CIO_TLS_SHUTDOWN_TIMEOUT (30 * CIO_SEC)
+
+/* Set the timeouts of sessions made from cfg from now on (sessions already
+ * made keep theirs), in ns: 0 means the default above, CIO_FOREVER means
+ * none (the only way to turn one off). Does not suspend. Returns 0, or
+ * -EINVAL for a negative value (nothing changed). Streams upgraded with
+ * cio_stream_start_tls / cio_open_tls_connection use their cfg's
+ * handshake timeout. */
+CIO_EXTERN int cio_tls_config_set_timeouts(cio_tls_config *cfg, int64_t handshake,
+                                           int64_t shutdown);
+
 /* Why the last cio_tls_config_* call failed (static storage in cfg). */
 CIO_EXTERN const char *cio_tls_config_error(const cio_tls_config *cfg);
 
@@ -81,6 +103,12 @@ typedef struct cio_tls cio_tls;
  * suspend. Returns 0, -EINVAL or -ENOMEM. */
 CIO_EXTERN int cio_tls_new(cio_tls **out, cio_tls_config *cfg, int fd,
                            const char *server_name);
+/* Set this session's timeouts, as cio_tls_config_set_timeouts does for a
+ * configuration (0: the default, CIO_FOREVER: none). A handshake already
+ * under way keeps its start: its end moves to start + the new timeout.
+ * Does not suspend. Returns 0 or -EINVAL (a negative value). */
+CIO_EXTERN int cio_tls_set_timeouts(cio_tls *tls, int64_t handshake,
+                                    int64_t shutdown);
 /* Free the session (no close_notify: call cio_tls_shutdown first for a
  * clean close). Does not close the fd. */
 CIO_EXTERN void cio_tls_free(cio_tls *tls);
@@ -88,14 +116,19 @@ CIO_EXTERN void cio_tls_free(cio_tls *tls);
 /* Run the handshake. Suspends. Returns 0, CIO_ETLS_VERIFY (the peer's
  * certificate was rejected), CIO_ETLS_HANDSHAKE (any other handshake
  * failure: alert from the peer, no common protocol or cipher, not TLS at
- * all), a socket error, or -ECANCELED / -ETIMEDOUT. After a failure the
- * session can only be freed. */
+ * all), a socket error, -ETIMEDOUT when the handshake timeout passed
+ * (CIO_TLS_HANDSHAKE_TIMEOUT, 60 s, unless set otherwise; cio_tls_error
+ * says so), or -ECANCELED / -ETIMEDOUT from the caller's scopes. The
+ * timeout counts from the first call: calling again after a cancellation
+ * does not restart it. After a failure (other than the caller's
+ * cancellation) the session can only be freed. */
 #define cio_tls_handshake(tls) cio_tls_handshake_site((tls), CIO__HERE)
 CIO_EXTERN int cio_tls_handshake_site(cio_tls *tls, const char *file, int line,
                                       const char *func);
 
 /* Read up to n bytes of application data. Suspends until at least one byte
- * is there (runs the handshake first if it has not happened). Returns the
+ * is there (runs the handshake first if it has not happened, with its
+ * timeout). Returns the
  * number of bytes, 0 at a clean end of stream (the peer sent
  * close_notify), CIO_ETLS_TRUNCATED if the connection ended without one,
  * or another error. */
@@ -104,23 +137,29 @@ CIO_EXTERN ssize_t cio_tls_read_site(cio_tls *tls, void *buf, size_t n,
                                      const char *file, int line,
                                      const char *func);
 
-/* Write all n bytes. Suspends until OpenSSL took them all (the kernel may
- * still be sending). Returns n or an error; after an error or a
- * cancellation part of the data may have been sent. */
+/* Write all n bytes (runs the handshake first if it has not happened, with
+ * its timeout). Suspends until OpenSSL took them all (the kernel may still
+ * be sending). Returns n or an error; after an error or a cancellation
+ * part of the data may have been sent. A peer that has gone is -EPIPE or
+ * -ECONNRESET, never a SIGPIPE: the session sends with MSG_NOSIGNAL. */
 #define cio_tls_write(tls, buf, n) cio_tls_write_site((tls), (buf), (n), CIO__HERE)
 CIO_EXTERN ssize_t cio_tls_write_site(cio_tls *tls, const void *buf, size_t n,
                                       const char *file, int line,
                                       const char *func);
 
 /* Send close_notify. Suspends until it is written (it does not wait for
- * the peer's). Returns 0 or an error. */
+ * the peer's), at most the shutdown timeout (CIO_TLS_SHUTDOWN_TIMEOUT,
+ * 30 s, unless set otherwise) from this call. Returns 0, -ETIMEDOUT when
+ * that timeout passed (the session can then only be freed), or another
+ * error (the caller's scopes: -ECANCELED / -ETIMEDOUT). */
 #define cio_tls_shutdown(tls) cio_tls_shutdown_site((tls), CIO__HERE)
 CIO_EXTERN int cio_tls_shutdown_site(cio_tls *tls, const char *file, int line,
                                      const char *func);
 
 /* The non-suspending forms, for layering TLS under another buffered
  * transport (streams): they return -EAGAIN and set *want to CIO_READABLE or
- * CIO_WRITABLE when OpenSSL needs the socket. */
+ * CIO_WRITABLE when OpenSSL needs the socket. No timeout applies to them:
+ * whoever waits for the socket bounds the wait. */
 CIO_EXTERN ssize_t cio_tls_read_nowait(cio_tls *tls, void *buf, size_t n,
                                        unsigned *want);
 CIO_EXTERN ssize_t cio_tls_write_nowait(cio_tls *tls, const void *buf, size_t n,
