@@ -42,7 +42,7 @@ struct cio_tls {
     bool failed;
     bool eof;          /* the socket read its end (for the BIO's BIO_CTRL_EOF) */
     int64_t handshake_timeout, shutdown_timeout; /* CIO_FOREVER: none */
-    int64_t handshake_deadline; /* set when the handshake first runs */
+    int64_t handshake_start;    /* when the handshake first ran */
     bool handshake_started;
     char error[DETAIL_MAX];
     char alpn[256];
@@ -498,10 +498,7 @@ int cio_tls_set_timeouts(cio_tls *t, int64_t handshake, int64_t shutdown)
     int64_t d = timeout_value(shutdown, CIO_TLS_SHUTDOWN_TIMEOUT);
     if (!t || h < 0 || d < 0)
         return -EINVAL;
-    if (t->handshake_started) /* the handshake's clock runs: move its end */
-        t->handshake_deadline =
-            deadline_after(t->handshake_deadline - t->handshake_timeout, h);
-    t->handshake_timeout = h;
+    t->handshake_timeout = h; /* (one under way keeps its start) */
     t->shutdown_timeout = d;
     return 0;
 }
@@ -683,10 +680,12 @@ int cio_tls_handshake_site(cio_tls *t, const char *file, int line, const char *f
      * whole gets the timeout. */
     if (!t->handshake_started) {
         t->handshake_started = true;
-        t->handshake_deadline = deadline_after(cio_now(), t->handshake_timeout);
+        t->handshake_start = cio_now();
     }
     bool own;
-    int rc = retry_until(t, handshake_op, t->handshake_deadline, &own, file, line, func);
+    int rc = retry_until(t, handshake_op,
+                         deadline_after(t->handshake_start, t->handshake_timeout), &own,
+                         file, line, func);
     if (own) {
         t->failed = true;
         snprintf(t->error, sizeof t->error,
