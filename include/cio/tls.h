@@ -186,7 +186,9 @@ CIO_EXTERN int cio_tls_fd(const cio_tls *tls);
  * a handshake error (CIO_ETLS_*, see cio_stream_tls_error), or
  * -ECANCELED / -ETIMEDOUT; after a failure the stream can only be closed.
  * server_name: SNI and the name checked in the certificate (clients; as
- * for cio_tls_new, a verifying client must give one: -EINVAL otherwise). */
+ * for cio_tls_new, a verifying client must give one: -EINVAL otherwise).
+ * cfg's handshake timeout applies (cio_tls_config_set_timeouts); closing
+ * the stream later is bounded by the caller's scopes, as any stream's. */
 #define cio_stream_start_tls(s, cfg, server_name)                              \
     cio_stream_start_tls_site((s), (cfg), (server_name), CIO__HERE)
 CIO_EXTERN int cio_stream_start_tls_site(struct cio_stream *s, cio_tls_config *cfg,
