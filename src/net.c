@@ -291,7 +291,8 @@ static int attempt_run(void *arg)
     return fd;
 }
 
-/* Race connections to addrs[0..n) in that order. */
+/* Race connections to addrs[0..n) in that order, each attempt a task of
+ * its own; a single address is connected to directly. */
 static int race(const struct addrinfo *const *addrs, size_t n, int64_t stagger,
                 const char *file, int line, const char *func)
 {
@@ -303,6 +304,13 @@ static int race(const struct addrinfo *const *addrs, size_t n, int64_t stagger,
         stagger = CIO_HAPPY_EYEBALLS_DELAY;
     if (n == 0)
         return -EINVAL;
+    if (n == 1) {
+        /* Nothing to race: connect in the calling task, no helper task
+         * (and no stack) for it. attempt_run closes the socket on any
+         * failure, a cancellation included. */
+        attempt only = {.addr = addrs[0], .fd = -1};
+        return attempt_run(&only);
+    }
     attempt *at = calloc(n, sizeof *at);
     cio_task **running = calloc(n, sizeof *running);
     if (!at || !running) {

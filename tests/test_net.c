@@ -1109,3 +1109,77 @@ TEST(net_cio_write_to_closed_pipe_is_epipe_not_sigpipe)
     signal(SIGPIPE, SIG_DFL);
     ASSERT_EQ(cio_run(write_closed_pipe_main, NULL), 0);
 }
+
+/* ---- a single address: no race, no helper task ---------------------------- */
+
+static int noop_task(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+/* Task ids count spawns (1, 2, 3... per loop): the number of tasks spawned
+ * between two markers. */
+static uint64_t spawned_since(uint64_t *mark)
+{
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, noop_task, NULL, "marker"), 0);
+    uint64_t id = cio_task_id(t);
+    ASSERT_EQ(cio_join(t, NULL), 0);
+    cio_task_release(t);
+    uint64_t n = id - *mark - 1;
+    *mark = id;
+    return n;
+}
+
+static int single_address_main(void *arg)
+{
+    (void)arg;
+    int lfd = cio_tcp_listen("127.0.0.1", "0", 8, false);
+    ASSERT_GE(lfd, 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", local_port(lfd));
+    uint64_t mark = 0;
+    spawned_since(&mark);
+    int fd = cio_tcp_connect("127.0.0.1", port, 0);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(spawned_since(&mark), 0);
+    cio_close(fd);
+    /* A single address that fails: its error, and no spawn either. */
+    int closed = cio_tcp_listen("127.0.0.1", "0", 1, false);
+    char closed_port[16];
+    snprintf(closed_port, sizeof closed_port, "%d", local_port(closed));
+    cio_close(closed);
+    ASSERT_EQ(cio_tcp_connect("127.0.0.1", closed_port, 0), -ECONNREFUSED);
+    ASSERT_EQ(spawned_since(&mark), 0);
+    /* Cancelled while it hangs: nothing left open. */
+    int fds_before = count_open_fds();
+    struct blackhole bh;
+    blackhole_open(&bh);
+    struct addrinfo only_bh = make_ai(&bh.addr, NULL);
+    cio_scope s;
+    cio_timeout_enter(&s, 2 * CIO_SEC);
+    ASSERT_EQ(cio_connect_race(&only_bh, 0), -ETIMEDOUT);
+    ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
+    ASSERT_EQ(spawned_since(&mark), 0);
+    blackhole_close(&bh);
+    ASSERT_EQ(count_open_fds(), fds_before);
+    /* Two addresses still race, one task per attempt started. */
+    struct sockaddr_in gaddr = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)local_port(lfd)),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct addrinfo second = make_ai(&gaddr, NULL);
+    struct addrinfo first = make_ai(&gaddr, &second);
+    fd = cio_connect_race(&first, 0);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(spawned_since(&mark), 1); /* the first attempt won at once */
+    cio_close(fd);
+    cio_close(lfd);
+    return 0;
+}
+
+TEST(net_tcp_connect_to_a_single_address_spawns_no_task)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, single_address_main, NULL), 0);
+}
