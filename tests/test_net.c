@@ -4,6 +4,7 @@
  * left open. */
 #include "cio.h"
 #include "harness.h"
+#include "peer.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -21,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Open descriptors other than regular files: a resolver thread reading
@@ -52,7 +54,8 @@ static int local_port(int fd)
                                    : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 }
 
-/* Echo server: accepts `count` connections, echoes each until EOF. */
+/* Echo server: accepts `count` connections (ours: see peer.h), echoes
+ * each until EOF. */
 struct echo_srv {
     int lfd;
     int count;
@@ -84,7 +87,7 @@ static int echo_server(void *arg)
     cio_group_enter(&g);
     int rc = 0;
     for (int i = 0; i < s->count; i++) {
-        int fd = cio_accept(s->lfd, NULL, NULL);
+        int fd = cio_accept_ours(s->lfd);
         if (fd < 0) {
             rc = fd;
             break;
@@ -161,7 +164,7 @@ TEST(net_connect_refused_and_unknown_host)
 static int resetter(void *arg)
 {
     int lfd = *(int *)arg;
-    int fd = cio_accept(lfd, NULL, NULL);
+    int fd = cio_accept_ours(lfd);
     if (fd < 0)
         return fd;
     ASSERT_EQ(cio_send(fd, "part", 4, 0), 4);
@@ -442,9 +445,10 @@ static int cancel_every_main(void *arg)
         ASSERT_EQ(cio_join(ct, &status), 0);
         ASSERT_EQ(c.steps_done, k < 3 ? k : 3);
         ASSERT_EQ(status, k < 3 ? -ECANCELED : 0);
-        if (k == 0) {
-            cio_task_cancel(st); /* no client came */
-        }
+        /* No client came (k = 0), or it may have closed before the server
+         * accepted it: such a connection is no longer ours to the server
+         * (peer.h), which would wait on. */
+        cio_task_cancel(st);
         cio_join(st, NULL);
         cio_task_release(st);
         cio_task_release(ct);
@@ -560,6 +564,18 @@ TEST(net_tcp_over_ipv6_loopback_and_half_close)
     ASSERT_EQ(cio_run(ipv6_main, NULL), 0);
 }
 
+/* accept4 without waiting, closing connections from other processes:
+ * ours, or -1 when none is queued. */
+static int accept_ours_nowait(int lfd)
+{
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0 || peer_is_ours(fd))
+            return fd;
+        close(fd);
+    }
+}
+
 static int reuseport_main(void *arg)
 {
     (void)arg;
@@ -578,11 +594,11 @@ static int reuseport_main(void *arg)
     for (int i = 0; i < 64 && !(seen_a && seen_b); i++) {
         int c = cio_tcp_connect("127.0.0.1", port, 0);
         ASSERT_GE(c, 0);
-        int x = accept4(a, NULL, NULL, SOCK_CLOEXEC), y = -1;
+        int x = accept_ours_nowait(a), y = -1;
         if (x >= 0)
             seen_a++, close(x);
         else
-            y = accept4(b, NULL, NULL, SOCK_CLOEXEC);
+            y = accept_ours_nowait(b);
         if (y >= 0)
             seen_b++, close(y);
         cio_close(c);
@@ -793,7 +809,7 @@ static int acceptor_lfd, accepted_by[3];
 static int acceptor(void *arg)
 {
     int i = (int)(intptr_t)arg;
-    int fd = cio_accept(acceptor_lfd, NULL, NULL);
+    int fd = cio_accept_ours(acceptor_lfd);
     if (fd < 0)
         return fd;
     accepted_by[i]++;
@@ -850,7 +866,7 @@ static int shortcut_main(void *arg)
     snprintf(port, sizeof port, "%d", local_port(lfd));
     int c = cio_tcp_connect("127.0.0.1", port, 0);
     ASSERT_GE(c, 0);
-    int s = cio_accept(lfd, NULL, NULL);
+    int s = cio_accept_ours(lfd);
     ASSERT_GE(s, 0);
     char buf[64];
     cio_scope deadline;
@@ -910,7 +926,7 @@ static int wildcard_main(void *arg)
         close(probe);
         int c = cio_tcp_connect(hosts[i], port, 0);
         ASSERT_GE(c, 0);
-        int s = cio_accept(lfd, NULL, NULL);
+        int s = cio_accept_ours(lfd);
         ASSERT_GE(s, 0);
         ASSERT_EQ(cio_send(c, "hi", 2, 0), 2);
         char buf[4];
@@ -959,7 +975,7 @@ static int urgent_main(void *arg)
     snprintf(port, sizeof port, "%d", local_port(lfd));
     int peer = cio_tcp_connect("127.0.0.1", port, 0);
     ASSERT_GE(peer, 0);
-    ASSERT_GE(short_fd = cio_accept(lfd, NULL, NULL), 0);
+    ASSERT_GE(short_fd = cio_accept_ours(lfd), 0);
     cio_task *t;
     ASSERT_EQ(cio_spawn(&t, short_reader, NULL, "reader"), 0);
     ASSERT_EQ(cio_sleep(10 * CIO_MSEC), 0); /* the reader waits in cio_recv */
@@ -1182,4 +1198,64 @@ TEST(net_tcp_connect_to_a_single_address_spawns_no_task)
 {
     cio_loop_options o = {.virtual_clock = true};
     ASSERT_EQ(cio_run_opts(&o, single_address_main, NULL), 0);
+}
+
+/* ---- the tests' own guard against foreign connections (peer.h) ----------- */
+
+struct foreign_case {
+    int lfd;
+};
+
+static int foreign_main(void *arg)
+{
+    struct foreign_case *f = arg;
+    char port[16];
+    snprintf(port, sizeof port, "%d", local_port(f->lfd));
+    int c = cio_tcp_connect("127.0.0.1", port, 0);
+    ASSERT_GE(c, 0);
+    /* The other process's connection is first in the queue: skipped. */
+    int s = cio_accept_ours(f->lfd);
+    ASSERT_GE(s, 0);
+    struct sockaddr_in peer, mine;
+    socklen_t len = sizeof peer;
+    ASSERT_EQ(getpeername(s, (struct sockaddr *)&peer, &len), 0);
+    len = sizeof mine;
+    ASSERT_EQ(getsockname(c, (struct sockaddr *)&mine, &len), 0);
+    ASSERT_EQ(peer.sin_port, mine.sin_port);
+    cio_close(s);
+    cio_close(c);
+    return 0;
+}
+
+TEST(net_tests_skip_connections_from_other_processes)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ASSERT_EQ(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    ASSERT_EQ(listen(lfd, 8), 0);
+    socklen_t len = sizeof a;
+    ASSERT_EQ(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+    int ready[2], done[2];
+    ASSERT_EQ(pipe(ready), 0);
+    ASSERT_EQ(pipe(done), 0);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) { /* another process: connect, hold it until told */
+        close(done[1]);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        char b = 0;
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 || write(ready[1], &b, 1) != 1)
+            _exit(1);
+        (void)!read(done[0], &b, 1);
+        _exit(0);
+    }
+    char b;
+    ASSERT_EQ(read(ready[0], &b, 1), 1);
+    struct foreign_case f = {.lfd = lfd};
+    ASSERT_EQ(cio_run(foreign_main, &f), 0);
+    close(done[1]);
+    int st;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(lfd);
 }
