@@ -3,6 +3,7 @@
  * close flushing, reset. */
 #include "cio.h"
 #include "harness.h"
+#include "peer.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -187,7 +188,7 @@ TEST(stream_backpressure_and_close_flushes)
 static int line_echo(void *arg)
 {
     int lfd = *(int *)arg;
-    int fd = cio_accept(lfd, NULL, NULL);
+    int fd = cio_accept_ours(lfd);
     if (fd < 0)
         return fd;
     cio_stream *s;
@@ -250,9 +251,23 @@ TEST(stream_tcp_open_connection_line_echo)
 
 /* ---- servers ----------------------------------------------------------- */
 
+/* Connections from other processes reach the servers' loopback listeners
+ * too (peer.h): handlers drop them at once and count only ours. */
+static int our_conns;
+
+static bool foreign(cio_stream *s)
+{
+    if (!peer_is_ours(cio_stream_fd(s)))
+        return true;
+    our_conns++;
+    return false;
+}
+
 static int echo_handler(cio_stream *s, void *arg)
 {
     (void)arg;
+    if (foreign(s))
+        return 0;
     char buf[256];
     ssize_t n;
     while ((n = cio_stream_readline(s, buf, sizeof buf)) > 0) {
@@ -316,7 +331,8 @@ static int server_main(void *arg)
     char buf[16];
     ASSERT_EQ(cio_stream_read(bad, buf, sizeof buf), 0); /* server closed it */
     ASSERT_EQ(cio_server_failed(srv), 1);
-    ASSERT_EQ(cio_server_accepted(srv), 22);
+    ASSERT_EQ(our_conns, 22);
+    ASSERT_GE(cio_server_accepted(srv), 22); /* (and any foreign ones) */
     /* Close: the idle connection's handler (blocked in readline) is
      * cancelled and its stream closed. */
     ASSERT_EQ(cio_server_close(srv), 0);
@@ -362,7 +378,7 @@ TEST(stream_unix_server_and_connection)
 static int reset_after_lines(void *arg)
 {
     int lfd = *(int *)arg;
-    int fd = cio_accept(lfd, NULL, NULL);
+    int fd = cio_accept_ours(lfd);
     if (fd < 0)
         return fd;
     /* Two whole lines and half of a third, then an abortive close. */
@@ -545,6 +561,8 @@ TEST(stream_cancel_at_every_await_leaves_no_fd)
 static int flood_handler(cio_stream *s, void *arg)
 {
     int *stuck = arg;
+    if (foreign(s))
+        return 0;
     static char chunk[65536];
     for (;;) { /* the peer never reads: drain blocks for good */
         int rc = cio_stream_write(s, chunk, sizeof chunk);

@@ -5,6 +5,7 @@
 #include "cio.h"
 #include "cio/tls.h"
 #include "harness.h"
+#include "peer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -125,10 +126,16 @@ static int listen_loopback(int *port)
     return fd;
 }
 
+/* One connection of ours (connections from other processes are closed:
+ * peer.h). */
 static int accept_one(int lfd)
 {
     for (;;) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0 && !peer_is_ours(fd)) {
+            close(fd);
+            continue;
+        }
         if (fd >= 0)
             return fd;
         if (errno != EAGAIN)
@@ -455,6 +462,8 @@ struct tls_srv_ctx {
 static int tls_line_echo(cio_stream *s, void *arg)
 {
     struct tls_srv_ctx *c = arg;
+    if (!peer_is_ours(cio_stream_fd(s)))
+        return 0; /* another process's connection (peer.h) */
     /* Plain text first (a STARTTLS-style greeting), then TLS. */
     cio_stream_write(s, "220 ready\n", 10);
     c->handshake_rc = cio_stream_start_tls(s, c->cfg, NULL);
@@ -556,6 +565,8 @@ TEST(tls_start_tls_on_streams)
 static int tls_at_once_echo(cio_stream *s, void *arg)
 {
     struct tls_srv_ctx *c = arg;
+    if (!peer_is_ours(cio_stream_fd(s)))
+        return 0; /* another process's connection (peer.h) */
     c->handshake_rc = cio_stream_start_tls(s, c->cfg, NULL);
     if (c->handshake_rc)
         return c->handshake_rc;
