@@ -82,7 +82,11 @@ CIO_EXTERN ssize_t cio_sendto_site(int fd, const void *buf, size_t n, int flags,
                                    const char *file, int line,
                                    const char *func);
 
-/* read(2) / write-all on any non-blocking fd (pipes, ttys, sockets). */
+/* read(2) / write-all on any non-blocking fd (pipes, ttys, sockets).
+ * Suspend (until some bytes / all of them). Return as cio_recv / cio_send.
+ * cio_write never raises SIGPIPE: a socket is written with MSG_NOSIGNAL, a
+ * pipe with SIGPIPE blocked in the calling thread around the write(2) and
+ * the SIGPIPE it caused consumed; a reader that has gone is -EPIPE. */
 #define cio_read(fd, buf, n) cio_read_site((fd), (buf), (n), CIO__HERE)
 CIO_EXTERN ssize_t cio_read_site(int fd, void *buf, size_t n, const char *file,
                                  int line, const char *func);
@@ -114,8 +118,9 @@ CIO_EXTERN int cio_tcp_listen_site(const char *host, const char *port,
  * connection attempts: a new attempt starts every `stagger` ns (<= 0:
  * CIO_HAPPY_EYEBALLS_DELAY) or at once when an attempt fails; the first
  * connection wins and every other attempt is cancelled and closed before
- * the call returns (shielded: also when the caller is cancelled).
- * Suspends. Returns the connected fd (the caller owns it: cio_close) or
+ * the call returns (shielded: also when the caller is cancelled). A
+ * single address is connected to by the calling task itself, with no
+ * attempt task. Suspends. Returns the connected fd (the caller owns it: cio_close) or
  * the error of the last attempt (or of the resolution, CIO_EAI_*), or
  * -ECANCELED / -ETIMEDOUT. */
 #define cio_tcp_connect(host, port, stagger)                                   \
