@@ -390,7 +390,9 @@ CIO_EXTERN int cio_sleep_until_site(int64_t deadline, const char *file,
                                     int line, const char *func);
 
 /* Write a dump of every task of the current loop (id, name, state, where it
- * waits, cancellation state) to the file descriptor fd. Does not suspend. */
+ * waits, cancellation state) to the file descriptor fd. Does not suspend.
+ * A reader of fd that has gone (a closed pipe) loses the dump but raises
+ * no SIGPIPE. */
 CIO_EXTERN void cio_dump_tasks(int fd);
 
 /* ---------------------------------------------------------------------------

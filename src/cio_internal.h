@@ -195,6 +195,15 @@ int cio__fd_wait_io(int fd, unsigned events, const char *file, int line,
  * receive queue was empty then): wait for more, or return at once if the
  * peer has closed. */
 int cio__fd_wait_drained(int fd, const char *file, int line, const char *func);
+/* SIGPIPE blocked in the calling thread around writes (fd.c): block, write,
+ * then restore with raised = a write failed with EPIPE, which consumes the
+ * SIGPIPE it caused (unless one was pending before) and unblocks it if it
+ * was not blocked before. Nothing process-wide changes. */
+typedef struct cio__sigpipe_hold {
+    bool was_blocked, was_pending;
+} cio__sigpipe_hold;
+void cio__sigpipe_block(cio__sigpipe_hold *h);
+void cio__sigpipe_restore(cio__sigpipe_hold *h, bool raised);
 /* write(2) with SIGPIPE blocked in the calling thread and a SIGPIPE it
  * raised consumed: a reader that has gone is -1 with errno EPIPE, never a
  * signal (pipes, which have no MSG_NOSIGNAL). Does not suspend. */

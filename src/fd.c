@@ -352,28 +352,43 @@ int cio__fd_wait_drained(int fd, const char *file, int line, const char *func)
  * SIGPIPE someone else sent meanwhile stays pending and is delivered as
  * usual. If SIGPIPE was blocked already (a cio_signal_add handler reads it
  * from a signalfd, say), one that was pending before the write is left
- * alone. */
-ssize_t cio__write_nosigpipe(int fd, const void *buf, size_t n)
+ * alone. cio__sigpipe_block / _restore are the two halves, for writes
+ * made by someone else (stdio in cio_dump_tasks). */
+void cio__sigpipe_block(cio__sigpipe_hold *h)
 {
     sigset_t pipe_only, old, pending;
     sigemptyset(&pipe_only);
     sigaddset(&pipe_only, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
-    bool was_blocked = sigismember(&old, SIGPIPE);
+    h->was_blocked = sigismember(&old, SIGPIPE);
     /* Unblocked until now, so nothing could be pending for this thread. */
-    bool was_pending = was_blocked && sigpending(&pending) == 0 &&
-                       sigismember(&pending, SIGPIPE);
-    ssize_t w = write(fd, buf, n);
-    int err = errno;
-    if (w < 0 && err == EPIPE && !was_pending && sigpending(&pending) == 0 &&
+    h->was_pending = h->was_blocked && sigpending(&pending) == 0 &&
+                     sigismember(&pending, SIGPIPE);
+}
+
+void cio__sigpipe_restore(cio__sigpipe_hold *h, bool raised)
+{
+    int saved = errno;
+    sigset_t pipe_only, pending;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    if (raised && !h->was_pending && sigpending(&pending) == 0 &&
         sigismember(&pending, SIGPIPE)) {
         struct timespec zero = {0, 0};
         while (sigtimedwait(&pipe_only, NULL, &zero) < 0 && errno == EINTR)
             ;
     }
-    if (!was_blocked)
+    if (!h->was_blocked)
         pthread_sigmask(SIG_UNBLOCK, &pipe_only, NULL);
-    errno = err;
+    errno = saved;
+}
+
+ssize_t cio__write_nosigpipe(int fd, const void *buf, size_t n)
+{
+    cio__sigpipe_hold h;
+    cio__sigpipe_block(&h);
+    ssize_t w = write(fd, buf, n);
+    cio__sigpipe_restore(&h, w < 0 && errno == EPIPE);
     return w;
 }
 

@@ -579,15 +579,26 @@ int cio_sleep_site(int64_t delay, const char *file, int line, const char *func)
 
 /* ---- dumps ----------------------------------------------------------------- */
 
+/* fclose for cio_dump_tasks, which blocked SIGPIPE while stdio wrote. */
+static void dump_close(FILE *f, cio__sigpipe_hold *h)
+{
+    bool failed = ferror(f) != 0;
+    failed |= fclose(f) != 0;
+    cio__sigpipe_restore(h, failed);
+}
+
 void cio_dump_tasks(int fd)
 {
     cio_loop *loop = cio__tls_loop;
     FILE *f = fdopen(dup(fd), "w");
     if (!f)
         return;
+    /* A reader that has gone (a closed pipe) is no SIGPIPE. */
+    cio__sigpipe_hold hold;
+    cio__sigpipe_block(&hold);
     if (!loop) {
         fprintf(f, "cio: no loop on this thread\n");
-        fclose(f);
+        dump_close(f, &hold);
         return;
     }
     fprintf(f, "%zu task(s):\n", loop->n_tasks);
@@ -609,5 +620,5 @@ void cio_dump_tasks(int fd)
             fprintf(f, ", holds %d lock(s)", t->locks_held);
         fputc('\n', f);
     }
-    fclose(f);
+    dump_close(f, &hold);
 }

@@ -1259,3 +1259,30 @@ TEST(net_tests_skip_connections_from_other_processes)
     ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     close(lfd);
 }
+
+/* cio_dump_tasks writes with stdio: to a pipe whose reader left, no
+ * SIGPIPE either (default action here, as above). */
+static int dump_closed_pipe_main(void *arg)
+{
+    (void)arg;
+    int p[2];
+    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+    close(p[0]);
+    cio_dump_tasks(p[1]);
+    ASSERT_FALSE(sigpipe_blocked());
+    ASSERT_FALSE(sigpipe_pending());
+    close(p[1]);
+    return 0;
+}
+
+TEST(net_dump_tasks_to_closed_pipe_is_no_sigpipe)
+{
+    signal(SIGPIPE, SIG_DFL);
+    ASSERT_EQ(cio_run(dump_closed_pipe_main, NULL), 0);
+    int p[2]; /* and outside a loop */
+    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+    close(p[0]);
+    cio_dump_tasks(p[1]);
+    ASSERT_FALSE(sigpipe_pending());
+    close(p[1]);
+}
