@@ -961,3 +961,58 @@ TEST(tls_shutdown_to_peer_not_reading_times_out_at_30s_by_default)
     ASSERT_EQ(cio_run_opts(&o, shutdown_timeout_main, &p), 0);
     free_pki(&p);
 }
+
+/* The case that matters most: a TLS server's connection task, upgrading an
+ * accepted stream, and a client that stalls mid-handshake. The handler is
+ * released at the default timeout, with no deadline of its own. */
+struct stalled_handler {
+    cio_tls_config *cfg;
+    int rc;
+    int64_t started, ended;
+    bool done;
+};
+
+static int start_tls_recording(cio_stream *s, void *arg)
+{
+    struct stalled_handler *h = arg;
+    if (!peer_is_ours(cio_stream_fd(s)))
+        return 0;
+    h->started = cio_now();
+    h->rc = cio_stream_start_tls(s, h->cfg, NULL);
+    h->ended = cio_now();
+    h->done = true;
+    return 0;
+}
+
+static int server_handler_stalled_main(void *arg)
+{
+    struct pki *pki = arg;
+    struct stalled_handler h = {.cfg = server_config(pki)};
+    cio_server *srv;
+    ASSERT_EQ(cio_start_server(&srv, "127.0.0.1", "0", start_tls_recording, &h, NULL), 0);
+    struct sockaddr_storage ss;
+    socklen_t len;
+    ASSERT_EQ(cio_server_sockname(srv, &ss, &len), 0);
+    int fd = connect_loopback(ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    ASSERT_GE(fd, 0);
+    const unsigned char partial[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01};
+    ASSERT_EQ(write(fd, partial, sizeof partial), (ssize_t)sizeof partial);
+    for (int i = 0; i < 1000 && !h.done; i++)
+        ASSERT_EQ(cio_sleep(CIO_SEC), 0);
+    ASSERT_TRUE(h.done);
+    ASSERT_EQ(h.rc, -ETIMEDOUT);
+    ASSERT_EQ(h.ended - h.started, CIO_TLS_HANDSHAKE_TIMEOUT);
+    ASSERT_EQ(cio_server_close(srv), 0);
+    close(fd);
+    cio_tls_config_free(h.cfg);
+    return 0;
+}
+
+TEST(tls_server_handler_with_stalled_client_is_released_at_60s)
+{
+    struct pki p;
+    make_pki(&p);
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, server_handler_stalled_main, &p), 0);
+    free_pki(&p);
+}

@@ -13,10 +13,10 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <pthread.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,24 +91,6 @@ static int config_fail(cio_tls_config *cfg, const char *what)
 
 const char *cio_tls_config_error(const cio_tls_config *cfg) { return cfg->error; }
 
-/* 0: the default; CIO_FOREVER: none; < 0: invalid (-1). */
-static int64_t timeout_value(int64_t v, int64_t dflt)
-{
-    return v < 0 ? -1 : v == 0 ? dflt : v;
-}
-
-int cio_tls_config_set_timeouts(cio_tls_config *cfg, int64_t handshake,
-                                int64_t shutdown)
-{
-    int64_t h = timeout_value(handshake, CIO_TLS_HANDSHAKE_TIMEOUT);
-    int64_t d = timeout_value(shutdown, CIO_TLS_SHUTDOWN_TIMEOUT);
-    if (!cfg || h < 0 || d < 0)
-        return -EINVAL;
-    cfg->handshake_timeout = h;
-    cfg->shutdown_timeout = d;
-    return 0;
-}
-
 /* ---- configuration --------------------------------------------------------- */
 
 int cio_tls_config_new(cio_tls_config **out, int mode)
@@ -155,6 +137,24 @@ static void config_unref(cio_tls_config *cfg)
 }
 
 void cio_tls_config_free(cio_tls_config *cfg) { config_unref(cfg); }
+
+/* 0: the default; CIO_FOREVER: none; < 0: invalid (-1). */
+static int64_t timeout_value(int64_t v, int64_t dflt)
+{
+    return v < 0 ? -1 : v == 0 ? dflt : v;
+}
+
+int cio_tls_config_set_timeouts(cio_tls_config *cfg, int64_t handshake,
+                                int64_t shutdown)
+{
+    int64_t h = timeout_value(handshake, CIO_TLS_HANDSHAKE_TIMEOUT);
+    int64_t d = timeout_value(shutdown, CIO_TLS_SHUTDOWN_TIMEOUT);
+    if (!cfg || h < 0 || d < 0)
+        return -EINVAL;
+    cfg->handshake_timeout = h;
+    cfg->shutdown_timeout = d;
+    return 0;
+}
 
 int cio_tls_config_set_ca_file(cio_tls_config *cfg, const char *path)
 {
