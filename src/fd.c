@@ -194,7 +194,7 @@ void cio__fd_fresh(int fd, bool tcp)
     cio__fd *f = slot_if_any(loop, fd);
     /* The kernel just handed out this number, so whatever descriptor had
      * it before is closed: the slot is stale. */
-    if (f && (f->registered || has_waiters(f) || f->ready || f->tcp))
+    if (f && (f->registered || has_waiters(f) || f->ready || f->tcp || f->not_socket))
         reset_slot(loop, f, -EBADF);
     if (tcp)
         cio__fd_mark_tcp(fd);
