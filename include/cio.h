@@ -593,8 +593,11 @@ typedef struct cio__list {
 typedef struct cio__timer {
     int64_t when;
     uint64_t seq;          /* FIFO tie-break for equal deadlines */
-    size_t heap_index;     /* SIZE_MAX when not armed */
+    /* The loop's timer heap (a pairing heap) links through these, so that
+     * arming never allocates. */
+    struct cio__timer *child, *next, *prev;
     void (*fn)(struct cio__timer *);
+    bool armed;
 } cio__timer;
 
 struct cio_scope {

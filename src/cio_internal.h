@@ -62,32 +62,24 @@ static inline cio__list *cio__list_pop_front(cio__list *l)
 /* ---- fatal errors -------------------------------------------------------- */
 _Noreturn void cio__panic(const char *fmt, ...) CIO__PRINTF(1, 2);
 
-/* ---- timers (timer.c): binary min-heap keyed by (when, seq) ------------- */
+/* ---- timers (timer.c): intrusive pairing heap keyed by (when, seq) ------ */
 typedef struct cio__timer_heap {
-    /* The keys sit in the array next to the pointer, so that sifting
-     * compares without touching the timers themselves (each lives on a
-     * different task stack: one TLB miss per level otherwise). */
-    struct cio__timer_slot {
-        int64_t when;
-        uint64_t seq;
-        cio__timer *t;
-    } *items;
-    size_t len, cap;
+    cio__timer *root;        /* the earliest timer, or NULL */
+    size_t len;              /* timers armed */
     uint64_t next_seq;
 } cio__timer_heap;
 
 void cio__timer_init(cio__timer *t, void (*fn)(cio__timer *));
-static inline bool cio__timer_armed(const cio__timer *t)
-{
-    return t->heap_index != SIZE_MAX;
-}
-/* Arm (or re-arm) t at `when`. Returns 0 or -ENOMEM (heap growth). */
-int cio__timer_start(cio__timer_heap *h, cio__timer *t, int64_t when);
+static inline bool cio__timer_armed(const cio__timer *t) { return t->armed; }
+/* Arm (or re-arm) t at `when`. Never allocates, never fails: the heap's
+ * links live in t. */
+void cio__timer_start(cio__timer_heap *h, cio__timer *t, int64_t when);
 void cio__timer_stop(cio__timer_heap *h, cio__timer *t);
 static inline cio__timer *cio__timer_min(const cio__timer_heap *h)
 {
-    return h->len ? h->items[0].t : NULL;
+    return h->root;
 }
+/* Disarm every timer (loop close). */
 void cio__timer_heap_free(cio__timer_heap *h);
 
 /* ---- stacks (stack.c) ---------------------------------------------------- */
@@ -139,6 +131,24 @@ int cio__backend_poll(cio_loop *loop, int64_t timeout);
 
 /* ---- thread-safe entry (threadsafe.c) -------------------------------------- */
 typedef struct cio__threadsafe cio__threadsafe;
+/* A queued call. */
+typedef struct cio__ts_call {
+    struct cio__ts_call *next;
+    cio_callback_fn fn;
+    void *arg;
+    bool owned;               /* allocated by the queue, freed after fn ran */
+} cio__ts_call;
+/* cio_call_soon_threadsafe with a node the caller provides (inside the
+ * object the call concerns), so that it cannot fail for want of memory.
+ * The node must stay valid until fn is called; fn may free it. Returns 0,
+ * or -ESHUTDOWN once the loop's close has sealed the queue. */
+int cio__call_soon_threadsafe_node(cio_loop *loop, cio__ts_call *c,
+                                   cio_callback_fn fn, void *arg);
+/* Loop close, on the loop's thread: block until something is queued or
+ * cio__threadsafe_wake is called, then run what is queued. */
+void cio__threadsafe_wait(cio_loop *loop);
+/* From any thread, while the loop exists: end a cio__threadsafe_wait. */
+void cio__threadsafe_wake(cio_loop *loop);
 int cio__threadsafe_open(cio_loop *loop);
 void cio__threadsafe_close(cio_loop *loop);
 /* Run what foreign threads queued, now (loop close). Returns true if

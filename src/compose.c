@@ -163,7 +163,7 @@ int cio_wait_site(cio_task *const *tasks, size_t n, int mode, int64_t timeout,
     if (!satisfied(&m) && timeout >= 0) {
         int64_t now = cio__loop_now(loop);
         int64_t deadline = timeout > CIO_FOREVER - now ? CIO_FOREVER : now + timeout;
-        rc = cio__timer_start(&loop->timers, &wt.timer, deadline);
+        cio__timer_start(&loop->timers, &wt.timer, deadline);
     }
     while (rc == 0 && !satisfied(&m)) {
         m.waiter = self;

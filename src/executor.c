@@ -5,7 +5,9 @@
  * deadlock nor jumps the virtual clock while a worker may still answer.
  *
  * Job states: QUEUED -> RUNNING -> DONE (posted) -> delivered (job_done ran
- * on the loop). A caller cancelled while QUEUED removes the job itself (fn
+ * on the loop). The completion's queue node is part of the job, so that
+ * posting it cannot fail: a finished job is always delivered, whatever the
+ * memory situation. A caller cancelled while QUEUED removes the job itself (fn
  * never runs). A caller cancelled while RUNNING either waits for it
  * shielded (default) or abandons it: then the completion calls the
  * abandoned callback instead of waking anybody. A caller whose
@@ -20,13 +22,17 @@
  *
  * Loop close (cio__executor_close): every task has finished by then, so
  * queued jobs have no caller left but abandoned ones; they are dropped
- * (abandoned(arg, -ECANCELED)), running ones are joined and their
- * completions run in the loop's final drain. loop->executor is then left
+ * (abandoned(arg, -ECANCELED)), running ones are waited for while the loop
+ * keeps running what they post (a job may call cio_run_in_loop, which the
+ * closing loop refuses with -ESHUTDOWN, or wait for a callback it posted):
+ * a plain pthread_join would wait for a job that waits for the loop. Then
+ * the threads are joined. loop->executor is then left
  * pointing at a marker, so that a run_in_loop call reaching the loop during
  * that drain is refused instead of spawning a task that would never run. */
 #include "cio_internal.h"
 #include "cio/executor.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -48,6 +54,7 @@ typedef struct job {
     int state;                 /* under pool->lock */
     bool delivered;            /* job_done ran (loop thread only) */
     cio_loop *loop;
+    cio__ts_call done_call;    /* posts job_done: never allocates */
 } job;
 
 struct cio__executor {
@@ -56,7 +63,9 @@ struct cio__executor {
     cio__list queue;           /* of job, FIFO */
     pthread_t *threads;
     size_t n_threads, max_threads, n_idle;
+    size_t n_exited;           /* threads that have left worker_main's loop */
     bool stopping;
+    cio_loop *loop;
 };
 
 static void *worker_main(void *arg);
@@ -90,6 +99,7 @@ static cio__executor *pool_get(cio_loop *loop)
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
     cio__list_init(&p->queue);
+    p->loop = loop;
     loop->executor = p;
     return p;
 }
@@ -144,13 +154,17 @@ static void *worker_main(void *arg)
         j->result = result;
         j->state = JOB_DONE;
         /* Posted under the lock: the loop cannot finish closing the pool
-         * (which joins us) before the post is queued. */
-        while (cio_call_soon_threadsafe(j->loop, job_done, j) == -ENOMEM) {
-            pthread_mutex_unlock(&p->lock);
-            usleep(1000);
-            pthread_mutex_lock(&p->lock);
-        }
+         * (which joins us) before the post is queued. Cannot fail: the node
+         * is the job's, and the queue is sealed only after close has
+         * joined every worker. */
+        int rc = cio__call_soon_threadsafe_node(j->loop, &j->done_call, job_done, j);
+        assert(rc == 0);
+        (void)rc;
     }
+    /* Tell a closing loop waiting in cio__executor_close (under the lock:
+     * the pool is not freed before we are joined). */
+    p->n_exited++;
+    cio__threadsafe_wake(p->loop);
     pthread_mutex_unlock(&p->lock);
     return NULL;
 }
@@ -298,6 +312,18 @@ void cio__executor_close(cio_loop *loop)
             j->abandoned(j->arg, -ECANCELED);
         free(j);
     }
+    /* Wait for the running jobs, serving what they post meanwhile: their
+     * completions, their cio_call_soon_threadsafe calls, their
+     * cio_run_in_loop requests (refused: the loop is closing). A job that
+     * waits for the loop must not wait for ever on a loop that waits for
+     * it. (No task runs here, so nobody submits new jobs.) */
+    pthread_mutex_lock(&p->lock);
+    while (p->n_exited < p->n_threads) {
+        pthread_mutex_unlock(&p->lock);
+        cio__threadsafe_wait(loop);
+        pthread_mutex_lock(&p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
     for (size_t i = 0; i < p->n_threads; i++)
         pthread_join(p->threads[i], NULL);
     pthread_cond_destroy(&p->cond);

@@ -363,11 +363,7 @@ static int schedule(int64_t when, bool soon, cio_callback_fn fn, void *arg,
     if (soon) {
         cio__handle_queue(loop, h);
     } else {
-        int rc = cio__timer_start(&loop->timers, &h->timer, when);
-        if (rc) {
-            free(h);
-            return rc;
-        }
+        cio__timer_start(&loop->timers, &h->timer, when);
     }
     if (out)
         *out = h;

@@ -39,8 +39,7 @@ static void arm(cio_scope *s)
         fire(s, -ETIMEDOUT);
         return;
     }
-    if (cio__timer_start(&loop->timers, &s->timer, s->deadline) != 0)
-        cio__panic("out of memory arming a deadline");
+    cio__timer_start(&loop->timers, &s->timer, s->deadline); /* cannot fail */
 }
 
 static void enter(cio_scope *s, int64_t deadline, bool shield, const char *what)

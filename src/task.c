@@ -559,9 +559,7 @@ int cio_sleep_until_site(int64_t deadline, const char *file, int line,
     sleep_timer st;
     st.task = self;
     cio__timer_init(&st.timer, sleep_timer_fired);
-    rc = cio__timer_start(&loop->timers, &st.timer, deadline);
-    if (rc)
-        return rc;
+    cio__timer_start(&loop->timers, &st.timer, deadline);
     rc = cio__park(self);
     cio__timer_stop(&loop->timers, &st.timer);
     return rc;

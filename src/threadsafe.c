@@ -6,9 +6,15 @@
  * Loop close drains the queue until a drain finds it empty, and seals it
  * under the same lock the callers queue under (cio__threadsafe_seal): a call
  * is either queued before the seal, and then run, or refused after it.
- * Nothing accepted is dropped. */
+ * Nothing accepted is dropped.
+ *
+ * A call's node is allocated by cio_call_soon_threadsafe, or provided by
+ * the library inside the object it concerns (the executor's completions:
+ * cio__call_soon_threadsafe_node), so that posting it cannot fail for want
+ * of memory. */
 #include "cio_internal.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -16,11 +22,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-typedef struct ts_call {
-    struct ts_call *next;
-    cio_callback_fn fn;
-    void *arg;
-} ts_call;
+typedef cio__ts_call ts_call;
 
 struct cio__threadsafe {
     pthread_mutex_t lock;
@@ -45,8 +47,10 @@ static bool drain_queue(cio__threadsafe *ts)
     bool ran = c != NULL;
     while (c) {
         ts_call *next = c->next;
+        bool owned = c->owned; /* a provided node may be freed by fn */
         c->fn(c->arg);
-        free(c);
+        if (owned)
+            free(c);
         c = next;
     }
     return ran;
@@ -98,7 +102,8 @@ void cio__threadsafe_close(cio_loop *loop)
     pthread_mutex_unlock(&ts->lock);
     while (c) { /* none: close seals the queue only once it is empty */
         ts_call *next = c->next;
-        free(c);
+        if (c->owned)
+            free(c);
         c = next;
     }
     int fd = ts->watch.fd;
@@ -115,6 +120,24 @@ bool cio__threadsafe_drain(cio_loop *loop)
     return loop->threadsafe && drain_queue(loop->threadsafe);
 }
 
+void cio__threadsafe_wait(cio_loop *loop)
+{
+    cio__threadsafe *ts = loop->threadsafe;
+    if (!ts)
+        return;
+    struct pollfd pfd = {.fd = ts->watch.fd, .events = POLLIN};
+    while (poll(&pfd, 1, -1) < 0 && errno == EINTR)
+        ;
+    drain_queue(ts);
+}
+
+void cio__threadsafe_wake(cio_loop *loop)
+{
+    uint64_t one = 1;
+    ssize_t n = write(loop->threadsafe->watch.fd, &one, sizeof one);
+    (void)n; /* EAGAIN: the counter is saturated, the loop wakes anyway */
+}
+
 bool cio__threadsafe_seal(cio_loop *loop)
 {
     cio__threadsafe *ts = loop->threadsafe;
@@ -128,23 +151,12 @@ bool cio__threadsafe_seal(cio_loop *loop)
     return empty;
 }
 
-int cio_call_soon_threadsafe(cio_loop *loop, cio_callback_fn fn, void *arg)
+/* Queue c (filled in) and wake the loop. Returns 0 or -ESHUTDOWN. */
+static int post(cio__threadsafe *ts, ts_call *c)
 {
-    if (!loop || !fn)
-        return -EINVAL;
-    cio__threadsafe *ts = loop->threadsafe;
-    if (!ts)
-        return -ESHUTDOWN; /* the loop has finished closing */
-    ts_call *c = malloc(sizeof *c);
-    if (!c)
-        return -ENOMEM;
-    c->next = NULL;
-    c->fn = fn;
-    c->arg = arg;
     pthread_mutex_lock(&ts->lock);
     if (ts->closed) {
         pthread_mutex_unlock(&ts->lock);
-        free(c);
         return -ESHUTDOWN;
     }
     if (ts->tail)
@@ -160,6 +172,33 @@ int cio_call_soon_threadsafe(cio_loop *loop, cio_callback_fn fn, void *arg)
     (void)n; /* EAGAIN: the counter is saturated, the loop wakes anyway */
     pthread_mutex_unlock(&ts->lock);
     return 0;
+}
+
+int cio_call_soon_threadsafe(cio_loop *loop, cio_callback_fn fn, void *arg)
+{
+    if (!loop || !fn)
+        return -EINVAL;
+    cio__threadsafe *ts = loop->threadsafe;
+    if (!ts)
+        return -ESHUTDOWN; /* the loop has finished closing */
+    ts_call *c = malloc(sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    *c = (ts_call){.fn = fn, .arg = arg, .owned = true};
+    int rc = post(ts, c);
+    if (rc)
+        free(c);
+    return rc;
+}
+
+int cio__call_soon_threadsafe_node(cio_loop *loop, cio__ts_call *c,
+                                   cio_callback_fn fn, void *arg)
+{
+    cio__threadsafe *ts = loop->threadsafe;
+    if (!ts)
+        return -ESHUTDOWN;
+    *c = (ts_call){.fn = fn, .arg = arg, .owned = false};
+    return post(ts, c);
 }
 
 void cio_loop_external_ref(cio_loop *loop)

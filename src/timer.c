@@ -1,104 +1,115 @@
-/* Timers: a binary min-heap ordered by (deadline, arming sequence), so that
- * equal deadlines fire in the order they were armed. Each timer knows its
- * heap index, which makes stop O(log n). The keys are copied into the heap
- * array (struct cio__timer_slot), so that sifting compares without
- * dereferencing the timers, which live on as many different task stacks. */
+/* Timers: an intrusive pairing heap ordered by (deadline, arming sequence),
+ * so that equal deadlines fire in the order they were armed. The links live
+ * in the timer itself (in a scope, a sleep's frame, a handle), so arming
+ * never allocates and never fails: a deadline can always be set, whatever
+ * the memory situation.
+ *
+ * Each node keeps its first child, its next sibling and `prev`: the
+ * previous sibling, or the parent for a first child (NULL for the root).
+ * Insert is one comparison with the root; removing the minimum melds the
+ * root's children in two passes (left to right by pairs, then right to
+ * left), O(log n) amortized; removing another node cuts it out of its
+ * sibling list and melds its children back under the root. */
 #include "cio_internal.h"
 
-#include <stdint.h>
-
-typedef struct cio__timer_slot slot;
-
-static inline bool slot_less(const slot *a, const slot *b)
+static inline bool timer_less(const cio__timer *a, const cio__timer *b)
 {
     return a->when < b->when || (a->when == b->when && a->seq < b->seq);
 }
 
-static inline void heap_set(cio__timer_heap *h, size_t i, slot s)
+/* Two roots become one: the greater becomes the first child of the lesser,
+ * which is returned (its own next/prev are the caller's business). */
+static inline cio__timer *meld(cio__timer *a, cio__timer *b)
 {
-    h->items[i] = s;
-    s.t->heap_index = i;
+    if (timer_less(b, a)) {
+        cio__timer *t = a;
+        a = b;
+        b = t;
+    }
+    b->prev = a;
+    b->next = a->child;
+    if (a->child)
+        a->child->prev = b;
+    a->child = b;
+    return a;
 }
 
-static void sift_up(cio__timer_heap *h, size_t i)
+/* Meld a sibling list (the children of a removed node) into one tree and
+ * return its root. Iterative: the first pass melds pairs from the left and
+ * stacks the results (through `next`, so the last pair is on top); the
+ * second melds the stack into one tree from the right. */
+static cio__timer *merge_siblings(cio__timer *first)
 {
-    slot s = h->items[i];
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!slot_less(&s, &h->items[parent]))
+    cio__timer *stack = NULL;
+    while (first) {
+        cio__timer *a = first, *b = a->next;
+        if (!b) {
+            a->next = stack;
+            stack = a;
             break;
-        heap_set(h, i, h->items[parent]);
-        i = parent;
+        }
+        first = b->next;
+        cio__timer *m = meld(a, b);
+        m->next = stack;
+        stack = m;
     }
-    heap_set(h, i, s);
-}
-
-static void sift_down(cio__timer_heap *h, size_t i)
-{
-    slot s = h->items[i];
-    for (;;) {
-        size_t child = 2 * i + 1;
-        if (child >= h->len)
-            break;
-        if (child + 1 < h->len && slot_less(&h->items[child + 1], &h->items[child]))
-            child++;
-        if (!slot_less(&h->items[child], &s))
-            break;
-        heap_set(h, i, h->items[child]);
-        i = child;
+    cio__timer *root = stack;
+    stack = stack->next;
+    while (stack) {
+        cio__timer *n = stack;
+        stack = n->next;
+        root = meld(root, n);
     }
-    heap_set(h, i, s);
+    root->next = root->prev = NULL;
+    return root;
 }
 
 void cio__timer_init(cio__timer *t, void (*fn)(cio__timer *))
 {
     t->when = 0;
     t->seq = 0;
-    t->heap_index = SIZE_MAX;
+    t->child = t->next = t->prev = NULL;
+    t->armed = false;
     t->fn = fn;
 }
 
-int cio__timer_start(cio__timer_heap *h, cio__timer *t, int64_t when)
+void cio__timer_start(cio__timer_heap *h, cio__timer *t, int64_t when)
 {
-    if (cio__timer_armed(t))
+    if (t->armed)
         cio__timer_stop(h, t);
-    if (h->len == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        slot *items = realloc(h->items, cap * sizeof *items);
-        if (!items)
-            return -ENOMEM;
-        h->items = items;
-        h->cap = cap;
-    }
     t->when = when;
     t->seq = h->next_seq++;
-    h->items[h->len] = (slot){when, t->seq, t};
-    t->heap_index = h->len++;
-    sift_up(h, t->heap_index);
-    return 0;
+    t->child = t->next = t->prev = NULL;
+    t->armed = true;
+    h->root = h->root ? meld(h->root, t) : t;
+    h->root->prev = NULL; /* t, if it became the root; else unchanged */
+    h->len++;
 }
 
 void cio__timer_stop(cio__timer_heap *h, cio__timer *t)
 {
-    size_t i = t->heap_index;
-    if (i == SIZE_MAX)
+    if (!t->armed)
         return;
-    t->heap_index = SIZE_MAX;
-    slot last = h->items[--h->len];
-    if (i == h->len)
+    t->armed = false;
+    h->len--;
+    if (t == h->root) {
+        h->root = t->child ? merge_siblings(t->child) : NULL;
         return;
-    heap_set(h, i, last);
-    if (i > 0 && slot_less(&last, &h->items[(i - 1) / 2]))
-        sift_up(h, i);
+    }
+    /* Cut t (with its subtree) out of its sibling list. */
+    if (t->prev->child == t)
+        t->prev->child = t->next; /* first child: prev is the parent */
     else
-        sift_down(h, i);
+        t->prev->next = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    /* Its children are all >= the root: they go back under it. */
+    if (t->child)
+        h->root = meld(h->root, merge_siblings(t->child));
 }
 
 void cio__timer_heap_free(cio__timer_heap *h)
 {
-    for (size_t i = 0; i < h->len; i++)
-        h->items[i].t->heap_index = SIZE_MAX;
-    free(h->items);
-    h->items = NULL;
-    h->len = h->cap = 0;
+    while (h->root)
+        cio__timer_stop(h, h->root);
 }

@@ -639,3 +639,82 @@ TEST(executor_run_in_loop_from_many_threads)
 {
     ASSERT_EQ(cio_run(many_remote_main, NULL), 0);
 }
+
+/* ---- a job that calls back into its closing loop ---------------------------------- */
+
+struct callback_job {
+    struct gate g;        /* holds the job until the loop has stopped running */
+    cio_loop *loop;
+    atomic_int remote_rc; /* what cio_run_in_loop returned to the job */
+    atomic_int remote_ran;
+    int abandoned_calls, abandoned_result;
+};
+
+static int count_remote(void *arg)
+{
+    struct callback_job *cj = arg;
+    atomic_store(&cj->remote_ran, 1);
+    return 0;
+}
+
+/* Runs on a pool thread: held at the gate until cio_loop_run has returned,
+ * then asks the loop to run a task (the loop is closing by then). */
+static int calls_run_in_loop(void *arg)
+{
+    struct callback_job *cj = arg;
+    atomic_fetch_add(&cj->g.ran, 1);
+    char c;
+    if (read(cj->g.fds[0], &c, 1) != 1)
+        return -EIO;
+    int rc = cio_run_in_loop(cj->loop, count_remote, cj, "from-job");
+    atomic_store(&cj->remote_rc, rc);
+    return 7;
+}
+
+static void callback_job_abandoned(void *arg, int result)
+{
+    struct callback_job *cj = arg;
+    cj->abandoned_calls++;
+    cj->abandoned_result = result;
+}
+
+static int callback_job_caller(void *arg)
+{
+    struct callback_job *cj = arg;
+    return cio_to_thread_ex(calls_run_in_loop, cj, callback_job_abandoned);
+}
+
+static int callback_job_main(void *arg)
+{
+    struct callback_job *cj = arg;
+    cio_task *caller;
+    ASSERT_EQ(cio_spawn(&caller, callback_job_caller, cj, "caller"), 0);
+    for (int i = 0; i < 5000 && atomic_load(&cj->g.ran) == 0; i++)
+        ASSERT_EQ(cio_sleep(CIO_MSEC), 0);
+    ASSERT_EQ(atomic_load(&cj->g.ran), 1); /* running: abandoned, not dropped */
+    cio_task_cancel(caller);
+    int status = 0;
+    ASSERT_EQ(cio_join(caller, &status), 0);
+    ASSERT_EQ(status, -ECANCELED);
+    cio_task_release(caller);
+    return 0;
+}
+
+/* The job's cio_run_in_loop arrives while cio_loop_close waits for the
+ * pool: it is answered (-ESHUTDOWN, the loop is closing) instead of both
+ * waiting for each other for ever (close used to sit in pthread_join). */
+TEST_TIMEOUT(executor_close_answers_run_in_loop_from_a_running_job, 10)
+{
+    struct callback_job cj = {0};
+    ASSERT_EQ(pipe(cj.g.fds), 0);
+    ASSERT_EQ(cio_loop_new(&cj.loop, NULL), 0);
+    ASSERT_EQ(cio_loop_run(cj.loop, callback_job_main, &cj), 0);
+    open_gate(&cj.g); /* the job calls run_in_loop from now on */
+    ASSERT_EQ(cio_loop_close(cj.loop), 0);
+    ASSERT_EQ(atomic_load(&cj.remote_rc), -ESHUTDOWN);
+    ASSERT_EQ(atomic_load(&cj.remote_ran), 0);
+    ASSERT_EQ(cj.abandoned_calls, 1);
+    ASSERT_EQ(cj.abandoned_result, 7);
+    close(cj.g.fds[0]);
+    close(cj.g.fds[1]);
+}

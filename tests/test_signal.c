@@ -299,3 +299,198 @@ TEST(signal_handler_counts_as_a_wake_source)
 {
     ASSERT_EQ(cio_run(only_signal_main, NULL), 0);
 }
+
+/* ---- a second signal while a task holds the loop ------------------------------ */
+
+/* Never gives the loop control back: the signalfd is never read. It says
+ * when the first signal has been taken (cio_shutdown_signal is only an
+ * atomic read), so that the test sends the second one after that: two
+ * signals sent together may merge in the kernel before either is taken. */
+static int cpu_bound_main(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_shutdown_on_signals(), 0);
+    ASSERT_EQ(write(report_fd, "r", 1), 1);
+    bool told = false;
+    for (volatile unsigned long spin = 0;; spin++) {
+        if (!told && cio_shutdown_signal() == SIGINT) {
+            ASSERT_EQ(write(report_fd, "f", 1), 1);
+            told = true;
+        }
+    }
+    return 0;
+}
+
+TEST_TIMEOUT(signal_second_sigint_exits_while_a_task_holds_the_loop, 10)
+{
+    int p[2];
+    ASSERT_EQ(pipe(p), 0);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        close(p[0]);
+        report_fd = p[1];
+        cio_run(cpu_bound_main, NULL);
+        _exit(0); /* the old ending: the two signals read as one, exit 0 */
+    }
+    close(p[1]);
+    expect_byte(p[0], 'r');
+    ASSERT_EQ(kill(pid, SIGINT), 0);
+    expect_byte(p[0], 'f'); /* taken at once, though the loop never ran */
+    ASSERT_EQ(kill(pid, SIGINT), 0);
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 130);
+    close(p[0]);
+}
+
+/* ---- the graceful-shutdown snippet of docs/threads_signals_processes.md ------- */
+
+static int serve_forever(void)
+{
+    ASSERT_EQ(write(report_fd, "r", 1), 1); /* (the test's: serving now) */
+    return cio_sleep(CIO_HOUR);
+}
+
+/* As written in the docs, but for the two marked lines. */
+static int doc_main_task(void *arg)
+{
+    (void)arg;
+    cio_shutdown_on_signals();          /* first thing in the main task */
+    int rc = serve_forever();           /* -ECANCELED after Ctrl-C */
+    return rc;
+}
+
+static int doc_main(void)               /* (int main(void) in the docs) */
+{
+    int rc = cio_run(doc_main_task, NULL);
+    int sig = cio_shutdown_signal();    /* still readable: the loop is gone */
+    if (rc == -ECANCELED && sig)
+        return 128 + sig;               /* 130 after Ctrl-C, as shells expect */
+    return rc < 0 ? 1 : 0;
+}
+
+static void doc_snippet_case(int signo, int want_status)
+{
+    int p[2];
+    ASSERT_EQ(pipe(p), 0);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        close(p[0]);
+        report_fd = p[1];
+        _exit(doc_main());
+    }
+    close(p[1]);
+    expect_byte(p[0], 'r');
+    ASSERT_EQ(kill(pid, signo), 0);
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), want_status);
+    close(p[0]);
+}
+
+TEST(signal_shutdown_doc_snippet_exits_130)
+{
+    doc_snippet_case(SIGINT, 130);
+    doc_snippet_case(SIGTERM, 143);
+}
+
+/* ---- what the shutdown changes, and restores at close --------------------------- */
+
+static int armed_main(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_shutdown_on_signals(), 0);
+    ASSERT_EQ(cio_shutdown_on_signals(), 0); /* again: nothing more */
+    /* The shutdown owns SIGINT and SIGTERM now, process-wide. */
+    ASSERT_EQ(cio_signal_add(SIGINT, count_loop, NULL), -EBUSY);
+    ASSERT_EQ(cio_signal_add(SIGTERM, count_loop, NULL), -EBUSY);
+    ASSERT_EQ(cio_signal_add(SIGUSR2, count_loop, NULL), 0);
+    sigset_t cur;
+    pthread_sigmask(SIG_BLOCK, NULL, &cur);
+    ASSERT_FALSE(sigismember(&cur, SIGINT)); /* deliverable on this thread */
+    ASSERT_FALSE(sigismember(&cur, SIGTERM));
+    struct sigaction now;
+    ASSERT_EQ(sigaction(SIGINT, NULL, &now), 0);
+    ASSERT_TRUE(now.sa_handler != classic_handler);
+    ASSERT_EQ(cio_shutdown_signal(), 0);
+    return 0;
+}
+
+TEST(signal_shutdown_restores_dispositions_and_mask_at_close)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = classic_handler;
+    sigemptyset(&sa.sa_mask);
+    ASSERT_EQ(sigaction(SIGINT, &sa, NULL), 0);
+    ASSERT_EQ(signal(SIGTERM, SIG_IGN) == SIG_ERR, 0);
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &term, NULL), 0);
+    ASSERT_EQ(cio_run(armed_main, NULL), 0);
+    struct sigaction now;
+    ASSERT_EQ(sigaction(SIGINT, NULL, &now), 0);
+    ASSERT_TRUE(now.sa_handler == classic_handler);
+    ASSERT_EQ(sigaction(SIGTERM, NULL, &now), 0);
+    ASSERT_TRUE(now.sa_handler == SIG_IGN);
+    sigset_t cur;
+    pthread_sigmask(SIG_BLOCK, NULL, &cur);
+    ASSERT_TRUE(sigismember(&cur, SIGTERM)); /* blocked before: blocked again */
+    ASSERT_FALSE(sigismember(&cur, SIGINT));
+    classic_calls = 0;
+    ASSERT_EQ(kill(getpid(), SIGINT), 0);
+    ASSERT_EQ(classic_calls, 1);
+}
+
+/* ---- two loops on two threads: one signal shuts both down ------------------------- */
+
+static atomic_int loops_armed;
+
+static int two_loops_main(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_shutdown_on_signals(), 0);
+    atomic_fetch_add(&loops_armed, 1);
+    return cio_sleep(CIO_HOUR);
+}
+
+static void *two_loops_thread(void *arg)
+{
+    int *rc = arg;
+    *rc = cio_run(two_loops_main, NULL);
+    return NULL;
+}
+
+static int sigint_when_armed(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 5000 && atomic_load(&loops_armed) < 2; i++)
+        ASSERT_EQ(cio_sleep(CIO_MSEC), 0);
+    ASSERT_EQ(atomic_load(&loops_armed), 2);
+    ASSERT_EQ(kill(getpid(), SIGINT), 0);
+    return cio_sleep(CIO_HOUR);
+}
+
+static int two_loops_first_main(void *arg)
+{
+    ASSERT_EQ(cio_shutdown_on_signals(), 0);
+    atomic_fetch_add(&loops_armed, 1);
+    (void)arg;
+    return sigint_when_armed(NULL);
+}
+
+TEST_TIMEOUT(signal_shutdown_reaches_every_loop_that_armed_it, 10)
+{
+    int other_rc = 1;
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, two_loops_thread, &other_rc), 0);
+    ASSERT_EQ(cio_run(two_loops_first_main, NULL), -ECANCELED);
+    ASSERT_EQ(pthread_join(th, NULL), 0);
+    ASSERT_EQ(other_rc, -ECANCELED);
+    ASSERT_EQ(cio_shutdown_signal(), SIGINT);
+}

@@ -30,7 +30,12 @@ extern "C" {
  * (cio_loop_external_ref): it never reports a deadlock, and the virtual
  * clock waits in real time instead of jumping. cio_loop_close drops the
  * jobs still queued (their abandoned callbacks get -ECANCELED), waits for
- * the running ones and joins every thread. */
+ * the running ones and joins every thread. While it waits it keeps running
+ * what they post: their completions, their cio_call_soon_threadsafe calls,
+ * and their cio_run_in_loop calls, which return -ESHUTDOWN (the loop is
+ * closing), so a job that calls back into its closing loop cannot hang
+ * the close. A finished job's completion needs no memory: it is delivered
+ * even when allocation fails. */
 typedef int (*cio_work_fn)(void *arg);
 
 /* Set the number of pool threads of the current loop (default: the number

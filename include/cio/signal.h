@@ -24,7 +24,9 @@ typedef void (*cio_signal_fn)(int signo, void *arg);
  * call inherit the block; cio's own pool threads block everything).
  * Replaces an earlier handler for the same signal. Does not suspend.
  * Returns 0, -EINVAL (bad or uncatchable signal: SIGKILL, SIGSTOP, or a
- * synchronous fault like SIGSEGV), -EPERM outside a loop, -ENOMEM. While a
+ * synchronous fault like SIGSEGV), -EPERM outside a loop, -EBUSY for
+ * SIGINT and SIGTERM while a loop of the process has the graceful shutdown
+ * armed (cio_shutdown_on_signals owns them), -ENOMEM. While a
  * handler is installed, the loop counts signals as something that can wake
  * it (it never reports a deadlock then). */
 CIO_EXTERN int cio_signal_add(int signo, cio_signal_fn fn, void *arg);
@@ -35,15 +37,41 @@ CIO_EXTERN int cio_signal_add(int signo, cio_signal_fn fn, void *arg);
 CIO_EXTERN int cio_signal_remove(int signo);
 
 /* Graceful shutdown for programs: the first SIGINT or SIGTERM cancels the
- * loop's main task (the one cio_run / cio_loop_run runs), so groups unwind
- * and cleanup runs; a second one ends the process at once with status
- * 128 + signo (130 for SIGINT), without running anything else. Call it from
- * the main task (or before cio_loop_run). Returns 0 or an error of
- * cio_signal_add. */
+ * loop's main task (the one cio_run / cio_loop_run runs) on the loop's next
+ * turn, so groups unwind and cleanup runs; a second one ends the process at
+ * once with status 128 + signo (130 for SIGINT), without running anything
+ * else, even while a task holds the loop (CPU-bound code).
+ *
+ * How: SIGINT and SIGTERM get a real signal handler (process-wide, as
+ * dispositions are; SA_RESTART, on the thread's alternate stack if it has
+ * one), and are unblocked in the calling thread. The first signal is
+ * recorded and wakes every loop that armed the shutdown (each cancels its
+ * own main task: several loops on several threads all shut down); the
+ * second calls _exit. The handler may run on any thread that does not
+ * block the signals. A blocking system call interrupted by it fails with
+ * EINTR where SA_RESTART does not apply (epoll_wait, poll, nanosleep).
+ * When the last loop that armed it closes, the previous dispositions come
+ * back, and each loop's thread gets its previous mask for the two signals.
+ * A cio_signal_add handler of this loop for either signal is removed;
+ * cio_signal_add refuses them (-EBUSY) while the shutdown is armed.
+ *
+ * Call it from the main task (or before cio_loop_run); calling it again
+ * does nothing. Does not suspend. Returns 0, -EPERM outside a loop,
+ * -ENOMEM, or the error of eventfd / epoll_ctl. */
 CIO_EXTERN int cio_shutdown_on_signals(void);
 
-/* The signal that started a graceful shutdown on the current loop (0 if
- * none): main() can `return 128 + sig` to report it as shells expect. */
+/* The signal that started a graceful shutdown (0 if none): set by the
+ * signal handler as the signal arrives, process-wide, and still readable
+ * after the loop has closed, so that main() can
+ *
+ *     int rc = cio_run(main_task, NULL);
+ *     int sig = cio_shutdown_signal();
+ *     if (rc == -ECANCELED && sig)
+ *         return 128 + sig;
+ *
+ * to report it as shells expect. Reset to 0 when the shutdown is armed
+ * again with no loop left that armed it before. Callable from any thread,
+ * with or without a loop. */
 CIO_EXTERN int cio_shutdown_signal(void);
 
 #ifdef __cplusplus

@@ -1,0 +1,272 @@
+/* Allocation failure: what must keep working when malloc returns NULL.
+ *
+ * This file replaces malloc, calloc and realloc for the whole test binary
+ * with pass-throughs to the next definition (the C library's, or the
+ * sanitizer runtime's) that fail while alloc_fail_set(true) is in force,
+ * from any thread, and count the attempts they refused. Tests keep the
+ * failing window as small as they can: the C library itself (stdio,
+ * pthread_create) allocates too.
+ *
+ * Not under ASan or TSan: their runtimes own malloc and must be initialised
+ * before anything calls it, which a replacement in the program defeats
+ * (the tests are skipped there). Valgrind replaces the program's malloc
+ * with its own, replacement included: the tests see that the injection has
+ * no effect and are skipped there too. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "cio.h"
+#include "harness.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define NO_INJECTION 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define NO_INJECTION 1
+#endif
+#endif
+
+static atomic_bool fail_on;
+static atomic_long fail_count; /* attempts refused while failing */
+
+static void alloc_fail_set(bool on)
+{
+    atomic_store(&fail_on, on);
+}
+
+/* ---- the replacements ------------------------------------------------------- */
+#ifdef NO_INJECTION
+static void need_injection(void)
+{
+    cio_test_skip("malloc cannot be replaced under a sanitizer runtime");
+}
+#else
+static bool refuse(void);
+
+/* Skip when malloc is not ours after all (valgrind). */
+static void need_injection(void)
+{
+    alloc_fail_set(true);
+    void *volatile p = malloc(1);
+    alloc_fail_set(false);
+    if (p) {
+        free(p);
+        cio_test_skip("malloc is not the program's own here (valgrind?)");
+    }
+}
+
+static bool refuse(void)
+{
+    if (!atomic_load_explicit(&fail_on, memory_order_relaxed))
+        return false;
+    atomic_fetch_add(&fail_count, 1);
+    errno = ENOMEM;
+    return true;
+}
+
+static void *(*next_malloc)(size_t);
+static void *(*next_calloc)(size_t, size_t);
+static void *(*next_realloc)(void *, size_t);
+
+/* dlsym may allocate while we look the real functions up: those few
+ * requests are served from here (and never freed). */
+static _Alignas(max_align_t) char boot_buf[4096];
+static size_t boot_used;
+static __thread bool resolving;
+
+static void *boot_alloc(size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    if (boot_used + n > sizeof boot_buf)
+        return NULL;
+    void *p = boot_buf + boot_used;
+    boot_used += n;
+    return p; /* zeroed: static storage, never reused */
+}
+
+static void resolve(void)
+{
+    if (next_malloc)
+        return;
+    resolving = true;
+    next_calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
+    next_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+    next_malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
+    resolving = false;
+}
+
+void *malloc(size_t n)
+{
+    if (resolving)
+        return boot_alloc(n);
+    resolve();
+    return refuse() ? NULL : next_malloc(n);
+}
+
+void *calloc(size_t n, size_t size)
+{
+    if (resolving)
+        return size && n > SIZE_MAX / size ? NULL : boot_alloc(n * size);
+    resolve();
+    return refuse() ? NULL : next_calloc(n, size);
+}
+
+void *realloc(void *p, size_t n)
+{
+    resolve();
+    return refuse() ? NULL : next_realloc(p, n);
+}
+#endif
+
+/* ---- the injection works ------------------------------------------------------ */
+
+TEST(alloc_fail_injection_refuses_and_counts)
+{
+    need_injection();
+    ASSERT_GT(atomic_load(&fail_count), 0); /* need_injection's probe */
+    long before = atomic_load(&fail_count);
+    alloc_fail_set(true);
+    void *volatile p = malloc(16);
+    void *volatile q = calloc(2, 8);
+    alloc_fail_set(false);
+    ASSERT_PTR_EQ(p, NULL);
+    ASSERT_PTR_EQ(q, NULL);
+    ASSERT_EQ(atomic_load(&fail_count) - before, 2);
+    void *r = malloc(16);
+    ASSERT_TRUE(r != NULL);
+    free(r);
+}
+
+/* ---- deadlines are armed without allocating ------------------------------------- */
+
+static int deadlines_main(void *arg)
+{
+    (void)arg;
+    long before = atomic_load(&fail_count);
+    alloc_fail_set(true);
+    /* The loop's first timers: the heap used to grow here, and abort the
+     * process when it could not. */
+    cio_scope outer, sh;
+    cio_timeout_enter(&outer, CIO_SEC);
+    cio_shield_enter(&sh, cio_now() + 2 * CIO_SEC);
+    int sleep_rc = cio_sleep(10 * CIO_SEC); /* arms a timer too */
+    int sh_rc = cio_scope_exit(&sh);
+    cio_scope_reschedule(&outer, cio_now() + CIO_SEC); /* re-arms: fired already */
+    int outer_rc = cio_scope_exit(&outer);
+    long refused = atomic_load(&fail_count) - before;
+    alloc_fail_set(false);
+    ASSERT_EQ(sleep_rc, -ETIMEDOUT); /* the shield's own deadline */
+    ASSERT_EQ(sh_rc, -ETIMEDOUT);
+    ASSERT_EQ(outer_rc, -ETIMEDOUT);  /* fired at 1 s, held off by the shield */
+    ASSERT_EQ(cio_now(), 2 * CIO_SEC);
+    ASSERT_EQ(refused, 0); /* not one allocation was even tried */
+    return 0;
+}
+
+TEST(alloc_fail_arming_deadlines_does_not_abort)
+{
+    need_injection();
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, deadlines_main, NULL), 0);
+}
+
+/* ---- a finished job is delivered without allocating ------------------------------- */
+
+/* Runs on a pool thread: from now on every allocation fails, in every
+ * thread, until the caller has its result back. */
+static int fail_from_here(void *arg)
+{
+    (void)arg;
+    alloc_fail_set(true);
+    return 42;
+}
+
+static int delivery_main(void *arg)
+{
+    (void)arg;
+    long before = atomic_load(&fail_count);
+    int rc = cio_to_thread(fail_from_here, NULL);
+    long refused = atomic_load(&fail_count) - before;
+    alloc_fail_set(false);
+    ASSERT_EQ(rc, 42);
+    ASSERT_EQ(refused, 0); /* the completion needed no memory */
+    return 0;
+}
+
+/* The worker used to retry call_soon_threadsafe's allocation every
+ * millisecond for as long as it failed: the caller (and the loop's close)
+ * waited for ever. */
+TEST_TIMEOUT(executor_job_delivered_while_allocation_fails, 10)
+{
+    need_injection();
+    ASSERT_EQ(cio_run(delivery_main, NULL), 0);
+}
+
+/* The same for a job whose caller gave up on it: its abandoned callback
+ * still runs (at close), with its result. */
+static int abandoned_result = 1, abandoned_calls;
+
+static void note_abandoned(void *arg, int result)
+{
+    (void)arg;
+    abandoned_calls++;
+    abandoned_result = result;
+    alloc_fail_set(false);
+}
+
+static int gate_fd[2];
+static atomic_int job_started;
+
+static int fail_when_released(void *arg)
+{
+    (void)arg;
+    atomic_store(&job_started, 1);
+    char c;
+    if (read(gate_fd[0], &c, 1) != 1)
+        return -EIO;
+    alloc_fail_set(true);
+    return 43;
+}
+
+static int abandoning_caller(void *arg)
+{
+    (void)arg;
+    return cio_to_thread_ex(fail_when_released, NULL, note_abandoned);
+}
+
+static int abandon_main(void *arg)
+{
+    (void)arg;
+    cio_task *caller;
+    ASSERT_EQ(cio_spawn(&caller, abandoning_caller, NULL, "caller"), 0);
+    for (int i = 0; i < 5000 && !atomic_load(&job_started); i++)
+        ASSERT_EQ(cio_sleep(CIO_MSEC), 0);
+    ASSERT_EQ(atomic_load(&job_started), 1); /* running: abandoned, not dropped */
+    cio_task_cancel(caller);
+    int status = 0;
+    ASSERT_EQ(cio_join(caller, &status), 0);
+    ASSERT_EQ(status, -ECANCELED);
+    cio_task_release(caller);
+    ASSERT_EQ(write(gate_fd[1], "x", 1), 1); /* it fails allocations now */
+    return 0;
+}
+
+TEST_TIMEOUT(executor_abandoned_job_delivered_at_close_while_allocation_fails, 10)
+{
+    need_injection();
+    ASSERT_EQ(pipe(gate_fd), 0);
+    ASSERT_EQ(cio_run(abandon_main, NULL), 0);
+    alloc_fail_set(false);
+    ASSERT_EQ(abandoned_calls, 1);
+    ASSERT_EQ(abandoned_result, 43);
+}
