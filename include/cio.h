@@ -488,11 +488,13 @@ CIO_EXTERN int64_t cio_effective_deadline(void);
  * suspend.
  *
  * It also tells a cancellation from an error, since both share the int
- * results carry: right after any call returned -ECANCELED or -ETIMEDOUT,
- * a nonzero cio_cancel_pending() means the code is the caller's own
- * cancellation (its task or one of its scopes: it stays until the scope
- * exits, level-triggered), 0 means it came from what the call waited on
- * (a child's status, a peer, a timeout of the operation itself). */
+ * results carry: right after a call returned -ECANCELED or -ETIMEDOUT,
+ * 0 means the caller is not cancelled, so the code came from what the
+ * call waited on (a child's status, a peer, a timeout of the operation
+ * itself); nonzero means the caller's task or one of its scopes is
+ * cancelled (level-triggered: until that scope exits), and the code is to
+ * be treated as the caller's own. (A call that exits a scope of its own,
+ * like cio_wait_for, has absorbed that scope's cancellation by then.) */
 CIO_EXTERN int cio_cancel_pending(void);
 
 /* trio's sleep_forever: suspends until the calling task is cancelled and
