@@ -84,12 +84,7 @@ static int limit_checkpoint_main(void *arg)
     ASSERT_EQ(cio_group_n_running(&g), 0);
     ASSERT_TRUE(cio_scope_cancelled_caught(&s));
     ASSERT_EQ(cio_scope_exit(&s), -ECANCELED);
-    /* Without a limit a spawn is not a checkpoint (unchanged). */
-    cio_group_set_limit(&g, 0);
-    cio_scope_enter(&s);
-    cio_scope_cancel(&s);
     ASSERT_EQ(cio_group_spawn(&g, NULL, sleep_ms, (void *)(intptr_t)1, "y"), 0);
-    cio_scope_exit(&s);
     ASSERT_EQ(cio_group_exit(&g), 0);
     cio_group_destroy(&g);
     return 0;
@@ -896,4 +891,115 @@ static int tell_apart_main(void *arg)
 TEST(cancel_pending_tells_the_callers_cancellation_from_a_childs_error)
 {
     ASSERT_EQ(run_virtual(tell_apart_main, NULL), 0);
+}
+
+/* A spawner handed the slot of the group's last child, while the body
+ * waits in exit: exit waits for that spawn, which then succeeds. */
+static int c2_ran;
+static int mark_c2(void *arg)
+{
+    (void)arg;
+    c2_ran = 1;
+    return 0;
+}
+
+static int late_spawner(void *arg)
+{
+    (void)arg;
+    return cio_group_spawn(shared_group, NULL, mark_c2, NULL, "c2");
+}
+
+static int exit_waits_reserved_main(void *arg)
+{
+    (void)arg;
+    c2_ran = 0;
+    cio_group g;
+    shared_group = &g;
+    cio_group_enter(&g);
+    cio_group_set_limit(&g, 1);
+    ASSERT_EQ(cio_group_spawn(&g, NULL, sleep_ms, (void *)(intptr_t)10, "c1"), 0);
+    cio_task *s = spawn(late_spawner, NULL, "late-spawner");
+    ASSERT_EQ(cio_yield(), 0); /* s now waits for c1's slot */
+    ASSERT_EQ(cio_group_exit(&g), 0);
+    ASSERT_EQ(c2_ran, 1);
+    ASSERT_EQ(join_release(s), 0);
+    cio_group_destroy(&g);
+    return 0;
+}
+
+TEST(group_exit_waits_for_a_spawner_handed_the_last_slot)
+{
+    ASSERT_EQ(run_virtual(exit_waits_reserved_main, NULL), 0);
+}
+
+static int ready_then_fail(void *arg)
+{
+    (void)arg;
+    cio_group_started((void *)(intptr_t)1);
+    int rc = cio_sleep(5 * CIO_MSEC);
+    return rc ? rc : -EIO;
+}
+
+static int start_then_fail_main(void *arg)
+{
+    (void)arg;
+    cio_group g;
+    cio_group_enter(&g);
+    cio_group_set_limit(&g, 1);
+    void *v = NULL;
+    ASSERT_EQ(cio_group_start(&g, NULL, ready_then_fail, NULL, &v, "r"), 0);
+    ASSERT_EQ((intptr_t)v, 1);
+    /* Full now: a start waiting for a slot is cancelled there, and spawns
+     * nothing. */
+    cio_scope s;
+    cio_timeout_enter(&s, 2 * CIO_MSEC);
+    cio_task *t = (cio_task *)1;
+    ASSERT_EQ(cio_group_start(&g, &t, ready_then_fail, NULL, &v, "never"), -ETIMEDOUT);
+    ASSERT_PTR_EQ(t, NULL);
+    ASSERT_EQ(cio_now(), 2 * CIO_MSEC);
+    cio_scope_exit(&s);
+    /* After it signalled, the child is the group's: its failure is too. */
+    ASSERT_EQ(cio_group_exit(&g), -EIO);
+    ASSERT_EQ(cio_group_error_count(&g), 1);
+    ASSERT_STREQ(cio_task_name(cio_group_error(&g, 0)), "r");
+    ASSERT_EQ(cio_now(), 5 * CIO_MSEC);
+    cio_group_destroy(&g);
+    return 0;
+}
+
+TEST(group_start_child_failing_after_started_is_the_groups_error)
+{
+    ASSERT_EQ(run_virtual(start_then_fail_main, NULL), 0);
+}
+
+/* The same while the body's exit is cancelled at the moment the last child
+ * ends: exit must not leave while the slot is handed out (the spawner
+ * would then spawn into a group that is gone), and the spawner is refused
+ * because the group is cancelled. */
+static int exit_cancelled_reserved_main(void *arg)
+{
+    (void)arg;
+    c2_ran = 0;
+    cio_scope sc;
+    cio_scope_enter(&sc);
+    cio_group g;
+    shared_group = &g;
+    cio_group_enter(&g);
+    cio_group_set_limit(&g, 1);
+    ASSERT_EQ(cio_group_spawn(&g, NULL, sleep_ms, (void *)(intptr_t)10, "c1"), 0);
+    cio_task *s = spawn(late_spawner, NULL, "late-spawner");
+    ASSERT_EQ(cio_yield(), 0); /* c1 arms its 10 ms timer; s waits */
+    cio_scope_reschedule(&sc, 10 * CIO_MSEC); /* fires right after c1 wakes */
+    ASSERT_EQ(cio_group_exit(&g), -ETIMEDOUT);
+    ASSERT_EQ(cio_now(), 10 * CIO_MSEC);
+    ASSERT_EQ(c2_ran, 0);
+    cio_group_destroy(&g);
+    ASSERT_EQ(cio_scope_exit(&sc), -ETIMEDOUT);
+    ASSERT_EQ(join_release(s), -ECANCELED);
+    return 0;
+}
+
+TEST(group_exit_cancelled_still_waits_for_a_spawner_handed_the_last_slot)
+{
+    ASSERT_EQ(run_virtual(exit_cancelled_reserved_main, NULL), 0);
 }
