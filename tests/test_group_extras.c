@@ -1003,3 +1003,62 @@ TEST(group_exit_cancelled_still_waits_for_a_spawner_handed_the_last_slot)
 {
     ASSERT_EQ(run_virtual(exit_cancelled_reserved_main, NULL), 0);
 }
+
+/* Cancellation at each new await: a body that waits for a slot, then for a
+ * started child, then sleeps for ever, under a deadline that fires during
+ * the k-th of them. Each stops there, with that await's code, and the
+ * group unwinds with no child left. */
+static int ready_in_5(void *arg)
+{
+    (void)arg;
+    int rc = cio_sleep(5 * CIO_MSEC);
+    if (rc)
+        return rc;
+    cio_group_started(NULL);
+    return cio_sleep(CIO_HOUR);
+}
+
+static void each_await_body(int64_t deadline_ms, int *reached)
+{
+    cio_scope s;
+    cio_timeout_enter(&s, deadline_ms * CIO_MSEC);
+    cio_group g;
+    cio_group_enter(&g);
+    cio_group_set_limit(&g, 1);
+    int rc = cio_group_spawn(&g, NULL, sleep_ms, (void *)(intptr_t)10, "c0");
+    ASSERT_EQ(rc, 0);
+    *reached = 1;
+    rc = cio_group_spawn(&g, NULL, sleep_ms, (void *)(intptr_t)1, "c1"); /* until 10 ms */
+    if (rc == 0) {
+        *reached = 2;
+        rc = cio_group_start(&g, NULL, ready_in_5, NULL, NULL, "r"); /* slot at 11, ready at 16 */
+    }
+    if (rc == 0) {
+        *reached = 3;
+        rc = cio_sleep_forever();
+    }
+    ASSERT_EQ(rc, -ETIMEDOUT);
+    ASSERT_EQ(cio_now(), deadline_ms * CIO_MSEC);
+    ASSERT_EQ(cio_group_exit(&g), -ETIMEDOUT);
+    ASSERT_EQ(cio_group_n_running(&g), 0);
+    ASSERT_EQ(cio_group_error_count(&g), 0);
+    cio_group_destroy(&g);
+    ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
+    ASSERT_TRUE(cio_scope_cancelled_caught(&s));
+}
+
+static int each_await_main(void *arg)
+{
+    static const int64_t deadline_ms[] = {5, 13, 30};
+    int k = (int)(intptr_t)arg;
+    int reached = 0;
+    each_await_body(deadline_ms[k], &reached);
+    ASSERT_EQ(reached, k + 1);
+    return 0;
+}
+
+TEST(group_cancel_at_each_new_await)
+{
+    for (int k = 0; k < 3; k++) /* each run starts the clock at 0 */
+        ASSERT_EQ(run_virtual(each_await_main, (void *)(intptr_t)k), 0);
+}
