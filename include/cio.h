@@ -525,7 +525,11 @@ CIO_EXTERN int cio_wait_for(cio_task_fn fn, void *arg, int64_t timeout);
  * The group is a cancel scope of the task that entered it. The first child
  * that fails (status < 0 other than -ECANCELED) cancels the group: every
  * sibling and the body between enter and exit see -ECANCELED. Every failing
- * child is recorded, not just the first (ExceptionGroup's role).
+ * child is recorded, not just the first (ExceptionGroup's role), and so is
+ * the body's own failure if it reports one (cio_group_fail); nested
+ * groups' failures stay reachable as a tree (cio_group_errors). A group
+ * may cap its running children (cio_group_set_limit) and start a child
+ * that says when it is ready (cio_group_start).
  */
 typedef struct cio_group cio_group;
 
@@ -567,9 +571,10 @@ CIO_EXTERN int(cio_group_spawn_ex)(cio_group *group, cio_task **task,
  * lets waiting spawners go at once. Does not suspend. Returns 0, or
  * -EINVAL after the group was exited. */
 CIO_EXTERN int cio_group_set_limit(cio_group *group, size_t limit);
-/* The limit (0: none). */
+/* The limit (0: none). Does not suspend. */
 CIO_EXTERN size_t cio_group_limit(const cio_group *group);
-/* Children of the group running now (spawned, not yet finished). */
+/* Children of the group running now (spawned, not yet finished; a child
+ * started with cio_group_start counts from its spawn). Does not suspend. */
 CIO_EXTERN size_t cio_group_n_running(const cio_group *group);
 
 /* trio's nursery.start: spawn fn(arg) into the group and suspend until the
@@ -602,8 +607,10 @@ CIO_EXTERN int cio_group_started(void *value);
 CIO_EXTERN void cio_group_cancel(cio_group *group);
 /* Leave the group: suspends until every child has finished. If the caller
  * is cancelled while waiting, the children are cancelled and still waited
- * for. Returns 0 if every child succeeded; otherwise the first child error,
- * or -ECANCELED / -ETIMEDOUT if the body was cancelled from outside. */
+ * for (and so is a spawner that was handed a slot of a limited group).
+ * Returns 0 if every child succeeded; otherwise the first failure (a
+ * child's status, or the body's code given to cio_group_fail), or
+ * -ECANCELED / -ETIMEDOUT if the body was cancelled from outside. */
 #define cio_group_exit(group) cio_group_exit_site((group), CIO__HERE)
 CIO_EXTERN int cio_group_exit_site(cio_group *group, const char *file, int line,
                                    const char *func);
@@ -615,7 +622,7 @@ CIO_EXTERN size_t cio_group_error_count(const cio_group *group);
  * failure of the body (cio_group_fail) and for i out of range. */
 CIO_EXTERN cio_task *cio_group_error(const cio_group *group, size_t i);
 /* The i-th failure's code (the child's status, or the body's code), 0 for
- * i out of range. */
+ * i out of range. Does not suspend. */
 CIO_EXTERN int cio_group_error_code(const cio_group *group, size_t i);
 
 /* The body's own failure (asyncio's TaskGroup and trio's nursery report

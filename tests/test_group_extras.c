@@ -205,6 +205,10 @@ static int raise_limit_main(void *arg)
     cio_task *a = spawn(spawner, (void *)(intptr_t)'a', "spawner-a");
     yield_n(2);
     ASSERT_EQ(callback_rc, -EAGAIN);
+    /* Task dumps show where a spawner waits for a slot. */
+    cio_site site;
+    ASSERT_TRUE(cio_task_site(a, &site));
+    ASSERT_STREQ(site.func, "spawner");
     ASSERT_EQ(n_order, 0);
     /* Raising the limit lets the waiting spawner go now, not at 50 ms. */
     ASSERT_EQ(cio_group_set_limit(&g, 2), 0);
