@@ -35,9 +35,22 @@ static int group_spawn_v(cio_group *g, cio_task **task, const cio_task_options *
     return cio__spawn(g->scope.task->loop, task, opts, fn, arg, fmt, ap, g);
 }
 
-static int spawn_limited(cio_group *g, cio_task **task, const cio_task_options *opts,
-                         cio_task_fn fn, void *arg, const char *file, int line,
-                         const char *func, const char *fmt, va_list ap);
+static int slow_spawn_limited(cio_group *g, cio_task **task,
+                              const cio_task_options *opts, cio_task_fn fn,
+                              void *arg, const char *file, int line,
+                              const char *func, const char *fmt, va_list ap);
+
+/* Inlined into the spawn entry points: a group without a limit costs one
+ * test over a plain group spawn. */
+static inline int spawn_limited(cio_group *g, cio_task **task,
+                                const cio_task_options *opts, cio_task_fn fn,
+                                void *arg, const char *file, int line,
+                                const char *func, const char *fmt, va_list ap)
+{
+    if (CIO__LIKELY(g && !g->limit))
+        return group_spawn_v(g, task, opts, fn, arg, fmt, ap);
+    return slow_spawn_limited(g, task, opts, fn, arg, file, line, func, fmt, ap);
+}
 
 int(cio_group_spawn)(cio_group *g, cio_task **task, cio_task_fn fn, void *arg,
                      const char *name_fmt, ...)
@@ -109,7 +122,8 @@ void cio__group_child_done(cio_task *t)
     cio_group *g = t->group;
     cio__list_remove(&t->group_node);
     g->n_running--;
-    hand_slots(g);
+    if (g->limit) /* (without one nobody waits for a slot) */
+        hand_slots(g);
     if (t->start && start_child_done(t)) {
         t->refs--; /* ended before cio_group_started: the starter's error */
     } else if (t->status < 0 && t->status != -ECANCELED) {
@@ -231,9 +245,10 @@ static int acquire_slot(cio_group *g, const char *file, int line, const char *fu
     return rc < 0 ? rc : 0; /* woken with 0: hand_slots reserved it */
 }
 
-static int spawn_limited(cio_group *g, cio_task **task, const cio_task_options *opts,
-                         cio_task_fn fn, void *arg, const char *file, int line,
-                         const char *func, const char *fmt, va_list ap)
+static int slow_spawn_limited(cio_group *g, cio_task **task,
+                              const cio_task_options *opts, cio_task_fn fn,
+                              void *arg, const char *file, int line,
+                              const char *func, const char *fmt, va_list ap)
 {
     if (task)
         *task = NULL;

@@ -345,7 +345,8 @@ void cio__task_free(cio_task *t)
         free(cb->handle);
         free(cb);
     }
-    cio__errors_release(t->errtree);
+    if (t->errtree)
+        cio__errors_release(t->errtree);
     if (t->name != t->name_buf)
         free(t->name);
     task_dealloc(t);
