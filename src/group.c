@@ -93,13 +93,14 @@ void cio_group_cancel(cio_group *g)
     cancel_children(g);
 }
 
-static void tree_append(cio_group *g, cio_task *t, int code, cio_errors *inner);
+static bool tree_add(cio_group *g, cio_task *t, int code, cio_errors *inner);
 
 static void record_error(cio_group *g, cio_task *t)
 {
     t->status_observed = true;
-    tree_append(g, t, t->status,
-                t->errtree && t->errtree_code == t->status ? t->errtree : NULL);
+    /* (Out of memory, the tree misses it; the list below may not.) */
+    (void)tree_add(g, t, t->status,
+                   t->errtree && t->errtree_code == t->status ? t->errtree : NULL);
     if (g->n_errors == g->cap_errors) {
         size_t cap = g->cap_errors ? g->cap_errors * 2 : 4;
         cio_task **e = realloc(g->errors, cap * sizeof *e);
@@ -114,7 +115,7 @@ static void record_error(cio_group *g, cio_task *t)
     g->errors[g->n_errors++] = t; /* keeps the group's reference */
 }
 
-static bool start_child_done(cio_task *t);
+static void start_child_done(cio_task *t);
 static void hand_slots(cio_group *g);
 
 void cio__group_child_done(cio_task *t)
@@ -124,8 +125,9 @@ void cio__group_child_done(cio_task *t)
     g->n_running--;
     if (g->limit) /* (without one nobody waits for a slot) */
         hand_slots(g);
-    if (t->start && start_child_done(t)) {
-        t->refs--; /* ended before cio_group_started: the starter's error */
+    if (t->start) {
+        start_child_done(t); /* ended before cio_group_started: the starter's error */
+        t->refs--;
     } else if (t->status < 0 && t->status != -ECANCELED) {
         record_error(g, t);
         if (!g->first_error) {
@@ -300,7 +302,7 @@ int cio_group_started(void *value)
 }
 
 /* The child ended before it signalled: its status is the starter's. */
-static bool start_child_done(cio_task *t)
+static void start_child_done(cio_task *t)
 {
     cio__start *st = t->start;
     t->start = NULL;
@@ -308,7 +310,6 @@ static bool start_child_done(cio_task *t)
     st->status = t->status < 0 ? t->status : -EPROTO;
     t->status_observed = true;
     cio__task_wake(st->starter, 0);
-    return true;
 }
 
 int cio_group_start_site(cio_group *g, cio_task **task, cio_task_fn fn, void *arg,
@@ -433,11 +434,6 @@ static bool tree_add(cio_group *g, cio_task *t, int code, cio_errors *inner)
     e->e[e->n].inner = cio_errors_ref(inner);
     e->n++;
     return true;
-}
-
-static void tree_append(cio_group *g, cio_task *t, int code, cio_errors *inner)
-{
-    (void)tree_add(g, t, code, inner);
 }
 
 /* What the task's failures are, as far as the group enclosing it can see:
