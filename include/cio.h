@@ -587,8 +587,12 @@ CIO_EXTERN size_t cio_group_n_running(const cio_group *group);
  * signalling. A checkpoint, and it waits for a slot in a limited group.
  * If the caller is cancelled while it waits, the child is cancelled too
  * and waited for until it ends or signals, and the cancellation code is
- * returned (a child that signalled stays in the group, cancelled). Other
- * returns as cio_group_spawn's. *task (if not NULL) is a handle the caller
+ * returned (a child that signalled stays in the group, cancelled); a
+ * child that had signalled before the cancellation reached the starter was
+ * handed over: 0, and the starter's next checkpoint reports it. Unlike
+ * trio, the child is the group's from its spawn: the group's cancellation
+ * (a failing sibling) reaches it before it signals too. Other returns as
+ * cio_group_spawn's. *task (if not NULL) is a handle the caller
  * owns, set whenever the child was created, even on error. Suspends. */
 #define cio_group_start(group, task, fn, arg, value, ...)                       \
     cio_group_start_site((group), (task), (fn), (arg), (value), CIO__HERE,    \
