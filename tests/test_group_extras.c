@@ -1066,3 +1066,42 @@ TEST(group_cancel_at_each_new_await)
     for (int k = 0; k < 3; k++) /* each run starts the clock at 0 */
         ASSERT_EQ(run_virtual(each_await_main, (void *)(intptr_t)k), 0);
 }
+
+/* The starter is cancelled after the child signalled but before the
+ * starter ran again: the value was handed over, so start succeeds and the
+ * starter's next checkpoint reports the cancellation. */
+static cio_scope *starter_scope;
+static int ready_then_cancel_starter(void *arg)
+{
+    (void)arg;
+    int rc = cio_sleep(10 * CIO_MSEC);
+    if (rc)
+        return rc;
+    cio_group_started((void *)(intptr_t)7);
+    cio_scope_cancel(starter_scope);
+    return cio_sleep(CIO_HOUR);
+}
+
+static int start_handed_main(void *arg)
+{
+    (void)arg;
+    cio_scope s;
+    cio_scope_enter(&s);
+    starter_scope = &s;
+    cio_group g;
+    cio_group_enter(&g);
+    void *v = NULL;
+    ASSERT_EQ(cio_group_start(&g, NULL, ready_then_cancel_starter, NULL, &v, "r"), 0);
+    ASSERT_EQ((intptr_t)v, 7);
+    ASSERT_EQ(cio_now(), 10 * CIO_MSEC);
+    ASSERT_EQ(cio_cancel_pending(), -ECANCELED);
+    ASSERT_EQ(cio_group_exit(&g), -ECANCELED);
+    cio_group_destroy(&g);
+    ASSERT_EQ(cio_scope_exit(&s), -ECANCELED);
+    return 0;
+}
+
+TEST(group_start_cancelled_after_the_child_signalled_succeeds)
+{
+    ASSERT_EQ(run_virtual(start_handed_main, NULL), 0);
+}
