@@ -1,19 +1,21 @@
-/* fanout: 50 jobs, at most 10 in flight, capped by a semaphore.
+/* fanout: 50 jobs, at most 10 in flight, capped by the group itself.
  *
- * Every job is a task of one group, so all 50 start at once; each takes a
- * permit from a semaphore of 10 before it does its work (a pretend fetch:
- * a sleep of 20-95 ms) and gives it back after. The program counts the jobs
- * in flight and prints the peak it saw: 10, never more. Permits go to
- * waiting jobs in FIFO order, so jobs start in the order they were spawned.
+ * The jobs are children of one group with a limit of 10
+ * (cio_group_set_limit, Go's errgroup.SetLimit): the loop that spawns them
+ * suspends in cio_group_spawn while 10 run, and each job that ends hands
+ * its slot to the next spawn. No semaphore to carry around, and no task
+ * exists for a job that has not started. Each job is a pretend fetch: a
+ * sleep of 20-95 ms. The program counts the jobs in flight and prints the
+ * peak it saw: 10, never more, and the jobs start in spawn order.
  *
- * Round 2 runs the same fan-out inside a 150 ms deadline: jobs cancelled
- * while they wait for a permit own none, jobs cancelled in their work give
- * theirs back, and afterwards all 10 permits are there again.
+ * Round 2 runs the same fan-out inside a 150 ms deadline: the jobs at work
+ * are cancelled, and so is the spawning loop, which is waiting for a slot
+ * (spawning into a full group is a checkpoint): the jobs it had not
+ * spawned yet never exist. Afterwards no child is left running.
  *
  *   $ build/example_fanout [--virtual]
  */
 #include <cio.h>
-#include <cio/sync.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -22,8 +24,7 @@
 #define N_JOBS 50
 #define MAX_IN_FLIGHT 10
 
-static cio_sem permits;
-static int in_flight, peak, done, cancelled_waiting, cancelled_working;
+static int in_flight, peak, done, cancelled_working, n_spawned;
 static int start_order[N_JOBS], n_started;
 static int64_t t0;
 
@@ -32,17 +33,11 @@ static int64_t latency_ms(int job) { return 20 + (job * 37) % 76; }
 static int job(void *arg)
 {
     int id = (int)(intptr_t)arg;
-    int rc = cio_sem_acquire(&permits); /* suspends while 10 are in flight */
-    if (rc) {
-        cancelled_waiting++; /* owns no permit: nothing to give back */
-        return rc;
-    }
     start_order[n_started++] = id;
     if (++in_flight > peak)
         peak = in_flight;
-    rc = cio_sleep(latency_ms(id) * CIO_MSEC); /* the work */
+    int rc = cio_sleep(latency_ms(id) * CIO_MSEC); /* the work */
     in_flight--;
-    cio_sem_release(&permits);
     if (rc) {
         cancelled_working++;
         return rc;
@@ -51,18 +46,23 @@ static int job(void *arg)
     return 0;
 }
 
-static int fan_out(int64_t deadline)
+static int fan_out(int64_t deadline, size_t *left_running)
 {
-    in_flight = peak = done = cancelled_waiting = cancelled_working = n_started = 0;
+    in_flight = peak = done = cancelled_working = n_started = n_spawned = 0;
     t0 = cio_now();
     cio_scope scope;
     cio_timeout_enter(&scope, deadline);
     cio_group g;
     cio_group_enter(&g);
-    for (int i = 0; i < N_JOBS; i++)
+    cio_group_set_limit(&g, MAX_IN_FLIGHT);
+    for (int i = 0; i < N_JOBS; i++) {
+        /* Suspends while MAX_IN_FLIGHT jobs run. */
         if (cio_group_spawn(&g, NULL, job, (void *)(intptr_t)i, "job-%d", i) != 0)
-            break;
+            break; /* the deadline: stop spawning */
+        n_spawned++;
+    }
     int rc = cio_group_exit(&g);
+    *left_running = cio_group_n_running(&g);
     cio_group_destroy(&g);
     cio_scope_exit(&scope);
     return rc;
@@ -71,14 +71,13 @@ static int fan_out(int64_t deadline)
 static int fanout_main(void *arg)
 {
     (void)arg;
-    cio_sem_init(&permits, MAX_IN_FLIGHT);
-
     int64_t total = 0;
     for (int i = 0; i < N_JOBS; i++)
         total += latency_ms(i);
     printf("round 1: %d jobs (%lld ms of work in all), at most %d in flight\n", N_JOBS,
            (long long)total, MAX_IN_FLIGHT);
-    int rc = fan_out(CIO_FOREVER);
+    size_t left;
+    int rc = fan_out(CIO_FOREVER, &left);
     double ms = (double)(cio_now() - t0) / CIO_MSEC;
     bool in_order = true;
     for (int i = 0; i < n_started; i++)
@@ -88,18 +87,17 @@ static int fanout_main(void *arg)
            done, ms, (long long)(total + MAX_IN_FLIGHT - 1) / MAX_IN_FLIGHT,
            MAX_IN_FLIGHT, peak, in_order ? "yes" : "NO",
            rc ? cio_strerror(rc) : "ok");
+    bool ok = peak == MAX_IN_FLIGHT && done == N_JOBS && in_order && rc == 0;
 
     printf("\nround 2: the same inside a 150 ms deadline\n");
-    rc = fan_out(150 * CIO_MSEC);
-    printf("  %d done, %d cancelled at work, %d cancelled waiting for a permit; "
-           "peak %d; group: %s\n",
-           done, cancelled_working, cancelled_waiting, peak,
+    rc = fan_out(150 * CIO_MSEC, &left);
+    printf("  %d done, %d cancelled at work, %d never spawned; peak %d; group: %s\n",
+           done, cancelled_working, N_JOBS - n_spawned, peak,
            rc ? cio_strerror(rc) : "ok");
-    printf("  permits free afterwards: %zu of %d (none lost, none left behind)\n",
-           cio_sem_value(&permits), MAX_IN_FLIGHT);
-    bool ok = peak == MAX_IN_FLIGHT && cio_sem_value(&permits) == MAX_IN_FLIGHT &&
-              done + cancelled_working + cancelled_waiting == N_JOBS;
-    cio_sem_destroy(&permits);
+    printf("  children running afterwards: %zu (peak %d of %d, none left behind)\n",
+           left, peak, MAX_IN_FLIGHT);
+    ok = ok && peak == MAX_IN_FLIGHT && left == 0 && rc == -ETIMEDOUT &&
+         done + cancelled_working == n_spawned && n_spawned < N_JOBS;
     return ok ? 0 : -EPROTO;
 }
 

@@ -466,6 +466,47 @@ CIO_EXTERN bool cio_scope_cancelled(const cio_scope *scope);
  * scope of the calling task (abort with a message otherwise). */
 CIO_EXTERN int cio_scope_exit(cio_scope *scope);
 
+/* trio's cancelled_caught: true if the scope's own cancellation (its
+ * cancel or its deadline) was reported to the code inside it, i.e. some
+ * suspending call (or cio_cancel_pending) in the scope returned it. False
+ * if the scope was never cancelled, if nothing inside reached a
+ * checkpoint after it was, or if an outer scope's cancellation was the one
+ * reported (the outermost wins). cio_scope_cancelled() is trio's
+ * cancel_called. Valid while the scope is entered and after its exit,
+ * until it is entered again. Does not suspend. */
+CIO_EXTERN bool cio_scope_cancelled_caught(const cio_scope *scope);
+
+/* trio's current_effective_deadline: the earliest deadline among the
+ * calling task's entered scopes, up to and including the nearest shield
+ * (what lies outside a shield cannot reach in). CIO_FOREVER if none, or
+ * outside a task; INT64_MIN if the task is cancelled now (a suspending
+ * call would return at once). Does not suspend. */
+CIO_EXTERN int64_t cio_effective_deadline(void);
+
+/* "Am I cancelled now?" without suspending: the code the calling task's
+ * next suspending call would return at once, -ECANCELED or -ETIMEDOUT, or
+ * 0 if it is not cancelled (and outside a task). Counts as the
+ * cancellation being reported (cio_scope_cancelled_caught). Does not
+ * suspend.
+ *
+ * It also tells a cancellation from an error, since both share the int
+ * results carry: right after a call returned -ECANCELED or -ETIMEDOUT,
+ * 0 means the caller is not cancelled, so the code came from what the
+ * call waited on (a child's status, a peer, a timeout of the operation
+ * itself); nonzero means the caller's task or one of its scopes is
+ * cancelled (level-triggered: until that scope exits), and the code is to
+ * be treated as the caller's own. (A call that exits a scope of its own,
+ * like cio_wait_for, has absorbed that scope's cancellation by then.) */
+CIO_EXTERN int cio_cancel_pending(void);
+
+/* trio's sleep_forever: suspends until the calling task is cancelled and
+ * returns that code (-ECANCELED / -ETIMEDOUT; never 0), or -EPERM outside a
+ * task. It arms no timer: a loop whose every task sleeps for ever is a
+ * deadlock (reported, and broken by cancelling them, see cio_loop_run). */
+#define cio_sleep_forever() cio_sleep_forever_site(CIO__HERE)
+CIO_EXTERN int cio_sleep_forever_site(const char *file, int line,
+                                      const char *func);
+
 /* asyncio.wait_for for C: run fn(arg) in the calling task inside a scope
  * whose deadline is `timeout` ns away. Returns fn's status, except that if
  * the deadline fired, it returns -ETIMEDOUT whatever fn returned.
@@ -486,7 +527,11 @@ CIO_EXTERN int cio_wait_for(cio_task_fn fn, void *arg, int64_t timeout);
  * The group is a cancel scope of the task that entered it. The first child
  * that fails (status < 0 other than -ECANCELED) cancels the group: every
  * sibling and the body between enter and exit see -ECANCELED. Every failing
- * child is recorded, not just the first (ExceptionGroup's role).
+ * child is recorded, not just the first (ExceptionGroup's role), and so is
+ * the body's own failure if it reports one (cio_group_fail); nested
+ * groups' failures stay reachable as a tree (cio_group_errors). A group
+ * may cap its running children (cio_group_set_limit) and start a child
+ * that says when it is ready (cio_group_start).
  */
 typedef struct cio_group cio_group;
 
@@ -494,28 +539,168 @@ typedef struct cio_group cio_group;
 CIO_EXTERN void cio_group_enter(cio_group *group);
 /* Spawn a child of the group (see cio_spawn; task may be NULL). Returns
  * -EINVAL after the group was exited, -ECANCELED if the group is already
- * cancelled (the child is not created then). */
-CIO_EXTERN int cio_group_spawn(cio_group *group, cio_task **task,
-                               cio_task_fn fn, void *arg, const char *name_fmt,
-                               ...) CIO__PRINTF(5, 6);
-CIO_EXTERN int cio_group_spawn_ex(cio_group *group, cio_task **task,
-                                  const cio_task_options *opts, cio_task_fn fn,
-                                  void *arg, const char *name_fmt, ...)
+ * cancelled (the child is not created then).
+ *
+ * In a group with a limit (cio_group_set_limit) the call suspends while
+ * the group is full, until a child ends and hands its slot over (FIFO
+ * among spawners: no barging), and is a checkpoint: a cancelled caller
+ * gets -ECANCELED / -ETIMEDOUT at once and spawns nothing. Outside a task
+ * (a callback) a full group returns -EAGAIN instead of waiting. Without a
+ * limit it never suspends. Macros (they record the call site for task
+ * dumps); the functions of the same name take no site. */
+#define cio_group_spawn(group, task, fn, ...)                                  \
+    cio_group_spawn_site((group), (task), NULL, (fn), CIO__HERE, __VA_ARGS__)
+#define cio_group_spawn_ex(group, task, opts, fn, ...)                         \
+    cio_group_spawn_site((group), (task), (opts), (fn), CIO__HERE, __VA_ARGS__)
+CIO_EXTERN int cio_group_spawn_site(cio_group *group, cio_task **task,
+                                    const cio_task_options *opts,
+                                    cio_task_fn fn, const char *file, int line,
+                                    const char *func, void *arg,
+                                    const char *name_fmt, ...)
+    CIO__PRINTF(9, 10);
+CIO_EXTERN int(cio_group_spawn)(cio_group *group, cio_task **task,
+                                cio_task_fn fn, void *arg, const char *name_fmt,
+                                ...) CIO__PRINTF(5, 6);
+CIO_EXTERN int(cio_group_spawn_ex)(cio_group *group, cio_task **task,
+                                   const cio_task_options *opts, cio_task_fn fn,
+                                   void *arg, const char *name_fmt, ...)
     CIO__PRINTF(6, 7);
+
+/* Go's errgroup.SetLimit: at most `limit` children run at once (0: no
+ * limit, the default). Spawning into a full group then waits (see
+ * cio_group_spawn). Lowering the limit below the children running now
+ * stops nobody: new spawns wait until fewer than `limit` run. Raising it
+ * lets waiting spawners go at once. Does not suspend. Returns 0, or
+ * -EINVAL after the group was exited. */
+CIO_EXTERN int cio_group_set_limit(cio_group *group, size_t limit);
+/* The limit (0: none). Does not suspend. */
+CIO_EXTERN size_t cio_group_limit(const cio_group *group);
+/* Children of the group running now (spawned, not yet finished; a child
+ * started with cio_group_start counts from its spawn). Does not suspend. */
+CIO_EXTERN size_t cio_group_n_running(const cio_group *group);
+
+/* trio's nursery.start: spawn fn(arg) into the group and suspend until the
+ * child calls cio_group_started(value) — typically once it listens — and
+ * store that value in *value (if value is not NULL). From then on the
+ * child is an ordinary child of the group. Returns 0 once it signalled.
+ * If the child ends before signalling, that is the starter's error, not
+ * the group's (the group neither records it nor is cancelled by it): the
+ * child's status if negative, -EPROTO if it returned >= 0 without
+ * signalling. A checkpoint, and it waits for a slot in a limited group.
+ * If the caller is cancelled while it waits, the child is cancelled too
+ * and waited for until it ends or signals, and the cancellation code is
+ * returned (a child that signalled stays in the group, cancelled); a
+ * child that had signalled before the cancellation reached the starter was
+ * handed over: 0, and the starter's next checkpoint reports it. Unlike
+ * trio, the child is the group's from its spawn: the group's cancellation
+ * (a failing sibling) reaches it before it signals too. Other returns as
+ * cio_group_spawn's. *task (if not NULL) is a handle the caller
+ * owns, set whenever the child was created, even on error. Suspends. */
+#define cio_group_start(group, task, fn, arg, value, ...)                       \
+    cio_group_start_site((group), (task), (fn), (arg), (value), CIO__HERE,    \
+                         __VA_ARGS__)
+CIO_EXTERN int cio_group_start_site(cio_group *group, cio_task **task,
+                                    cio_task_fn fn, void *arg, void **value,
+                                    const char *file, int line,
+                                    const char *func, const char *name_fmt, ...)
+    CIO__PRINTF(9, 10);
+/* Called by a child started with cio_group_start: wakes the starter, which
+ * receives `value` (passed as is: its ownership is the two tasks'
+ * business). Does not suspend. Returns 0, or -EINVAL if the calling task
+ * was not started that way or has signalled already (outside a task too). */
+CIO_EXTERN int cio_group_started(void *value);
 /* Cancel every child and the group's body. Does not suspend. */
 CIO_EXTERN void cio_group_cancel(cio_group *group);
 /* Leave the group: suspends until every child has finished. If the caller
  * is cancelled while waiting, the children are cancelled and still waited
- * for. Returns 0 if every child succeeded; otherwise the first child error,
- * or -ECANCELED / -ETIMEDOUT if the body was cancelled from outside. */
+ * for (and so is a spawner that was handed a slot of a limited group).
+ * Returns 0 if every child succeeded; otherwise the first failure (a
+ * child's status, or the body's code given to cio_group_fail), or
+ * -ECANCELED / -ETIMEDOUT if the body was cancelled from outside. */
 #define cio_group_exit(group) cio_group_exit_site((group), CIO__HERE)
 CIO_EXTERN int cio_group_exit_site(cio_group *group, const char *file, int line,
                                    const char *func);
-/* Number of children that failed. */
+/* Number of failures recorded: failed children and the body's own
+ * failures (cio_group_fail). */
 CIO_EXTERN size_t cio_group_error_count(const cio_group *group);
-/* The i-th failed child (borrowed; valid until cio_group_destroy), in the
- * order they failed. Its status and name say what failed. */
+/* The i-th failure's child (borrowed; valid until cio_group_destroy), in
+ * the order they failed. Its status and name say what failed. NULL for a
+ * failure of the body (cio_group_fail) and for i out of range. */
 CIO_EXTERN cio_task *cio_group_error(const cio_group *group, size_t i);
+/* The i-th failure's code (the child's status, or the body's code), 0 for
+ * i out of range. Does not suspend. */
+CIO_EXTERN int cio_group_error_code(const cio_group *group, size_t i);
+
+/* The body's own failure (asyncio's TaskGroup and trio's nursery report
+ * the body's exception with the children's): record `err` in the group's
+ * error list as an entry with no task, and if it is the first failure,
+ * cancel the group as a failing child does (the children and the rest of
+ * the body see -ECANCELED) and make it what cio_group_exit returns.
+ *
+ *   rc = body(...);
+ *   if (rc < 0) cio_group_fail(&g, rc);
+ *   rc = cio_group_exit(&g);
+ *
+ * A cancellation is not a failure: -ECANCELED, and the code the caller's
+ * own cancellation makes its calls return now (cio_cancel_pending()), are
+ * ignored. Only the task that entered the group may call it, before exit.
+ * Does not suspend. Returns 0 (recorded or ignored), -EINVAL (err >= 0,
+ * the group exited, another task), or -ENOMEM (not recorded; the group is
+ * still cancelled and exit still returns err if it is the first). */
+CIO_EXTERN int cio_group_fail(cio_group *group, int err);
+
+/* ---------------------------------------------------------------------------
+ * Error trees (ExceptionGroup's tree, in C).
+ *
+ * A group's failures, with the failures of the groups nested in them: an
+ * entry is a failed child (or the body's own failure, with no task), its
+ * code, and, if that child's status came from a group of its own, that
+ * group's failures as a subtree. The link is made for you: when a task's
+ * cio_group_exit returns an error and the task then ends with that same
+ * status, its entry in the enclosing group leads to the inner group's
+ * failures (a later group exit of that task that returns something else
+ * forgets them). The body's own failure (cio_group_fail) links the same
+ * way, to the last group the body exited.
+ *
+ *   void walk(const cio_errors *e, int depth) {
+ *       for (size_t i = 0; i < cio_errors_count(e); i++) {
+ *           cio_task *t = cio_errors_task(e, i);
+ *           printf("%*s%s: %s\n", 2 * depth, "", t ? cio_task_name(t) : "(body)",
+ *                  cio_strerror(cio_errors_code(e, i)));
+ *           walk(cio_errors_inner(e, i), depth + 1);
+ *       }
+ *   }
+ *   walk(cio_group_errors(&g), 0);
+ *
+ * None of these suspend. A tree is immutable once its group has exited,
+ * reference-counted, and holds references to its tasks.
+ */
+typedef struct cio_errors cio_errors;
+
+/* The group's failures as a tree: NULL if there were none (every accessor
+ * accepts NULL as the empty tree). Borrowed: valid until cio_group_destroy
+ * (take a reference with cio_errors_ref to keep it longer). Complete once
+ * cio_group_exit has returned. */
+CIO_EXTERN const cio_errors *cio_group_errors(const cio_group *group);
+/* Entries in the tree's top level. */
+CIO_EXTERN size_t cio_errors_count(const cio_errors *errors);
+/* Entry i's code (0 if out of range). */
+CIO_EXTERN int cio_errors_code(const cio_errors *errors, size_t i);
+/* Entry i's task (borrowed, valid while the tree is), NULL for the body's
+ * own failure or out of range. */
+CIO_EXTERN cio_task *cio_errors_task(const cio_errors *errors, size_t i);
+/* Entry i's subtree: the failures of the group its code came from, or
+ * NULL (a leaf). Borrowed, valid while the tree is. */
+CIO_EXTERN const cio_errors *cio_errors_inner(const cio_errors *errors,
+                                              size_t i);
+/* Take a reference (returns errors; NULL stays NULL). */
+CIO_EXTERN cio_errors *cio_errors_ref(const cio_errors *errors);
+/* Drop a reference from cio_errors_ref (NULL is ignored). The last one
+ * frees the tree and drops its task references. */
+CIO_EXTERN void cio_errors_release(cio_errors *errors);
+/* Write the tree to fd, one entry per line, indented by depth: the task's
+ * name (or "(group body)") and its code's description. */
+CIO_EXTERN void cio_errors_dump(const cio_errors *errors, int fd);
 /* Release what the group keeps after exit (the failed children). */
 CIO_EXTERN void cio_group_destroy(cio_group *group);
 
@@ -609,6 +794,7 @@ struct cio_scope {
     int cancel_reason;     /* 0, -ECANCELED or -ETIMEDOUT */
     bool shield;
     bool group;            /* the scope of a cio_group */
+    bool caught;           /* its cancellation was reported inside it */
 };
 
 /* Internal: watches a task's completion without allocating. */
@@ -628,6 +814,10 @@ struct cio_group {
     size_t n_errors, cap_errors;
     int first_error;
     bool exited;
+    size_t limit;          /* max running children, 0: none */
+    size_t n_reserved;     /* slots handed to spawners not yet spawning */
+    cio__list spawners;    /* tasks waiting for a slot (cio__waiter) */
+    struct cio_errors *tree; /* the failures as a tree (NULL: none) */
 };
 
 struct cio_as_completed {

@@ -38,7 +38,7 @@ check() {
 }
 
 check demo 'failed: task .fetch echo.example.: Input/output error' "$build/example_demo"
-check fanout 'permits free afterwards: 10 of 10' "$build/example_fanout" --virtual
+check fanout 'children running afterwards: 0 \(peak 10 of 10' "$build/example_fanout" --virtual
 check pipeline 'done: 12 lines, 81 words; group: ok; left in queues: 0 \+ 0' \
     "$build/example_pipeline" --virtual
 check subprocess_pipeline '^99996$' "$build/example_subprocess_pipeline"

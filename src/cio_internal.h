@@ -277,6 +277,10 @@ struct cio_task {
     cio__list done_cbs;      /* user done callbacks (cio__done_cb) */
     cio_group *group;        /* the group owning this child, if any */
     cio__list group_node;    /* in group->children while running */
+    struct cio__start *start; /* cio_group_start's record until signalled */
+    struct cio_errors *errtree; /* failures of the last group it exited
+                              * (group.c), with the code that exit returned */
+    int errtree_code;
     cio_site site;           /* where it waits (valid while WAITING/READY) */
     struct cio__context *context; /* task-local context (context.c), may be NULL */
     uint64_t id;
@@ -423,6 +427,9 @@ static inline int cio__cancel_code(const cio_task *t)
         code = -ECANCELED;
     return code;
 }
+/* The cancellation t sees is being reported to it: mark the scope it comes
+ * from (cio_scope_cancelled_caught). scope.c. */
+void cio__cancel_seen(cio_task *t);
 /* Wake t with its cancellation code if it is waiting and now cancelled. */
 void cio__task_interrupt(cio_task *t);
 /* Start of every suspending call: checks that a task is running and not
@@ -438,7 +445,10 @@ static inline int cio__suspend_check(cio_task **self, const char *file,
     t->site.file = file;
     t->site.line = line;
     t->site.func = func;
-    return cio__cancel_code(t);
+    int code = cio__cancel_code(t);
+    if (CIO__UNLIKELY(code))
+        cio__cancel_seen(t);
+    return code;
 }
 /* Suspend the current task (state WAITING) until cio__task_wake. Returns
  * the wake code. */
@@ -532,6 +542,10 @@ static inline cio__waiter *cio__waiters_wake_one(cio__list *l, int rc)
 /* Wake every live waiter of l with rc, in order; empties l. Returns the
  * number woken. */
 size_t cio__waiters_wake_all(cio__list *l, int rc);
+/* The number of live waiters on l (nothing unlinked). */
+size_t cio__waiters_count(const cio__list *l);
+/* Release a task's error tree (group.c; NULL is ignored). */
+void cio__errors_release(struct cio_errors *e);
 /* Unlink the dead nodes of l; returns the number of live waiters left. */
 size_t cio__waiters_purge(cio__list *l);
 /* Link w for self at the back of l, park, unlink if still linked, and

@@ -4,7 +4,9 @@
 #include "cio_internal.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static void cancel_children(cio_group *g)
 {
@@ -16,6 +18,7 @@ void cio_group_enter(cio_group *g)
 {
     memset(g, 0, sizeof *g);
     cio__list_init(&g->children);
+    cio__list_init(&g->spawners);
     cio_scope_enter(&g->scope);
     g->scope.group = true;
 }
@@ -32,22 +35,52 @@ static int group_spawn_v(cio_group *g, cio_task **task, const cio_task_options *
     return cio__spawn(g->scope.task->loop, task, opts, fn, arg, fmt, ap, g);
 }
 
-int cio_group_spawn(cio_group *g, cio_task **task, cio_task_fn fn, void *arg,
-                    const char *name_fmt, ...)
+static int slow_spawn_limited(cio_group *g, cio_task **task,
+                              const cio_task_options *opts, cio_task_fn fn,
+                              void *arg, const char *file, int line,
+                              const char *func, const char *fmt, va_list ap);
+
+/* Inlined into the spawn entry points: a group without a limit costs one
+ * test over a plain group spawn. */
+static inline int spawn_limited(cio_group *g, cio_task **task,
+                                const cio_task_options *opts, cio_task_fn fn,
+                                void *arg, const char *file, int line,
+                                const char *func, const char *fmt, va_list ap)
+{
+    if (CIO__LIKELY(g && !g->limit))
+        return group_spawn_v(g, task, opts, fn, arg, fmt, ap);
+    return slow_spawn_limited(g, task, opts, fn, arg, file, line, func, fmt, ap);
+}
+
+int(cio_group_spawn)(cio_group *g, cio_task **task, cio_task_fn fn, void *arg,
+                     const char *name_fmt, ...)
 {
     va_list ap;
     va_start(ap, name_fmt);
-    int rc = group_spawn_v(g, task, NULL, fn, arg, name_fmt, ap);
+    int rc = spawn_limited(g, task, NULL, fn, arg, "?", 0, "cio_group_spawn",
+                           name_fmt, ap);
     va_end(ap);
     return rc;
 }
 
-int cio_group_spawn_ex(cio_group *g, cio_task **task, const cio_task_options *opts,
-                       cio_task_fn fn, void *arg, const char *name_fmt, ...)
+int(cio_group_spawn_ex)(cio_group *g, cio_task **task, const cio_task_options *opts,
+                        cio_task_fn fn, void *arg, const char *name_fmt, ...)
 {
     va_list ap;
     va_start(ap, name_fmt);
-    int rc = group_spawn_v(g, task, opts, fn, arg, name_fmt, ap);
+    int rc = spawn_limited(g, task, opts, fn, arg, "?", 0, "cio_group_spawn_ex",
+                           name_fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int cio_group_spawn_site(cio_group *g, cio_task **task, const cio_task_options *opts,
+                         cio_task_fn fn, const char *file, int line,
+                         const char *func, void *arg, const char *name_fmt, ...)
+{
+    va_list ap;
+    va_start(ap, name_fmt);
+    int rc = spawn_limited(g, task, opts, fn, arg, file, line, func, name_fmt, ap);
     va_end(ap);
     return rc;
 }
@@ -60,9 +93,14 @@ void cio_group_cancel(cio_group *g)
     cancel_children(g);
 }
 
+static bool tree_add(cio_group *g, cio_task *t, int code, cio_errors *inner);
+
 static void record_error(cio_group *g, cio_task *t)
 {
     t->status_observed = true;
+    /* (Out of memory, the tree misses it; the list below may not.) */
+    (void)tree_add(g, t, t->status,
+                   t->errtree && t->errtree_code == t->status ? t->errtree : NULL);
     if (g->n_errors == g->cap_errors) {
         size_t cap = g->cap_errors ? g->cap_errors * 2 : 4;
         cio_task **e = realloc(g->errors, cap * sizeof *e);
@@ -77,12 +115,20 @@ static void record_error(cio_group *g, cio_task *t)
     g->errors[g->n_errors++] = t; /* keeps the group's reference */
 }
 
+static void start_child_done(cio_task *t);
+static void hand_slots(cio_group *g);
+
 void cio__group_child_done(cio_task *t)
 {
     cio_group *g = t->group;
     cio__list_remove(&t->group_node);
     g->n_running--;
-    if (t->status < 0 && t->status != -ECANCELED) {
+    if (g->limit) /* (without one nobody waits for a slot) */
+        hand_slots(g);
+    if (t->start) {
+        start_child_done(t); /* ended before cio_group_started: the starter's error */
+        t->refs--;
+    } else if (t->status < 0 && t->status != -ECANCELED) {
         record_error(g, t);
         if (!g->first_error) {
             g->first_error = t->status;
@@ -91,9 +137,11 @@ void cio__group_child_done(cio_task *t)
     } else {
         t->refs--; /* the group's; the loop still holds one */
     }
-    if (g->n_running == 0 && g->waiter)
+    if (g->n_running == 0 && g->n_reserved == 0 && g->waiter)
         cio__task_wake(g->waiter, 0);
 }
+
+static void attach_tree(cio_task *self, cio_group *g, int rc);
 
 int cio_group_exit_site(cio_group *g, const char *file, int line, const char *func)
 {
@@ -107,7 +155,7 @@ int cio_group_exit_site(cio_group *g, const char *file, int line, const char *fu
                    self->name);
     cio_scope shield;
     bool shielded = false;
-    while (g->n_running) {
+    while (g->n_running || g->n_reserved) {
         int code;
         if (!shielded && (code = cio__cancel_code(self)) != 0) {
             /* Cancelled (from outside, or the group itself): the children go
@@ -130,9 +178,9 @@ int cio_group_exit_site(cio_group *g, const char *file, int line, const char *fu
         cio_scope_exit(&shield);
     g->exited = true;
     cio_scope_exit(&g->scope); /* the group's own cancellation ends here */
-    if (g->first_error)
-        return g->first_error;
-    return cio__cancel_code(self);
+    int rc = g->first_error ? g->first_error : cio_cancel_pending();
+    attach_tree(self, g, rc);
+    return rc;
 }
 
 size_t cio_group_error_count(const cio_group *g) { return g->n_errors; }
@@ -149,4 +197,341 @@ void cio_group_destroy(cio_group *g)
     free(g->errors);
     g->errors = NULL;
     g->n_errors = g->cap_errors = 0;
+    cio_errors_release(g->tree);
+    g->tree = NULL;
+}
+
+/* ---- concurrency limit ------------------------------------------------------
+ * A limited group is full when its running children plus the slots handed
+ * to woken spawners (not yet spawning) reach the limit. A child's end hands
+ * its slot straight to the longest-waiting spawner (n_reserved), so a task
+ * arriving later cannot take it first; the spawner gives the reservation
+ * back once its spawn has counted in n_running, or failed. Exit waits for
+ * the reservations too, so a woken spawner never finds the group gone. */
+
+static bool group_full(const cio_group *g)
+{
+    return g->limit && g->n_running + g->n_reserved >= g->limit;
+}
+
+static void hand_slots(cio_group *g)
+{
+    while (!group_full(g) && cio__waiters_wake_one(&g->spawners, 0))
+        g->n_reserved++;
+}
+
+static void release_slot(cio_group *g)
+{
+    g->n_reserved--;
+    hand_slots(g);
+    if (g->n_running == 0 && g->n_reserved == 0 && g->waiter)
+        cio__task_wake(g->waiter, 0);
+}
+
+/* Wait for a slot of a limited group (a checkpoint when called from a
+ * task). Returns 0 with a slot reserved, or the error. */
+static int acquire_slot(cio_group *g, const char *file, int line, const char *func)
+{
+    cio_task *self;
+    int rc = cio__suspend_check(&self, file, line, func);
+    if (rc && rc != -EPERM)
+        return rc;
+    if (!group_full(g) && cio__waiters_purge(&g->spawners) == 0) {
+        g->n_reserved++;
+        return 0;
+    }
+    if (!self)
+        return -EAGAIN; /* a callback cannot wait */
+    cio__waiter w;
+    rc = cio__waiter_park(&g->spawners, &w, self);
+    return rc < 0 ? rc : 0; /* woken with 0: hand_slots reserved it */
+}
+
+static int slow_spawn_limited(cio_group *g, cio_task **task,
+                              const cio_task_options *opts, cio_task_fn fn,
+                              void *arg, const char *file, int line,
+                              const char *func, const char *fmt, va_list ap)
+{
+    if (task)
+        *task = NULL;
+    if (!g || g->exited || g->scope.task == NULL)
+        return -EINVAL;
+    if (!g->limit)
+        return group_spawn_v(g, task, opts, fn, arg, fmt, ap);
+    int rc = acquire_slot(g, file, line, func);
+    if (rc)
+        return rc;
+    rc = group_spawn_v(g, task, opts, fn, arg, fmt, ap);
+    release_slot(g); /* counted in n_running now, or free again */
+    return rc;
+}
+
+int cio_group_set_limit(cio_group *g, size_t limit)
+{
+    if (!g || g->exited || g->scope.task == NULL)
+        return -EINVAL;
+    g->limit = limit;
+    hand_slots(g);
+    return 0;
+}
+
+size_t cio_group_limit(const cio_group *g) { return g->limit; }
+
+size_t cio_group_n_running(const cio_group *g) { return g->n_running; }
+
+/* ---- start: spawn and wait until the child says it is ready ---------------- */
+
+typedef struct cio__start {
+    cio_task *starter;
+    void *value;
+    int status;            /* the child's status if it ended first */
+    bool signalled, ended;
+} cio__start;
+
+int cio_group_started(void *value)
+{
+    cio_task *self = cio_current();
+    if (!self || !self->start)
+        return -EINVAL;
+    cio__start *st = self->start;
+    self->start = NULL;
+    st->value = value;
+    st->signalled = true;
+    cio__task_wake(st->starter, 0);
+    return 0;
+}
+
+/* The child ended before it signalled: its status is the starter's. */
+static void start_child_done(cio_task *t)
+{
+    cio__start *st = t->start;
+    t->start = NULL;
+    st->ended = true;
+    st->status = t->status < 0 ? t->status : -EPROTO;
+    t->status_observed = true;
+    cio__task_wake(st->starter, 0);
+}
+
+int cio_group_start_site(cio_group *g, cio_task **task, cio_task_fn fn, void *arg,
+                         void **value, const char *file, int line,
+                         const char *func, const char *name_fmt, ...)
+{
+    if (task)
+        *task = NULL;
+    if (value)
+        *value = NULL;
+    if (!g || g->exited || g->scope.task == NULL)
+        return -EINVAL;
+    cio_task *self;
+    int rc = cio__suspend_check(&self, file, line, func);
+    if (rc)
+        return rc;
+    bool reserved = false;
+    if (g->limit) {
+        if ((rc = acquire_slot(g, file, line, func)) != 0)
+            return rc;
+        reserved = true;
+    }
+    cio_task *child;
+    va_list ap;
+    va_start(ap, name_fmt);
+    rc = group_spawn_v(g, &child, NULL, fn, arg, name_fmt, ap);
+    va_end(ap);
+    if (reserved)
+        release_slot(g);
+    if (rc)
+        return rc;
+    cio__start st = {.starter = self};
+    child->start = &st;
+    int outer = 0;
+    cio_scope shield;
+    bool shielded = false;
+    while (!st.signalled && !st.ended) {
+        if (!shielded && (outer = cio__cancel_code(self)) != 0) {
+            /* The starter is cancelled: so is the child, which it still
+             * waits for (the record lives on this stack). */
+            cio_task_cancel(child);
+            cio_shield_enter(&shield, CIO_FOREVER);
+            shielded = true;
+        }
+        self->site.file = file;
+        self->site.line = line;
+        self->site.func = func;
+        cio__park(self);
+    }
+    if (shielded)
+        cio_scope_exit(&shield);
+    child->start = NULL;
+    if (task)
+        *task = child;
+    else
+        cio_task_release(child);
+    if (outer)
+        return outer;
+    if (st.ended)
+        return st.status;
+    if (value)
+        *value = st.value;
+    return 0;
+}
+
+/* ---- the body's failure and the error tree ------------------------------ */
+
+struct cio_errors {
+    int refs;
+    size_t n, cap;
+    struct cio__error_entry {
+        cio_task *task;    /* a reference; NULL: the group body */
+        int code;
+        cio_errors *inner; /* a reference, or NULL */
+    } *e;
+};
+
+cio_errors *cio_errors_ref(const cio_errors *e)
+{
+    cio_errors *m = (cio_errors *)e;
+    if (m)
+        m->refs++;
+    return m;
+}
+
+void cio_errors_release(cio_errors *e)
+{
+    if (!e || --e->refs > 0)
+        return;
+    for (size_t i = 0; i < e->n; i++) {
+        cio_task_release(e->e[i].task);
+        cio_errors_release(e->e[i].inner);
+    }
+    free(e->e);
+    free(e);
+}
+
+void cio__errors_release(cio_errors *e) { cio_errors_release(e); }
+
+/* Append an entry to the group's tree. Returns false (nothing appended) if
+ * out of memory. */
+static bool tree_add(cio_group *g, cio_task *t, int code, cio_errors *inner)
+{
+    cio_errors *e = g->tree;
+    if (!e) {
+        e = calloc(1, sizeof *e);
+        if (!e)
+            return false;
+        e->refs = 1;
+        g->tree = e;
+    }
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 4;
+        struct cio__error_entry *n = realloc(e->e, cap * sizeof *n);
+        if (!n)
+            return false;
+        e->e = n;
+        e->cap = cap;
+    }
+    e->e[e->n].task = t ? cio_task_ref(t) : NULL;
+    e->e[e->n].code = code;
+    e->e[e->n].inner = cio_errors_ref(inner);
+    e->n++;
+    return true;
+}
+
+/* What the task's failures are, as far as the group enclosing it can see:
+ * the tree of the group it exited last, with the code that exit returned. */
+static void attach_tree(cio_task *self, cio_group *g, int rc)
+{
+    cio_errors *old = self->errtree;
+    self->errtree = rc < 0 && g->tree ? cio_errors_ref(g->tree) : NULL;
+    self->errtree_code = rc;
+    cio_errors_release(old);
+}
+
+int cio_group_fail(cio_group *g, int err)
+{
+    cio_task *self = cio_current();
+    if (!g || err >= 0 || g->exited || !self || g->scope.task != self)
+        return -EINVAL;
+    if (err == -ECANCELED || err == cio__cancel_code(self))
+        return 0; /* a cancellation, not a failure */
+    int rc = 0;
+    if (g->n_errors == g->cap_errors) {
+        size_t cap = g->cap_errors ? g->cap_errors * 2 : 4;
+        cio_task **e = realloc(g->errors, cap * sizeof *e);
+        if (e) {
+            g->errors = e;
+            g->cap_errors = cap;
+        }
+    }
+    if (g->n_errors < g->cap_errors &&
+        tree_add(g, NULL, err,
+                 self->errtree && self->errtree_code == err ? self->errtree : NULL))
+        g->errors[g->n_errors++] = NULL; /* the body: no task */
+    else
+        rc = -ENOMEM;
+    if (!g->first_error) {
+        g->first_error = err;
+        cio_group_cancel(g);
+    }
+    return rc;
+}
+
+int cio_group_error_code(const cio_group *g, size_t i)
+{
+    if (i >= g->n_errors)
+        return 0;
+    if (g->errors[i])
+        return g->errors[i]->status;
+    /* The body's k-th failure is the tree's k-th entry with no task (both
+     * lists take a body failure or neither). */
+    size_t k = 0;
+    for (size_t j = 0; j < i; j++)
+        k += g->errors[j] == NULL;
+    const cio_errors *e = g->tree;
+    for (size_t j = 0; e && j < e->n; j++)
+        if (!e->e[j].task && k-- == 0)
+            return e->e[j].code;
+    return 0;
+}
+
+const cio_errors *cio_group_errors(const cio_group *g) { return g->tree; }
+
+size_t cio_errors_count(const cio_errors *e) { return e ? e->n : 0; }
+
+int cio_errors_code(const cio_errors *e, size_t i)
+{
+    return e && i < e->n ? e->e[i].code : 0;
+}
+
+cio_task *cio_errors_task(const cio_errors *e, size_t i)
+{
+    return e && i < e->n ? e->e[i].task : NULL;
+}
+
+const cio_errors *cio_errors_inner(const cio_errors *e, size_t i)
+{
+    return e && i < e->n ? e->e[i].inner : NULL;
+}
+
+static void dump_level(FILE *f, const cio_errors *e, int depth)
+{
+    for (size_t i = 0; i < cio_errors_count(e); i++) {
+        cio_task *t = e->e[i].task;
+        fprintf(f, "%*s%s%s%s: %s\n", 2 * depth, "", t ? "task '" : "(group body)",
+                t ? cio_task_name(t) : "", t ? "'" : "", cio_strerror(e->e[i].code));
+        dump_level(f, e->e[i].inner, depth + 1);
+    }
+}
+
+void cio_errors_dump(const cio_errors *e, int fd)
+{
+    int dfd = dup(fd);
+    if (dfd < 0)
+        return;
+    FILE *f = fdopen(dfd, "w");
+    if (!f) {
+        close(dfd);
+        return;
+    }
+    dump_level(f, e, 0);
+    fclose(f);
 }

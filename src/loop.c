@@ -302,7 +302,10 @@ int cio_yield_site(const char *file, int line, const char *func)
     cio__task_set_state(self, CIO__TASK_READY);
     cio__ready_push(loop, self);
     switch_away(loop, self);
-    return cio__cancel_code(self);
+    int code = cio__cancel_code(self);
+    if (CIO__UNLIKELY(code))
+        cio__cancel_seen(self);
+    return code;
 }
 
 void cio__switch_final(cio_loop *loop, cio_task *self)

@@ -345,3 +345,11 @@ bool cio_queue_empty(const cio_queue *q) { return q->len == 0; }
 bool cio_queue_full(const cio_queue *q) { return q->maxsize && q->len >= q->maxsize; }
 bool cio_queue_is_shutdown(const cio_queue *q) { return q->shutdown; }
 size_t cio_queue_unfinished(const cio_queue *q) { return q->unfinished; }
+
+/* ---- statistics ----------------------------------------------------------- */
+
+size_t cio_queue_n_waiting_get(const cio_queue *q) { return cio__waiters_count(&q->getters); }
+
+size_t cio_queue_n_waiting_put(const cio_queue *q) { return cio__waiters_count(&q->putters); }
+
+size_t cio_queue_n_waiting_join(const cio_queue *q) { return cio__waiters_count(&q->joiners); }

@@ -52,6 +52,7 @@ static void enter(cio_scope *s, int64_t deadline, bool shield, const char *what)
     s->cancel_reason = 0;
     s->shield = shield;
     s->group = false; /* (cio_group_enter sets it) */
+    s->caught = false;
     cio__timer_init(&s->timer, deadline_fired);
     t->scope = s;
     arm(s);
@@ -124,4 +125,71 @@ int cio_wait_for(cio_task_fn fn, void *arg, int64_t timeout)
     int rc = fn(arg);
     int src = cio_scope_exit(&s);
     return src == -ETIMEDOUT ? -ETIMEDOUT : rc;
+}
+
+/* ---- queries ------------------------------------------------------------ */
+
+/* The scope whose cancellation t sees now (the outermost cancelled one
+ * below the nearest shield, as cio__cancel_code reads it), or NULL: none,
+ * or only the task's own cancellation. */
+static cio_scope *responsible_scope(const cio_task *t)
+{
+    cio_scope *found = NULL;
+    for (cio_scope *s = t->scope; s; s = s->parent) {
+        if (s->cancel_reason)
+            found = s;
+        if (s->shield)
+            return found;
+    }
+    return t->cancelling > 0 ? NULL : found;
+}
+
+void cio__cancel_seen(cio_task *t)
+{
+    cio_scope *s = responsible_scope(t);
+    if (s)
+        s->caught = true;
+}
+
+bool cio_scope_cancelled_caught(const cio_scope *s) { return s->caught; }
+
+int64_t cio_effective_deadline(void)
+{
+    cio_task *t = cio_current();
+    if (!t)
+        return CIO_FOREVER;
+    if (cio__cancel_code(t))
+        return INT64_MIN;
+    int64_t d = CIO_FOREVER;
+    for (const cio_scope *s = t->scope; s; s = s->parent) {
+        if (s->deadline < d)
+            d = s->deadline;
+        if (s->shield)
+            break;
+    }
+    return d;
+}
+
+int cio_cancel_pending(void)
+{
+    cio_task *t = cio_current();
+    if (!t)
+        return 0;
+    int code = cio__cancel_code(t);
+    if (code)
+        cio__cancel_seen(t);
+    return code;
+}
+
+int cio_sleep_forever_site(const char *file, int line, const char *func)
+{
+    cio_task *self;
+    int rc = cio__suspend_check(&self, file, line, func);
+    if (rc)
+        return rc;
+    /* Only a cancellation wakes it (cio__task_interrupt), with its code. */
+    do
+        rc = cio__park(self);
+    while (rc >= 0);
+    return rc;
 }

@@ -495,3 +495,21 @@ size_t cio_barrier_n_waiting(cio_barrier *b)
 }
 
 bool cio_barrier_broken(const cio_barrier *b) { return b->broken; }
+
+/* ---- statistics (trio's statistics(): tasks waiting) ---------------------- */
+
+size_t cio__waiters_count(const cio__list *l)
+{
+    size_t live = 0;
+    for (const cio__list *n = l->next; n != l; n = n->next)
+        live += cio__waiter_live(CIO__CONTAINER(n, cio__waiter, node));
+    return live;
+}
+
+size_t cio_lock_n_waiting(const cio_lock *l) { return cio__waiters_count(&l->waiters); }
+
+size_t cio_event_n_waiting(const cio_event *e) { return cio__waiters_count(&e->waiters); }
+
+size_t cio_sem_n_waiting(const cio_sem *s) { return cio__waiters_count(&s->waiters); }
+
+size_t cio_cond_n_waiting(const cio_cond *c) { return cio__waiters_count(&c->waiters); }

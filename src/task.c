@@ -47,8 +47,8 @@ void cio__task_interrupt(cio_task *t)
     if (t->state != CIO__TASK_WAITING)
         return;
     int code = cio__cancel_code(t);
-    if (code)
-        cio__task_wake(t, code);
+    if (code && cio__task_wake(t, code))
+        cio__cancel_seen(t);
 }
 
 bool cio_task_cancel(cio_task *t)
@@ -345,6 +345,8 @@ void cio__task_free(cio_task *t)
         free(cb->handle);
         free(cb);
     }
+    if (t->errtree)
+        cio__errors_release(t->errtree);
     if (t->name != t->name_buf)
         free(t->name);
     task_dealloc(t);

@@ -99,6 +99,11 @@ CIO_EXTERN bool cio_lock_locked(const cio_lock *lock);
 /* The task holding the lock (borrowed), or NULL. (A task that ended
  * holding it stays allocated, done, so that this is never dangling.) */
 CIO_EXTERN cio_task *cio_lock_owner(const cio_lock *lock);
+/* Tasks waiting to acquire the lock now (trio's statistics().
+ * tasks_waiting; a waiter cancelled but not yet resumed is not counted).
+ * This and the other _n_waiting counts below walk the waiter list: O(n),
+ * meant for monitoring and tests. Do not suspend. */
+CIO_EXTERN size_t cio_lock_n_waiting(const cio_lock *lock);
 
 /* ===========================================================================
  * Event (asyncio.Event): a flag tasks can wait for.
@@ -117,6 +122,8 @@ CIO_EXTERN int cio_event_set(cio_event *event);
 CIO_EXTERN void cio_event_clear(cio_event *event);
 /* The flag. */
 CIO_EXTERN bool cio_event_is_set(const cio_event *event);
+/* Tasks waiting for the event now. */
+CIO_EXTERN size_t cio_event_n_waiting(const cio_event *event);
 /* Suspends until the event is set (returns at once if it is). Returns 0,
  * -ECANCELED / -ETIMEDOUT, -EPERM outside a task. */
 #define cio_event_wait(event) cio_event_wait_site((event), CIO__HERE)
@@ -172,6 +179,9 @@ CIO_EXTERN int cio_cond_wait_for_site(cio_cond *cond, cio_cond_pred_fn pred,
 CIO_EXTERN int cio_cond_notify(cio_cond *cond, size_t n);
 /* cio_cond_notify of every waiting task. */
 CIO_EXTERN int cio_cond_notify_all(cio_cond *cond);
+/* Tasks waiting for a notification now (a notified task waiting to get
+ * the lock back counts for the lock, cio_lock_n_waiting). */
+CIO_EXTERN size_t cio_cond_n_waiting(const cio_cond *cond);
 
 /* ===========================================================================
  * Semaphore and bounded semaphore (asyncio.Semaphore, BoundedSemaphore).
@@ -204,6 +214,8 @@ CIO_EXTERN int cio_sem_release(cio_sem *sem);
 CIO_EXTERN size_t cio_sem_value(const cio_sem *sem);
 /* True if an acquire would wait (asyncio Semaphore.locked). */
 CIO_EXTERN bool cio_sem_locked(const cio_sem *sem);
+/* Tasks waiting for a permit now. */
+CIO_EXTERN size_t cio_sem_n_waiting(const cio_sem *sem);
 
 /* ===========================================================================
  * Barrier (asyncio.Barrier): `parties` tasks meet, then all go on.
@@ -340,6 +352,11 @@ CIO_EXTERN bool cio_queue_full(const cio_queue *queue);
 CIO_EXTERN bool cio_queue_is_shutdown(const cio_queue *queue);
 /* Items put and not yet marked done. */
 CIO_EXTERN size_t cio_queue_unfinished(const cio_queue *queue);
+/* Tasks waiting now in get (the queue is empty), in put (it is full), in
+ * join (trio's tasks_waiting_receive / _send). */
+CIO_EXTERN size_t cio_queue_n_waiting_get(const cio_queue *queue);
+CIO_EXTERN size_t cio_queue_n_waiting_put(const cio_queue *queue);
+CIO_EXTERN size_t cio_queue_n_waiting_join(const cio_queue *queue);
 
 /* ===========================================================================
  * Task-local context (contextvars).
