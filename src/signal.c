@@ -7,7 +7,6 @@
 #include <signal.h>
 #include <string.h>
 #include <pthread.h>
-#include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -93,10 +92,10 @@ int cio_signal_add(int signo, cio_signal_fn fn, void *arg)
         }
         if (s->watch.fd < 0) {
             s->watch.fd = fd;
-            s->watch.events = EPOLLIN;
+            s->watch.events = CIO_READABLE;
             s->watch.fn = dispatch;
             s->watch.persistent = true;
-            int rc = cio__backend_watch(loop, &s->watch);
+            int rc = cio__backend_watch(loop->backend, &s->watch);
             if (rc) {
                 close(fd);
                 s->watch.fd = -1;
@@ -163,7 +162,7 @@ void cio__signals_close(cio_loop *loop)
             uninstall(loop, i);
     if (s->watch.fd >= 0) {
         int fd = s->watch.fd;
-        cio__backend_unwatch(loop, &s->watch);
+        cio__backend_unwatch(loop->backend, &s->watch);
         close(fd);
     }
     free(s);
