@@ -4,6 +4,7 @@
 #define CIO_INTERNAL_H
 
 #include "cio.h"
+#include "cio/debug.h"
 #include "arch.h"
 
 #include <errno.h>
@@ -252,6 +253,18 @@ enum cio__task_state {
     CIO__TASK_DONE,      /* function returned */
 };
 
+/* What a waiting task waits on (cio_task_info's wait fields): set by the
+ * suspending call right before cio__park, cleared by cio__park when the
+ * task resumes. A call that sets nothing shows as CIO_WAIT_NONE (its site
+ * still says where it waits). */
+typedef struct cio__wait_on {
+    unsigned char kind;      /* cio_wait_kind */
+    unsigned events;         /* FD: CIO_READABLE / CIO_WRITABLE */
+    int fd;                  /* FD */
+    const void *object;      /* SYNC: the object; TASK: the task joined */
+    int64_t deadline;        /* SLEEP */
+} cio__wait_on;
+
 typedef struct cio__done_cb {
     cio__list node;          /* in task->done_cbs until the task is done */
     cio_done_fn fn;
@@ -285,6 +298,9 @@ struct cio_task {
     uint64_t id;
     uint64_t loop_serial;    /* loop->serial: tells whether the loop is alive
                               * once the task is done (handles outlive it) */
+    uint64_t parent_id;      /* the spawning task's id, 0 if none */
+    const void *spawned_at;  /* return address of the spawn call, or NULL */
+    cio__wait_on wait_on;    /* valid while WAITING */
     cio__stack stack;
     char *name;              /* name_buf or heap */
     char name_buf[40];
@@ -308,6 +324,8 @@ void cio__handle_queue(cio_loop *loop, cio_handle *h);
 struct cio_loop {
     cio__ctx sched_ctx;      /* the thread's own stack: the scheduler */
     cio_task *current;       /* running task, NULL in the scheduler */
+    struct cio__hooks *hooks; /* debug.c: NULL while no hooks are set (the
+                              * one branch each hook site costs) */
     /* Ready tasks, FIFO: a ring of task pointers. Its capacity is kept at
      * least the number of live tasks (grown at spawn, where failure can be
      * reported), so a wake-up never allocates and never fails. */
@@ -465,6 +483,21 @@ void cio__context_release(cio_task *t);
 void cio__task_free(cio_task *t);
 /* Free the thread's cache of task structs (at loop close). */
 void cio__task_cache_drain(void);
+
+/* ---- hooks (debug.c) ------------------------------------------------------
+ * Call only when loop->hooks is set: each site is one CIO__UNLIKELY branch. */
+typedef struct cio__hooks cio__hooks;
+void cio__hooks_spawn(cio_loop *loop, cio_task *t);
+/* A hop between tasks: after_step(from), then before_step(to); either may
+ * be NULL (the scheduler). */
+void cio__hooks_hop(cio_loop *loop, cio_task *from, cio_task *to);
+/* A finished task's last switch: after_step, task_end, before_step(next). */
+void cio__hooks_final(cio_loop *loop, cio_task *t, cio_task *next);
+void cio__hooks_end(cio_loop *loop, cio_task *t, int status);
+void cio__hooks_before_poll(cio_loop *loop, int64_t timeout);
+void cio__hooks_after_poll(cio_loop *loop, int n_events);
+/* Loop close: forget every hook set. */
+void cio__hooks_free(cio_loop *loop);
 
 /* ---- loop helpers -------------------------------------------------------- */
 static inline void cio__ready_push(cio_loop *loop, cio_task *t)

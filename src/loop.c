@@ -277,6 +277,8 @@ static inline __attribute__((always_inline)) void switch_away(cio_loop *loop,
                                                               cio_task *self)
 {
     cio_task *next = pick_next(loop);
+    if (CIO__UNLIKELY(loop->hooks != NULL))
+        cio__hooks_hop(loop, self, next);
     if (next == self) {
         cio__task_set_state(self, CIO__TASK_RUNNING);
         return;
@@ -308,6 +310,8 @@ int cio_yield_site(const char *file, int line, const char *func)
 void cio__switch_final(cio_loop *loop, cio_task *self)
 {
     cio_task *next = pick_next(loop);
+    if (CIO__UNLIKELY(loop->hooks != NULL))
+        cio__hooks_final(loop, self, next);
     loop->current = next;
     if (next)
         cio__task_set_state(next, CIO__TASK_RUNNING);
@@ -317,6 +321,8 @@ void cio__switch_final(cio_loop *loop, cio_task *self)
 
 void cio__switch_into(cio_loop *loop, cio_task *t)
 {
+    if (CIO__UNLIKELY(loop->hooks != NULL))
+        cio__hooks_hop(loop, NULL, t);
     loop->current = t;
     cio__task_set_state(t, CIO__TASK_RUNNING);
     do_switch(loop, NULL, t, false);
@@ -485,12 +491,16 @@ static void run_ready_tasks(cio_loop *loop)
  * in libuv and redis). */
 static int poll_io(cio_loop *loop, int64_t timeout)
 {
+    if (CIO__UNLIKELY(loop->hooks != NULL))
+        cio__hooks_before_poll(loop, timeout);
     int n = cio__backend_poll(loop->backend, timeout);
     loop->clock_stale = true;
     if (CIO__UNLIKELY(n < 0))
         cio__panic("the event loop's I/O wait failed: %s (%d); was its descriptor "
                    "closed behind its back?",
                    cio_strerror(n), n);
+    if (CIO__UNLIKELY(loop->hooks != NULL))
+        cio__hooks_after_poll(loop, n);
     return n;
 }
 
@@ -742,6 +752,8 @@ static void force_finish(cio_loop *loop)
         cio__stack_free(loop, &t->stack);
         cio__context_release(t);
         loop->n_finished++;
+        if (CIO__UNLIKELY(loop->hooks != NULL))
+            cio__hooks_end(loop, t, t->status);
         if (--t->refs == 0)
             cio__task_free(t);
     }
@@ -817,6 +829,7 @@ int cio_loop_close(cio_loop *loop)
         if (t->fn == handle_timer_fired)
             handle_unref(CIO__CONTAINER(t, cio_handle, timer));
     }
+    cio__hooks_free(loop);
     cio__signals_close(loop);
     cio__fd_table_free(loop);
     cio__timer_heap_free(&loop->timers);
