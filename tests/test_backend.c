@@ -141,7 +141,10 @@ static int lose_the_poll(void *arg)
     (void)arg;
     if (close_epoll_fds() != 1)
         _exit(3);
-    cio_sleep(CIO_MSEC); /* the loop waits: the wait fails */
+    /* The loop waits (longer than the scan above took, even under a
+     * sanitizer, or the timer would be due and nothing would wait): the
+     * wait fails. */
+    cio_sleep(100 * CIO_MSEC);
     _exit(4);            /* must not get here */
 }
 
@@ -168,6 +171,8 @@ TEST(loop_poll_failure_is_reported_not_ignored)
     close(err[0]);
     int status;
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    if (!WIFSIGNALED(status))
+        fprintf(stderr, "child: status %d, stderr:\n%s\n", status, buf);
     ASSERT_TRUE(WIFSIGNALED(status));
     ASSERT_EQ(WTERMSIG(status), SIGABRT);
     ASSERT_TRUE(strstr(buf, "cio: the event loop's I/O wait failed: Bad file descriptor") != NULL);
