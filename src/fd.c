@@ -19,8 +19,8 @@
  * Why not one-shot registrations re-armed before each wait (the other
  * choice, and this file's first version)? That is one backend call (an
  * epoll_ctl MOD) per wait, about 7% of the server's CPU in the echo
- * benchmark (bench/echo.c);
- * edge triggering needs none once the fd is registered.
+ * benchmark (bench/echo.c); edge triggering needs none once the fd is
+ * registered.
  *
  * Correctness rests on one rule: the library's own I/O paths (net.c,
  * stream.c) wait through cio__fd_wait_io only right after the system call
@@ -33,12 +33,11 @@
  * short read proves the receive queue empty just as EAGAIN would, so the
  * next read waits without trying (cio__fd_note_read, cio__fd_wait_drained;
  * not after urgent data (CIO__FD_URGENT), which stops a read short at its
- * mark,
- * and not on Unix sockets, whose reads stop short at a message carrying
- * descriptors or credentials). Data that came in between left a hint;
- * and after CIO__FD_RDHUP (`rdhup`, kept for good) the end of the stream is
- * there to read while no edge will ever come, so that wait returns at
- * once. An EAGAIN-driven wait ignores rdhup: a datagram socket shut for
+ * mark, and not on Unix sockets, whose reads stop short at a message
+ * carrying descriptors or credentials). Data that came in between left a
+ * hint; and after CIO__FD_RDHUP (`rdhup`, kept for good) the end of the
+ * stream is there to read while no edge will ever come, so that wait
+ * returns at once. An EAGAIN-driven wait ignores rdhup: a datagram socket shut for
  * reading reports RDHUP yet answers EAGAIN, and trusting it would spin.
  *
  * The public cio_wait_fd promises more (ready *now*, whatever the caller

@@ -148,7 +148,8 @@ CIO_EXTERN size_t cio_dump_tasks_buf(char *buf, size_t size);
  * must not spawn, cancel, wake or join tasks, nor add or remove hooks. They
  * may read anything (cio_task_snapshot, cio_task_name, cio_now), take a
  * reference (cio_task_ref), and queue a callback (cio_call_soon). The task
- * pointer is valid during the call.
+ * pointer is valid during the call; in the step hooks it is the task that
+ * counts (cio_current() may still name the previous one, or none).
  */
 typedef struct cio_hooks {
     void (*spawn)(void *arg, cio_task *task);
