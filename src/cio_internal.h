@@ -489,8 +489,8 @@ void cio__task_cache_drain(void);
 typedef struct cio__hooks cio__hooks;
 void cio__hooks_spawn(cio_loop *loop, cio_task *t);
 /* A hop between tasks: after_step(from), then before_step(to); either may
- * be NULL (the scheduler). */
-void cio__hooks_hop(cio_loop *loop, cio_task *from, cio_task *to);
+ * be NULL (the scheduler). Returns to. */
+cio_task *cio__hooks_hop(cio_loop *loop, cio_task *from, cio_task *to);
 /* A finished task's last switch: after_step, task_end, before_step(next). */
 void cio__hooks_final(cio_loop *loop, cio_task *t, cio_task *next);
 void cio__hooks_end(cio_loop *loop, cio_task *t, int status);

@@ -88,12 +88,13 @@ void cio__hooks_free(cio_loop *loop)
 
 void cio__hooks_spawn(cio_loop *loop, cio_task *t) { EACH_HOOK(loop, spawn, t); }
 
-void cio__hooks_hop(cio_loop *loop, cio_task *from, cio_task *to)
+cio_task *cio__hooks_hop(cio_loop *loop, cio_task *from, cio_task *to)
 {
     if (from)
         EACH_HOOK(loop, after_step, from);
     if (to)
         EACH_HOOK(loop, before_step, to);
+    return to;
 }
 
 void cio__hooks_final(cio_loop *loop, cio_task *t, cio_task *next)

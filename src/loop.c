@@ -277,8 +277,10 @@ static inline __attribute__((always_inline)) void switch_away(cio_loop *loop,
                                                               cio_task *self)
 {
     cio_task *next = pick_next(loop);
+    /* (next passed through the call, not kept across it: one register less
+     * to save on the yield path.) */
     if (CIO__UNLIKELY(loop->hooks != NULL))
-        cio__hooks_hop(loop, self, next);
+        next = cio__hooks_hop(loop, self, next);
     if (next == self) {
         cio__task_set_state(self, CIO__TASK_RUNNING);
         return;
