@@ -254,9 +254,9 @@ enum cio__task_state {
 };
 
 /* What a waiting task waits on (cio_task_info's wait fields): set by the
- * suspending call right before cio__park, cleared by cio__park when the
- * task resumes. A call that sets nothing shows as CIO_WAIT_NONE (its site
- * still says where it waits). */
+ * suspending call right before cio__park (kind and that kind's fields
+ * only), kind cleared by cio__park when the task resumes. A call that sets
+ * nothing shows as CIO_WAIT_NONE (its site still says where it waits). */
 typedef struct cio__wait_on {
     unsigned char kind;      /* cio_wait_kind */
     unsigned events;         /* FD: CIO_READABLE / CIO_WRITABLE */
@@ -298,12 +298,13 @@ struct cio_task {
     uint64_t id;
     uint64_t loop_serial;    /* loop->serial: tells whether the loop is alive
                               * once the task is done (handles outlive it) */
-    uint64_t parent_id;      /* the spawning task's id, 0 if none */
-    const void *spawned_at;  /* return address of the spawn call, or NULL */
-    cio__wait_on wait_on;    /* valid while WAITING */
     cio__stack stack;
     char *name;              /* name_buf or heap */
     char name_buf[40];
+    /* Not zeroed at spawn (which clears up to name_buf): set there. */
+    uint64_t parent_id;      /* the spawning task's id, 0 if none */
+    const void *spawned_at;  /* return address of the spawn call, or NULL */
+    cio__wait_on wait_on;    /* kind valid always, the rest while WAITING */
 #ifdef CIO_ASAN
     void *asan_fake_stack;
 #endif

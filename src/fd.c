@@ -307,7 +307,9 @@ static int wait_fd(int fd, unsigned events, enum wait_mode mode, const char *fil
         }
     }
     uint32_t gen = f->gen;
-    self->wait_on = (cio__wait_on){.kind = CIO_WAIT_FD, .fd = fd, .events = events};
+    self->wait_on.kind = CIO_WAIT_FD;
+    self->wait_on.fd = fd;
+    self->wait_on.events = events;
     rc = cio__park(self);
     /* Woken by readiness or by cio_close / a stale-number reset (-EBADF):
      * the waker unlinked us. Woken by a cancellation: still linked. The

@@ -223,6 +223,7 @@ static int spawn_at(cio_loop *loop, cio_task **out, const cio_task_options *opts
     t->loop_serial = loop->serial;
     t->parent_id = loop->current ? loop->current->id : 0;
     t->spawned_at = pc;
+    t->wait_on.kind = CIO_WAIT_NONE;
     t->refs = 1 + (out != NULL);
     /* A task spawned while the loop closes is cancelled from the start, as
      * the tasks alive when the close began were: it runs its function and
@@ -544,7 +545,8 @@ int cio_join_site(cio_task *task, int *status, const char *file, int line,
         return -EDEADLK;
     cio__watch w;
     cio__watch_add(task, &w, join_watch_fired, self);
-    self->wait_on = (cio__wait_on){.kind = CIO_WAIT_TASK, .object = task};
+    self->wait_on.kind = CIO_WAIT_TASK;
+    self->wait_on.object = task;
     rc = cio__park(self);
     cio__watch_remove(&w);
     if (rc < 0) /* cancelled: that wins even if the task finished meanwhile */
@@ -581,7 +583,8 @@ int cio_sleep_until_site(int64_t deadline, const char *file, int line,
     rc = cio__timer_start(&loop->timers, &st.timer, deadline);
     if (rc)
         return rc;
-    self->wait_on = (cio__wait_on){.kind = CIO_WAIT_SLEEP, .deadline = deadline};
+    self->wait_on.kind = CIO_WAIT_SLEEP;
+    self->wait_on.deadline = deadline;
     rc = cio__park(self);
     cio__timer_stop(&loop->timers, &st.timer);
     return rc;
