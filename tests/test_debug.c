@@ -537,3 +537,27 @@ TEST(debug_dump_tasks_to_a_full_nonblocking_socket_is_complete)
 {
     ASSERT_EQ(run_virtual(nb_main, NULL), 0);
 }
+
+/* ---- hooks set before the loop runs ------------------------------------------ */
+
+static int short_main(void *arg)
+{
+    (void)arg;
+    return cio_yield();
+}
+
+/* Registered on a loop before cio_loop_run: the main task's whole life is
+ * seen, from its spawn (no parent) to its end. */
+TEST(debug_hooks_set_before_run_see_the_main_task_from_spawn_to_end)
+{
+    memset(&R, 0, sizeof R);
+    cio_loop *loop;
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_loop_new(&loop, &o), 0);
+    ASSERT_EQ(cio_loop_add_hooks(loop, &recorder), 0);
+    ASSERT_EQ(cio_loop_run(loop, short_main, NULL), 0);
+    ASSERT_EQ(cio_loop_close(loop), 0);
+    ASSERT_FALSE(R.unbalanced);
+    ASSERT_EQ(R.spawn_parent[1], 0u);
+    ASSERT_STREQ(R.log, "s1 b1 a1 b1 a1 e1 ");
+}
