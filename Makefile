@@ -4,7 +4,8 @@
 #                         bench_*, example_*
 #   make check            scripts/check.sh: every test stage this machine can run
 #                         (CIO_CHECK_STAGES=plain,asan make check for a subset)
-#   make demo             build and run examples/demo.c
+#   make demo             build examples/demo.c (and the library, nothing
+#                         else) and run it
 #   make bench            build and run every bench_* and bench/run_echo.sh, after
 #                         bench/peers/build.sh (libuv, Go, Tokio, asyncio, uvloop
 #                         echo servers; installs their Debian packages as root)
@@ -22,7 +23,7 @@ CMAKE      ?= cmake
 CMAKE_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: all build deps check demo bench install clean
+.PHONY: all configure build deps check demo bench install clean
 
 all: build
 
@@ -31,13 +32,17 @@ deps:
 
 # Configure once (or again when CMAKE_ARGS are given); later builds re-run
 # CMake by themselves when CMakeLists.txt or the globbed sources change.
-build: deps
+configure: deps
 	@if [ ! -f $(BUILD)/CMakeCache.txt ] || [ -n "$(CMAKE_ARGS)" ]; then \
 	    echo "$(CMAKE) -S . -B $(BUILD) $(CMAKE_ARGS)"; \
 	    $(CMAKE) -S . -B $(BUILD) $(CMAKE_ARGS); \
 	fi
-	@# (without our MAKEFLAGS: CMake's own makefiles are not a sub-make of this one)
-	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $(CMAKE) --build $(BUILD) -j$(JOBS)
+
+# (without our MAKEFLAGS: CMake's own makefiles are not a sub-make of this one)
+CMAKE_BUILD = env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $(CMAKE) --build $(BUILD) -j$(JOBS)
+
+build: configure
+	$(CMAKE_BUILD)
 
 check:
 	@bash scripts/check.sh
@@ -47,9 +52,10 @@ demo:
 	    echo "make demo: examples/demo.c does not exist (yet): nothing to run" >&2; \
 	    exit 1; \
 	fi
-	@$(MAKE) --no-print-directory build
-	@if [ ! -x $(BUILD)/example_demo ]; then \
-	    echo "make demo: $(BUILD)/example_demo was not built (CIO_BUILD_EXAMPLES=OFF?)" >&2; \
+	@$(MAKE) --no-print-directory configure
+	@# Only the demo and the library it links: no tests, benchmarks or fuzzers.
+	@if ! $(CMAKE_BUILD) --target example_demo; then \
+	    echo "make demo: could not build $(BUILD)/example_demo (CIO_BUILD_EXAMPLES=OFF?)" >&2; \
 	    exit 1; \
 	fi
 	$(BUILD)/example_demo

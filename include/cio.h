@@ -390,9 +390,14 @@ CIO_EXTERN int cio_sleep_until_site(int64_t deadline, const char *file,
                                     int line, const char *func);
 
 /* Write a dump of every task of the current loop (id, name, state, where it
- * waits, cancellation state) to the file descriptor fd. Does not suspend.
- * A reader of fd that has gone (a closed pipe) loses the dump but raises
- * no SIGPIPE. */
+ * waits and on what, deadline, cancellation state, parent, group, function
+ * and spawn site; one line per task) to the file descriptor fd with
+ * write(2), no stdio. Does not suspend; on a non-blocking fd that is full
+ * it waits up to a second per line for room, then drops the rest. To send
+ * a dump elsewhere (a socket served by the loop, a log) without blocking:
+ * cio_dump_tasks_to / cio_dump_tasks_buf, and the snapshots it is built
+ * on, in cio/debug.h. A reader of fd that has gone (a closed pipe)
+ * loses the dump but raises no SIGPIPE. */
 CIO_EXTERN void cio_dump_tasks(int fd);
 
 /* ---------------------------------------------------------------------------

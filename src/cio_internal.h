@@ -4,6 +4,7 @@
 #define CIO_INTERNAL_H
 
 #include "cio.h"
+#include "cio/debug.h"
 #include "arch.h"
 
 #include <errno.h>
@@ -102,32 +103,66 @@ void cio__stack_pool_drain(cio_loop *loop);
 int cio__overflow_handler_install(cio_loop *loop);
 void cio__overflow_handler_remove(cio_loop *loop);
 
-/* ---- backend (backend_epoll.c) ------------------------------------------- */
+/* ---- backend (backend_*.c: exactly one is linked) ------------------------
+ * The I/O backend is a leaf: it owns its state, knows nothing of the loop,
+ * the fd layer or tasks, and speaks the fd layer's vocabulary
+ * (CIO_READABLE / CIO_WRITABLE and the CIO__FD_* bits below). It hands every
+ * event back through a function it was given: the fd layer's at open, a
+ * watch's own fn. */
+typedef struct cio__backend cio__backend;
+
+/* Readiness bits beyond CIO_READABLE / CIO_WRITABLE, reported for the fd
+ * layer's descriptors: the peer will send nothing more (a read returns the
+ * end of the stream); urgent (out-of-band) TCP data is pending, so a read
+ * may stop short with bytes still queued. */
+#define CIO__FD_RDHUP 4u
+#define CIO__FD_URGENT 8u
+
 typedef struct cio__io_watch {
     int fd;
-    unsigned events;    /* EPOLLIN / EPOLLOUT wanted */
-    unsigned revents;   /* what happened */
+    unsigned events;    /* CIO_READABLE / CIO_WRITABLE wanted */
+    unsigned revents;   /* what happened (the same bits) */
     void (*fn)(struct cio__io_watch *);
     bool persistent;    /* stays registered after firing; not counted as
                          * something a task waits on */
 } cio__io_watch;
 
-int cio__backend_open(cio_loop *loop);
-void cio__backend_close(cio_loop *loop);
-/* Register an interest; fn runs from the loop when it fires. A one-shot
- * watch is forgotten after firing, a persistent one stays registered. */
-int cio__backend_watch(cio_loop *loop, cio__io_watch *w);
-/* The fd layer's registrations (fd.c): fd for reading and writing,
- * edge-triggered, tagged with the slot's generation; events go to
- * cio__fd_event. mod re-arms (the kernel reports the current state again)
- * and returns -ENOENT when the kernel holds no registration for fd. */
-int cio__backend_fd_add(cio_loop *loop, int fd, uint32_t gen);
-int cio__backend_fd_mod(cio_loop *loop, int fd, uint32_t gen);
-void cio__backend_fd_del(cio_loop *loop, int fd);
-void cio__backend_unwatch(cio_loop *loop, cio__io_watch *w);
-/* Wait up to timeout ns (-1 = forever, 0 = poll) and dispatch events.
- * Returns the number of events dispatched or a negative error. */
-int cio__backend_poll(cio_loop *loop, int64_t timeout);
+/* The fd layer's event handler: fd, registered with generation gen, became
+ * ready; ready is CIO_READABLE / CIO_WRITABLE (an error or a hang-up counts
+ * as both), plus CIO__FD_RDHUP / CIO__FD_URGENT. ctx is open's. */
+typedef void (*cio__backend_fd_fn)(void *ctx, int fd, uint32_t gen, unsigned ready);
+
+/* Create a backend whose fd events go to on_fd(ctx, ...). Returns 0 or a
+ * negative errno code. */
+int cio__backend_open(cio__backend **out, cio__backend_fd_fn on_fd, void *ctx);
+/* Release it (NULL: nothing). Watches and registrations go with it. */
+void cio__backend_close(cio__backend *b);
+/* Register an interest; w->fn(w) runs from cio__backend_poll when it
+ * fires, with w->revents set. A one-shot watch is disarmed after firing
+ * (still registered until unwatched); a persistent one is reported again
+ * on every poll while its descriptor stays ready (level-triggered). */
+int cio__backend_watch(cio__backend *b, cio__io_watch *w);
+/* Forget w (w->fd < 0: nothing to do); sets w->fd to -1. */
+void cio__backend_unwatch(cio__backend *b, cio__io_watch *w);
+/* The fd layer's registrations (fd.c), one per descriptor, for both
+ * directions, tagged with the slot's generation, events to on_fd:
+ *  - add: register fd. Readiness is reported on each change to ready
+ *    (edge-triggered): a direction that stays ready is not reported again
+ *    until it has been not-ready in between, or until mod. Returns 0,
+ *    -EEXIST if fd is registered already, or another negative errno code.
+ *  - mod: re-arm: every direction that is ready now is reported again at
+ *    the next poll, as if it had just become ready, and the tag becomes
+ *    gen. Returns 0, -ENOENT when the backend holds no registration for fd
+ *    (it was closed behind the loop's back), or another negative errno.
+ *  - del: forget fd's registration, if any (call it while fd is open). */
+int cio__backend_fd_add(cio__backend *b, int fd, uint32_t gen);
+int cio__backend_fd_mod(cio__backend *b, int fd, uint32_t gen);
+void cio__backend_fd_del(cio__backend *b, int fd);
+/* Wait up to timeout ns (-1 = forever, 0 = do not block) and dispatch the
+ * events (watch fns, on_fd). Returns the number of events, 0 when a signal
+ * interrupted the wait, or a negative errno code when the wait itself
+ * failed (nothing was dispatched). */
+int cio__backend_poll(cio__backend *b, int64_t timeout);
 
 /* ---- thread-safe entry (threadsafe.c) -------------------------------------- */
 typedef struct cio__threadsafe cio__threadsafe;
@@ -168,12 +203,8 @@ void cio__executor_close(cio_loop *loop);
 /* ---- fd layer (fd.c) ---------------------------------------------------------- */
 /* Free the fd table (loop close; no task waits any more). */
 void cio__fd_table_free(cio_loop *loop);
-/* From the backend: fd (registered with generation gen) became ready;
- * ready is CIO_READABLE / CIO_WRITABLE (errors and hang-ups count as
- * both), plus CIO__FD_RDHUP when the peer will send nothing more. */
-#define CIO__FD_RDHUP 4u
-#define CIO__FD_URGENT 8u /* EPOLLPRI: TCP urgent data is pending */
-void cio__fd_event(cio_loop *loop, int fd, uint32_t gen, unsigned ready);
+/* The backend's fd handler (a cio__backend_fd_fn; ctx is the loop). */
+void cio__fd_event(void *loop, int fd, uint32_t gen, unsigned ready);
 /* fd is a number the kernel has just returned (socket, accept): forget the
  * state of any earlier descriptor with that number (its waiters get
  * -EBADF), and remember whether it is a TCP socket. No-op outside a loop. */
@@ -193,11 +224,11 @@ void cio__fd_mark_tcp(int fd);
 void cio__fd_note_read(int fd, size_t asked, ssize_t got);
 bool cio__fd_take_drained(int fd);
 /* fd is being adopted (a stream takes it over): if the loop holds a
- * registration for it, make sure it is still the kernel's (one epoll_ctl)
+ * registration for it, make sure the backend still holds it (one re-arm)
  * and forget it otherwise. No-op outside a loop. */
 void cio__fd_check(int fd);
 /* cio_wait_fd for the library's own I/O paths, which call it only right
- * after the system call returned EAGAIN: no epoll_ctl once the fd is
+ * after the system call returned EAGAIN: no backend call once the fd is
  * registered (see fd.c). Same returns as cio_wait_fd. */
 int cio__fd_wait_io(int fd, unsigned events, const char *file, int line,
                     const char *func);
@@ -249,6 +280,18 @@ enum cio__task_state {
     CIO__TASK_DONE,      /* function returned */
 };
 
+/* What a waiting task waits on (cio_task_info's wait fields): set by the
+ * suspending call right before cio__park (kind and that kind's fields
+ * only), kind cleared by cio__park when the task resumes. A call that sets
+ * nothing shows as CIO_WAIT_NONE (its site still says where it waits). */
+typedef struct cio__wait_on {
+    unsigned char kind;      /* cio_wait_kind */
+    unsigned events;         /* FD: CIO_READABLE / CIO_WRITABLE */
+    int fd;                  /* FD */
+    const void *object;      /* SYNC: the object; TASK: the task joined */
+    int64_t deadline;        /* SLEEP */
+} cio__wait_on;
+
 typedef struct cio__done_cb {
     cio__list node;          /* in task->done_cbs until the task is done */
     cio_done_fn fn;
@@ -289,6 +332,10 @@ struct cio_task {
     cio__stack stack;
     char *name;              /* name_buf or heap */
     char name_buf[40];
+    /* Not zeroed at spawn (which clears up to name_buf): set there. */
+    uint64_t parent_id;      /* the spawning task's id, 0 if none */
+    const void *spawned_at;  /* return address of the spawn call, or NULL */
+    cio__wait_on wait_on;    /* kind valid always, the rest while WAITING */
 #ifdef CIO_ASAN
     void *asan_fake_stack;
 #endif
@@ -309,6 +356,8 @@ void cio__handle_queue(cio_loop *loop, cio_handle *h);
 struct cio_loop {
     cio__ctx sched_ctx;      /* the thread's own stack: the scheduler */
     cio_task *current;       /* running task, NULL in the scheduler */
+    struct cio__hooks *hooks; /* debug.c: NULL while no hooks are set (the
+                              * one branch each hook site costs) */
     /* Ready tasks, FIFO: a ring of task pointers. Its capacity is kept at
      * least the number of live tasks (grown at spawn, where failure can be
      * reported), so a wake-up never allocates and never fails. */
@@ -343,7 +392,7 @@ struct cio_loop {
                               * cancels it again when nothing is ready */
     bool closed;             /* close's last part: nothing new accepted */
     bool started;
-    int epoll_fd;
+    cio__backend *backend;   /* the I/O backend (backend_*.c) */
     size_t n_io_watches;     /* tasks waiting on fds, plus installed
                               * signal handlers: what I/O can wake */
     struct cio__fd *fds;     /* fd layer (fd.c): per-fd state, by fd */
@@ -472,6 +521,21 @@ void cio__context_release(cio_task *t);
 void cio__task_free(cio_task *t);
 /* Free the thread's cache of task structs (at loop close). */
 void cio__task_cache_drain(void);
+
+/* ---- hooks (debug.c) ------------------------------------------------------
+ * Call only when loop->hooks is set: each site is one CIO__UNLIKELY branch. */
+typedef struct cio__hooks cio__hooks;
+void cio__hooks_spawn(cio_loop *loop, cio_task *t);
+/* A hop between tasks: after_step(from), then before_step(to); either may
+ * be NULL (the scheduler). Returns to. */
+cio_task *cio__hooks_hop(cio_loop *loop, cio_task *from, cio_task *to);
+/* A finished task's last switch: after_step, task_end, before_step(next). */
+void cio__hooks_final(cio_loop *loop, cio_task *t, cio_task *next);
+void cio__hooks_end(cio_loop *loop, cio_task *t, int status);
+void cio__hooks_before_poll(cio_loop *loop, int64_t timeout);
+void cio__hooks_after_poll(cio_loop *loop, int n_events);
+/* Loop close: forget every hook set. */
+void cio__hooks_free(cio_loop *loop);
 
 /* ---- loop helpers -------------------------------------------------------- */
 static inline void cio__ready_push(cio_loop *loop, cio_task *t)

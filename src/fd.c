@@ -3,10 +3,11 @@
  * whoever waits on it.
  *
  * Registration: edge-triggered, once per descriptor. The first wait on an
- * fd registers it for reading and writing with EPOLLET; the registration
- * stays until cio_close. An event wakes every task waiting in each ready
- * direction (all of them: with edge triggering, a waiter left asleep might
- * never see another edge if the one woken does not drain the descriptor);
+ * fd registers it with the backend for reading and writing, reported on
+ * each change to ready (epoll's EPOLLET); the registration stays until
+ * cio_close. An event wakes every task waiting in each ready direction
+ * (all of them: with edge triggering, a waiter left asleep might never see
+ * another edge if the one woken does not drain the descriptor);
  * a direction with nobody waiting is remembered in `ready` (a hint,
  * consumed by the next wait).
  *
@@ -16,9 +17,10 @@
  * it grows: nodes never point back into it.
  *
  * Why not one-shot registrations re-armed before each wait (the other
- * choice, and this file's first version)? That is one epoll_ctl(MOD) per
- * wait, about 7% of the server's CPU in the echo benchmark (bench/echo.c);
- * edge triggering needs none once the fd is registered.
+ * choice, and this file's first version)? That is one backend call (an
+ * epoll_ctl MOD) per wait, about 7% of the server's CPU in the echo
+ * benchmark (bench/echo.c); edge triggering needs none once the fd is
+ * registered.
  *
  * Correctness rests on one rule: the library's own I/O paths (net.c,
  * stream.c) wait through cio__fd_wait_io only right after the system call
@@ -30,17 +32,17 @@
  * cio_recv, cio_read and streams go one step further on TCP sockets: a
  * short read proves the receive queue empty just as EAGAIN would, so the
  * next read waits without trying (cio__fd_note_read, cio__fd_wait_drained;
- * not after urgent data, EPOLLPRI, which stops a read short at its mark,
- * and not on Unix sockets, whose reads stop short at a message carrying
- * descriptors or credentials). Data that came in between left a hint;
- * and after EPOLLRDHUP (`rdhup`, kept for good) the end of the stream is
- * there to read while no edge will ever come, so that wait returns at
- * once. An EAGAIN-driven wait ignores rdhup: a datagram socket shut for
+ * not after urgent data (CIO__FD_URGENT), which stops a read short at its
+ * mark, and not on Unix sockets, whose reads stop short at a message
+ * carrying descriptors or credentials). Data that came in between left a
+ * hint; and after CIO__FD_RDHUP (`rdhup`, kept for good) the end of the
+ * stream is there to read while no edge will ever come, so that wait
+ * returns at once. An EAGAIN-driven wait ignores rdhup: a datagram socket shut for
  * reading reports RDHUP yet answers EAGAIN, and trusting it would spin.
  *
  * The public cio_wait_fd promises more (ready *now*, whatever the caller
- * did before), so it re-arms with one EPOLL_CTL_MOD, which makes the
- * kernel report the current state again.
+ * did before), so it re-arms (cio__backend_fd_mod), which makes the
+ * backend report the current state again.
  *
  * Descriptors closed behind the loop's back with close(2): the kernel
  * drops the registration when the file goes away, and a reused number
@@ -80,9 +82,9 @@ typedef struct cio__fd {
     uint32_t gen;      /* bumped whenever the slot is reset */
     unsigned ready;    /* CIO_READABLE / CIO_WRITABLE seen with no waiter */
     bool registered;   /* the backend holds a registration tagged `gen` */
-    bool rdhup;        /* EPOLLRDHUP seen: the peer will send nothing more */
+    bool rdhup;        /* CIO__FD_RDHUP seen: the peer will send nothing more */
     bool tcp;          /* a TCP socket (cio_socket, cio_accept, a stream) */
-    bool urgent;       /* EPOLLPRI seen: short reads prove nothing any more */
+    bool urgent;       /* CIO__FD_URGENT seen: short reads prove nothing now */
     bool drained;      /* tcp: the last read came back short */
     bool not_socket;   /* cio_write found it is no socket (cio__fd_write) */
 } cio__fd;
@@ -162,8 +164,9 @@ static void reset_slot(cio_loop *loop, cio__fd *f, int rc)
     f->gen++;
 }
 
-void cio__fd_event(cio_loop *loop, int fd, uint32_t gen, unsigned ready)
+void cio__fd_event(void *ctx, int fd, uint32_t gen, unsigned ready)
 {
+    cio_loop *loop = ctx;
     cio__fd *f = slot_if_any(loop, fd);
     if (!f || !f->registered || f->gen != gen)
         return; /* a registration left over from a closed descriptor */
@@ -228,7 +231,7 @@ void cio__fd_check(int fd)
     cio__fd *f = slot_if_any(loop, fd);
     if (!f || !f->registered || has_waiters(f))
         return; /* nothing to check, or in use right now (so not stale) */
-    if (cio__backend_fd_mod(loop, fd, f->gen) == -ENOENT)
+    if (cio__backend_fd_mod(loop->backend, fd, f->gen) == -ENOENT)
         reset_slot(loop, f, -EBADF); /* closed behind our back, reused */
 }
 
@@ -239,7 +242,7 @@ static int ensure_registered(cio_loop *loop, cio__fd *f, int fd, bool rearm,
     if (f->registered && !rearm)
         return 0;
     if (f->registered) {
-        int rc = cio__backend_fd_mod(loop, fd, f->gen);
+        int rc = cio__backend_fd_mod(loop->backend, fd, f->gen);
         if (rc != -ENOENT)
             return rc;
         /* The descriptor was closed behind our back and the number
@@ -253,9 +256,9 @@ static int ensure_registered(cio_loop *loop, cio__fd *f, int fd, bool rearm,
         f->gen++;
     }
     f->ready = 0;
-    int rc = cio__backend_fd_add(loop, fd, f->gen);
+    int rc = cio__backend_fd_add(loop->backend, fd, f->gen);
     if (rc == -EEXIST) /* registered under an older generation (dup2...) */
-        rc = cio__backend_fd_mod(loop, fd, f->gen);
+        rc = cio__backend_fd_mod(loop->backend, fd, f->gen);
     if (rc == 0)
         f->registered = true;
     return rc;
@@ -308,6 +311,9 @@ static int wait_fd(int fd, unsigned events, enum wait_mode mode, const char *fil
         }
     }
     uint32_t gen = f->gen;
+    self->wait_on.kind = CIO_WAIT_FD;
+    self->wait_on.fd = fd;
+    self->wait_on.events = events;
     rc = cio__park(self);
     /* Woken by readiness or by cio_close / a stale-number reset (-EBADF):
      * the waker unlinked us. Woken by a cancellation: still linked. The
@@ -414,7 +420,7 @@ int cio_close(int fd)
     cio__fd *f = slot_if_any(loop, fd);
     if (f) {
         if (f->registered)
-            cio__backend_fd_del(loop, fd); /* while fd still names the file */
+            cio__backend_fd_del(loop->backend, fd); /* while fd still names the file */
         reset_slot(loop, f, -EBADF);
     }
     /* close(2) frees the descriptor even when it reports an error (EINTR

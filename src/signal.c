@@ -17,7 +17,6 @@
 #include <stdint.h>
 #include <string.h>
 #include <pthread.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -161,10 +160,10 @@ int cio_signal_add(int signo, cio_signal_fn fn, void *arg)
         }
         if (s->watch.fd < 0) {
             s->watch.fd = fd;
-            s->watch.events = EPOLLIN;
+            s->watch.events = CIO_READABLE;
             s->watch.fn = dispatch;
             s->watch.persistent = true;
-            int rc = cio__backend_watch(loop, &s->watch);
+            int rc = cio__backend_watch(loop->backend, &s->watch);
             if (rc) {
                 close(fd);
                 s->watch.fd = -1;
@@ -227,7 +226,7 @@ static void sd_unwatch(cio_loop *loop, cio__signals *s)
 {
     if (s->sd_watch.fd < 0)
         return;
-    cio__backend_unwatch(loop, &s->sd_watch);
+    cio__backend_unwatch(loop->backend, &s->sd_watch);
     loop->n_io_watches--;
 }
 
@@ -325,10 +324,10 @@ int cio_shutdown_on_signals(void)
     bool unblocked[2] = {false, false};
     sd_set_blocked(unblocked);
     s->sd_watch.fd = sd_efd;
-    s->sd_watch.events = EPOLLIN;
+    s->sd_watch.events = CIO_READABLE;
     s->sd_watch.fn = shutdown_wake;
     s->sd_watch.persistent = true;
-    int rc = cio__backend_watch(loop, &s->sd_watch);
+    int rc = cio__backend_watch(loop->backend, &s->sd_watch);
     if (rc) {
         s->sd_watch.fd = -1;
         sd_disarm(loop, s);
@@ -352,7 +351,7 @@ void cio__signals_close(cio_loop *loop)
             uninstall(loop, i);
     if (s->watch.fd >= 0) {
         int fd = s->watch.fd;
-        cio__backend_unwatch(loop, &s->watch);
+        cio__backend_unwatch(loop->backend, &s->watch);
         close(fd);
     }
     free(s);

@@ -74,6 +74,7 @@ int cio__park(cio_task *self)
 {
     cio__task_set_state(self, CIO__TASK_WAITING);
     cio__switch_away(self->loop, self);
+    self->wait_on.kind = CIO_WAIT_NONE; /* (what it waited on is over) */
     return self->wake_rc;
 }
 
@@ -190,9 +191,10 @@ static void set_name(cio_task *t, const char *fmt, va_list ap)
     va_end(ap2);
 }
 
-int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
-               cio_task_fn fn, void *arg, const char *fmt, va_list ap,
-               cio_group *group)
+/* cio__spawn, and pc is the code address of the spawn call (snapshots). */
+static int spawn_at(cio_loop *loop, cio_task **out, const cio_task_options *opts,
+                    cio_task_fn fn, void *arg, const char *fmt, va_list ap,
+                    cio_group *group, const void *pc)
 {
     if (out)
         *out = NULL;
@@ -219,6 +221,9 @@ int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
     t->arg = arg;
     t->id = ++loop->next_task_id;
     t->loop_serial = loop->serial;
+    t->parent_id = loop->current ? loop->current->id : 0;
+    t->spawned_at = pc;
+    t->wait_on.kind = CIO_WAIT_NONE;
     t->refs = 1 + (out != NULL);
     /* A task spawned while the loop closes is cancelled from the start, as
      * the tasks alive when the close began were: it runs its function and
@@ -257,25 +262,38 @@ int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
         cio__task_set_state(t, CIO__TASK_READY);
         cio__ready_push_front(loop, t);
         loop->batch_left++;
+        if (CIO__UNLIKELY(loop->hooks != NULL))
+            cio__hooks_spawn(loop, t);
         cio__switch_away(loop, parent);
         return 0;
     }
     cio__task_set_state(t, CIO__TASK_READY);
     cio__ready_push(loop, t);
+    if (CIO__UNLIKELY(loop->hooks != NULL))
+        cio__hooks_spawn(loop, t);
     return 0;
+}
+
+int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
+               cio_task_fn fn, void *arg, const char *fmt, va_list ap,
+               cio_group *group)
+{
+    return spawn_at(loop, out, opts, fn, arg, fmt, ap, group, NULL);
 }
 
 int cio_spawn_v(cio_task **task, const cio_task_options *opts, cio_task_fn fn,
                 void *arg, const char *name_fmt, va_list ap)
 {
-    return cio__spawn(cio__tls_loop, task, opts, fn, arg, name_fmt, ap, NULL);
+    return spawn_at(cio__tls_loop, task, opts, fn, arg, name_fmt, ap, NULL,
+                    __builtin_return_address(0));
 }
 
 int cio_spawn(cio_task **task, cio_task_fn fn, void *arg, const char *name_fmt, ...)
 {
     va_list ap;
     va_start(ap, name_fmt);
-    int rc = cio__spawn(cio__tls_loop, task, NULL, fn, arg, name_fmt, ap, NULL);
+    int rc = spawn_at(cio__tls_loop, task, NULL, fn, arg, name_fmt, ap, NULL,
+                      __builtin_return_address(0));
     va_end(ap);
     return rc;
 }
@@ -285,7 +303,8 @@ int cio_spawn_ex(cio_task **task, const cio_task_options *opts, cio_task_fn fn,
 {
     va_list ap;
     va_start(ap, name_fmt);
-    int rc = cio__spawn(cio__tls_loop, task, opts, fn, arg, name_fmt, ap, NULL);
+    int rc = spawn_at(cio__tls_loop, task, opts, fn, arg, name_fmt, ap, NULL,
+                      __builtin_return_address(0));
     va_end(ap);
     return rc;
 }
@@ -528,6 +547,8 @@ int cio_join_site(cio_task *task, int *status, const char *file, int line,
         return -EDEADLK;
     cio__watch w;
     cio__watch_add(task, &w, join_watch_fired, self);
+    self->wait_on.kind = CIO_WAIT_TASK;
+    self->wait_on.object = task;
     rc = cio__park(self);
     cio__watch_remove(&w);
     if (rc < 0) /* cancelled: that wins even if the task finished meanwhile */
@@ -562,6 +583,8 @@ int cio_sleep_until_site(int64_t deadline, const char *file, int line,
     st.task = self;
     cio__timer_init(&st.timer, sleep_timer_fired);
     cio__timer_start(&loop->timers, &st.timer, deadline);
+    self->wait_on.kind = CIO_WAIT_SLEEP;
+    self->wait_on.deadline = deadline;
     rc = cio__park(self);
     cio__timer_stop(&loop->timers, &st.timer);
     return rc;
@@ -575,50 +598,4 @@ int cio_sleep_site(int64_t delay, const char *file, int line, const char *func)
     int64_t now = cio__loop_now(loop);
     int64_t deadline = delay > CIO_FOREVER - now ? CIO_FOREVER : now + delay;
     return cio_sleep_until_site(deadline, file, line, func);
-}
-
-/* ---- dumps ----------------------------------------------------------------- */
-
-/* fclose for cio_dump_tasks, which blocked SIGPIPE while stdio wrote. */
-static void dump_close(FILE *f, cio__sigpipe_hold *h)
-{
-    bool failed = ferror(f) != 0;
-    failed |= fclose(f) != 0;
-    cio__sigpipe_restore(h, failed);
-}
-
-void cio_dump_tasks(int fd)
-{
-    cio_loop *loop = cio__tls_loop;
-    FILE *f = fdopen(dup(fd), "w");
-    if (!f)
-        return;
-    /* A reader that has gone (a closed pipe) is no SIGPIPE. */
-    cio__sigpipe_hold hold;
-    cio__sigpipe_block(&hold);
-    if (!loop) {
-        fprintf(f, "cio: no loop on this thread\n");
-        dump_close(f, &hold);
-        return;
-    }
-    fprintf(f, "%zu task(s):\n", loop->n_tasks);
-    for (cio__list *n = loop->tasks.next; n != &loop->tasks; n = n->next) {
-        cio_task *t = CIO__CONTAINER(n, cio_task, all_node);
-        fprintf(f, "  #%llu '%s' %s", (unsigned long long)t->id, t->name,
-                state_name(t->state));
-        cio_site site;
-        if (cio_task_site(t, &site))
-            fprintf(f, " at %s:%d in %s()", site.file, site.line, site.func);
-        if (t->cancelling)
-            fprintf(f, ", cancelling=%d", t->cancelling);
-        int code = cio__cancel_code(t);
-        if (code)
-            fprintf(f, ", sees %s", cio_strerror(code));
-        if (t->group)
-            fprintf(f, ", in a group");
-        if (t->locks_held)
-            fprintf(f, ", holds %d lock(s)", t->locks_held);
-        fputc('\n', f);
-    }
-    dump_close(f, &hold);
 }

@@ -18,7 +18,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -75,10 +74,10 @@ int cio__threadsafe_open(cio_loop *loop)
         free(ts);
         return rc;
     }
-    ts->watch.events = EPOLLIN;
+    ts->watch.events = CIO_READABLE;
     ts->watch.fn = drain;
     ts->watch.persistent = true;
-    int rc = cio__backend_watch(loop, &ts->watch);
+    int rc = cio__backend_watch(loop->backend, &ts->watch);
     if (rc) {
         close(ts->watch.fd);
         pthread_mutex_destroy(&ts->lock);
@@ -107,7 +106,7 @@ void cio__threadsafe_close(cio_loop *loop)
         c = next;
     }
     int fd = ts->watch.fd;
-    cio__backend_unwatch(loop, &ts->watch);
+    cio__backend_unwatch(loop->backend, &ts->watch);
     close(fd);
     pthread_mutex_destroy(&ts->lock);
     free(ts);
