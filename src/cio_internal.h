@@ -398,6 +398,14 @@ static inline int cio__cancel_code(const cio_task *t)
 }
 /* Wake t with its cancellation code if it is waiting and now cancelled. */
 void cio__task_interrupt(cio_task *t);
+/* The running task, or NULL outside a task (in a callback, or on the
+ * loop's thread between runs, or on a thread without a loop). Every call
+ * that may suspend returns -EPERM there, before it does anything else. */
+static inline cio_task *cio__running(void)
+{
+    cio_loop *loop = cio__tls_loop;
+    return loop ? loop->current : NULL;
+}
 /* Start of every suspending call: checks that a task is running and not
  * cancelled, records the site. Returns 0 or the error to return. */
 static inline int cio__suspend_check(cio_task **self, const char *file,
