@@ -306,7 +306,10 @@ CIO_EXTERN int cio_spawn_v(cio_task **task, const cio_task_options *opts,
 /* Suspends until `task` has finished. Returns 0 and stores the task's status
  * in *status (if not NULL) once it has; or -ECANCELED / -ETIMEDOUT if the
  * calling task was cancelled while waiting (the awaited task keeps running:
- * cancel it yourself if you want it gone). -EDEADLK if a task joins itself. */
+ * cancel it yourself if you want it gone). -EDEADLK if a task joins itself,
+ * -EPERM outside a task (also for a task already finished: a callback reads
+ * cio_task_status). A successful join reads the status, with status NULL
+ * too: a joined task's failure is never reported as unread. */
 #define cio_join(task, status) cio_join_site((task), (status), CIO__HERE)
 CIO_EXTERN int cio_join_site(cio_task *task, int *status, const char *file,
                              int line, const char *func);
@@ -467,7 +470,8 @@ CIO_EXTERN int cio_scope_exit(cio_scope *scope);
 /* asyncio.wait_for for C: run fn(arg) in the calling task inside a scope
  * whose deadline is `timeout` ns away. Returns fn's status, except that if
  * the deadline fired, it returns -ETIMEDOUT whatever fn returned.
- * Suspends as fn does. */
+ * Suspends (as fn does). Returns -EPERM outside a task, without running
+ * fn. */
 CIO_EXTERN int cio_wait_for(cio_task_fn fn, void *arg, int64_t timeout);
 
 /* ---------------------------------------------------------------------------
@@ -505,7 +509,9 @@ CIO_EXTERN void cio_group_cancel(cio_group *group);
 /* Leave the group: suspends until every child has finished. If the caller
  * is cancelled while waiting, the children are cancelled and still waited
  * for. Returns 0 if every child succeeded; otherwise the first child error,
- * or -ECANCELED / -ETIMEDOUT if the body was cancelled from outside. */
+ * or -ECANCELED / -ETIMEDOUT if the body was cancelled from outside.
+ * Outside a task: -EPERM, and the group stays entered (another task than
+ * the one that entered it: abort with a message). */
 #define cio_group_exit(group) cio_group_exit_site((group), CIO__HERE)
 CIO_EXTERN int cio_group_exit_site(cio_group *group, const char *file, int line,
                                    const char *func);
@@ -570,7 +576,8 @@ CIO_EXTERN int cio_as_completed_init(cio_as_completed *it, cio_task *const *task
                                      size_t n);
 /* Suspends until the next task finishes, in completion order. Returns 1 and
  * sets *task, 0 when every task has been returned, or -ECANCELED /
- * -ETIMEDOUT if the caller was cancelled (call again later to continue). */
+ * -ETIMEDOUT if the caller was cancelled (call again later to continue),
+ * -EPERM outside a task (nothing taken). */
 #define cio_as_completed_next(it, task)                                        \
     cio_as_completed_next_site((it), (task), CIO__HERE)
 CIO_EXTERN int cio_as_completed_next_site(cio_as_completed *it, cio_task **task,

@@ -214,6 +214,8 @@ int cio_as_completed_next_site(cio_as_completed *it, cio_task **task,
                                const char *file, int line, const char *func)
 {
     *task = NULL;
+    if (!cio__running())
+        return -EPERM; /* even with a task ready to return: nothing taken */
     if (it->n_returned == it->n)
         return 0;
     while (cio__list_empty(&it->done)) {

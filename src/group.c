@@ -97,9 +97,10 @@ void cio__group_child_done(cio_task *t)
 
 int cio_group_exit_site(cio_group *g, const char *file, int line, const char *func)
 {
-    cio_loop *loop = cio__tls_loop;
-    cio_task *self = loop ? loop->current : NULL;
-    if (!self || g->scope.task != self || g->exited)
+    cio_task *self = cio__running();
+    if (!self)
+        return -EPERM; /* a callback cannot wait: the group stays entered */
+    if (g->scope.task != self || g->exited)
         cio__panic("cio_group_exit: not called by the task that entered the group");
     if (self->scope != &g->scope)
         cio__panic("cio_group_exit: task '%s' has a scope still entered inside "

@@ -120,6 +120,8 @@ int cio_scope_exit(cio_scope *s)
 
 int cio_wait_for(cio_task_fn fn, void *arg, int64_t timeout)
 {
+    if (!cio__running())
+        return -EPERM; /* fn is not run */
     cio_scope s;
     cio_timeout_enter(&s, timeout);
     int rc = fn(arg);

@@ -180,6 +180,8 @@ int cio_server_error(const cio_server *srv) { return srv->accept_error; }
 int cio_server_close_site(cio_server *srv, const char *file, int line,
                           const char *func)
 {
+    if (!cio__running())
+        return -EPERM; /* it must wait for the handlers: the server stays open */
     if (!srv)
         return 0;
     cio_scope sh;

@@ -514,9 +514,12 @@ int cio_join_site(cio_task *task, int *status, const char *file, int line,
     cio_task *self;
     if (!task)
         return -EINVAL;
+    if (!cio__running())
+        return -EPERM; /* even for a finished task: a callback never joins */
     if (task->state == CIO__TASK_DONE) {
+        task->status_observed = true; /* joining is reading the status */
         if (status)
-            *status = cio_task_status(task);
+            *status = task->status;
         return 0;
     }
     int rc = cio__suspend_check(&self, file, line, func);
@@ -530,8 +533,9 @@ int cio_join_site(cio_task *task, int *status, const char *file, int line,
     cio__watch_remove(&w);
     if (rc < 0) /* cancelled: that wins even if the task finished meanwhile */
         return rc;
+    task->status_observed = true; /* joining is reading the status */
     if (status)
-        *status = cio_task_status(task);
+        *status = task->status;
     return 0;
 }
 
