@@ -481,8 +481,18 @@ ssize_t cio_tls_write_nowait(cio_tls *t, const void *buf, size_t n, unsigned *wa
     return rc == 0 ? -EPIPE : rc; /* close_notify seen while writing */
 }
 
+/* The suspending calls refuse to run outside a task before they touch the
+ * session: a handshake step or a write from a callback would send bytes
+ * and then fail to wait for the answer. */
+#define IN_TASK_OR_EPERM()                                                     \
+    do {                                                                       \
+        if (!cio_current())                                                    \
+            return -EPERM;                                                     \
+    } while (0)
+
 /* Retry `op` until it stops asking to wait; the task waits in between. */
 #define RETRY(call, file, line, func)                                          \
+    IN_TASK_OR_EPERM();                                                        \
     for (;;) {                                                                 \
         unsigned want = 0;                                                     \
         ssize_t r_ = (call);                                                   \
@@ -507,6 +517,7 @@ ssize_t cio_tls_read_site(cio_tls *t, void *buf, size_t n, const char *file,
 ssize_t cio_tls_write_site(cio_tls *t, const void *buf, size_t n, const char *file,
                            int line, const char *func)
 {
+    IN_TASK_OR_EPERM();
     size_t off = 0;
     while (off < n) {
         unsigned want = 0;
@@ -538,6 +549,7 @@ static int shutdown_nowait(cio_tls *t, unsigned *want)
 
 int cio_tls_shutdown_site(cio_tls *t, const char *file, int line, const char *func)
 {
+    IN_TASK_OR_EPERM();
     for (;;) {
         unsigned want = 0;
         int c = shutdown_nowait(t, &want);
@@ -584,6 +596,7 @@ int cio_stream_start_tls_site(cio_stream *s, cio_tls_config *cfg,
     last_start_tls_error[0] = 0;
     if (!s || !cfg)
         return -EINVAL;
+    IN_TASK_OR_EPERM();
     int rc = cio_stream_flush_site(s, file, line, func);
     if (rc)
         return rc;

@@ -13,7 +13,8 @@
  * codes below for TLS itself. cio_strerror() names every code; the
  * session's cio_tls_error() gives the detail of its last failure
  * ("certificate verify failed: self-signed certificate in certificate
- * chain", "tlsv1 alert unknown ca", ...).
+ * chain", "tlsv1 alert unknown ca", ...). The calls marked "Suspends"
+ * return -EPERM outside a task (cio.h) before sending or reading a byte.
  */
 #ifndef CIO_TLS_H
 #define CIO_TLS_H
