@@ -342,7 +342,11 @@ CIO_EXTERN void *cio_task_result(const cio_task *task);
 CIO_EXTERN void cio_set_result(void *value);
 /* The task's name. Valid while the caller holds the handle. */
 CIO_EXTERN const char *cio_task_name(const cio_task *task);
-/* Rename the task (printf-style). Returns 0 or -ENOMEM. */
+/* Rename the task (printf-style; NULL: "task-<id>"). The arguments may
+ * use the task's current name. Names up to 39 bytes are kept in the task;
+ * a longer one is allocated. Returns 0, or -ENOMEM when that allocation
+ * failed (the old name stays). (A spawn whose long name cannot be
+ * allocated does not fail: it keeps the first 39 bytes.) */
 CIO_EXTERN int cio_task_set_name(cio_task *task, const char *fmt, ...)
     CIO__PRINTF(2, 3);
 /* The loop-unique id of the task (1 for the first task of a loop). */

@@ -140,11 +140,15 @@ static void task_entry(void *arg)
     task_complete(t, status);
 }
 
-static void set_name(cio_task *t, const char *fmt, va_list ap)
+/* Name t from fmt (NULL: "task-<id>"). A name longer than name_buf goes
+ * to the heap; if that allocation fails, spawn keeps the first bytes
+ * (truncate: a name is no reason to fail a spawn), cio_task_set_name
+ * leaves the old name and returns -ENOMEM. The new name is made before
+ * the old one is dropped: the format may use the old name. */
+static int set_name(cio_task *t, const char *fmt, va_list ap, bool truncate)
 {
-    if (t->name != t->name_buf)
-        free(t->name);
-    t->name = t->name_buf;
+    char small[sizeof t->name_buf];
+    char *heap = NULL;
     if (!fmt) {
         /* "task-<id>" without printf: this runs on every unnamed spawn and
          * snprintf was half of spawn + join. */
@@ -155,39 +159,46 @@ static void set_name(cio_task *t, const char *fmt, va_list ap)
             digits[n++] = (char)('0' + v % 10);
             v /= 10;
         } while (v);
-        memcpy(t->name_buf, "task-", 5);
+        memcpy(small, "task-", 5);
         for (int i = 0; i < n; i++)
-            t->name_buf[5 + i] = digits[n - 1 - i];
-        t->name_buf[5 + n] = 0;
-        return;
-    }
-    if (!strchr(fmt, '%')) {
+            small[5 + i] = digits[n - 1 - i];
+        small[5 + n] = 0;
+    } else if (!strchr(fmt, '%')) {
         size_t len = strlen(fmt);
-        if (len < sizeof t->name_buf) {
-            memcpy(t->name_buf, fmt, len + 1);
-            return;
+        if (len < sizeof small) {
+            memcpy(small, fmt, len + 1);
+        } else if ((heap = malloc(len + 1))) {
+            memcpy(heap, fmt, len + 1);
+        } else {
+            if (!truncate)
+                return -ENOMEM;
+            memcpy(small, fmt, sizeof small - 1);
+            small[sizeof small - 1] = 0;
         }
-        char *p = malloc(len + 1);
-        if (p) {
-            memcpy(p, fmt, len + 1);
-            t->name = p;
-            return;
+    } else {
+        va_list ap2;
+        va_copy(ap2, ap);
+        int len = vsnprintf(small, sizeof small, fmt, ap);
+        if (len >= (int)sizeof small) {
+            heap = malloc((size_t)len + 1);
+            if (heap)
+                vsnprintf(heap, (size_t)len + 1, fmt, ap2);
         }
-        memcpy(t->name_buf, fmt, sizeof t->name_buf - 1);
-        t->name_buf[sizeof t->name_buf - 1] = 0;
-        return;
+        va_end(ap2);
+        if (len < 0)
+            small[0] = 0; /* an encoding error: no name rather than garbage */
+        if (len >= (int)sizeof small && !heap && !truncate)
+            return -ENOMEM;
     }
-    va_list ap2;
-    va_copy(ap2, ap);
-    int len = vsnprintf(t->name_buf, sizeof t->name_buf, fmt, ap);
-    if (len >= (int)sizeof t->name_buf) {
-        char *p = malloc((size_t)len + 1);
-        if (p) {
-            vsnprintf(p, (size_t)len + 1, fmt, ap2);
-            t->name = p;
-        }
+    if (t->name != t->name_buf)
+        free(t->name);
+    if (heap) {
+        t->name = heap;
+    } else {
+        memcpy(t->name_buf, small, strlen(small) + 1);
+        t->name = t->name_buf;
     }
-    va_end(ap2);
+    return 0;
 }
 
 int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
@@ -234,7 +245,7 @@ int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
         task_dealloc(t);
         return rc;
     }
-    set_name(t, fmt, ap);
+    set_name(t, fmt, ap, true);
     cio__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);
     cio__list_push_back(&loop->tasks, &t->all_node);
     loop->n_tasks++;
@@ -394,9 +405,9 @@ int cio_task_set_name(cio_task *t, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    set_name(t, fmt, ap);
+    int rc = set_name(t, fmt, ap, false);
     va_end(ap);
-    return 0;
+    return rc;
 }
 
 uint64_t cio_task_id(const cio_task *t) { return t->id; }

@@ -413,3 +413,28 @@ TEST(task_run_cancels_leftovers)
     ASSERT_EQ(cio_run(detached_main, NULL), 3);
     ASSERT_EQ(cleanup_ran, 5);
 }
+
+/* Renaming from the old name: the new name is made before the old one is
+ * freed (the format read freed memory for a name on the heap). */
+static int rename_main(void *arg)
+{
+    (void)arg;
+    cio_task *self = cio_current();
+    const char *long_name = "a-task-name-too-long-for-the-inline-buffer";
+    ASSERT_EQ(cio_task_set_name(self, "%s", long_name), 0);
+    ASSERT_STREQ(cio_task_name(self), long_name);
+    ASSERT_EQ(cio_task_set_name(self, "%s/renamed", cio_task_name(self)), 0);
+    ASSERT_STREQ(cio_task_name(self),
+                 "a-task-name-too-long-for-the-inline-buffer/renamed");
+    ASSERT_EQ(cio_task_set_name(self, "short"), 0);
+    ASSERT_EQ(cio_task_set_name(self, "%s-%s", cio_task_name(self), cio_task_name(self)), 0);
+    ASSERT_STREQ(cio_task_name(self), "short-short");
+    ASSERT_EQ(cio_task_set_name(self, NULL), 0);
+    ASSERT_EQ(strncmp(cio_task_name(self), "task-", 5), 0);
+    return 0;
+}
+
+TEST(task_set_name_may_use_the_old_name)
+{
+    ASSERT_EQ(cio_run(rename_main, NULL), 0);
+}
