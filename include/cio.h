@@ -289,16 +289,25 @@ typedef struct cio_task_options {
 } cio_task_options;
 
 /* Create a task running fn(arg), named from the printf-style format (NULL
- * for "task-N"), and make it ready. Does not suspend (unless eager). Returns
+ * for "task-N"), and make it ready. Does not suspend. Returns
  * 0, -ENOMEM, -EPERM (no loop on this thread), -EINVAL (NULL fn) or
  * -ESHUTDOWN (the loop has finished closing). While the loop closes (cio_loop_close) a new
  * task starts cancelled. */
 CIO_EXTERN int cio_spawn(cio_task **task, cio_task_fn fn, void *arg,
                          const char *name_fmt, ...) CIO__PRINTF(4, 5);
-/* cio_spawn with options (opts may be NULL). */
-CIO_EXTERN int cio_spawn_ex(cio_task **task, const cio_task_options *opts,
-                            cio_task_fn fn, void *arg, const char *name_fmt,
-                            ...) CIO__PRINTF(5, 6);
+/* cio_spawn with options (opts may be NULL). With opts->eager, called from
+ * a task, it suspends: the caller is ready again at once and resumes when
+ * the new task first suspends or ends (the spawn is done by then: it
+ * returns 0 even if the caller was cancelled meanwhile). Otherwise it does
+ * not suspend. name_fmt is required (NULL for "task-N"). */
+#define cio_spawn_ex(task, opts, fn, arg, ...)                                 \
+    cio_spawn_ex_site((task), (opts), (fn), (arg), CIO__HERE, __VA_ARGS__)
+CIO_EXTERN int cio_spawn_ex_site(cio_task **task, const cio_task_options *opts,
+                                 cio_task_fn fn, void *arg, const char *file,
+                                 int line, const char *func,
+                                 const char *name_fmt, ...) CIO__PRINTF(8, 9);
+/* cio_spawn_ex with a va_list, for wrappers (an eager spawn records no
+ * call site). */
 CIO_EXTERN int cio_spawn_v(cio_task **task, const cio_task_options *opts,
                            cio_task_fn fn, void *arg, const char *name_fmt,
                            va_list ap);
@@ -476,7 +485,10 @@ CIO_EXTERN int cio_scope_exit(cio_scope *scope);
  * the deadline fired, it returns -ETIMEDOUT whatever fn returned.
  * Suspends (as fn does). Returns -EPERM outside a task, without running
  * fn. */
-CIO_EXTERN int cio_wait_for(cio_task_fn fn, void *arg, int64_t timeout);
+#define cio_wait_for(fn, arg, timeout)                                         \
+    cio_wait_for_site((fn), (arg), (timeout), CIO__HERE)
+CIO_EXTERN int cio_wait_for_site(cio_task_fn fn, void *arg, int64_t timeout,
+                                 const char *file, int line, const char *func);
 
 /* ---------------------------------------------------------------------------
  * Task groups (asyncio.TaskGroup, trio nursery).
@@ -504,10 +516,16 @@ CIO_EXTERN void cio_group_enter(cio_group *group);
 CIO_EXTERN int cio_group_spawn(cio_group *group, cio_task **task,
                                cio_task_fn fn, void *arg, const char *name_fmt,
                                ...) CIO__PRINTF(5, 6);
-CIO_EXTERN int cio_group_spawn_ex(cio_group *group, cio_task **task,
-                                  const cio_task_options *opts, cio_task_fn fn,
-                                  void *arg, const char *name_fmt, ...)
-    CIO__PRINTF(6, 7);
+/* With options: an eager child suspends the caller as cio_spawn_ex does. */
+#define cio_group_spawn_ex(group, task, opts, fn, arg, ...)                    \
+    cio_group_spawn_ex_site((group), (task), (opts), (fn), (arg), CIO__HERE,   \
+                            __VA_ARGS__)
+CIO_EXTERN int cio_group_spawn_ex_site(cio_group *group, cio_task **task,
+                                       const cio_task_options *opts,
+                                       cio_task_fn fn, void *arg,
+                                       const char *file, int line,
+                                       const char *func, const char *name_fmt,
+                                       ...) CIO__PRINTF(9, 10);
 /* Cancel every child and the group's body. Does not suspend. */
 CIO_EXTERN void cio_group_cancel(cio_group *group);
 /* Leave the group: suspends until every child has finished. If the caller

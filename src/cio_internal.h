@@ -433,6 +433,9 @@ void cio__watch_remove(cio__watch *w);
 int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
                cio_task_fn fn, void *arg, const char *fmt, va_list ap,
                cio_group *group);
+/* Record the caller's site for an eager spawn (opts->eager, in a task). */
+void cio__spawn_site(const cio_task_options *opts, const char *file, int line,
+                     const char *func);
 /* Called when a group child finishes (group.c). */
 void cio__group_child_done(cio_task *t);
 /* Task-local context (context.c): a new task gets a copy of its parent's

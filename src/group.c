@@ -42,9 +42,11 @@ int cio_group_spawn(cio_group *g, cio_task **task, cio_task_fn fn, void *arg,
     return rc;
 }
 
-int cio_group_spawn_ex(cio_group *g, cio_task **task, const cio_task_options *opts,
-                       cio_task_fn fn, void *arg, const char *name_fmt, ...)
+int cio_group_spawn_ex_site(cio_group *g, cio_task **task, const cio_task_options *opts,
+                            cio_task_fn fn, void *arg, const char *file, int line,
+                            const char *func, const char *name_fmt, ...)
 {
+    cio__spawn_site(opts, file, line, func);
     va_list ap;
     va_start(ap, name_fmt);
     int rc = group_spawn_v(g, task, opts, fn, arg, name_fmt, ap);

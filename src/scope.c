@@ -118,10 +118,15 @@ int cio_scope_exit(cio_scope *s)
     return s->cancel_reason;
 }
 
-int cio_wait_for(cio_task_fn fn, void *arg, int64_t timeout)
+int cio_wait_for_site(cio_task_fn fn, void *arg, int64_t timeout, const char *file,
+                      int line, const char *func)
 {
-    if (!cio__running())
+    cio_task *self = cio__running();
+    if (!self)
         return -EPERM; /* fn is not run */
+    self->site.file = file;
+    self->site.line = line;
+    self->site.func = func;
     cio_scope s;
     cio_timeout_enter(&s, timeout);
     int rc = fn(arg);

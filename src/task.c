@@ -291,9 +291,24 @@ int cio_spawn(cio_task **task, cio_task_fn fn, void *arg, const char *name_fmt, 
     return rc;
 }
 
-int cio_spawn_ex(cio_task **task, const cio_task_options *opts, cio_task_fn fn,
-                 void *arg, const char *name_fmt, ...)
+/* An eager spawn suspends the caller (ready, not waiting): the site says
+ * where, for task dumps. */
+void cio__spawn_site(const cio_task_options *opts, const char *file, int line,
+                     const char *func)
 {
+    cio_task *self = cio__running();
+    if (opts && opts->eager && self) {
+        self->site.file = file;
+        self->site.line = line;
+        self->site.func = func;
+    }
+}
+
+int cio_spawn_ex_site(cio_task **task, const cio_task_options *opts, cio_task_fn fn,
+                      void *arg, const char *file, int line, const char *func,
+                      const char *name_fmt, ...)
+{
+    cio__spawn_site(opts, file, line, func);
     va_list ap;
     va_start(ap, name_fmt);
     int rc = cio__spawn(cio__tls_loop, task, opts, fn, arg, name_fmt, ap, NULL);

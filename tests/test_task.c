@@ -2,6 +2,7 @@
  * eager start, done callbacks, all_tasks, many tasks. */
 #include "cio.h"
 #include "harness.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -437,4 +438,40 @@ static int rename_main(void *arg)
 TEST(task_set_name_may_use_the_old_name)
 {
     ASSERT_EQ(cio_run(rename_main, NULL), 0);
+}
+
+/* An eager spawn suspends its caller: task dumps show the caller waiting
+ * at the spawn, like at any suspending call. */
+typedef struct peek {
+    cio_task *parent;
+    cio_site site;
+    bool seen;
+} peek;
+
+static int eager_peek(void *arg)
+{
+    peek *p = arg;
+    p->seen = cio_task_site(p->parent, &p->site);
+    return 0;
+}
+
+static int eager_site_main(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_sleep(0), 0); /* an earlier site, elsewhere */
+    peek p = {.parent = cio_current()};
+    cio_task_options o = {.eager = true};
+    cio_task *t;
+    int line = __LINE__ + 1;
+    ASSERT_EQ(cio_spawn_ex(&t, &o, eager_peek, &p, "peek"), 0);
+    ASSERT_TRUE(p.seen);
+    ASSERT_EQ(p.site.line, line);
+    ASSERT_STREQ(p.site.func, "eager_site_main");
+    ASSERT_EQ(join_release(t), 0);
+    return 0;
+}
+
+TEST(task_eager_spawn_records_the_callers_site)
+{
+    ASSERT_EQ(cio_run(eager_site_main, NULL), 0);
 }
