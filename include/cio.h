@@ -278,6 +278,21 @@ CIO_EXTERN void cio_loop_external_unref(cio_loop *loop);
  * A task always runs its function, even if it was cancelled before it
  * started (so a function that owns its argument can always free it); it then
  * sees the cancellation at its first suspending call.
+ *
+ * Handle rules. A handle is valid from the spawn (or cio_task_ref) that
+ * gave it until the matching cio_task_release; one release per reference.
+ * Borrowed handles (cio_current, cio_all_tasks, cio_group_error,
+ * cio_lock_owner, a done callback's argument, cio_as_completed_next) are
+ * valid only as long as their documentation says; take a reference with
+ * cio_task_ref to keep one longer. Every call that hands out a task gives
+ * the same value for it, so handles compare with ==. The memory of a
+ * released task is reused for later tasks: using its handle after the last
+ * release (a second release included) is a bug that cio detects on 64-bit
+ * systems, since each handle carries the generation of its task's memory:
+ * the call aborts with a message naming it and "stale task handle",
+ * instead of acting on whichever task lives there now. (Once the memory
+ * has gone back to malloc, the check reads freed memory: ASan reports it.)
+ * Handles are opaque: never dereference or align them.
  */
 typedef struct cio_task_options {
     /* Stack size for this task, bytes; 0 = the loop's default. */

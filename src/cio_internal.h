@@ -258,6 +258,10 @@ struct cio_task {
     cio__stack stack;
     char *name;              /* name_buf or heap */
     char name_buf[40];
+    /* Fields below name_buf survive the reuse of the struct (spawn clears
+     * only what is above). */
+    uint16_t gen;            /* generation of the struct: never 0, moved on
+                              * each time it is freed (see task handles) */
 #ifdef CIO_ASAN
     void *asan_fake_stack;
 #endif
@@ -358,6 +362,46 @@ static inline bool cio__threadsafe_pending(const cio_loop *loop)
            atomic_load_explicit(loop->threadsafe_pending, memory_order_relaxed);
 }
 
+
+/* ---- task handles ----------------------------------------------------------
+ * Task structs are recycled (a cache in task.c, malloc after it), so a
+ * handle kept after its last cio_task_release would silently reach the next
+ * task spawned into the same memory. Every cio_task * the public API hands
+ * out therefore carries the struct's generation in its top 16 bits, which
+ * user-space addresses leave clear on 64-bit Linux (47 or 48 bits): the
+ * public calls taking a task strip it and compare it with the struct's
+ * (cio__task_get); a handle from an earlier generation aborts naming the
+ * call. The library keeps and passes plain pointers (tag 0, not checked);
+ * it must never dereference a handle without cio__task_get. */
+#if UINTPTR_MAX > 0xffffffffu
+#define CIO__HANDLE_SHIFT 48
+#define CIO__HANDLE_ADDR (((uintptr_t)1 << CIO__HANDLE_SHIFT) - 1)
+_Noreturn void cio__task_stale(const cio_task *handle, const char *what);
+/* The handle for task t (NULL for NULL). */
+static inline cio_task *cio__task_handle(const cio_task *t)
+{
+    if (!t)
+        return NULL;
+    return (cio_task *)((uintptr_t)t | (uintptr_t)t->gen << CIO__HANDLE_SHIFT);
+}
+/* The task behind a handle (or a plain pointer), checking its generation. */
+static inline cio_task *cio__task_get(const cio_task *handle, const char *what)
+{
+    uintptr_t v = (uintptr_t)handle;
+    cio_task *t = (cio_task *)(v & CIO__HANDLE_ADDR);
+    uintptr_t tag = v >> CIO__HANDLE_SHIFT;
+    if (CIO__UNLIKELY(tag != 0 && tag != t->gen))
+        cio__task_stale(handle, what);
+    return t;
+}
+#else /* 32-bit: no room in the pointer; stale handles go undetected */
+static inline cio_task *cio__task_handle(const cio_task *t) { return (cio_task *)t; }
+static inline cio_task *cio__task_get(const cio_task *h, const char *what)
+{
+    (void)what;
+    return (cio_task *)h;
+}
+#endif
 
 /* Transition a task's state, asserting the transition is legal:
  * new -> READY, new -> RUNNING, READY -> RUNNING, RUNNING -> READY (yield,

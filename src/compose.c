@@ -66,7 +66,7 @@ static void watch_all(multi_wait *m, cio__watch *w, cio_task *const *tasks, size
 {
     for (size_t i = 0; i < n; i++)
         if (!cio__watch_add(tasks[i], &w[i], watch_fired, m))
-            count_done(m, tasks[i]);
+            count_done(m, w[i].task); /* (the task itself, not the handle) */
 }
 
 static void cancel_unfinished(cio_task *const *tasks, size_t n)
@@ -230,7 +230,7 @@ int cio_as_completed_next_site(cio_as_completed *it, cio_task **task,
             return rc;
     }
     cio__list *n = cio__list_pop_front(&it->done);
-    *task = CIO__CONTAINER(n, cio__watch, node)->task;
+    *task = cio__task_handle(CIO__CONTAINER(n, cio__watch, node)->task);
     it->n_returned++;
     return 1;
 }

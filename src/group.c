@@ -142,7 +142,7 @@ size_t cio_group_error_count(const cio_group *g) { return g->n_errors; }
 
 cio_task *cio_group_error(const cio_group *g, size_t i)
 {
-    return i < g->n_errors ? g->errors[i] : NULL;
+    return i < g->n_errors ? cio__task_handle(g->errors[i]) : NULL;
 }
 
 void cio_group_destroy(cio_group *g)

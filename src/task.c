@@ -51,8 +51,9 @@ void cio__task_interrupt(cio_task *t)
         cio__task_wake(t, code);
 }
 
-bool cio_task_cancel(cio_task *t)
+bool cio_task_cancel(cio_task *h)
 {
+    cio_task *t = cio__task_get(h, "cio_task_cancel");
     if (!t || t->state == CIO__TASK_DONE)
         return false;
     t->cancelling++;
@@ -60,10 +61,14 @@ bool cio_task_cancel(cio_task *t)
     return true;
 }
 
-int cio_task_cancelling(const cio_task *t) { return t->cancelling; }
-
-int cio_task_uncancel(cio_task *t)
+int cio_task_cancelling(const cio_task *h)
 {
+    return cio__task_get(h, "cio_task_cancelling")->cancelling;
+}
+
+int cio_task_uncancel(cio_task *h)
+{
+    cio_task *t = cio__task_get(h, "cio_task_uncancel");
     /* A done task's loop may be gone; one that is not done has its loop. */
     if (t->cancelling > 0 && --t->cancelling == 0 && t->state != CIO__TASK_DONE)
         t->loop->recancel |= t->loop->closing;
@@ -79,9 +84,10 @@ int cio__park(cio_task *self)
 
 /* ---- completion watches ---------------------------------------------------- */
 
-bool cio__watch_add(cio_task *t, cio__watch *w, void (*fn)(cio__watch *),
+bool cio__watch_add(cio_task *h, cio__watch *w, void (*fn)(cio__watch *),
                     void *data)
 {
+    cio_task *t = cio__task_get(h, "cio_gather / cio_wait / cio_as_completed");
     w->task = t;
     w->fn = fn;
     w->data = data;
@@ -114,7 +120,17 @@ static cio_task *task_alloc(void)
 {
     if (task_cache_len)
         return task_cache[--task_cache_len];
-    return malloc(sizeof(cio_task));
+    cio_task *t = malloc(sizeof(cio_task));
+    if (!t)
+        return NULL;
+#ifdef CIO__HANDLE_SHIFT
+    if ((uintptr_t)t >> CIO__HANDLE_SHIFT)
+        cio__panic("task struct at %p: above 2^%d, where its handles carry "
+                   "their generation",
+                   (void *)t, CIO__HANDLE_SHIFT);
+#endif
+    t->gen = 1;
+    return t;
 }
 
 static void task_dealloc(cio_task *t)
@@ -140,15 +156,41 @@ static void task_entry(void *arg)
     task_complete(t, status);
 }
 
+/* set_name's printf case, out of its way (its buffer and va_copy cost
+ * every unnamed spawn a bigger frame): format into name_buf, or into *heap
+ * when longer. Returns false (nothing changed) if that allocation failed
+ * and truncate is off. */
+static __attribute__((noinline)) bool format_name(cio_task *t, const char *fmt,
+                                                  va_list ap, bool truncate,
+                                                  char **heap)
+{
+    char small[sizeof t->name_buf]; /* (the arguments may be the old name) */
+    va_list ap2;
+    va_copy(ap2, ap);
+    int len = vsnprintf(small, sizeof small, fmt, ap);
+    if (len >= (int)sizeof small) {
+        *heap = malloc((size_t)len + 1);
+        if (*heap)
+            vsnprintf(*heap, (size_t)len + 1, fmt, ap2);
+    }
+    va_end(ap2);
+    if (len >= (int)sizeof small && !*heap && !truncate)
+        return false;
+    if (len < 0)
+        small[0] = 0; /* an encoding error: no name rather than garbage */
+    if (!*heap)
+        memcpy(t->name_buf, small, sizeof small);
+    return true;
+}
+
 /* Name t from fmt (NULL: "task-<id>"). A name longer than name_buf goes
  * to the heap; if that allocation fails, spawn keeps the first bytes
  * (truncate: a name is no reason to fail a spawn), cio_task_set_name
- * leaves the old name and returns -ENOMEM. The new name is made before
- * the old one is dropped: the format may use the old name. */
+ * leaves the old name and returns -ENOMEM. The old name is freed last:
+ * the format or its arguments may be the old name. */
 static int set_name(cio_task *t, const char *fmt, va_list ap, bool truncate)
 {
-    char small[sizeof t->name_buf];
-    char *heap = NULL;
+    char *old = t->name != t->name_buf ? t->name : NULL; /* on the heap */
     if (!fmt) {
         /* "task-<id>" without printf: this runs on every unnamed spawn and
          * snprintf was half of spawn + join. */
@@ -159,45 +201,35 @@ static int set_name(cio_task *t, const char *fmt, va_list ap, bool truncate)
             digits[n++] = (char)('0' + v % 10);
             v /= 10;
         } while (v);
-        memcpy(small, "task-", 5);
+        memcpy(t->name_buf, "task-", 5);
         for (int i = 0; i < n; i++)
-            small[5 + i] = digits[n - 1 - i];
-        small[5 + n] = 0;
-    } else if (!strchr(fmt, '%')) {
+            t->name_buf[5 + i] = digits[n - 1 - i];
+        t->name_buf[5 + n] = 0;
+        t->name = t->name_buf;
+        if (old) /* (never at spawn: no call) */
+            free(old);
+        return 0;
+    }
+    char *heap = NULL;
+    if (!strchr(fmt, '%')) {
         size_t len = strlen(fmt);
-        if (len < sizeof small) {
-            memcpy(small, fmt, len + 1);
-        } else if ((heap = malloc(len + 1))) {
+        if (len >= sizeof t->name_buf && (heap = malloc(len + 1)))
             memcpy(heap, fmt, len + 1);
-        } else {
+        if (len >= sizeof t->name_buf && !heap) {
             if (!truncate)
                 return -ENOMEM;
-            memcpy(small, fmt, sizeof small - 1);
-            small[sizeof small - 1] = 0;
+            len = sizeof t->name_buf - 1;
         }
-    } else {
-        va_list ap2;
-        va_copy(ap2, ap);
-        int len = vsnprintf(small, sizeof small, fmt, ap);
-        if (len >= (int)sizeof small) {
-            heap = malloc((size_t)len + 1);
-            if (heap)
-                vsnprintf(heap, (size_t)len + 1, fmt, ap2);
+        if (!heap) { /* (memmove: fmt may be the name itself) */
+            memmove(t->name_buf, fmt, len);
+            t->name_buf[len] = 0;
         }
-        va_end(ap2);
-        if (len < 0)
-            small[0] = 0; /* an encoding error: no name rather than garbage */
-        if (len >= (int)sizeof small && !heap && !truncate)
-            return -ENOMEM;
+    } else if (!format_name(t, fmt, ap, truncate, &heap)) {
+        return -ENOMEM;
     }
-    if (t->name != t->name_buf)
-        free(t->name);
-    if (heap) {
-        t->name = heap;
-    } else {
-        memcpy(t->name_buf, small, strlen(small) + 1);
-        t->name = t->name_buf;
-    }
+    t->name = heap ? heap : t->name_buf;
+    if (old)
+        free(old);
     return 0;
 }
 
@@ -256,7 +288,7 @@ int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
         group->n_running++;
     }
     if (out)
-        *out = t;
+        *out = cio__task_handle(t);
 
     cio_task *parent = loop->current;
     if (opts && opts->eager && parent) {
@@ -373,39 +405,59 @@ void cio__task_free(cio_task *t)
     }
     if (t->name != t->name_buf)
         free(t->name);
+    /* Every handle to this task is stale from now on. */
+    if (++t->gen == 0)
+        t->gen = 1;
     task_dealloc(t);
+}
+
+void cio__task_stale(const cio_task *handle, const char *what)
+{
+    cio__panic("%s: stale task handle %p: the task was released (its last "
+               "reference dropped by cio_task_release) and its memory is "
+               "free or belongs to another task",
+               what, (const void *)handle);
 }
 
 /* ---- handles and queries --------------------------------------------------- */
 
-cio_task *cio_task_ref(cio_task *t)
+cio_task *cio_task_ref(cio_task *h)
 {
-    t->refs++;
-    return t;
+    cio__task_get(h, "cio_task_ref")->refs++;
+    return h;
 }
 
-void cio_task_release(cio_task *t)
+void cio_task_release(cio_task *h)
 {
+    cio_task *t = cio__task_get(h, "cio_task_release");
     if (t && --t->refs == 0)
         cio__task_free(t);
 }
 
-bool cio_task_done(const cio_task *t) { return t->state == CIO__TASK_DONE; }
-
-bool cio_task_cancelled(const cio_task *t)
+bool cio_task_done(const cio_task *h)
 {
+    return cio__task_get(h, "cio_task_done")->state == CIO__TASK_DONE;
+}
+
+bool cio_task_cancelled(const cio_task *h)
+{
+    const cio_task *t = cio__task_get(h, "cio_task_cancelled");
     return t->state == CIO__TASK_DONE && t->status == -ECANCELED;
 }
 
-int cio_task_status(cio_task *t)
+int cio_task_status(cio_task *h)
 {
+    cio_task *t = cio__task_get(h, "cio_task_status");
     if (t->state != CIO__TASK_DONE)
         return -EBUSY;
     t->status_observed = true;
     return t->status;
 }
 
-void *cio_task_result(const cio_task *t) { return t->result; }
+void *cio_task_result(const cio_task *h)
+{
+    return cio__task_get(h, "cio_task_result")->result;
+}
 
 void cio_set_result(void *value)
 {
@@ -414,10 +466,14 @@ void cio_set_result(void *value)
         loop->current->result = value;
 }
 
-const char *cio_task_name(const cio_task *t) { return t->name; }
-
-int cio_task_set_name(cio_task *t, const char *fmt, ...)
+const char *cio_task_name(const cio_task *h)
 {
+    return cio__task_get(h, "cio_task_name")->name;
+}
+
+int cio_task_set_name(cio_task *h, const char *fmt, ...)
+{
+    cio_task *t = cio__task_get(h, "cio_task_set_name");
     va_list ap;
     va_start(ap, fmt);
     int rc = set_name(t, fmt, ap, false);
@@ -425,10 +481,11 @@ int cio_task_set_name(cio_task *t, const char *fmt, ...)
     return rc;
 }
 
-uint64_t cio_task_id(const cio_task *t) { return t->id; }
+uint64_t cio_task_id(const cio_task *h) { return cio__task_get(h, "cio_task_id")->id; }
 
-bool cio_task_site(const cio_task *t, cio_site *site)
+bool cio_task_site(const cio_task *h, cio_site *site)
 {
+    const cio_task *t = cio__task_get(h, "cio_task_site");
     if (t->state != CIO__TASK_WAITING && !(t->state == CIO__TASK_READY && t->started))
         return false;
     if (site)
@@ -436,11 +493,7 @@ bool cio_task_site(const cio_task *t, cio_site *site)
     return true;
 }
 
-cio_task *cio_current(void)
-{
-    cio_loop *loop = cio__tls_loop;
-    return loop ? loop->current : NULL;
-}
+cio_task *cio_current(void) { return cio__task_handle(cio__running()); }
 
 size_t cio_all_tasks(cio_task **out, size_t cap)
 {
@@ -450,7 +503,7 @@ size_t cio_all_tasks(cio_task **out, size_t cap)
     size_t i = 0;
     for (cio__list *n = loop->tasks.next; n != &loop->tasks; n = n->next, i++)
         if (i < cap)
-            out[i] = CIO__CONTAINER(n, cio_task, all_node);
+            out[i] = cio__task_handle(CIO__CONTAINER(n, cio_task, all_node));
     return i;
 }
 
@@ -459,7 +512,7 @@ size_t cio_all_tasks(cio_task **out, size_t cap)
 static void done_cb_trampoline(void *arg)
 {
     cio__done_cb *cb = arg;
-    cb->fn(cb->task, cb->arg);
+    cb->fn(cio__task_handle(cb->task), cb->arg);
     cio_task_release(cb->task);
     free(cb);
 }
@@ -477,8 +530,9 @@ static cio_loop *task_loop_open(const cio_task *t)
     return loop;
 }
 
-int cio_task_add_done_callback(cio_task *t, cio_done_fn fn, void *arg)
+int cio_task_add_done_callback(cio_task *task, cio_done_fn fn, void *arg)
 {
+    cio_task *t = cio__task_get(task, "cio_task_add_done_callback");
     if (!t || !fn)
         return -EINVAL;
     cio_loop *loop = t->loop;
@@ -508,8 +562,9 @@ int cio_task_add_done_callback(cio_task *t, cio_done_fn fn, void *arg)
     return 0;
 }
 
-int cio_task_remove_done_callback(cio_task *t, cio_done_fn fn, void *arg)
+int cio_task_remove_done_callback(cio_task *h, cio_done_fn fn, void *arg)
 {
+    cio_task *t = cio__task_get(h, "cio_task_remove_done_callback");
     int removed = 0;
     cio__list *n = t->done_cbs.next;
     while (n != &t->done_cbs) {
@@ -534,21 +589,22 @@ static void join_watch_fired(cio__watch *w)
     cio__task_wake(w->data, 0);
 }
 
-int cio_join_site(cio_task *task, int *status, const char *file, int line,
+int cio_join_site(cio_task *handle, int *status, const char *file, int line,
                   const char *func)
 {
-    cio_task *self;
+    cio_task *task = cio__task_get(handle, "cio_join");
     if (!task)
         return -EINVAL;
-    if (!cio__running())
-        return -EPERM; /* even for a finished task: a callback never joins */
+    cio_task *self;
+    int rc = cio__suspend_check(&self, file, line, func);
+    if (rc == -EPERM)
+        return rc; /* even for a finished task: a callback never joins */
     if (task->state == CIO__TASK_DONE) {
         task->status_observed = true; /* joining is reading the status */
         if (status)
             *status = task->status;
         return 0;
     }
-    int rc = cio__suspend_check(&self, file, line, func);
     if (rc)
         return rc;
     if (self == task)

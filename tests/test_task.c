@@ -475,3 +475,120 @@ TEST(task_eager_spawn_records_the_callers_site)
 {
     ASSERT_EQ(cio_run(eager_site_main, NULL), 0);
 }
+
+/* ---- stale handles ----------------------------------------------------------- */
+
+static int stale_name_main(void *arg)
+{
+    (void)arg;
+    cio_task *old = spawn(return_arg, NULL, "old");
+    ASSERT_EQ(join_release(old), 0);
+    /* The struct is recycled at once for the next task... */
+    cio_task *next = spawn(return_arg, NULL, "next");
+    ASSERT_TRUE(old != next);
+    /* ...but the old handle does not reach it. */
+    fprintf(stderr, "old handle names '%s'\n", cio_task_name(old));
+    ASSERT_EQ(join_release(next), 0);
+    return 0;
+}
+
+TEST(task_handle_used_after_release_is_named_not_another_task)
+{
+    expect_panic(stale_name_main, NULL, false, "cio_task_name: stale task handle");
+}
+
+static int stale_join_main(void *arg)
+{
+    (void)arg;
+    cio_task *old = spawn(return_arg, NULL, "old");
+    ASSERT_EQ(join_release(old), 0);
+    cio_task *next = spawn(return_arg, NULL, "next");
+    int st;
+    cio_join(old, &st);
+    cio_task_release(next);
+    return 0;
+}
+
+TEST(task_join_of_a_released_handle_is_named)
+{
+    expect_panic(stale_join_main, NULL, false, "cio_join: stale task handle");
+}
+
+static int double_release_main(void *arg)
+{
+    (void)arg;
+    cio_task *t = spawn(return_arg, NULL, "t");
+    ASSERT_EQ(join_release(t), 0);
+    cio_task_release(t);
+    return 0;
+}
+
+TEST(task_released_twice_is_named)
+{
+    expect_panic(double_release_main, NULL, false, "cio_task_release: stale task handle");
+}
+
+/* Handles stay comparable: every call that gives out a task gives the
+ * same value for it. */
+static cio_task *seen_in_callback;
+
+static void note_task(cio_task *t, void *arg)
+{
+    (void)arg;
+    seen_in_callback = t;
+}
+
+static int same_handle_child(void *arg)
+{
+    cio_task **out = arg;
+    *out = cio_current();
+    return 0;
+}
+
+static int handles_compare_main(void *arg)
+{
+    (void)arg;
+    cio_task *self_seen = NULL;
+    cio_task *t = spawn(same_handle_child, &self_seen, "child");
+    ASSERT_EQ(cio_task_add_done_callback(t, note_task, NULL), 0);
+    cio_task *all[8];
+    size_t n = cio_all_tasks(all, 8);
+    bool listed = false;
+    for (size_t i = 0; i < n && i < 8; i++)
+        listed |= all[i] == t;
+    ASSERT_TRUE(listed);
+    ASSERT_PTR_EQ(cio_task_ref(t), t);
+    cio_task_release(t);
+    ASSERT_EQ(cio_yield(), 0);
+    ASSERT_EQ(cio_yield(), 0);
+    ASSERT_PTR_EQ(self_seen, t);
+    ASSERT_PTR_EQ(seen_in_callback, t);
+    cio_as_completed it;
+    ASSERT_EQ(cio_as_completed_init(&it, &t, 1), 0);
+    cio_task *got;
+    ASSERT_EQ(cio_as_completed_next(&it, &got), 1);
+    ASSERT_PTR_EQ(got, t);
+    cio_as_completed_destroy(&it);
+    ASSERT_EQ(join_release(t), 0);
+
+    cio_lock l;
+    cio_lock_init(&l);
+    ASSERT_EQ(cio_lock_acquire(&l), 0);
+    ASSERT_PTR_EQ(cio_lock_owner(&l), cio_current());
+    ASSERT_EQ(cio_lock_release(&l), 0);
+
+    cio_group g;
+    cio_task *failing;
+    cio_group_enter(&g);
+    ASSERT_EQ(cio_group_spawn(&g, &failing, return_arg, (void *)(intptr_t)-EIO, "failing"), 0);
+    ASSERT_EQ(cio_group_exit(&g), -EIO);
+    ASSERT_PTR_EQ(cio_group_error(&g, 0), failing);
+    cio_task_release(failing);
+    cio_group_destroy(&g);
+    return 0;
+}
+
+TEST(task_handles_compare_equal_wherever_they_come_from)
+{
+    ASSERT_EQ(cio_run(handles_compare_main, NULL), 0);
+}
