@@ -51,6 +51,8 @@ static cio__watch *watches_alloc(cio__watch *small, size_t n)
 {
     if (n <= SMALL)
         return small;
+    if (n > SIZE_MAX / sizeof(cio__watch))
+        return NULL; /* (the size would wrap: -ENOMEM, not a short array) */
     return malloc(n * sizeof(cio__watch));
 }
 

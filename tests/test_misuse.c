@@ -559,3 +559,23 @@ TEST(misuse_cancelled_tcp_connect_reports_no_attempt_failure)
     if (strstr(buf, "nobody read its status"))
         cio_test_fail(__FILE__, __LINE__, "a joined attempt was reported: %s", buf);
 }
+
+/* ---- sizes that would wrap ------------------------------------------------- */
+
+static int huge_n_main(void *arg)
+{
+    (void)arg;
+    cio_task *t = spawn(return_7, NULL, "t");
+    /* A count whose array size wraps: refused, not a short array that the
+     * watches then overrun. */
+    size_t huge = SIZE_MAX / sizeof(cio__watch) + 1; /* (times the size: 24) */
+    ASSERT_EQ(cio_gather(&t, huge, NULL, CIO_GATHER_ALL), -ENOMEM);
+    ASSERT_EQ(cio_wait(&t, huge, CIO_ALL_COMPLETED, 0), -ENOMEM);
+    ASSERT_EQ(join_release(t), 7);
+    return 0;
+}
+
+TEST(misuse_gather_and_wait_of_a_count_that_wraps_is_enomem)
+{
+    ASSERT_EQ(cio_run(huge_n_main, NULL), 0);
+}

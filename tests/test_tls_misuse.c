@@ -118,3 +118,20 @@ TEST(tls_misuse_suspending_calls_between_runs_are_eperm_and_send_nothing)
     ASSERT_EQ(cio_loop_run(loop, close_main, &f), 0);
     ASSERT_EQ(cio_loop_close(loop), 0);
 }
+
+/* The ALPN list goes on the wire with a 16-bit length: a longer one is
+ * refused, not truncated into a broken extension. */
+TEST(tls_misuse_alpn_list_longer_than_its_wire_length_is_einval)
+{
+    cio_tls_config *cfg;
+    ASSERT_EQ(cio_tls_config_new(&cfg, CIO_TLS_CLIENT), 0);
+    static char name[256];
+    memset(name, 'p', 255);
+    const char *list[300];
+    for (int i = 0; i < 300; i++)
+        list[i] = name;
+    ASSERT_EQ(cio_tls_config_set_alpn(cfg, list, 300), -EINVAL); /* 76,800 bytes */
+    ASSERT_EQ(cio_tls_config_set_alpn(cfg, list, 256), -EINVAL); /* 65,536 */
+    ASSERT_EQ(cio_tls_config_set_alpn(cfg, list, 255), 0);       /* 65,280 */
+    cio_tls_config_free(cfg);
+}

@@ -267,6 +267,8 @@ int cio_tls_config_set_alpn(cio_tls_config *cfg, const char *const *protocols,
         if (l == 0 || l > 255)
             return -EINVAL;
         len += 1 + l;
+        if (len > 65535)
+            return -EINVAL; /* the extension's list has a 16-bit length */
     }
     unsigned char *wire = malloc(len);
     if (!wire)

@@ -62,7 +62,8 @@ CIO_EXTERN int cio_tls_config_set_cert_pem(cio_tls_config *cfg, const char *cert
 CIO_EXTERN void cio_tls_config_set_verify(cio_tls_config *cfg, bool verify);
 /* ALPN: the protocols to offer (client) or accept (server), most preferred
  * first, e.g. {"h2", "http/1.1"}. Returns 0, -EINVAL (empty or over-long
- * name) or -ENOMEM. */
+ * name, or more than 65535 bytes in all, counting a length byte each) or
+ * -ENOMEM. */
 CIO_EXTERN int cio_tls_config_set_alpn(cio_tls_config *cfg,
                                        const char *const *protocols, size_t n);
 /* Why the last cio_tls_config_* call failed (static storage in cfg). */
