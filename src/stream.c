@@ -76,7 +76,8 @@ static void stream_unref(cio_stream *s)
         quarantine_next = (quarantine_next + 1) % QUARANTINE;
         return;
     }
-    s->magic = STREAM_FREED;
+    /* (volatile: a store right before free() is otherwise dropped) */
+    *(volatile unsigned *)&s->magic = STREAM_FREED;
     free(s);
 }
 
@@ -671,6 +672,8 @@ ssize_t cio_stream_readexactly_site(cio_stream *s, void *buf, size_t n,
     int rc = enter(s, "cio_stream_readexactly");
     if (rc)
         return rc;
+    if (n > (size_t)SSIZE_MAX)
+        return -EINVAL; /* the count could not be returned */
     hold(s);
     size_t got = 0;
     while (got < n) {

@@ -1112,3 +1112,48 @@ TEST(stream_read_all_until_the_peer_closes)
 {
     ASSERT_EQ(cio_run(read_all_reset_main, NULL), 0);
 }
+
+static int readexactly_huge_main(void *arg)
+{
+    (void)arg;
+    cio_stream *a, *b;
+    pair(&a, &b, NULL);
+    char buf[4];
+    /* The count returned would be negative: an error code's look-alike. */
+    ASSERT_EQ(cio_stream_readexactly(b, buf, (size_t)SSIZE_MAX + 1), -EINVAL);
+    ASSERT_EQ(cio_stream_close(a), 0);
+    ASSERT_EQ(cio_stream_close(b), 0);
+    return 0;
+}
+
+TEST(stream_readexactly_of_a_count_over_ssize_max_is_einval)
+{
+    ASSERT_EQ(cio_run(readexactly_huge_main, NULL), 0);
+}
+
+static int conn_nop(cio_stream *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    return 0;
+}
+
+static int server_twice_main(void *arg)
+{
+    (void)arg;
+    cio_server *srv;
+    ASSERT_EQ(cio_start_server(&srv, "127.0.0.1", "0", conn_nop, NULL, NULL), 0);
+    ASSERT_EQ(cio_server_close(srv), 0);
+    cio_server_close(srv);
+    return 0;
+}
+
+TEST(stream_server_closed_twice_is_named)
+{
+#if defined(TEST_ASAN)
+    cio_test_skip("ASan reports the use after free itself");
+#endif
+    expect_panic(server_twice_main, NULL, false,
+                 "cio_server_close: 0x");
+    expect_panic(server_twice_main, NULL, false, "used after cio_server_close");
+}

@@ -82,7 +82,8 @@ CIO_EXTERN ssize_t cio_stream_read_site(cio_stream *s, void *buf, size_t n,
                                         const char *file, int line,
                                         const char *func);
 /* Read exactly n bytes. Suspends. Returns n, -ENODATA if the stream ended
- * first (the partial bytes are consumed), or an error. */
+ * first (the partial bytes are consumed), -EINVAL if n > SSIZE_MAX, or an
+ * error. */
 #define cio_stream_readexactly(s, buf, n)                                      \
     cio_stream_readexactly_site((s), (buf), (n), CIO__HERE)
 CIO_EXTERN ssize_t cio_stream_readexactly_site(cio_stream *s, void *buf,
@@ -261,7 +262,9 @@ CIO_EXTERN int cio_server_error(const cio_server *srv);
  * every handler, wait until they have all returned and free the server.
  * Suspends (shielded: it always finishes). Returns 0, or -EPERM outside a
  * task (a callback, a signal handler: nothing is done, the server runs
- * on; cancel a task that closes it instead). */
+ * on; cancel a task that closes it instead). A server used after its
+ * close (a second close...) aborts with a message naming the call. NULL:
+ * returns 0. */
 #define cio_server_close(srv) cio_server_close_site((srv), CIO__HERE)
 CIO_EXTERN int cio_server_close_site(cio_server *srv, const char *file, int line,
                                      const char *func);
