@@ -278,6 +278,21 @@ CIO_EXTERN void cio_loop_external_unref(cio_loop *loop);
  * A task always runs its function, even if it was cancelled before it
  * started (so a function that owns its argument can always free it); it then
  * sees the cancellation at its first suspending call.
+ *
+ * Handle rules. A handle is valid from the spawn (or cio_task_ref) that
+ * gave it until the matching cio_task_release; one release per reference.
+ * Borrowed handles (cio_current, cio_all_tasks, cio_group_error,
+ * cio_lock_owner, a done callback's argument, cio_as_completed_next) are
+ * valid only as long as their documentation says; take a reference with
+ * cio_task_ref to keep one longer. Every call that hands out a task gives
+ * the same value for it, so handles compare with ==. The memory of a
+ * released task is reused for later tasks: using its handle after the last
+ * release (a second release included) is a bug that cio detects on 64-bit
+ * systems, since each handle carries the generation of its task's memory:
+ * the call aborts with a message naming it and "stale task handle",
+ * instead of acting on whichever task lives there now. (Once the memory
+ * has gone back to malloc, the check reads freed memory: ASan reports it.)
+ * Handles are opaque: never dereference or align them.
  */
 typedef struct cio_task_options {
     /* Stack size for this task, bytes; 0 = the loop's default. */
@@ -289,16 +304,25 @@ typedef struct cio_task_options {
 } cio_task_options;
 
 /* Create a task running fn(arg), named from the printf-style format (NULL
- * for "task-N"), and make it ready. Does not suspend (unless eager). Returns
+ * for "task-N"), and make it ready. Does not suspend. Returns
  * 0, -ENOMEM, -EPERM (no loop on this thread), -EINVAL (NULL fn) or
  * -ESHUTDOWN (the loop has finished closing). While the loop closes (cio_loop_close) a new
  * task starts cancelled. */
 CIO_EXTERN int cio_spawn(cio_task **task, cio_task_fn fn, void *arg,
                          const char *name_fmt, ...) CIO__PRINTF(4, 5);
-/* cio_spawn with options (opts may be NULL). */
-CIO_EXTERN int cio_spawn_ex(cio_task **task, const cio_task_options *opts,
-                            cio_task_fn fn, void *arg, const char *name_fmt,
-                            ...) CIO__PRINTF(5, 6);
+/* cio_spawn with options (opts may be NULL). With opts->eager, called from
+ * a task, it suspends: the caller is ready again at once and resumes when
+ * the new task first suspends or ends (the spawn is done by then: it
+ * returns 0 even if the caller was cancelled meanwhile). Otherwise it does
+ * not suspend. name_fmt is required (NULL for "task-N"). */
+#define cio_spawn_ex(task, opts, fn, arg, ...)                                 \
+    cio_spawn_ex_site((task), (opts), (fn), (arg), CIO__HERE, __VA_ARGS__)
+CIO_EXTERN int cio_spawn_ex_site(cio_task **task, const cio_task_options *opts,
+                                 cio_task_fn fn, void *arg, const char *file,
+                                 int line, const char *func,
+                                 const char *name_fmt, ...) CIO__PRINTF(8, 9);
+/* cio_spawn_ex with a va_list, for wrappers (an eager spawn records no
+ * call site). */
 CIO_EXTERN int cio_spawn_v(cio_task **task, const cio_task_options *opts,
                            cio_task_fn fn, void *arg, const char *name_fmt,
                            va_list ap);
@@ -306,7 +330,10 @@ CIO_EXTERN int cio_spawn_v(cio_task **task, const cio_task_options *opts,
 /* Suspends until `task` has finished. Returns 0 and stores the task's status
  * in *status (if not NULL) once it has; or -ECANCELED / -ETIMEDOUT if the
  * calling task was cancelled while waiting (the awaited task keeps running:
- * cancel it yourself if you want it gone). -EDEADLK if a task joins itself. */
+ * cancel it yourself if you want it gone). -EDEADLK if a task joins itself,
+ * -EPERM outside a task (also for a task already finished: a callback reads
+ * cio_task_status). A successful join reads the status, with status NULL
+ * too: a joined task's failure is never reported as unread. */
 #define cio_join(task, status) cio_join_site((task), (status), CIO__HERE)
 CIO_EXTERN int cio_join_site(cio_task *task, int *status, const char *file,
                              int line, const char *func);
@@ -339,7 +366,11 @@ CIO_EXTERN void *cio_task_result(const cio_task *task);
 CIO_EXTERN void cio_set_result(void *value);
 /* The task's name. Valid while the caller holds the handle. */
 CIO_EXTERN const char *cio_task_name(const cio_task *task);
-/* Rename the task (printf-style). Returns 0 or -ENOMEM. */
+/* Rename the task (printf-style; NULL: "task-<id>"). The arguments may
+ * use the task's current name. Names up to 39 bytes are kept in the task;
+ * a longer one is allocated. Returns 0, or -ENOMEM when that allocation
+ * failed (the old name stays). (A spawn whose long name cannot be
+ * allocated does not fail: it keeps the first 39 bytes.) */
 CIO_EXTERN int cio_task_set_name(cio_task *task, const char *fmt, ...)
     CIO__PRINTF(2, 3);
 /* The loop-unique id of the task (1 for the first task of a loop). */
@@ -515,8 +546,12 @@ CIO_EXTERN int cio_sleep_forever_site(const char *file, int line,
 /* asyncio.wait_for for C: run fn(arg) in the calling task inside a scope
  * whose deadline is `timeout` ns away. Returns fn's status, except that if
  * the deadline fired, it returns -ETIMEDOUT whatever fn returned.
- * Suspends as fn does. */
-CIO_EXTERN int cio_wait_for(cio_task_fn fn, void *arg, int64_t timeout);
+ * Suspends (as fn does). Returns -EPERM outside a task, without running
+ * fn. */
+#define cio_wait_for(fn, arg, timeout)                                         \
+    cio_wait_for_site((fn), (arg), (timeout), CIO__HERE)
+CIO_EXTERN int cio_wait_for_site(cio_task_fn fn, void *arg, int64_t timeout,
+                                 const char *file, int line, const char *func);
 
 /* ---------------------------------------------------------------------------
  * Task groups (asyncio.TaskGroup, trio nursery).
@@ -551,16 +586,19 @@ CIO_EXTERN void cio_group_enter(cio_group *group);
  * among spawners: no barging), and is a checkpoint: a cancelled caller
  * gets -ECANCELED / -ETIMEDOUT at once and spawns nothing. Outside a task
  * (a callback) a full group returns -EAGAIN instead of waiting. Without a
- * limit it never suspends. Macros (they record the call site for task
+ * limit it never suspends, except that an eager child (opts->eager) runs
+ * first as with cio_spawn_ex. Macros (they record the call site for task
  * dumps); the functions of the same name take no site. */
-#define cio_group_spawn(group, task, fn, ...)                                  \
-    cio_group_spawn_site((group), (task), NULL, (fn), CIO__HERE, __VA_ARGS__)
-#define cio_group_spawn_ex(group, task, opts, fn, ...)                         \
-    cio_group_spawn_site((group), (task), (opts), (fn), CIO__HERE, __VA_ARGS__)
+#define cio_group_spawn(group, task, fn, arg, ...)                             \
+    cio_group_spawn_site((group), (task), NULL, (fn), (arg), CIO__HERE,       \
+                         __VA_ARGS__)
+#define cio_group_spawn_ex(group, task, opts, fn, arg, ...)                    \
+    cio_group_spawn_site((group), (task), (opts), (fn), (arg), CIO__HERE,     \
+                         __VA_ARGS__)
 CIO_EXTERN int cio_group_spawn_site(cio_group *group, cio_task **task,
                                     const cio_task_options *opts,
-                                    cio_task_fn fn, const char *file, int line,
-                                    const char *func, void *arg,
+                                    cio_task_fn fn, void *arg, const char *file,
+                                    int line, const char *func,
                                     const char *name_fmt, ...)
     CIO__PRINTF(9, 10);
 CIO_EXTERN int(cio_group_spawn)(cio_group *group, cio_task **task,
@@ -621,7 +659,9 @@ CIO_EXTERN void cio_group_cancel(cio_group *group);
  * for (and so is a spawner that was handed a slot of a limited group).
  * Returns 0 if every child succeeded; otherwise the first failure (a
  * child's status, or the body's code given to cio_group_fail), or
- * -ECANCELED / -ETIMEDOUT if the body was cancelled from outside. */
+ * -ECANCELED / -ETIMEDOUT if the body was cancelled from outside.
+ * Outside a task: -EPERM, and the group stays entered (another task than
+ * the one that entered it: abort with a message). */
 #define cio_group_exit(group) cio_group_exit_site((group), CIO__HERE)
 CIO_EXTERN int cio_group_exit_site(cio_group *group, const char *file, int line,
                                    const char *func);
@@ -762,7 +802,8 @@ CIO_EXTERN int cio_as_completed_init(cio_as_completed *it, cio_task *const *task
                                      size_t n);
 /* Suspends until the next task finishes, in completion order. Returns 1 and
  * sets *task, 0 when every task has been returned, or -ECANCELED /
- * -ETIMEDOUT if the caller was cancelled (call again later to continue). */
+ * -ETIMEDOUT if the caller was cancelled (call again later to continue),
+ * -EPERM outside a task (nothing taken). */
 #define cio_as_completed_next(it, task)                                        \
     cio_as_completed_next_site((it), (task), CIO__HERE)
 CIO_EXTERN int cio_as_completed_next_site(cio_as_completed *it, cio_task **task,

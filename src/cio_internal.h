@@ -332,7 +332,10 @@ struct cio_task {
     cio__stack stack;
     char *name;              /* name_buf or heap */
     char name_buf[40];
-    /* Not zeroed at spawn (which clears up to name_buf): set there. */
+    /* Spawn clears only the fields above: gen survives the reuse of the
+     * struct; spawn sets the others itself. */
+    uint16_t gen;            /* generation of the struct: never 0, moved on
+                              * each time it is freed (see task handles) */
     uint64_t parent_id;      /* the spawning task's id, 0 if none */
     const void *spawned_at;  /* return address of the spawn call, or NULL */
     cio__wait_on wait_on;    /* kind valid always, the rest while WAITING */
@@ -439,6 +442,46 @@ static inline bool cio__threadsafe_pending(const cio_loop *loop)
 }
 
 
+/* ---- task handles ----------------------------------------------------------
+ * Task structs are recycled (a cache in task.c, malloc after it), so a
+ * handle kept after its last cio_task_release would silently reach the next
+ * task spawned into the same memory. Every cio_task * the public API hands
+ * out therefore carries the struct's generation in its top 16 bits, which
+ * user-space addresses leave clear on 64-bit Linux (47 or 48 bits): the
+ * public calls taking a task strip it and compare it with the struct's
+ * (cio__task_get); a handle from an earlier generation aborts naming the
+ * call. The library keeps and passes plain pointers (tag 0, not checked);
+ * it must never dereference a handle without cio__task_get. */
+#if UINTPTR_MAX > 0xffffffffu
+#define CIO__HANDLE_SHIFT 48
+#define CIO__HANDLE_ADDR (((uintptr_t)1 << CIO__HANDLE_SHIFT) - 1)
+_Noreturn void cio__task_stale(const cio_task *handle, const char *what);
+/* The handle for task t (NULL for NULL). */
+static inline cio_task *cio__task_handle(const cio_task *t)
+{
+    if (!t)
+        return NULL;
+    return (cio_task *)((uintptr_t)t | (uintptr_t)t->gen << CIO__HANDLE_SHIFT);
+}
+/* The task behind a handle (or a plain pointer), checking its generation. */
+static inline cio_task *cio__task_get(const cio_task *handle, const char *what)
+{
+    uintptr_t v = (uintptr_t)handle;
+    cio_task *t = (cio_task *)(v & CIO__HANDLE_ADDR);
+    uintptr_t tag = v >> CIO__HANDLE_SHIFT;
+    if (CIO__UNLIKELY(tag != 0 && tag != t->gen))
+        cio__task_stale(handle, what);
+    return t;
+}
+#else /* 32-bit: no room in the pointer; stale handles go undetected */
+static inline cio_task *cio__task_handle(const cio_task *t) { return (cio_task *)t; }
+static inline cio_task *cio__task_get(const cio_task *h, const char *what)
+{
+    (void)what;
+    return (cio_task *)h;
+}
+#endif
+
 /* Transition a task's state, asserting the transition is legal:
  * new -> READY, new -> RUNNING, READY -> RUNNING, RUNNING -> READY (yield,
  * eager spawn), RUNNING -> WAITING -> READY, RUNNING -> DONE. Inline: with a
@@ -481,6 +524,14 @@ static inline int cio__cancel_code(const cio_task *t)
 void cio__cancel_seen(cio_task *t);
 /* Wake t with its cancellation code if it is waiting and now cancelled. */
 void cio__task_interrupt(cio_task *t);
+/* The running task, or NULL outside a task (in a callback, or on the
+ * loop's thread between runs, or on a thread without a loop). Every call
+ * that may suspend returns -EPERM there, before it does anything else. */
+static inline cio_task *cio__running(void)
+{
+    cio_loop *loop = cio__tls_loop;
+    return loop ? loop->current : NULL;
+}
 /* Start of every suspending call: checks that a task is running and not
  * cancelled, records the site. Returns 0 or the error to return. */
 static inline int cio__suspend_check(cio_task **self, const char *file,
@@ -511,6 +562,9 @@ void cio__watch_remove(cio__watch *w);
 int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
                cio_task_fn fn, void *arg, const char *fmt, va_list ap,
                cio_group *group);
+/* Record the caller's site for an eager spawn (opts->eager, in a task). */
+void cio__spawn_site(const cio_task_options *opts, const char *file, int line,
+                     const char *func);
 /* Called when a group child finishes (group.c). */
 void cio__group_child_done(cio_task *t);
 /* Task-local context (context.c): a new task gets a copy of its parent's

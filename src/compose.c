@@ -51,6 +51,8 @@ static cio__watch *watches_alloc(cio__watch *small, size_t n)
 {
     if (n <= SMALL)
         return small;
+    if (n > SIZE_MAX / sizeof(cio__watch))
+        return NULL; /* (the size would wrap: -ENOMEM, not a short array) */
     return malloc(n * sizeof(cio__watch));
 }
 
@@ -66,7 +68,7 @@ static void watch_all(multi_wait *m, cio__watch *w, cio_task *const *tasks, size
 {
     for (size_t i = 0; i < n; i++)
         if (!cio__watch_add(tasks[i], &w[i], watch_fired, m))
-            count_done(m, tasks[i]);
+            count_done(m, w[i].task); /* (the task itself, not the handle) */
 }
 
 static void cancel_unfinished(cio_task *const *tasks, size_t n)
@@ -214,6 +216,8 @@ int cio_as_completed_next_site(cio_as_completed *it, cio_task **task,
                                const char *file, int line, const char *func)
 {
     *task = NULL;
+    if (!cio__running())
+        return -EPERM; /* even with a task ready to return: nothing taken */
     if (it->n_returned == it->n)
         return 0;
     while (cio__list_empty(&it->done)) {
@@ -228,7 +232,7 @@ int cio_as_completed_next_site(cio_as_completed *it, cio_task **task,
             return rc;
     }
     cio__list *n = cio__list_pop_front(&it->done);
-    *task = CIO__CONTAINER(n, cio__watch, node)->task;
+    *task = cio__task_handle(CIO__CONTAINER(n, cio__watch, node)->task);
     it->n_returned++;
     return 1;
 }

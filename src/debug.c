@@ -122,10 +122,11 @@ void cio__hooks_after_poll(cio_loop *loop, int n_events)
 
 /* ---- snapshots --------------------------------------------------------------- */
 
-int cio_task_snapshot(const cio_task *t, cio_task_info *info)
+int cio_task_snapshot(const cio_task *handle, cio_task_info *info)
 {
-    if (!t || !info)
+    if (!handle || !info)
         return -EINVAL;
+    const cio_task *t = cio__task_get(handle, "cio_task_snapshot");
     memset(info, 0, sizeof *info);
     info->id = t->id;
     info->name = t->name;

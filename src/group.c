@@ -75,9 +75,10 @@ int(cio_group_spawn_ex)(cio_group *g, cio_task **task, const cio_task_options *o
 }
 
 int cio_group_spawn_site(cio_group *g, cio_task **task, const cio_task_options *opts,
-                         cio_task_fn fn, const char *file, int line,
-                         const char *func, void *arg, const char *name_fmt, ...)
+                         cio_task_fn fn, void *arg, const char *file, int line,
+                         const char *func, const char *name_fmt, ...)
 {
+    cio__spawn_site(opts, file, line, func); /* an eager child suspends us */
     va_list ap;
     va_start(ap, name_fmt);
     int rc = spawn_limited(g, task, opts, fn, arg, file, line, func, name_fmt, ap);
@@ -145,9 +146,10 @@ static void attach_tree(cio_task *self, cio_group *g, int rc);
 
 int cio_group_exit_site(cio_group *g, const char *file, int line, const char *func)
 {
-    cio_loop *loop = cio__tls_loop;
-    cio_task *self = loop ? loop->current : NULL;
-    if (!self || g->scope.task != self || g->exited)
+    cio_task *self = cio__running();
+    if (!self)
+        return -EPERM; /* a callback cannot wait: the group stays entered */
+    if (g->scope.task != self || g->exited)
         cio__panic("cio_group_exit: not called by the task that entered the group");
     if (self->scope != &g->scope)
         cio__panic("cio_group_exit: task '%s' has a scope still entered inside "
@@ -187,7 +189,7 @@ size_t cio_group_error_count(const cio_group *g) { return g->n_errors; }
 
 cio_task *cio_group_error(const cio_group *g, size_t i)
 {
-    return i < g->n_errors ? g->errors[i] : NULL;
+    return i < g->n_errors ? cio__task_handle(g->errors[i]) : NULL;
 }
 
 void cio_group_destroy(cio_group *g)
@@ -290,7 +292,7 @@ typedef struct cio__start {
 
 int cio_group_started(void *value)
 {
-    cio_task *self = cio_current();
+    cio_task *self = cio__running();
     if (!self || !self->start)
         return -EINVAL;
     cio__start *st = self->start;
@@ -332,15 +334,16 @@ int cio_group_start_site(cio_group *g, cio_task **task, cio_task_fn fn, void *ar
             return rc;
         reserved = true;
     }
-    cio_task *child;
+    cio_task *handle; /* tagged (see task handles in cio_internal.h) */
     va_list ap;
     va_start(ap, name_fmt);
-    rc = group_spawn_v(g, &child, NULL, fn, arg, name_fmt, ap);
+    rc = group_spawn_v(g, &handle, NULL, fn, arg, name_fmt, ap);
     va_end(ap);
     if (reserved)
         release_slot(g);
     if (rc)
         return rc;
+    cio_task *child = cio__task_get(handle, "cio_group_start");
     cio__start st = {.starter = self};
     child->start = &st;
     int outer = 0;
@@ -363,9 +366,9 @@ int cio_group_start_site(cio_group *g, cio_task **task, cio_task_fn fn, void *ar
         cio_scope_exit(&shield);
     child->start = NULL;
     if (task)
-        *task = child;
+        *task = handle;
     else
-        cio_task_release(child);
+        cio_task_release(handle);
     if (outer)
         return outer;
     if (st.ended)
@@ -448,7 +451,7 @@ static void attach_tree(cio_task *self, cio_group *g, int rc)
 
 int cio_group_fail(cio_group *g, int err)
 {
-    cio_task *self = cio_current();
+    cio_task *self = cio__running();
     if (!g || err >= 0 || g->exited || !self || g->scope.task != self)
         return -EINVAL;
     if (err == -ECANCELED || err == cio__cancel_code(self))
@@ -504,7 +507,7 @@ int cio_errors_code(const cio_errors *e, size_t i)
 
 cio_task *cio_errors_task(const cio_errors *e, size_t i)
 {
-    return e && i < e->n ? e->e[i].task : NULL;
+    return e && i < e->n ? cio__task_handle(e->e[i].task) : NULL;
 }
 
 const cio_errors *cio_errors_inner(const cio_errors *e, size_t i)
@@ -512,26 +515,25 @@ const cio_errors *cio_errors_inner(const cio_errors *e, size_t i)
     return e && i < e->n ? e->e[i].inner : NULL;
 }
 
-static void dump_level(FILE *f, const cio_errors *e, int depth)
+/* One line per entry, indented by depth, with write(2) (no stdio on a dup
+ * of fd, no SIGPIPE); a short or failed write drops the rest of the line. */
+static void dump_level(int fd, const cio_errors *e, int depth)
 {
     for (size_t i = 0; i < cio_errors_count(e); i++) {
         cio_task *t = e->e[i].task;
-        fprintf(f, "%*s%s%s%s: %s\n", 2 * depth, "", t ? "task '" : "(group body)",
-                t ? cio_task_name(t) : "", t ? "'" : "", cio_strerror(e->e[i].code));
-        dump_level(f, e->e[i].inner, depth + 1);
+        char line[256];
+        int n = snprintf(line, sizeof line, "%*s%s%s%s: %s\n", 2 * depth, "",
+                         t ? "task '" : "(group body)", t ? cio_task_name(t) : "",
+                         t ? "'" : "", cio_strerror(e->e[i].code));
+        if (n > 0)
+            (void)!cio__write_nosigpipe(fd, line,
+                                        (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+        dump_level(fd, e->e[i].inner, depth + 1);
     }
 }
 
 void cio_errors_dump(const cio_errors *e, int fd)
 {
-    int dfd = dup(fd);
-    if (dfd < 0)
-        return;
-    FILE *f = fdopen(dfd, "w");
-    if (!f) {
-        close(dfd);
-        return;
-    }
-    dump_level(f, e, 0);
-    fclose(f);
+    if (fd >= 0)
+        dump_level(fd, e, 0);
 }

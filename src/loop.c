@@ -695,10 +695,11 @@ int cio_loop_run(cio_loop *loop, cio_task_fn fn, void *arg)
     if (loop->running || cio__tls_loop != loop)
         return -EBUSY;
     loop->started = true;
-    cio_task *main_task;
-    int rc = cio_spawn(&main_task, fn, arg, "main");
+    cio_task *handle;
+    int rc = cio_spawn(&handle, fn, arg, "main");
     if (rc)
         return rc;
+    cio_task *main_task = cio__task_get(handle, "cio_loop_run");
     loop->running = true;
     loop->main_task = main_task;
     int drc = drive(loop, main_task);

@@ -118,8 +118,15 @@ int cio_scope_exit(cio_scope *s)
     return s->cancel_reason;
 }
 
-int cio_wait_for(cio_task_fn fn, void *arg, int64_t timeout)
+int cio_wait_for_site(cio_task_fn fn, void *arg, int64_t timeout, const char *file,
+                      int line, const char *func)
 {
+    cio_task *self = cio__running();
+    if (!self)
+        return -EPERM; /* fn is not run */
+    self->site.file = file;
+    self->site.line = line;
+    self->site.func = func;
     cio_scope s;
     cio_timeout_enter(&s, timeout);
     int rc = fn(arg);
@@ -155,7 +162,7 @@ bool cio_scope_cancelled_caught(const cio_scope *s) { return s->caught; }
 
 int64_t cio_effective_deadline(void)
 {
-    cio_task *t = cio_current();
+    cio_task *t = cio__running();
     if (!t)
         return CIO_FOREVER;
     if (cio__cancel_code(t))
@@ -172,7 +179,7 @@ int64_t cio_effective_deadline(void)
 
 int cio_cancel_pending(void)
 {
-    cio_task *t = cio_current();
+    cio_task *t = cio__running();
     if (!t)
         return 0;
     int code = cio__cancel_code(t);

@@ -20,7 +20,25 @@ struct cio_server {
     uint64_t accepted, failed;
     int accept_error;         /* what stopped the acceptor, 0 if closed */
     bool is_tcp;
+    unsigned magic;           /* SERVER_OPEN, or SERVER_FREED once closed
+                               * (last: free() reuses the first bytes) */
 };
+
+#define SERVER_OPEN 0x5e7e4a11u
+#define SERVER_FREED 0xdead5e7eu
+
+/* Every public call starts here: a server used after cio_server_close (a
+ * second close...) is named while its memory still says so; ASan reports
+ * the rest. */
+static void check(const cio_server *srv, const char *what)
+{
+    if (CIO__UNLIKELY(!srv || srv->magic != SERVER_OPEN))
+        cio__panic("%s: %p is not an open server (%s)", what, (const void *)srv,
+                   !srv ? "NULL"
+                   : srv->magic == SERVER_FREED
+                       ? "used after cio_server_close: close each server once"
+                       : "freed memory, or never started");
+}
 
 typedef struct conn {
     cio_server *srv;
@@ -112,6 +130,7 @@ static int start(cio_server **out, int lfd, bool is_tcp, cio_conn_fn fn, void *a
     }
     srv->lfd = lfd;
     srv->is_tcp = is_tcp;
+    srv->magic = SERVER_OPEN;
     srv->fn = fn;
     srv->arg = arg;
     if (opts)
@@ -167,19 +186,38 @@ int cio_start_unix_server(cio_server **out, const char *path, cio_conn_fn fn,
 int cio_server_sockname(const cio_server *srv, struct sockaddr_storage *addr,
                         socklen_t *len)
 {
+    check(srv, "cio_server_sockname");
     *len = sizeof *addr;
     if (srv->lfd < 0)
         return -EBADF; /* the listener failed and was closed */
     return getsockname(srv->lfd, (struct sockaddr *)addr, len) == 0 ? 0 : -errno;
 }
 
-uint64_t cio_server_accepted(const cio_server *srv) { return srv->accepted; }
-uint64_t cio_server_failed(const cio_server *srv) { return srv->failed; }
-int cio_server_error(const cio_server *srv) { return srv->accept_error; }
+uint64_t cio_server_accepted(const cio_server *srv)
+{
+    check(srv, "cio_server_accepted");
+    return srv->accepted;
+}
+
+uint64_t cio_server_failed(const cio_server *srv)
+{
+    check(srv, "cio_server_failed");
+    return srv->failed;
+}
+
+int cio_server_error(const cio_server *srv)
+{
+    check(srv, "cio_server_error");
+    return srv->accept_error;
+}
 
 int cio_server_close_site(cio_server *srv, const char *file, int line,
                           const char *func)
 {
+    if (srv)
+        check(srv, "cio_server_close");
+    if (!cio__running())
+        return -EPERM; /* it must wait for the handlers: the server stays open */
     if (!srv)
         return 0;
     cio_scope sh;
@@ -190,6 +228,8 @@ int cio_server_close_site(cio_server *srv, const char *file, int line,
     cio_task_release(srv->acceptor);
     if (srv->lfd >= 0) /* (the acceptor closes it when it ends) */
         cio_close(srv->lfd);
+    /* (volatile: a store right before free() is otherwise dropped) */
+    *(volatile unsigned *)&srv->magic = SERVER_FREED;
     free(srv);
     return 0;
 }

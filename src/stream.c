@@ -9,6 +9,7 @@
 #include "cio/stream.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -19,10 +20,18 @@
 #define DEFAULT_HIGH (64 * 1024)
 #define FIRST_READ_BUF (16 * 1024)
 
+/* A stream's magic: open (the user holds the handle), closed (the user's
+ * close or abort returned, while a sender or a call still inside keeps the
+ * memory), freed (poisoned before free: checked memory may be reused). */
+#define STREAM_OPEN 0x57e4a3c1u
+#define STREAM_CLOSED 0x57e4c105u
+#define STREAM_FREED 0xdead57e4u
+
 struct cio_stream {
     int fd;
     int refs;
     size_t limit, high, low;
+    unsigned magic;        /* past the bytes free() reuses for its lists */
     /* read side: bytes [rstart, rend) of rbuf are buffered */
     char *rbuf;
     size_t rcap, rstart, rend;
@@ -42,6 +51,13 @@ struct cio_stream {
 
 static size_t queued(const cio_stream *s) { return s->wend - s->wstart; }
 
+/* Under CIO_DEBUG a freed stream's memory is kept, poisoned, for the next
+ * QUARANTINE frees of the thread, so that a stale handle meets the
+ * poison (a clear panic) and never a newer stream at the same address. */
+#define QUARANTINE 64
+static __thread cio_stream *quarantine[QUARANTINE];
+static __thread unsigned quarantine_next;
+
 static void stream_unref(cio_stream *s)
 {
     if (--s->refs > 0)
@@ -52,7 +68,49 @@ static void stream_unref(cio_stream *s)
         s->tp->free(s->tp_ctx);
     free(s->rbuf);
     free(s->wbuf);
+    if (cio__debug_enabled()) {
+        memset(s, 0xdb, sizeof *s);
+        s->magic = STREAM_FREED;
+        free(quarantine[quarantine_next]);
+        quarantine[quarantine_next] = s;
+        quarantine_next = (quarantine_next + 1) % QUARANTINE;
+        return;
+    }
+    /* (volatile: a store right before free() is otherwise dropped) */
+    *(volatile unsigned *)&s->magic = STREAM_FREED;
     free(s);
+}
+
+_Noreturn static void stream_misuse(const cio_stream *s, const char *what)
+{
+    if (!s)
+        cio__panic("%s: NULL stream", what);
+    if (s->magic == STREAM_CLOSED || s->magic == STREAM_FREED)
+        cio__panic("%s: stream %p used after cio_stream_close or "
+                   "cio_stream_abort (a closed stream's handle is invalid "
+                   "once the close returns; close each stream once)",
+                   what, (const void *)s);
+    cio__panic("%s: %p is not an open stream (freed memory, or never "
+               "opened)",
+               what, (const void *)s);
+}
+
+/* Every public call starts here. A handle used after its stream was closed
+ * is caught while the memory is still the stream's (its sender or a call
+ * inside keeps it; under CIO_DEBUG, the quarantine), and most often after
+ * that too (the poison); ASan catches the rest. */
+static inline void check(const cio_stream *s, const char *what)
+{
+    if (CIO__UNLIKELY(!s || s->magic != STREAM_OPEN))
+        stream_misuse(s, what);
+}
+
+/* The start of every call that may suspend: a valid handle, and a task to
+ * suspend (-EPERM, nothing done, otherwise). */
+static inline int enter(const cio_stream *s, const char *what)
+{
+    check(s, what);
+    return cio__running() ? 0 : -EPERM;
 }
 
 int cio_stream_open_fd(cio_stream **out, int fd, const cio_stream_options *opts)
@@ -67,6 +125,7 @@ int cio_stream_open_fd(cio_stream **out, int fd, const cio_stream_options *opts)
     }
     s->fd = fd;
     s->refs = 1;
+    s->magic = STREAM_OPEN;
     s->limit = opts && opts->limit ? opts->limit : DEFAULT_LIMIT;
     s->high = opts && opts->high_water ? opts->high_water : DEFAULT_HIGH;
     s->low = opts && opts->low_water ? opts->low_water : s->high / 4;
@@ -104,16 +163,22 @@ int cio_stream_open_fd(cio_stream **out, int fd, const cio_stream_options *opts)
     return 0;
 }
 
-int cio_stream_fd(const cio_stream *s) { return s->fd; }
+int cio_stream_fd(const cio_stream *s)
+{
+    check(s, "cio_stream_fd");
+    return s->fd;
+}
 
 int cio_stream_peername(const cio_stream *s, struct sockaddr_storage *addr, socklen_t *len)
 {
+    check(s, "cio_stream_peername");
     *len = sizeof *addr;
     return getpeername(s->fd, (struct sockaddr *)addr, len) == 0 ? 0 : -errno;
 }
 
 int cio_stream_sockname(const cio_stream *s, struct sockaddr_storage *addr, socklen_t *len)
 {
+    check(s, "cio_stream_sockname");
     *len = sizeof *addr;
     return getsockname(s->fd, (struct sockaddr *)addr, len) == 0 ? 0 : -errno;
 }
@@ -137,6 +202,8 @@ int cio_open_unix_connection_site(cio_stream **out, const char *path,
                                   int line, const char *func)
 {
     *out = NULL;
+    if (!cio__running())
+        return -EPERM;
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     size_t plen = path ? strlen(path) : 0;
     if (plen == 0 || plen >= sizeof sun.sun_path)
@@ -271,6 +338,11 @@ static int sender_main(void *arg)
 
 int cio_stream_write(cio_stream *s, const void *buf, size_t n)
 {
+    check(s, "cio_stream_write");
+    /* No buffer is that large (write(2) leaves it undefined), and the
+     * queue's size must not wrap. */
+    if (n > (size_t)SSIZE_MAX || n > SIZE_MAX - queued(s))
+        return -EINVAL;
     if (s->werr)
         return s->werr;
     if (s->write_closed || s->closing)
@@ -301,9 +373,10 @@ int cio_stream_write(cio_stream *s, const void *buf, size_t n)
             s->wstart = 0;
         }
         if (s->wend + n > s->wcap) {
+            size_t need = s->wend + n; /* (no wrap: checked above) */
             size_t cap = s->wcap ? s->wcap : 4096;
-            while (cap < s->wend + n)
-                cap *= 2;
+            while (cap < need)
+                cap = cap <= SIZE_MAX / 2 ? cap * 2 : need;
             char *nb = realloc(s->wbuf, cap);
             if (!nb)
                 return -ENOMEM;
@@ -329,7 +402,11 @@ int cio_stream_write(cio_stream *s, const void *buf, size_t n)
     return 0;
 }
 
-size_t cio_stream_write_buffered(const cio_stream *s) { return queued(s); }
+size_t cio_stream_write_buffered(const cio_stream *s)
+{
+    check(s, "cio_stream_write_buffered");
+    return queued(s);
+}
 
 /* Calls that suspend hold a reference while they run, so that another
  * task closing the stream meanwhile (which wakes them: -EBADF) cannot free
@@ -343,6 +420,9 @@ static ssize_t release(cio_stream *s, ssize_t rc)
 
 int cio_stream_drain_site(cio_stream *s, const char *file, int line, const char *func)
 {
+    int rc = enter(s, "cio_stream_drain");
+    if (rc)
+        return rc;
     hold(s);
     while (!s->werr && queued(s) > s->high) {
         int rc = cio_event_wait_site(&s->below_low, file, line, func);
@@ -382,19 +462,28 @@ static int transport_shutdown(cio_stream *s, const char *file, int line,
 
 int cio_stream_flush_site(cio_stream *s, const char *file, int line, const char *func)
 {
+    int rc = enter(s, "cio_stream_flush");
+    if (rc)
+        return rc;
     hold(s);
     return (int)release(s, wait_sent(s, file, line, func));
 }
 
-size_t cio_stream_read_buffered(const cio_stream *s) { return s->rend - s->rstart; }
+size_t cio_stream_read_buffered(const cio_stream *s)
+{
+    check(s, "cio_stream_read_buffered");
+    return s->rend - s->rstart;
+}
 
 void *cio_stream_transport_ctx(const cio_stream *s, const cio_stream_transport *t)
 {
+    check(s, "cio_stream_transport_ctx");
     return s->tp == t ? s->tp_ctx : NULL;
 }
 
 int cio_stream_set_transport(cio_stream *s, const cio_stream_transport *t, void *ctx)
 {
+    check(s, "cio_stream_set_transport");
     if (!t || !t->read || !t->write)
         return -EINVAL;
     if (queued(s) || s->sender || s->rend != s->rstart)
@@ -432,6 +521,9 @@ static int write_eof(cio_stream *s, const char *file, int line, const char *func
 
 int cio_stream_write_eof_site(cio_stream *s, const char *file, int line, const char *func)
 {
+    int rc = enter(s, "cio_stream_write_eof");
+    if (rc)
+        return rc; /* nothing sent, nothing shut down */
     hold(s);
     return (int)release(s, write_eof(s, file, line, func));
 }
@@ -440,6 +532,7 @@ int cio_stream_write_eof_site(cio_stream *s, const char *file, int line, const c
  * on the stream are woken and see -EBADF (closed while waiting). */
 static void stop(cio_stream *s)
 {
+    s->magic = STREAM_CLOSED;
     s->closing = true;
     if (!s->rerr)
         s->rerr = -EBADF;
@@ -454,14 +547,24 @@ static void stop(cio_stream *s)
     stream_unref(s);
 }
 
-void cio_stream_abort(cio_stream *s) { stop(s); }
+void cio_stream_abort(cio_stream *s)
+{
+    if (!s)
+        return;
+    check(s, "cio_stream_abort");
+    stop(s);
+}
 
 int cio_stream_close_site(cio_stream *s, const char *file, int line, const char *func)
 {
     /* Cancelled: nothing more is sent, but the stream is closed all the
-     * same and the cancellation reported, as by any suspending call. */
+     * same and the cancellation reported, as by any suspending call.
+     * Outside a task nothing is done (cio_stream_abort closes there). */
+    int rc = enter(s, "cio_stream_close");
+    if (rc)
+        return rc;
     cio_task *self;
-    int rc = cio__suspend_check(&self, file, line, func);
+    rc = cio__suspend_check(&self, file, line, func);
     if (rc) {
         stop(s);
         return rc;
@@ -494,8 +597,11 @@ static ssize_t fill(cio_stream *s, size_t max, const char *file, int line,
         s->rstart = 0;
     }
     if (s->rend == s->rcap) {
-        size_t cap = s->rcap ? s->rcap * 2 : FIRST_READ_BUF;
-        if (cap > max + 1)
+        /* Double, up to max + 1 bytes (one past the limit tells that it
+         * was exceeded); limits near SIZE_MAX must not wrap. */
+        size_t cap = !s->rcap ? FIRST_READ_BUF
+                     : s->rcap <= SIZE_MAX / 2 ? s->rcap * 2 : SIZE_MAX;
+        if (max < SIZE_MAX && cap > max + 1)
             cap = max + 1;
         if (cap <= s->rcap)
             return -EMSGSIZE;
@@ -515,7 +621,11 @@ static ssize_t fill(cio_stream *s, size_t max, const char *file, int line,
     return n;
 }
 
-bool cio_stream_at_eof(const cio_stream *s) { return s->eof && !buffered(s); }
+bool cio_stream_at_eof(const cio_stream *s)
+{
+    check(s, "cio_stream_at_eof");
+    return s->eof && !buffered(s);
+}
 
 static ssize_t read_some(cio_stream *s, void *buf, size_t n, const char *file, int line,
                          const char *func)
@@ -550,6 +660,9 @@ static ssize_t read_some(cio_stream *s, void *buf, size_t n, const char *file, i
 ssize_t cio_stream_read_site(cio_stream *s, void *buf, size_t n, const char *file,
                              int line, const char *func)
 {
+    int rc = enter(s, "cio_stream_read");
+    if (rc)
+        return rc;
     hold(s);
     return release(s, read_some(s, buf, n, file, line, func));
 }
@@ -557,6 +670,11 @@ ssize_t cio_stream_read_site(cio_stream *s, void *buf, size_t n, const char *fil
 ssize_t cio_stream_readexactly_site(cio_stream *s, void *buf, size_t n,
                                     const char *file, int line, const char *func)
 {
+    int rc = enter(s, "cio_stream_readexactly");
+    if (rc)
+        return rc;
+    if (n > (size_t)SSIZE_MAX)
+        return -EINVAL; /* the count could not be returned */
     hold(s);
     size_t got = 0;
     while (got < n) {
@@ -617,7 +735,8 @@ static ssize_t read_record(cio_stream *s, const char *sep, size_t seplen, bool l
             s->rstart = s->rend = 0; /* the partial record is consumed */
             return -ENODATA;
         }
-        ssize_t r = fill(s, max + seplen, file, line, func);
+        ssize_t r = fill(s, max <= SIZE_MAX - seplen ? max + seplen : SIZE_MAX,
+                         file, line, func);
         if (r < 0 && !s->rerr)
             return r; /* cancelled, timed out, or over the limit */
         /* r < 0 with s->rerr set (reset...): the loop above hands out the
@@ -629,6 +748,9 @@ ssize_t cio_stream_readuntil_site(cio_stream *s, const void *sep, size_t seplen,
                                   char *buf, size_t cap, const char *file, int line,
                                   const char *func)
 {
+    int rc = enter(s, "cio_stream_readuntil");
+    if (rc)
+        return rc;
     hold(s);
     return release(s, read_record(s, sep, seplen, false, buf, cap, file, line, func));
 }
@@ -636,6 +758,59 @@ ssize_t cio_stream_readuntil_site(cio_stream *s, const void *sep, size_t seplen,
 ssize_t cio_stream_readline_site(cio_stream *s, char *buf, size_t cap, const char *file,
                                  int line, const char *func)
 {
+    int rc = enter(s, "cio_stream_readline");
+    if (rc)
+        return rc;
     hold(s);
     return release(s, read_record(s, "\n", 1, true, buf, cap, file, line, func));
+}
+
+/* Gather everything up to the end in the read buffer (so that nothing is
+ * lost to a cancellation), then hand the buffer itself over. */
+static ssize_t read_all(cio_stream *s, size_t max, char **out, const char *file,
+                        int line, const char *func)
+{
+    if (max > (size_t)SSIZE_MAX - 1)
+        max = (size_t)SSIZE_MAX - 1; /* the length must fit the return */
+    for (;;) {
+        if (buffered(s) > max)
+            return -EMSGSIZE;
+        if (s->eof)
+            break;
+        ssize_t r = fill(s, max, file, line, func);
+        if (r < 0)
+            return r;
+    }
+    size_t len = buffered(s);
+    if (s->rstart) {
+        memmove(s->rbuf, s->rbuf + s->rstart, len);
+        s->rstart = 0;
+        s->rend = len;
+    }
+    if (len + 1 > s->rcap) {
+        char *nb = realloc(s->rbuf, len + 1);
+        if (!nb)
+            return -ENOMEM;
+        s->rbuf = nb;
+        s->rcap = len + 1;
+    }
+    s->rbuf[len] = 0;
+    *out = s->rbuf;
+    s->rbuf = NULL;
+    s->rcap = s->rstart = s->rend = 0;
+    return (ssize_t)len;
+}
+
+ssize_t cio_stream_read_all_site(cio_stream *s, size_t max, char **out,
+                                 const char *file, int line, const char *func)
+{
+    if (out)
+        *out = NULL;
+    int rc = enter(s, "cio_stream_read_all");
+    if (rc)
+        return rc;
+    if (!out)
+        return -EINVAL;
+    hold(s);
+    return release(s, read_all(s, max, out, file, line, func));
 }

@@ -177,7 +177,7 @@ int cio_lock_release_site(cio_lock *l, const char *file, int line, const char *f
 
 bool cio_lock_locked(const cio_lock *l) { return l->owner != NULL; }
 
-cio_task *cio_lock_owner(const cio_lock *l) { return l->owner; }
+cio_task *cio_lock_owner(const cio_lock *l) { return cio__task_handle(l->owner); }
 
 /* ---- event ------------------------------------------------------------------ */
 

@@ -51,8 +51,9 @@ void cio__task_interrupt(cio_task *t)
         cio__cancel_seen(t);
 }
 
-bool cio_task_cancel(cio_task *t)
+bool cio_task_cancel(cio_task *h)
 {
+    cio_task *t = cio__task_get(h, "cio_task_cancel");
     if (!t || t->state == CIO__TASK_DONE)
         return false;
     t->cancelling++;
@@ -60,10 +61,14 @@ bool cio_task_cancel(cio_task *t)
     return true;
 }
 
-int cio_task_cancelling(const cio_task *t) { return t->cancelling; }
-
-int cio_task_uncancel(cio_task *t)
+int cio_task_cancelling(const cio_task *h)
 {
+    return cio__task_get(h, "cio_task_cancelling")->cancelling;
+}
+
+int cio_task_uncancel(cio_task *h)
+{
+    cio_task *t = cio__task_get(h, "cio_task_uncancel");
     /* A done task's loop may be gone; one that is not done has its loop. */
     if (t->cancelling > 0 && --t->cancelling == 0 && t->state != CIO__TASK_DONE)
         t->loop->recancel |= t->loop->closing;
@@ -80,9 +85,10 @@ int cio__park(cio_task *self)
 
 /* ---- completion watches ---------------------------------------------------- */
 
-bool cio__watch_add(cio_task *t, cio__watch *w, void (*fn)(cio__watch *),
+bool cio__watch_add(cio_task *h, cio__watch *w, void (*fn)(cio__watch *),
                     void *data)
 {
+    cio_task *t = cio__task_get(h, "cio_gather / cio_wait / cio_as_completed");
     w->task = t;
     w->fn = fn;
     w->data = data;
@@ -115,7 +121,17 @@ static cio_task *task_alloc(void)
 {
     if (task_cache_len)
         return task_cache[--task_cache_len];
-    return malloc(sizeof(cio_task));
+    cio_task *t = malloc(sizeof(cio_task));
+    if (!t)
+        return NULL;
+#ifdef CIO__HANDLE_SHIFT
+    if ((uintptr_t)t >> CIO__HANDLE_SHIFT)
+        cio__panic("task struct at %p: above 2^%d, where its handles carry "
+                   "their generation",
+                   (void *)t, CIO__HANDLE_SHIFT);
+#endif
+    t->gen = 1;
+    return t;
 }
 
 static void task_dealloc(cio_task *t)
@@ -141,11 +157,41 @@ static void task_entry(void *arg)
     task_complete(t, status);
 }
 
-static void set_name(cio_task *t, const char *fmt, va_list ap)
+/* set_name's printf case, out of its way (its buffer and va_copy cost
+ * every unnamed spawn a bigger frame): format into name_buf, or into *heap
+ * when longer. Returns false (nothing changed) if that allocation failed
+ * and truncate is off. */
+static __attribute__((noinline)) bool format_name(cio_task *t, const char *fmt,
+                                                  va_list ap, bool truncate,
+                                                  char **heap)
 {
-    if (t->name != t->name_buf)
-        free(t->name);
-    t->name = t->name_buf;
+    char small[sizeof t->name_buf]; /* (the arguments may be the old name) */
+    va_list ap2;
+    va_copy(ap2, ap);
+    int len = vsnprintf(small, sizeof small, fmt, ap);
+    if (len >= (int)sizeof small) {
+        *heap = malloc((size_t)len + 1);
+        if (*heap)
+            vsnprintf(*heap, (size_t)len + 1, fmt, ap2);
+    }
+    va_end(ap2);
+    if (len >= (int)sizeof small && !*heap && !truncate)
+        return false;
+    if (len < 0)
+        small[0] = 0; /* an encoding error: no name rather than garbage */
+    if (!*heap)
+        memcpy(t->name_buf, small, sizeof small);
+    return true;
+}
+
+/* Name t from fmt (NULL: "task-<id>"). A name longer than name_buf goes
+ * to the heap; if that allocation fails, spawn keeps the first bytes
+ * (truncate: a name is no reason to fail a spawn), cio_task_set_name
+ * leaves the old name and returns -ENOMEM. The old name is freed last:
+ * the format or its arguments may be the old name. */
+static int set_name(cio_task *t, const char *fmt, va_list ap, bool truncate)
+{
+    char *old = t->name != t->name_buf ? t->name : NULL; /* on the heap */
     if (!fmt) {
         /* "task-<id>" without printf: this runs on every unnamed spawn and
          * snprintf was half of spawn + join. */
@@ -160,35 +206,32 @@ static void set_name(cio_task *t, const char *fmt, va_list ap)
         for (int i = 0; i < n; i++)
             t->name_buf[5 + i] = digits[n - 1 - i];
         t->name_buf[5 + n] = 0;
-        return;
+        t->name = t->name_buf;
+        if (old) /* (never at spawn: no call) */
+            free(old);
+        return 0;
     }
+    char *heap = NULL;
     if (!strchr(fmt, '%')) {
         size_t len = strlen(fmt);
-        if (len < sizeof t->name_buf) {
-            memcpy(t->name_buf, fmt, len + 1);
-            return;
+        if (len >= sizeof t->name_buf && (heap = malloc(len + 1)))
+            memcpy(heap, fmt, len + 1);
+        if (len >= sizeof t->name_buf && !heap) {
+            if (!truncate)
+                return -ENOMEM;
+            len = sizeof t->name_buf - 1;
         }
-        char *p = malloc(len + 1);
-        if (p) {
-            memcpy(p, fmt, len + 1);
-            t->name = p;
-            return;
+        if (!heap) { /* (memmove: fmt may be the name itself) */
+            memmove(t->name_buf, fmt, len);
+            t->name_buf[len] = 0;
         }
-        memcpy(t->name_buf, fmt, sizeof t->name_buf - 1);
-        t->name_buf[sizeof t->name_buf - 1] = 0;
-        return;
+    } else if (!format_name(t, fmt, ap, truncate, &heap)) {
+        return -ENOMEM;
     }
-    va_list ap2;
-    va_copy(ap2, ap);
-    int len = vsnprintf(t->name_buf, sizeof t->name_buf, fmt, ap);
-    if (len >= (int)sizeof t->name_buf) {
-        char *p = malloc((size_t)len + 1);
-        if (p) {
-            vsnprintf(p, (size_t)len + 1, fmt, ap2);
-            t->name = p;
-        }
-    }
-    va_end(ap2);
+    t->name = heap ? heap : t->name_buf;
+    if (old)
+        free(old);
+    return 0;
 }
 
 /* cio__spawn, and pc is the code address of the spawn call (snapshots). */
@@ -239,7 +282,7 @@ static int spawn_at(cio_loop *loop, cio_task **out, const cio_task_options *opts
         task_dealloc(t);
         return rc;
     }
-    set_name(t, fmt, ap);
+    set_name(t, fmt, ap, true);
     cio__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);
     cio__list_push_back(&loop->tasks, &t->all_node);
     loop->n_tasks++;
@@ -250,7 +293,7 @@ static int spawn_at(cio_loop *loop, cio_task **out, const cio_task_options *opts
         group->n_running++;
     }
     if (out)
-        *out = t;
+        *out = cio__task_handle(t);
 
     cio_task *parent = loop->current;
     if (opts && opts->eager && parent) {
@@ -298,9 +341,24 @@ int cio_spawn(cio_task **task, cio_task_fn fn, void *arg, const char *name_fmt, 
     return rc;
 }
 
-int cio_spawn_ex(cio_task **task, const cio_task_options *opts, cio_task_fn fn,
-                 void *arg, const char *name_fmt, ...)
+/* An eager spawn suspends the caller (ready, not waiting): the site says
+ * where, for task dumps. */
+void cio__spawn_site(const cio_task_options *opts, const char *file, int line,
+                     const char *func)
 {
+    cio_task *self = cio__running();
+    if (opts && opts->eager && self) {
+        self->site.file = file;
+        self->site.line = line;
+        self->site.func = func;
+    }
+}
+
+int cio_spawn_ex_site(cio_task **task, const cio_task_options *opts, cio_task_fn fn,
+                      void *arg, const char *file, int line, const char *func,
+                      const char *name_fmt, ...)
+{
+    cio__spawn_site(opts, file, line, func);
     va_list ap;
     va_start(ap, name_fmt);
     int rc = spawn_at(cio__tls_loop, task, opts, fn, arg, name_fmt, ap, NULL,
@@ -368,39 +426,59 @@ void cio__task_free(cio_task *t)
         cio__errors_release(t->errtree);
     if (t->name != t->name_buf)
         free(t->name);
+    /* Every handle to this task is stale from now on. */
+    if (++t->gen == 0)
+        t->gen = 1;
     task_dealloc(t);
+}
+
+void cio__task_stale(const cio_task *handle, const char *what)
+{
+    cio__panic("%s: stale task handle %p: the task was released (its last "
+               "reference dropped by cio_task_release) and its memory is "
+               "free or belongs to another task",
+               what, (const void *)handle);
 }
 
 /* ---- handles and queries --------------------------------------------------- */
 
-cio_task *cio_task_ref(cio_task *t)
+cio_task *cio_task_ref(cio_task *h)
 {
-    t->refs++;
-    return t;
+    cio__task_get(h, "cio_task_ref")->refs++;
+    return h;
 }
 
-void cio_task_release(cio_task *t)
+void cio_task_release(cio_task *h)
 {
+    cio_task *t = cio__task_get(h, "cio_task_release");
     if (t && --t->refs == 0)
         cio__task_free(t);
 }
 
-bool cio_task_done(const cio_task *t) { return t->state == CIO__TASK_DONE; }
-
-bool cio_task_cancelled(const cio_task *t)
+bool cio_task_done(const cio_task *h)
 {
+    return cio__task_get(h, "cio_task_done")->state == CIO__TASK_DONE;
+}
+
+bool cio_task_cancelled(const cio_task *h)
+{
+    const cio_task *t = cio__task_get(h, "cio_task_cancelled");
     return t->state == CIO__TASK_DONE && t->status == -ECANCELED;
 }
 
-int cio_task_status(cio_task *t)
+int cio_task_status(cio_task *h)
 {
+    cio_task *t = cio__task_get(h, "cio_task_status");
     if (t->state != CIO__TASK_DONE)
         return -EBUSY;
     t->status_observed = true;
     return t->status;
 }
 
-void *cio_task_result(const cio_task *t) { return t->result; }
+void *cio_task_result(const cio_task *h)
+{
+    return cio__task_get(h, "cio_task_result")->result;
+}
 
 void cio_set_result(void *value)
 {
@@ -409,21 +487,26 @@ void cio_set_result(void *value)
         loop->current->result = value;
 }
 
-const char *cio_task_name(const cio_task *t) { return t->name; }
-
-int cio_task_set_name(cio_task *t, const char *fmt, ...)
+const char *cio_task_name(const cio_task *h)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    set_name(t, fmt, ap);
-    va_end(ap);
-    return 0;
+    return cio__task_get(h, "cio_task_name")->name;
 }
 
-uint64_t cio_task_id(const cio_task *t) { return t->id; }
-
-bool cio_task_site(const cio_task *t, cio_site *site)
+int cio_task_set_name(cio_task *h, const char *fmt, ...)
 {
+    cio_task *t = cio__task_get(h, "cio_task_set_name");
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = set_name(t, fmt, ap, false);
+    va_end(ap);
+    return rc;
+}
+
+uint64_t cio_task_id(const cio_task *h) { return cio__task_get(h, "cio_task_id")->id; }
+
+bool cio_task_site(const cio_task *h, cio_site *site)
+{
+    const cio_task *t = cio__task_get(h, "cio_task_site");
     if (t->state != CIO__TASK_WAITING && !(t->state == CIO__TASK_READY && t->started))
         return false;
     if (site)
@@ -431,11 +514,7 @@ bool cio_task_site(const cio_task *t, cio_site *site)
     return true;
 }
 
-cio_task *cio_current(void)
-{
-    cio_loop *loop = cio__tls_loop;
-    return loop ? loop->current : NULL;
-}
+cio_task *cio_current(void) { return cio__task_handle(cio__running()); }
 
 size_t cio_all_tasks(cio_task **out, size_t cap)
 {
@@ -445,7 +524,7 @@ size_t cio_all_tasks(cio_task **out, size_t cap)
     size_t i = 0;
     for (cio__list *n = loop->tasks.next; n != &loop->tasks; n = n->next, i++)
         if (i < cap)
-            out[i] = CIO__CONTAINER(n, cio_task, all_node);
+            out[i] = cio__task_handle(CIO__CONTAINER(n, cio_task, all_node));
     return i;
 }
 
@@ -454,7 +533,7 @@ size_t cio_all_tasks(cio_task **out, size_t cap)
 static void done_cb_trampoline(void *arg)
 {
     cio__done_cb *cb = arg;
-    cb->fn(cb->task, cb->arg);
+    cb->fn(cio__task_handle(cb->task), cb->arg);
     cio_task_release(cb->task);
     free(cb);
 }
@@ -472,8 +551,9 @@ static cio_loop *task_loop_open(const cio_task *t)
     return loop;
 }
 
-int cio_task_add_done_callback(cio_task *t, cio_done_fn fn, void *arg)
+int cio_task_add_done_callback(cio_task *task, cio_done_fn fn, void *arg)
 {
+    cio_task *t = cio__task_get(task, "cio_task_add_done_callback");
     if (!t || !fn)
         return -EINVAL;
     cio_loop *loop = t->loop;
@@ -503,8 +583,9 @@ int cio_task_add_done_callback(cio_task *t, cio_done_fn fn, void *arg)
     return 0;
 }
 
-int cio_task_remove_done_callback(cio_task *t, cio_done_fn fn, void *arg)
+int cio_task_remove_done_callback(cio_task *h, cio_done_fn fn, void *arg)
 {
+    cio_task *t = cio__task_get(h, "cio_task_remove_done_callback");
     int removed = 0;
     cio__list *n = t->done_cbs.next;
     while (n != &t->done_cbs) {
@@ -529,18 +610,22 @@ static void join_watch_fired(cio__watch *w)
     cio__task_wake(w->data, 0);
 }
 
-int cio_join_site(cio_task *task, int *status, const char *file, int line,
+int cio_join_site(cio_task *handle, int *status, const char *file, int line,
                   const char *func)
 {
-    cio_task *self;
+    cio_task *task = cio__task_get(handle, "cio_join");
     if (!task)
         return -EINVAL;
+    cio_task *self;
+    int rc = cio__suspend_check(&self, file, line, func);
+    if (rc == -EPERM)
+        return rc; /* even for a finished task: a callback never joins */
     if (task->state == CIO__TASK_DONE) {
+        task->status_observed = true; /* joining is reading the status */
         if (status)
-            *status = cio_task_status(task);
+            *status = task->status;
         return 0;
     }
-    int rc = cio__suspend_check(&self, file, line, func);
     if (rc)
         return rc;
     if (self == task)
@@ -553,8 +638,9 @@ int cio_join_site(cio_task *task, int *status, const char *file, int line,
     cio__watch_remove(&w);
     if (rc < 0) /* cancelled: that wins even if the task finished meanwhile */
         return rc;
+    task->status_observed = true; /* joining is reading the status */
     if (status)
-        *status = cio_task_status(task);
+        *status = task->status;
     return 0;
 }
 

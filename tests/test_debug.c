@@ -405,6 +405,7 @@ static int snapshot_main(void *arg)
     ASSERT_EQ(write(fds[1], "x", 1), 1);
     cio_task_cancel(sh);
     ASSERT_EQ(join_release(j), 0); /* the join itself succeeded */
+    cio_task_ref(s); /* kept for the snapshot of a finished task below */
     ASSERT_EQ(join_release(s), -ECANCELED);
     ASSERT_EQ(join_release(f), CIO_READABLE);
     ASSERT_EQ(join_release(l), 0);
@@ -415,6 +416,7 @@ static int snapshot_main(void *arg)
     ASSERT_EQ(cio_task_snapshot(s, &one), 0);
     ASSERT_EQ(one.state, CIO_TASK_DONE);
     ASSERT_FALSE(one.has_site);
+    cio_task_release(s);
     cio_close(fds[0]);
     cio_close(fds[1]);
     return 0;

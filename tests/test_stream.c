@@ -4,12 +4,14 @@
 #include "cio.h"
 #include "harness.h"
 #include "peer.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -912,4 +914,303 @@ TEST(stream_over_a_pipe_whose_reader_left_is_epipe_not_sigpipe)
 {
     signal(SIGPIPE, SIG_DFL);
     ASSERT_EQ(cio_run(pipe_reader_gone_main, NULL), 0);
+}
+
+/* ---- sizes that would wrap ------------------------------------------------- */
+
+static int huge_write_main(void *arg)
+{
+    (void)arg;
+    cio_stream *a, *b;
+    pair(&a, &b, NULL);
+    static const char small[16];
+    /* Nothing queued: refused before any system call (it used to send
+     * whatever lay past the buffer, then spin doubling a capacity that
+     * wrapped to 0). */
+    ASSERT_EQ(cio_stream_write(a, small, SIZE_MAX), -EINVAL);
+    ASSERT_EQ(cio_stream_write(a, small, (size_t)SSIZE_MAX + 1), -EINVAL);
+    ASSERT_EQ(cio_stream_write_buffered(a), 0);
+    /* Bytes queued (the peer does not read): still refused, nothing added. */
+    static char chunk[64 * 1024];
+    while (cio_stream_write_buffered(a) == 0)
+        ASSERT_EQ(cio_stream_write(a, chunk, sizeof chunk), 0);
+    size_t q = cio_stream_write_buffered(a);
+    ASSERT_EQ(cio_stream_write(a, small, SIZE_MAX), -EINVAL);
+    ASSERT_EQ(cio_stream_write(a, small, SIZE_MAX - q + 1), -EINVAL);
+    ASSERT_EQ(cio_stream_write_buffered(a), q);
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#endif
+#ifndef TEST_ASAN /* (ASan aborts on an allocation that large) */
+    /* A size that fits but whose doubled capacity would wrap: the growth
+     * stops at what is needed and that allocation fails. */
+    ASSERT_EQ(cio_stream_write(a, small, (size_t)SSIZE_MAX - 1), -ENOMEM);
+    ASSERT_EQ(cio_stream_write_buffered(a), q);
+#endif
+    cio_stream_abort(a);
+    cio_stream_abort(b);
+    return 0;
+}
+
+TEST(stream_write_of_a_size_that_wraps_is_refused_not_a_spin)
+{
+    ASSERT_EQ(cio_run(huge_write_main, NULL), 0);
+}
+
+static int huge_limit_main(void *arg)
+{
+    (void)arg;
+    /* limit SIZE_MAX ("no limit") and a separator: max + seplen and
+     * max + 1 must not wrap into "over the limit". */
+    cio_stream_options o = {.limit = SIZE_MAX};
+    cio_stream *a, *b;
+    pair(&a, &b, &o);
+    ASSERT_EQ(cio_stream_write(a, "one\r\ntwo\n", 9), 0);
+    char buf[16];
+    ASSERT_EQ(cio_stream_readuntil(b, "\r\n", 2, buf, SIZE_MAX), 5);
+    ASSERT_STREQ(buf, "one\r\n");
+    ASSERT_EQ(cio_stream_readline(b, buf, sizeof buf), 4);
+    ASSERT_EQ(cio_stream_close(a), 0);
+    char *all;
+    ASSERT_EQ(cio_stream_read_all(b, SIZE_MAX, &all), 0);
+    free(all);
+    ASSERT_EQ(cio_stream_close(b), 0);
+    return 0;
+}
+
+TEST(stream_limit_of_size_max_does_not_wrap)
+{
+    ASSERT_EQ(cio_run(huge_limit_main, NULL), 0);
+}
+
+/* ---- handles used after close ---------------------------------------------- */
+
+static int abort_twice_main(void *arg)
+{
+    (void)arg;
+    cio_stream *a, *b;
+    pair(&a, &b, NULL);
+    /* Bytes queued: the sender keeps the memory after the abort, so the
+     * second call finds the stream closed, not freed. */
+    static char chunk[64 * 1024];
+    while (cio_stream_write_buffered(a) == 0)
+        ASSERT_EQ(cio_stream_write(a, chunk, sizeof chunk), 0);
+    cio_stream_abort(a);
+    cio_stream_abort(a);
+    return 0;
+}
+
+TEST(stream_aborted_twice_is_named)
+{
+    expect_panic(abort_twice_main, NULL, false,
+                 "cio_stream_abort: stream");
+    expect_panic(abort_twice_main, NULL, false, "used after cio_stream_close");
+}
+
+static int close_twice_main(void *arg)
+{
+    (void)arg;
+    cio_stream *a, *b;
+    pair(&a, &b, NULL);
+    ASSERT_EQ(cio_stream_close(a), 0); /* freed */
+    cio_stream *c, *d;
+    pair(&c, &d, NULL); /* (no reuse of a's memory under CIO_DEBUG) */
+    cio_stream_close(a);
+    return 0;
+}
+
+TEST(stream_closed_twice_is_named_under_debug_not_a_use_after_free)
+{
+    expect_panic(close_twice_main, NULL, true,
+                 "cio_stream_close: stream");
+}
+
+static int write_after_close_main(void *arg)
+{
+    (void)arg;
+    cio_stream *a, *b;
+    pair(&a, &b, NULL);
+    ASSERT_EQ(cio_stream_close(a), 0);
+    cio_stream_write(a, "x", 1);
+    return 0;
+}
+
+TEST(stream_write_after_close_is_named_under_debug)
+{
+    expect_panic(write_after_close_main, NULL, true,
+                 "cio_stream_write: stream");
+}
+
+/* ---- read_all ------------------------------------------------------------- */
+
+typedef struct trickle_text {
+    cio_stream *s;
+    const char *text;
+} trickle_text;
+
+static int read_all_trickler(void *arg)
+{
+    trickle_text *t = arg;
+    for (const char *p = t->text; *p; p++) {
+        ASSERT_EQ(cio_stream_write(t->s, p, 1), 0);
+        ASSERT_EQ(cio_sleep(CIO_MSEC), 0);
+    }
+    return cio_stream_close(t->s);
+}
+
+static int read_all_main(void *arg)
+{
+    (void)arg;
+    cio_stream *a, *b;
+    pair(&a, &b, NULL);
+    /* Bytes trickling in, some already buffered by a readline. */
+    ASSERT_EQ(cio_stream_write(a, "head\n", 5), 0);
+    char line[16];
+    ASSERT_EQ(cio_stream_readline(b, line, sizeof line), 5);
+    trickle_text t = {a, "the body, one byte at a time"};
+    cio_task *w = spawn(read_all_trickler, &t, "trickle");
+    char *all = NULL;
+    ASSERT_EQ(cio_stream_read_all(b, 100, &all), (ssize_t)strlen(t.text));
+    ASSERT_STREQ(all, t.text);
+    free(all);
+    ASSERT_EQ(join_release(w), 0);
+    ASSERT_TRUE(cio_stream_at_eof(b));
+    /* At the end: "" again, never NULL on success. */
+    ASSERT_EQ(cio_stream_read_all(b, 100, &all), 0);
+    ASSERT_STREQ(all, "");
+    free(all);
+    ASSERT_EQ(cio_stream_close(b), 0);
+    return 0;
+}
+
+TEST(stream_read_all_reads_to_the_end)
+{
+    ASSERT_EQ(run_virtual(read_all_main, NULL), 0);
+}
+
+static int read_all_cap_main(void *arg)
+{
+    (void)arg;
+    cio_stream *a, *b;
+    pair(&a, &b, NULL);
+    static char big[100000];
+    memset(big, 'x', sizeof big);
+    ASSERT_EQ(cio_stream_write(a, big, sizeof big), 0);
+    ASSERT_EQ(cio_stream_close(a), 0);
+    char *all = (char *)1;
+    ASSERT_EQ(cio_stream_read_all(b, sizeof big - 1, &all), -EMSGSIZE);
+    ASSERT_PTR_EQ(all, NULL);
+    /* Nothing consumed: exactly at the cap it all comes. */
+    ASSERT_EQ(cio_stream_read_all(b, sizeof big, &all), (ssize_t)sizeof big);
+    ASSERT_EQ(memcmp(all, big, sizeof big), 0);
+    ASSERT_EQ(all[sizeof big], 0);
+    free(all);
+    ASSERT_EQ(cio_stream_read_all(b, 10, NULL), -EINVAL);
+    ASSERT_EQ(cio_stream_close(b), 0);
+    return 0;
+}
+
+TEST(stream_read_all_over_the_cap_is_emsgsize_and_consumes_nothing)
+{
+    ASSERT_EQ(cio_run(read_all_cap_main, NULL), 0);
+}
+
+static int read_all_cancel_main(void *arg)
+{
+    (void)arg;
+    cio_stream *a, *b;
+    pair(&a, &b, NULL);
+    ASSERT_EQ(cio_stream_write(a, "first half, ", 12), 0);
+    char *all = (char *)1;
+    cio_scope sc;
+    cio_timeout_enter(&sc, 10 * CIO_MSEC);
+    ASSERT_EQ(cio_stream_read_all(b, 100, &all), -ETIMEDOUT);
+    ASSERT_EQ(cio_scope_exit(&sc), -ETIMEDOUT);
+    ASSERT_PTR_EQ(all, NULL);
+    /* Cancelled: what came is still buffered; the next call goes on. */
+    ASSERT_EQ(cio_stream_read_buffered(b), 12);
+    ASSERT_EQ(cio_stream_write(a, "second half", 11), 0);
+    ASSERT_EQ(cio_stream_close(a), 0);
+    ASSERT_EQ(cio_stream_read_all(b, 100, &all), 23);
+    ASSERT_STREQ(all, "first half, second half");
+    free(all);
+    ASSERT_EQ(cio_stream_close(b), 0);
+    return 0;
+}
+
+TEST(stream_read_all_cancelled_loses_nothing)
+{
+    ASSERT_EQ(run_virtual(read_all_cancel_main, NULL), 0);
+}
+
+static int read_all_reset_main(void *arg)
+{
+    (void)arg;
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    cio_stream *b;
+    ASSERT_EQ(cio_stream_open_fd(&b, sv[1], NULL), 0);
+    ASSERT_EQ(write(sv[0], "partial", 7), 7);
+    close(sv[0]); /* the peer's close is the end */
+    char *all;
+    ASSERT_EQ(cio_stream_read_all(b, 100, &all), 7);
+    ASSERT_STREQ(all, "partial");
+    free(all);
+    ASSERT_EQ(cio_stream_close(b), 0);
+    return 0;
+}
+
+TEST(stream_read_all_until_the_peer_closes)
+{
+    ASSERT_EQ(cio_run(read_all_reset_main, NULL), 0);
+}
+
+static int readexactly_huge_main(void *arg)
+{
+    (void)arg;
+    cio_stream *a, *b;
+    pair(&a, &b, NULL);
+    char buf[4];
+    /* The count returned would be negative: an error code's look-alike. */
+    ASSERT_EQ(cio_stream_readexactly(b, buf, (size_t)SSIZE_MAX + 1), -EINVAL);
+    ASSERT_EQ(cio_stream_close(a), 0);
+    ASSERT_EQ(cio_stream_close(b), 0);
+    return 0;
+}
+
+TEST(stream_readexactly_of_a_count_over_ssize_max_is_einval)
+{
+    ASSERT_EQ(cio_run(readexactly_huge_main, NULL), 0);
+}
+
+static int conn_nop(cio_stream *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    return 0;
+}
+
+static int server_twice_main(void *arg)
+{
+    (void)arg;
+    cio_server *srv;
+    ASSERT_EQ(cio_start_server(&srv, "127.0.0.1", "0", conn_nop, NULL, NULL), 0);
+    ASSERT_EQ(cio_server_close(srv), 0);
+    cio_server_close(srv);
+    return 0;
+}
+
+TEST(stream_server_closed_twice_is_named)
+{
+#if defined(TEST_ASAN)
+    cio_test_skip("ASan reports the use after free itself");
+#endif
+    expect_panic(server_twice_main, NULL, false,
+                 "cio_server_close: 0x");
+    expect_panic(server_twice_main, NULL, false, "used after cio_server_close");
 }

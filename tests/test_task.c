@@ -2,6 +2,7 @@
  * eager start, done callbacks, all_tasks, many tasks. */
 #include "cio.h"
 #include "harness.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -412,4 +413,182 @@ TEST(task_run_cancels_leftovers)
     cleanup_ran = 0;
     ASSERT_EQ(cio_run(detached_main, NULL), 3);
     ASSERT_EQ(cleanup_ran, 5);
+}
+
+/* Renaming from the old name: the new name is made before the old one is
+ * freed (the format read freed memory for a name on the heap). */
+static int rename_main(void *arg)
+{
+    (void)arg;
+    cio_task *self = cio_current();
+    const char *long_name = "a-task-name-too-long-for-the-inline-buffer";
+    ASSERT_EQ(cio_task_set_name(self, "%s", long_name), 0);
+    ASSERT_STREQ(cio_task_name(self), long_name);
+    ASSERT_EQ(cio_task_set_name(self, "%s/renamed", cio_task_name(self)), 0);
+    ASSERT_STREQ(cio_task_name(self),
+                 "a-task-name-too-long-for-the-inline-buffer/renamed");
+    ASSERT_EQ(cio_task_set_name(self, "short"), 0);
+    ASSERT_EQ(cio_task_set_name(self, "%s-%s", cio_task_name(self), cio_task_name(self)), 0);
+    ASSERT_STREQ(cio_task_name(self), "short-short");
+    ASSERT_EQ(cio_task_set_name(self, NULL), 0);
+    ASSERT_EQ(strncmp(cio_task_name(self), "task-", 5), 0);
+    return 0;
+}
+
+TEST(task_set_name_may_use_the_old_name)
+{
+    ASSERT_EQ(cio_run(rename_main, NULL), 0);
+}
+
+/* An eager spawn suspends its caller: task dumps show the caller waiting
+ * at the spawn, like at any suspending call. */
+typedef struct peek {
+    cio_task *parent;
+    cio_site site;
+    bool seen;
+} peek;
+
+static int eager_peek(void *arg)
+{
+    peek *p = arg;
+    p->seen = cio_task_site(p->parent, &p->site);
+    return 0;
+}
+
+static int eager_site_main(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_sleep(0), 0); /* an earlier site, elsewhere */
+    peek p = {.parent = cio_current()};
+    cio_task_options o = {.eager = true};
+    cio_task *t;
+    int line = __LINE__ + 1;
+    ASSERT_EQ(cio_spawn_ex(&t, &o, eager_peek, &p, "peek"), 0);
+    ASSERT_TRUE(p.seen);
+    ASSERT_EQ(p.site.line, line);
+    ASSERT_STREQ(p.site.func, "eager_site_main");
+    ASSERT_EQ(join_release(t), 0);
+    return 0;
+}
+
+TEST(task_eager_spawn_records_the_callers_site)
+{
+    ASSERT_EQ(cio_run(eager_site_main, NULL), 0);
+}
+
+/* ---- stale handles ----------------------------------------------------------- */
+
+static int stale_name_main(void *arg)
+{
+    (void)arg;
+    cio_task *old = spawn(return_arg, NULL, "old");
+    ASSERT_EQ(join_release(old), 0);
+    /* The struct is recycled at once for the next task... */
+    cio_task *next = spawn(return_arg, NULL, "next");
+    ASSERT_TRUE(old != next);
+    /* ...but the old handle does not reach it. */
+    fprintf(stderr, "old handle names '%s'\n", cio_task_name(old));
+    ASSERT_EQ(join_release(next), 0);
+    return 0;
+}
+
+TEST(task_handle_used_after_release_is_named_not_another_task)
+{
+    expect_panic(stale_name_main, NULL, false, "cio_task_name: stale task handle");
+}
+
+static int stale_join_main(void *arg)
+{
+    (void)arg;
+    cio_task *old = spawn(return_arg, NULL, "old");
+    ASSERT_EQ(join_release(old), 0);
+    cio_task *next = spawn(return_arg, NULL, "next");
+    int st;
+    cio_join(old, &st);
+    cio_task_release(next);
+    return 0;
+}
+
+TEST(task_join_of_a_released_handle_is_named)
+{
+    expect_panic(stale_join_main, NULL, false, "cio_join: stale task handle");
+}
+
+static int double_release_main(void *arg)
+{
+    (void)arg;
+    cio_task *t = spawn(return_arg, NULL, "t");
+    ASSERT_EQ(join_release(t), 0);
+    cio_task_release(t);
+    return 0;
+}
+
+TEST(task_released_twice_is_named)
+{
+    expect_panic(double_release_main, NULL, false, "cio_task_release: stale task handle");
+}
+
+/* Handles stay comparable: every call that gives out a task gives the
+ * same value for it. */
+static cio_task *seen_in_callback;
+
+static void note_task(cio_task *t, void *arg)
+{
+    (void)arg;
+    seen_in_callback = t;
+}
+
+static int same_handle_child(void *arg)
+{
+    cio_task **out = arg;
+    *out = cio_current();
+    return 0;
+}
+
+static int handles_compare_main(void *arg)
+{
+    (void)arg;
+    cio_task *self_seen = NULL;
+    cio_task *t = spawn(same_handle_child, &self_seen, "child");
+    ASSERT_EQ(cio_task_add_done_callback(t, note_task, NULL), 0);
+    cio_task *all[8];
+    size_t n = cio_all_tasks(all, 8);
+    bool listed = false;
+    for (size_t i = 0; i < n && i < 8; i++)
+        listed |= all[i] == t;
+    ASSERT_TRUE(listed);
+    ASSERT_PTR_EQ(cio_task_ref(t), t);
+    cio_task_release(t);
+    ASSERT_EQ(cio_yield(), 0);
+    ASSERT_EQ(cio_yield(), 0);
+    ASSERT_PTR_EQ(self_seen, t);
+    ASSERT_PTR_EQ(seen_in_callback, t);
+    cio_as_completed it;
+    ASSERT_EQ(cio_as_completed_init(&it, &t, 1), 0);
+    cio_task *got;
+    ASSERT_EQ(cio_as_completed_next(&it, &got), 1);
+    ASSERT_PTR_EQ(got, t);
+    cio_as_completed_destroy(&it);
+    ASSERT_EQ(join_release(t), 0);
+
+    cio_lock l;
+    cio_lock_init(&l);
+    ASSERT_EQ(cio_lock_acquire(&l), 0);
+    ASSERT_PTR_EQ(cio_lock_owner(&l), cio_current());
+    ASSERT_EQ(cio_lock_release(&l), 0);
+
+    cio_group g;
+    cio_task *failing;
+    cio_group_enter(&g);
+    ASSERT_EQ(cio_group_spawn(&g, &failing, return_arg, (void *)(intptr_t)-EIO, "failing"), 0);
+    ASSERT_EQ(cio_group_exit(&g), -EIO);
+    ASSERT_PTR_EQ(cio_group_error(&g, 0), failing);
+    cio_task_release(failing);
+    cio_group_destroy(&g);
+    return 0;
+}
+
+TEST(task_handles_compare_equal_wherever_they_come_from)
+{
+    ASSERT_EQ(cio_run(handles_compare_main, NULL), 0);
 }

@@ -6,8 +6,12 @@
 #include "cio.h"
 #include "harness.h"
 
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* cio_run on the virtual clock. */
@@ -69,6 +73,30 @@ static inline void stderr_capture_end(stderr_capture c, char *buf, size_t cap)
     ssize_t n = pread(c.file, buf, cap - 1, 0);
     buf[n > 0 ? n : 0] = 0;
     close(c.file);
+}
+
+/* Run cio_run(fn, arg) in a child process (with CIO_DEBUG=1 if debug)
+ * and check that it aborts with a message containing `what` on stderr:
+ * how a test shows that a misuse is named, not silently survived. */
+static inline void expect_panic(cio_task_fn fn, void *arg, bool debug, const char *what)
+{
+    stderr_capture c = stderr_capture_begin();
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        if (debug)
+            setenv("CIO_DEBUG", "1", 1);
+        cio_run(fn, arg);
+        _exit(0); /* must not get here */
+    }
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    char buf[4096];
+    stderr_capture_end(c, buf, sizeof buf);
+    if (!strstr(buf, what))
+        cio_test_fail(__FILE__, __LINE__, "expected \"%s\" on stderr, got: %s", what, buf);
+    ASSERT_TRUE(WIFSIGNALED(status));
+    ASSERT_EQ(WTERMSIG(status), SIGABRT);
 }
 
 #endif

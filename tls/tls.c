@@ -301,6 +301,8 @@ int cio_tls_config_set_alpn(cio_tls_config *cfg, const char *const *protocols,
         if (l == 0 || l > 255)
             return -EINVAL;
         len += 1 + l;
+        if (len > 65535)
+            return -EINVAL; /* the extension's list has a 16-bit length */
     }
     unsigned char *wire = malloc(len);
     if (!wire)
@@ -630,6 +632,15 @@ ssize_t cio_tls_write_nowait(cio_tls *t, const void *buf, size_t n, unsigned *wa
     return rc == 0 ? -EPIPE : rc; /* close_notify seen while writing */
 }
 
+/* The suspending calls refuse to run outside a task before they touch the
+ * session: a handshake step or a write from a callback would send bytes
+ * and then fail to wait for the answer. */
+#define IN_TASK_OR_EPERM()                                                     \
+    do {                                                                       \
+        if (!cio_current())                                                    \
+            return -EPERM;                                                     \
+    } while (0)
+
 /* Retry op (a _nowait call that leaves `want`) until it stops asking to
  * wait, waiting for the fd in between, under a scope with the given
  * absolute deadline (CIO_FOREVER: none, no scope). *own_timeout tells
@@ -644,8 +655,6 @@ static int retry_until(cio_tls *t, nowait_fn op, int64_t deadline, bool *own_tim
     int rc = op(t, &want);
     if (rc != -EAGAIN)
         return rc;
-    if (!cio_current()) /* no scope outside a task: the wait says -EPERM */
-        return cio_wait_fd_site(t->fd, want, file, line, func);
     cio_scope scope;
     bool bounded = deadline != CIO_FOREVER;
     if (bounded)
@@ -673,6 +682,7 @@ static int handshake_op(cio_tls *t, unsigned *want)
 
 int cio_tls_handshake_site(cio_tls *t, const char *file, int line, const char *func)
 {
+    IN_TASK_OR_EPERM();
     if (t->handshaken)
         return 0;
     /* The clock starts at the first call and is not restarted by later
@@ -698,6 +708,7 @@ int cio_tls_handshake_site(cio_tls *t, const char *file, int line, const char *f
 ssize_t cio_tls_read_site(cio_tls *t, void *buf, size_t n, const char *file,
                           int line, const char *func)
 {
+    IN_TASK_OR_EPERM();
     if (!t->handshaken) { /* with its timeout */
         int rc = cio_tls_handshake_site(t, file, line, func);
         if (rc)
@@ -717,6 +728,7 @@ ssize_t cio_tls_read_site(cio_tls *t, void *buf, size_t n, const char *file,
 ssize_t cio_tls_write_site(cio_tls *t, const void *buf, size_t n, const char *file,
                            int line, const char *func)
 {
+    IN_TASK_OR_EPERM();
     if (!t->handshaken) { /* with its timeout */
         int rc = cio_tls_handshake_site(t, file, line, func);
         if (rc)
@@ -753,6 +765,7 @@ static int shutdown_nowait(cio_tls *t, unsigned *want)
 
 int cio_tls_shutdown_site(cio_tls *t, const char *file, int line, const char *func)
 {
+    IN_TASK_OR_EPERM();
     bool own;
     int rc = retry_until(t, shutdown_nowait, deadline_after(cio_now(), t->shutdown_timeout),
                          &own, file, line, func);
@@ -800,6 +813,7 @@ int cio_stream_start_tls_site(cio_stream *s, cio_tls_config *cfg,
     last_start_tls_error[0] = 0;
     if (!s || !cfg)
         return -EINVAL;
+    IN_TASK_OR_EPERM();
     int rc = cio_stream_flush_site(s, file, line, func);
     if (rc)
         return rc;

@@ -82,14 +82,17 @@ CIO_EXTERN ssize_t cio_sendto_site(int fd, const void *buf, size_t n, int flags,
                                    const char *file, int line,
                                    const char *func);
 
-/* read(2) / write-all on any non-blocking fd (pipes, ttys, sockets).
- * Suspend (until some bytes / all of them). Return as cio_recv / cio_send.
- * cio_write never raises SIGPIPE: a socket is written with MSG_NOSIGNAL, a
- * pipe with SIGPIPE blocked in the calling thread around the write(2) and
- * the SIGPIPE it caused consumed; a reader that has gone is -EPIPE. */
+/* read(2) on any non-blocking fd (pipes, ttys, sockets). Suspends until at
+ * least one byte, the end (returns 0) or an error. Returns as cio_recv. */
 #define cio_read(fd, buf, n) cio_read_site((fd), (buf), (n), CIO__HERE)
 CIO_EXTERN ssize_t cio_read_site(int fd, void *buf, size_t n, const char *file,
                                  int line, const char *func);
+/* Write all n bytes to any non-blocking fd. Suspends while it is full.
+ * Returns n, or a negative error; on an error or cancellation part of the
+ * data may have been written. Never raises SIGPIPE: a socket is written
+ * with MSG_NOSIGNAL, a pipe with SIGPIPE blocked in the calling thread
+ * around the write(2) and the SIGPIPE it caused consumed; a reader that
+ * has gone is -EPIPE. */
 #define cio_write(fd, buf, n) cio_write_site((fd), (buf), (n), CIO__HERE)
 CIO_EXTERN ssize_t cio_write_site(int fd, const void *buf, size_t n,
                                   const char *file, int line, const char *func);
@@ -130,7 +133,8 @@ CIO_EXTERN int cio_tcp_connect_site(const char *host, const char *port,
                                     int line, const char *func);
 
 /* The racing part of cio_tcp_connect over an already resolved list, tried
- * in the order given (no reordering). */
+ * in the order given (no reordering). Suspends. Returns as cio_tcp_connect
+ * does; -EINVAL for an empty list. */
 #define cio_connect_race(list, stagger)                                        \
     cio_connect_race_site((list), (stagger), CIO__HERE)
 CIO_EXTERN int cio_connect_race_site(const struct addrinfo *list,

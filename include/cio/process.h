@@ -159,7 +159,8 @@ CIO_EXTERN cio_stream *cio_process_stderr(const cio_process *p);
  * The stream is gone when it returns, whatever it returns: 0 (also when
  * there was no such pipe), -EPIPE if the child stopped reading before
  * everything was sent, -ECANCELED / -ETIMEDOUT (queued bytes dropped), or
- * -EINVAL for another fd. No other task may be using that stream (the
+ * -EINVAL for another fd; -EPERM outside a task, and then nothing is
+ * closed (for any fd). No other task may be using that stream (the
  * task reading stdout may close stdout itself). */
 #define cio_process_close_pipe(p, fd) cio_process_close_pipe_site((p), (fd), CIO__HERE)
 CIO_EXTERN int cio_process_close_pipe_site(cio_process *p, int fd,

@@ -13,7 +13,14 @@
  * may be the same). Closing it (cio_stream_close / cio_stream_abort, once)
  * while another task is inside a call on it wakes that call, which returns
  * -EBADF; the handle is invalid once the closing call returns, except to
- * the calls already inside it, until they return. Buffers belong to the
+ * the calls already inside it, until they return. Using it after that (a
+ * second close, a write after close) is a bug that cio names: the process
+ * aborts with a message naming the call, as long as the stream's memory is
+ * still around to tell (its background sender or a call inside keeps it;
+ * with CIO_DEBUG=1 in the environment freed streams are kept poisoned for
+ * a while, so that a stale handle never reaches a newer stream). Every
+ * call marked "Suspends" returns -EPERM outside a task and then does
+ * nothing at all (cio_stream_close does not close). Buffers belong to the
  * stream and grow up to their limits: reads and writes allocate nothing
  * once the buffers are there. docs/net.md is the guide. cio.h includes this
  * header.
@@ -75,7 +82,8 @@ CIO_EXTERN ssize_t cio_stream_read_site(cio_stream *s, void *buf, size_t n,
                                         const char *file, int line,
                                         const char *func);
 /* Read exactly n bytes. Suspends. Returns n, -ENODATA if the stream ended
- * first (the partial bytes are consumed), or an error. */
+ * first (the partial bytes are consumed), -EINVAL if n > SSIZE_MAX, or an
+ * error. */
 #define cio_stream_readexactly(s, buf, n)                                      \
     cio_stream_readexactly_site((s), (buf), (n), CIO__HERE)
 CIO_EXTERN ssize_t cio_stream_readexactly_site(cio_stream *s, void *buf,
@@ -99,12 +107,30 @@ CIO_EXTERN ssize_t cio_stream_readuntil_site(cio_stream *s, const void *sep,
 CIO_EXTERN ssize_t cio_stream_readline_site(cio_stream *s, char *buf, size_t cap,
                                             const char *file, int line,
                                             const char *func);
+/* Read everything up to the end of the stream (asyncio's read(-1)), at
+ * most max bytes of it. Suspends. Returns the length and sets *out to a
+ * malloc'd buffer holding the bytes and a NUL after them (the caller frees
+ * it; an empty stream gives "" and 0). On any error *out is NULL and
+ * nothing is consumed: -EMSGSIZE when more than max bytes come before the
+ * end (they stay buffered: read() can take them), -ECANCELED /
+ * -ETIMEDOUT (what arrived so far stays buffered, so a later call, or a
+ * read(), goes on from where this one stopped), -EINVAL for NULL out,
+ * -ENOMEM, or the error that broke the connection. The bytes are
+ * gathered in the stream's read buffer, which grows to max + 1 bytes
+ * whatever the stream's limit, and is handed over as *out. */
+#define cio_stream_read_all(s, max, out)                                       \
+    cio_stream_read_all_site((s), (max), (out), CIO__HERE)
+CIO_EXTERN ssize_t cio_stream_read_all_site(cio_stream *s, size_t max, char **out,
+                                            const char *file, int line,
+                                            const char *func);
 /* True once the end of the stream was seen and the buffer is empty. */
 CIO_EXTERN bool cio_stream_at_eof(const cio_stream *s);
 
 /* Queue n bytes for sending. Does not suspend. Returns 0, -ENOMEM, -EPIPE
- * after the write side was closed, or the error that broke the
- * connection. Follow with cio_stream_drain to respect backpressure. */
+ * after the write side was closed, -EINVAL (nothing queued) when n is
+ * larger than SSIZE_MAX or than what the queue can still count, or the
+ * error that broke the connection. Follow with cio_stream_drain to respect
+ * backpressure. */
 CIO_EXTERN int cio_stream_write(cio_stream *s, const void *buf, size_t n);
 /* Suspends while more than high_water bytes are queued, until at most
  * low_water are. Returns 0 or the error that broke the connection
@@ -130,13 +156,16 @@ CIO_EXTERN int cio_stream_write_eof_site(cio_stream *s, const char *file,
 /* Close (asyncio close + wait_closed): send what is queued (within the
  * caller's scopes: a deadline bounds it), close the fd and free the
  * stream. Suspends. The stream is gone when it returns, whatever it
- * returns: 0, the error that kept queued bytes from being sent, or
- * -ECANCELED / -ETIMEDOUT (what was still queued is dropped). To flush
- * even when cancelled, close inside a shield with a deadline. */
+ * returns (but -EPERM): 0, the error that kept queued bytes from being
+ * sent, or -ECANCELED / -ETIMEDOUT (what was still queued is dropped). To
+ * flush even when cancelled, close inside a shield with a deadline.
+ * Outside a task it returns -EPERM and the stream stays open: use
+ * cio_stream_abort there. */
 #define cio_stream_close(s) cio_stream_close_site((s), CIO__HERE)
 CIO_EXTERN int cio_stream_close_site(cio_stream *s, const char *file, int line,
                                      const char *func);
-/* Close at once, dropping what is queued. Does not suspend. */
+/* Close at once, dropping what is queued. Does not suspend. NULL is
+ * ignored. */
 CIO_EXTERN void cio_stream_abort(cio_stream *s);
 
 /* The descriptor (still owned by the stream). */
@@ -230,8 +259,12 @@ CIO_EXTERN uint64_t cio_server_failed(const cio_server *srv);
 CIO_EXTERN int cio_server_error(const cio_server *srv);
 /* Stop accepting and close the listening socket (at once: clients that
  * connect from then on are refused, not accepted and reset later), cancel
- * every handler, wait until they have all returned and free the server. Suspends
- * (shielded: it always finishes). Returns 0. */
+ * every handler, wait until they have all returned and free the server.
+ * Suspends (shielded: it always finishes). Returns 0, or -EPERM outside a
+ * task (a callback, a signal handler: nothing is done, the server runs
+ * on; cancel a task that closes it instead). A server used after its
+ * close (a second close...) aborts with a message naming the call. NULL:
+ * returns 0. */
 #define cio_server_close(srv) cio_server_close_site((srv), CIO__HERE)
 CIO_EXTERN int cio_server_close_site(cio_server *srv, const char *file, int line,
                                      const char *func);

@@ -13,7 +13,8 @@
  * codes below for TLS itself. cio_strerror() names every code; the
  * session's cio_tls_error() gives the detail of its last failure
  * ("certificate verify failed: self-signed certificate in certificate
- * chain", "tlsv1 alert unknown ca", ...).
+ * chain", "tlsv1 alert unknown ca", ...). The calls marked "Suspends"
+ * return -EPERM outside a task (cio.h) before sending or reading a byte.
  */
 #ifndef CIO_TLS_H
 #define CIO_TLS_H
@@ -61,7 +62,8 @@ CIO_EXTERN int cio_tls_config_set_cert_pem(cio_tls_config *cfg, const char *cert
 CIO_EXTERN void cio_tls_config_set_verify(cio_tls_config *cfg, bool verify);
 /* ALPN: the protocols to offer (client) or accept (server), most preferred
  * first, e.g. {"h2", "http/1.1"}. Returns 0, -EINVAL (empty or over-long
- * name) or -ENOMEM. */
+ * name, or more than 65535 bytes in all, counting a length byte each) or
+ * -ENOMEM. */
 CIO_EXTERN int cio_tls_config_set_alpn(cio_tls_config *cfg,
                                        const char *const *protocols, size_t n);
 /* Timeouts (asyncio's ssl_handshake_timeout and ssl_shutdown_timeout, with
