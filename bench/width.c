@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,6 +74,7 @@ typedef struct result {
     long width;
     int rc;
     double med, min, max; /* ns per task */
+    double faults;        /* minor page faults per task, timed repetitions */
     long rss_busy_kib, rss_idle_kib;
 } result;
 
@@ -110,11 +112,15 @@ static int width_main(void *arg)
     double per[REPS];
     if (rounds(r->width, ops / 5 > r->width ? ops / 5 : r->width, &r->rc) < 0)
         return 0;
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
     for (int i = 0; i < REPS; i++) {
         per[i] = rounds(r->width, ops, &r->rc);
         if (per[i] < 0)
             return 0;
     }
+    getrusage(RUSAGE_SELF, &ru1);
+    r->faults = (double)(ru1.ru_minflt - ru0.ru_minflt) / (double)(REPS * ops);
     qsort(per, REPS, sizeof per[0], cmp_double);
     r->med = per[REPS / 2];
     r->min = per[0];
@@ -208,8 +214,8 @@ int main(int argc, char **argv)
            "guard method %s; median of %d repetitions\n",
            cio_version_string(), opt_quick ? " --quick" : "",
            guard && *guard ? guard : "default", REPS);
-    printf("%8s %10s %10s %10s %8s %12s %12s\n", "alive", "ns/task", "min",
-           "max", "vs 100", "RSS busy", "RSS idle");
+    printf("%8s %10s %10s %10s %8s %8s %12s %12s\n", "alive", "ns/task", "min",
+           "max", "vs 100", "faults", "RSS busy", "RSS idle");
     result res[16];
     double at100 = 0;
     for (int i = 0; i < n_widths; i++) {
@@ -220,9 +226,9 @@ int main(int argc, char **argv)
         }
         if (widths[i] == 100)
             at100 = res[i].med;
-        printf("%8ld %10.1f %10.1f %10.1f %7.2fx %9ld KiB %9ld KiB\n",
+        printf("%8ld %10.1f %10.1f %10.1f %7.2fx %8.3f %9ld KiB %9ld KiB\n",
                widths[i], res[i].med, res[i].min, res[i].max,
-               at100 > 0 ? res[i].med / at100 : 0.0, res[i].rss_busy_kib,
+               at100 > 0 ? res[i].med / at100 : 0.0, res[i].faults, res[i].rss_busy_kib,
                res[i].rss_idle_kib);
     }
     for (int i = 0; i < n_widths; i++)

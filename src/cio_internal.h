@@ -471,6 +471,8 @@ void cio__context_release(cio_task *t);
 void cio__task_free(cio_task *t);
 /* Free the thread's cache of task structs (at loop close). */
 void cio__task_cache_drain(void);
+/* Free cached task structs beyond max(keep, 256) (stack.c's trims). */
+void cio__task_cache_trim(size_t keep);
 
 /* ---- loop helpers -------------------------------------------------------- */
 static inline void cio__ready_push(cio_loop *loop, cio_task *t)

@@ -334,15 +334,17 @@ static void trim(cio_loop *loop)
     size_t keep = need > loop->stack_pool_max ? need : loop->stack_pool_max;
     size_t hot = loop->stack_pool_len - loop->stack_pool_cold;
     loop->stacks_peak = loop->stacks_live;
-    if (hot <= keep)
-        return;
-    n = (hot - keep + 1) / 2;
-    for (size_t i = 0; i < n; i++) {
-        char *map = entry_map(loop->stack_pool[loop->stack_pool_cold]);
-        /* The usable part only: a guard region stays as it is. */
-        madvise(map + CIO__STACK_GUARD, loop->stack_size, MADV_DONTNEED);
-        loop->stack_pool_cold++;
+    if (hot > keep) {
+        n = (hot - keep + 1) / 2;
+        for (size_t i = 0; i < n; i++) {
+            char *map = entry_map(loop->stack_pool[loop->stack_pool_cold]);
+            /* The usable part only: a guard region stays as it is. */
+            madvise(map + CIO__STACK_GUARD, loop->stack_size, MADV_DONTNEED);
+            loop->stack_pool_cold++;
+        }
     }
+    /* Task structs: as many as the hot stacks can serve. */
+    cio__task_cache_trim(loop->stack_pool_len - loop->stack_pool_cold);
 }
 
 void cio__stack_pool_drain(cio_loop *loop)

@@ -105,30 +105,56 @@ static void task_complete(cio_task *t, int status);
 /* Freed task structs kept for reuse, per thread (a handle may be released
  * after its loop closed, so the cache cannot live in the loop). Only while
  * a loop runs on the thread: cio_loop_close drains it, so a thread that
- * exits leaks nothing. */
-#define TASK_CACHE_MAX 256
-static __thread cio_task *task_cache[TASK_CACHE_MAX];
-static __thread unsigned task_cache_len;
+ * exits leaks nothing. A free list through each struct's first word, as
+ * long as the peak of tasks alive: freeing thousands of structs at once
+ * would let malloc shrink its heap and fault it back in at the next burst
+ * (tens of microseconds per page on some VMs). The stack pool's trims,
+ * when the loop idles, bring it down with the pooled stacks. */
+#define TASK_CACHE_KEEP 256
+static __thread cio_task *task_cache;
+static __thread size_t task_cache_len;
 
 static cio_task *task_alloc(void)
 {
-    if (task_cache_len)
-        return task_cache[--task_cache_len];
-    return malloc(sizeof(cio_task));
+    cio_task *t = task_cache;
+    if (!t)
+        return malloc(sizeof(cio_task));
+    memcpy(&task_cache, t, sizeof task_cache);
+    task_cache_len--;
+    return t;
 }
 
 static void task_dealloc(cio_task *t)
 {
-    if (cio__tls_loop && task_cache_len < TASK_CACHE_MAX)
-        task_cache[task_cache_len++] = t;
-    else
+    if (!cio__tls_loop) {
         free(t);
+        return;
+    }
+    memcpy(t, &task_cache, sizeof task_cache);
+    task_cache = t;
+    task_cache_len++;
+}
+
+void cio__task_cache_trim(size_t keep)
+{
+    if (keep < TASK_CACHE_KEEP)
+        keep = TASK_CACHE_KEEP;
+    while (task_cache_len > keep) {
+        cio_task *t = task_cache;
+        memcpy(&task_cache, t, sizeof task_cache);
+        task_cache_len--;
+        free(t);
+    }
 }
 
 void cio__task_cache_drain(void)
 {
-    while (task_cache_len)
-        free(task_cache[--task_cache_len]);
+    while (task_cache) {
+        cio_task *t = task_cache;
+        memcpy(&task_cache, t, sizeof task_cache);
+        free(t);
+    }
+    task_cache_len = 0;
 }
 
 static void task_entry(void *arg)
