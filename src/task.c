@@ -105,7 +105,7 @@ static void task_complete(cio_task *t, int status);
 /* Freed task structs kept for reuse, per thread (a handle may be released
  * after its loop closed, so the cache cannot live in the loop). Only while
  * a loop runs on the thread: cio_loop_close drains it, so a thread that
- * exits leaks nothing. A free list through each struct's first word, as
+ * exits leaks nothing. A free list through each struct's `arg`, as
  * long as the peak of tasks alive: freeing thousands of structs at once
  * would let malloc shrink its heap and fault it back in at the next burst
  * (tens of microseconds per page on some VMs). The stack pool's trims,
@@ -119,7 +119,7 @@ static cio_task *task_alloc(void)
     cio_task *t = task_cache;
     if (!t)
         return malloc(sizeof(cio_task));
-    memcpy(&task_cache, t, sizeof task_cache);
+    task_cache = t->arg;
     task_cache_len--;
     return t;
 }
@@ -130,7 +130,7 @@ static void task_dealloc(cio_task *t)
         free(t);
         return;
     }
-    memcpy(t, &task_cache, sizeof task_cache);
+    t->arg = task_cache;
     task_cache = t;
     task_cache_len++;
 }
@@ -141,7 +141,7 @@ void cio__task_cache_trim(size_t keep)
         keep = TASK_CACHE_KEEP;
     while (task_cache_len > keep) {
         cio_task *t = task_cache;
-        memcpy(&task_cache, t, sizeof task_cache);
+        task_cache = t->arg;
         task_cache_len--;
         free(t);
     }
@@ -151,7 +151,7 @@ void cio__task_cache_drain(void)
 {
     while (task_cache) {
         cio_task *t = task_cache;
-        memcpy(&task_cache, t, sizeof task_cache);
+        task_cache = t->arg;
         free(t);
     }
     task_cache_len = 0;
