@@ -23,7 +23,11 @@
  * set: when the loop idles, at most once a second, hot stacks beyond the
  * recent peak's need (and beyond stack_pool_max) are given back half at a
  * time with MADV_DONTNEED and stay mapped as "cold" (reuse costs page
- * faults, not mmap + guard); cold stacks are unmapped half at a time. */
+ * faults, not mmap + guard); cold stacks are unmapped half at a time.
+ * MADV_DONTNEED rather than MADV_FREE: lazily freed pages stay in the RSS
+ * until the kernel is short of memory, so the give-back would not show,
+ * and a reuse before that costs nothing either way; the trims run while
+ * the loop idles, where the syscall's cost does not matter. */
 #include "cio_internal.h"
 
 #include <pthread.h>
