@@ -2,6 +2,10 @@
  * join, done callbacks, names, sleep/yield and task dumps. */
 #include "cio_internal.h"
 
+#ifdef __GLIBC__
+#include <malloc.h> /* malloc_trim */
+#endif
+
 #include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
@@ -135,26 +139,46 @@ static void task_dealloc(cio_task *t)
     task_cache_len++;
 }
 
+/* After freeing many structs at once: glibc's free() gives the heap's top
+ * back only when nothing live (a chunk parked in its per-thread cache,
+ * say) sits above the freed run, which after a burst of thousands of tasks
+ * left tens of MiB resident. Ask it to return free pages wherever they are
+ * (idle time or loop close: never on the spawn/finish path). */
+static void heap_give_back(size_t freed)
+{
+#ifdef __GLIBC__
+    if (freed >= 1024)
+        malloc_trim(0);
+#else
+    (void)freed;
+#endif
+}
+
 void cio__task_cache_trim(size_t keep)
 {
     if (keep < TASK_CACHE_KEEP)
         keep = TASK_CACHE_KEEP;
+    size_t freed = 0;
     while (task_cache_len > keep) {
         cio_task *t = task_cache;
         task_cache = t->arg;
         task_cache_len--;
         free(t);
+        freed++;
     }
+    heap_give_back(freed);
 }
 
 void cio__task_cache_drain(void)
 {
+    size_t freed = task_cache_len;
     while (task_cache) {
         cio_task *t = task_cache;
         task_cache = t->arg;
         free(t);
     }
     task_cache_len = 0;
+    heap_give_back(freed);
 }
 
 static void task_entry(void *arg)
