@@ -95,10 +95,12 @@ void cio__timer_heap_free(cio__timer_heap *h);
 enum {
     CIO__STACK_GUARD_ADVICE = 0, /* guard region by MADV_GUARD_INSTALL */
     CIO__STACK_GUARD_MPROTECT,   /* guard region by mprotect (2 maps) */
-    CIO__STACK_CANARY,           /* no guard: a canary word below the stack */
+    CIO__STACK_CANARY,           /* no guard: an untouched region below,
+                                  * checked when the task ends */
 };
 /* Below every stack: CIO__STACK_GUARD bytes of guard region (or, for a
- * CANARY stack, of untouched memory whose top word is the canary). */
+ * CANARY stack, of mapped memory that must stay untouched: not one of its
+ * pages may be resident when the task ends). */
 #define CIO__STACK_GUARD (64 * 1024)
 
 typedef struct cio__stack {
@@ -106,10 +108,6 @@ typedef struct cio__stack {
     size_t map_size;
     void *lo;         /* lowest usable byte (just above the guard) */
     size_t size;      /* usable bytes */
-    /* CANARY stacks: the word just below lo, which must read 0 (nothing
-     * ever writes it: the page stays unpopulated or the zero page). NULL
-     * for guarded stacks. */
-    const volatile uint64_t *canary;
     unsigned valgrind_id;
     int kind;         /* CIO__STACK_* */
 } cio__stack;
@@ -136,6 +134,9 @@ int64_t cio__stack_idle(cio_loop *loop);
 /* Forget the probed guard method and map budget, so that CIO_GUARD and
  * CIO_STACK_MAP_BUDGET are read again (tests). */
 void cio__stack_reprobe(void);
+/* A CANARY stack's task ended: abort with a report naming it if any page
+ * of the region below its stack became resident (something touched it). */
+void cio__stack_check_end(struct cio_task *t);
 /* Report a task's stack overflow found at a switch, by name, and abort. */
 __attribute__((noreturn, cold)) void cio__stack_overflowed(struct cio_task *t,
                                                            const char *how);
