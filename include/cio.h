@@ -136,9 +136,10 @@ typedef struct cio_loop_options {
      *
      * Below each stack lies a 64 KiB guard region (MADV_GUARD_INSTALL on
      * Linux 6.13+; mprotect on older kernels while the map budget lasts,
-     * beyond it a canary word checked at every suspension). A task that
-     * overflows is reported on stderr by name ("cio: task 'NAME'
-     * overflowed its N KiB stack") and the process aborts. Frames larger
+     * beyond it an untouched region checked when the task ends). A task
+     * that overflows into that region, or whose stack pointer is below its
+     * stack when it suspends, is reported on stderr by name ("cio: task
+     * 'NAME' overflowed its N KiB stack") and the process aborts. Frames larger
      * than the guard are caught in code built with -fstack-clash-protection
      * (pkg-config --cflags cio and the CMake targets add it), or when the
      * task suspends inside them. docs/guide.md, "Task stacks", says
