@@ -130,14 +130,29 @@ typedef int (*cio_task_fn)(void *arg);
 typedef void (*cio_callback_fn)(void *arg);
 
 typedef struct cio_loop_options {
-    /* Default stack size for tasks, bytes (rounded up to pages).
-     * 0 = 128 KiB. Each stack also gets one guard page below it. */
+    /* Default stack size for tasks, bytes (rounded up to pages, 16 KiB
+     * at least). 0 = 128 KiB. A size too large to round up and map with
+     * its guard makes the loop's creation fail with -EINVAL.
+     *
+     * Below each stack lies a 64 KiB guard region (MADV_GUARD_INSTALL on
+     * Linux 6.13+; mprotect on older kernels while the map budget lasts,
+     * beyond it an untouched region checked when the task ends). A task
+     * that overflows into that region, or whose stack pointer is below its
+     * stack when it suspends, is reported on stderr by name ("cio: task
+     * 'NAME' overflowed its N KiB stack") and the process aborts. Frames larger
+     * than the guard are caught in code built with -fstack-clash-protection
+     * (pkg-config --cflags cio and the CMake targets add it), or when the
+     * task suspends inside them. docs/guide.md, "Task stacks", says
+     * exactly what is detected and what is not. */
     size_t stack_size;
     /* Use the virtual clock: time starts at 0 and, whenever every task
      * waits and no I/O is ready, jumps straight to the next timer.
      * For tests: an hour of sleeps finishes in milliseconds. */
     bool virtual_clock;
-    /* Stacks kept for reuse after their task ends. 0 = 256. */
+    /* Freed default-size stacks always kept ready for reuse, however long
+     * the loop idles. 0 = 256. Beyond it the pool keeps what the last
+     * second's peak of live tasks needs, and gives the rest back
+     * gradually while the loop waits (docs/guide.md, "Task stacks"). */
     size_t stack_pool_max;
 } cio_loop_options;
 
@@ -155,7 +170,9 @@ CIO_EXTERN int cio_run_opts(const cio_loop_options *opts, cio_task_fn main_fn,
 
 /* The Runner: create a loop bound to the calling thread (which must not
  * already have one). On success *loop is set and the caller owns it until
- * cio_loop_close(). opts may be NULL. */
+ * cio_loop_close(). opts may be NULL. Returns 0, -EBUSY (the thread has a
+ * loop), -EINVAL (opts->stack_size too large), -ENOMEM or another setup
+ * error. */
 CIO_EXTERN int cio_loop_new(cio_loop **loop, const cio_loop_options *opts);
 
 /* Run fn(arg) as a task on the loop and drive the loop until that task has
@@ -295,7 +312,11 @@ CIO_EXTERN void cio_loop_external_unref(cio_loop *loop);
  * Handles are opaque: never dereference or align them.
  */
 typedef struct cio_task_options {
-    /* Stack size for this task, bytes; 0 = the loop's default. */
+    /* Stack size for this task, bytes (rounded up to pages, 16 KiB at
+     * least); 0 = the loop's default. Only stacks of the loop's default
+     * size are pooled: another size costs an mmap at spawn and a munmap at
+     * the end. Too large to round up and map: cio_spawn_ex fails with
+     * -EINVAL. */
     size_t stack_size;
     /* Eager start (asyncio 3.12's eager task factory): the new task runs at
      * once, before cio_spawn returns, until its first suspension; the
@@ -304,9 +325,9 @@ typedef struct cio_task_options {
 } cio_task_options;
 
 /* Create a task running fn(arg), named from the printf-style format (NULL
- * for "task-N"), and make it ready. Does not suspend. Returns
- * 0, -ENOMEM, -EPERM (no loop on this thread), -EINVAL (NULL fn) or
- * -ESHUTDOWN (the loop has finished closing). While the loop closes (cio_loop_close) a new
+ * for "task-N"), and make it ready. Does not suspend (unless eager). Returns
+ * 0, -ENOMEM, -EPERM (no loop on this thread), -EINVAL (NULL fn, or a
+ * stack_size too large) or -ESHUTDOWN (the loop has finished closing). While the loop closes (cio_loop_close) a new
  * task starts cancelled. */
 CIO_EXTERN int cio_spawn(cio_task **task, cio_task_fn fn, void *arg,
                          const char *name_fmt, ...) CIO__PRINTF(4, 5);

@@ -129,9 +129,22 @@ static void reap_zombie_slow(cio_loop *loop)
 {
     cio_task *z = loop->zombie;
     loop->zombie = NULL;
+    if (z->stack.kind == CIO__STACK_CANARY)
+        cio__stack_check_end(z);
     cio__stack_free(loop, &z->stack);
     if (--z->refs == 0)
         cio__task_free(z);
+}
+
+/* The last line of defence against a stack overflow that no guard caught
+ * (a frame that jumped the guard region, or went below a stack without
+ * one): a task never suspends (whether or not another task runs next) nor
+ * ends with its stack pointer below its stack. One compare, no memory
+ * touched but the task struct. */
+static inline void stack_check(cio_task *t)
+{
+    if (CIO__UNLIKELY(cio__ctx_sp() < (char *)t->stack.lo))
+        cio__stack_overflowed(t, " (its stack pointer was below the stack at a task switch)");
 }
 
 /* from/to NULL mean the scheduler's context (the thread's own stack). */
@@ -276,6 +289,7 @@ static inline cio_task *pick_next(cio_loop *loop)
 static inline __attribute__((always_inline)) void switch_away(cio_loop *loop,
                                                               cio_task *self)
 {
+    stack_check(self);
     cio_task *next = pick_next(loop);
     /* (next passed through the call, not kept across it: one register less
      * to save on the yield path.) */
@@ -314,6 +328,7 @@ int cio_yield_site(const char *file, int line, const char *func)
 
 void cio__switch_final(cio_loop *loop, cio_task *self)
 {
+    stack_check(self);
     cio_task *next = pick_next(loop);
     if (CIO__UNLIKELY(loop->hooks != NULL))
         cio__hooks_final(loop, self, next);
@@ -526,6 +541,17 @@ static int loop_turn(cio_loop *loop)
     bool io_possible = loop->n_io_watches || loop->n_external;
     if (timeout < 0 && !io_possible)
         return -EDEADLK;
+    if (timeout != 0 && loop->stack_pool_len) {
+        /* About to wait: a moment to give pooled stacks back. Until all
+         * that can go has gone, a real wait ends in time for the next
+         * trim (the virtual clock keeps its own pace). */
+        int64_t next = cio__stack_idle(loop);
+        if (next >= 0 && !loop->virtual_clock) {
+            int64_t wait = next - cio__loop_now(loop);
+            if (timeout < 0 || wait < timeout)
+                timeout = wait > 0 ? wait : 0;
+        }
+    }
 
     if (!loop->virtual_clock || timeout == 0) {
         if (timeout != 0 || io_possible || cio__threadsafe_pending(loop))
@@ -575,11 +601,11 @@ int cio_loop_new(cio_loop **out, const cio_loop_options *opts)
     cio__list_init(&loop->tasks);
     cio__list_init(&loop->soon);
     loop->clock_stale = true;
-    size_t page = cio__page_size();
     size_t stack = opts && opts->stack_size ? opts->stack_size : DEFAULT_STACK_SIZE;
-    loop->stack_size = (stack + page - 1) & ~(page - 1);
-    if (loop->stack_size < 4 * page)
-        loop->stack_size = 4 * page;
+    if (cio__stack_round(stack, &loop->stack_size)) {
+        free(loop);
+        return -EINVAL;
+    }
     loop->stack_pool_max = opts && opts->stack_pool_max ? opts->stack_pool_max
                                                         : DEFAULT_STACK_POOL;
     loop->virtual_clock = opts && opts->virtual_clock;

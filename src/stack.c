@@ -1,11 +1,37 @@
-/* Task stacks: mmap'd, committed lazily by the kernel, one guard page below
- * each, pooled for reuse. A stack overflow lands in the guard page and the
- * SIGSEGV handler (on an alternate stack) names the task before aborting.
+/* Task stacks: mmap'd, committed lazily by the kernel, a guard region below
+ * each, pooled for reuse. An overflow that lands in the guard region makes
+ * the SIGSEGV handler (on an alternate stack) name the task before
+ * aborting; every switch away from a task also checks that its stack
+ * pointer is still inside its stack, and when a task without a guard ends,
+ * that the region below its stack is untouched (docs/guide.md says exactly
+ * what is caught).
  *
- * Guard pages use MADV_GUARD_INSTALL where the kernel has it (Linux 6.13+):
- * the guard then lives inside the stack's own mapping, adjacent stacks merge
- * into one VMA, and a million stacks stay far below vm.max_map_count. Older
- * kernels get an mprotect(PROT_NONE) page, which costs a VMA per stack. */
+ * The guard region is CIO__STACK_GUARD (64 KiB) of address space, so that
+ * a frame of up to 64 KiB cannot jump it (and code built with
+ * -fstack-clash-protection probes every page of a larger one). It costs no
+ * memory either way:
+ * - MADV_GUARD_INSTALL where the kernel has it (Linux 6.13+): the guard
+ *   lives inside the stack's own mapping, adjacent stacks merge into one
+ *   VMA, and a million stacks stay far below vm.max_map_count.
+ * - Otherwise mprotect(PROT_NONE), which costs two VMAs per stack. Those
+ *   are spent from a budget (half of what vm.max_map_count leaves when the
+ *   first stack is made); beyond it a stack gets no guard, and the region
+ *   below it serves as a canary: mapped, never touched by a well-behaved
+ *   task, so when the task ends none of its pages may be resident (mincore:
+ *   no page is touched to check). A canary word there was measured to cost
+ *   a page per task: reading untouched anonymous memory made it resident
+ *   on the kernel at hand (6.18), 8.3 KiB RSS per parked task instead of 4.
+ *
+ * The pool keeps every freed stack of the loop's default size hot (no
+ * syscall on the spawn/finish path at any width) and follows the working
+ * set: when the loop idles, at most once a second, hot stacks beyond the
+ * recent peak's need (and beyond stack_pool_max) are given back half at a
+ * time with MADV_DONTNEED and stay mapped as "cold" (reuse costs page
+ * faults, not mmap + guard); cold stacks are unmapped half at a time.
+ * MADV_DONTNEED rather than MADV_FREE: lazily freed pages stay in the RSS
+ * until the kernel is short of memory, so the give-back would not show,
+ * and a reuse before that costs nothing either way; the trims run while
+ * the loop idles, where the syscall's cost does not matter. */
 #include "cio_internal.h"
 
 #include <pthread.h>
@@ -13,6 +39,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #if defined(__has_include)
@@ -69,66 +96,171 @@ static int probe_guard_install(void)
     return works;
 }
 
+static long read_long(const char *path)
+{
+    long v = -1;
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%ld", &v) != 1)
+            v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
+static long count_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return -1;
+    long n = 0;
+    int c;
+    while ((c = getc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+/* Maps that mprotect guards may use, process-wide: CIO_STACK_MAP_BUDGET
+ * if set (tests), else half of what vm.max_map_count leaves now (the rest
+ * stays the application's). -1: not probed yet. */
+static long map_budget = -1;
+static long maps_spent; /* by the mprotect-guarded stacks mapped now */
+
+static long probe_map_budget(void)
+{
+    const char *env = getenv("CIO_STACK_MAP_BUDGET");
+    if (env && *env) {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (!*end && v >= 0)
+            return v;
+    }
+    long max = read_long("/proc/sys/vm/max_map_count");
+    if (max <= 0)
+        max = 65530; /* the kernel's default */
+    long used = count_maps();
+    long left = max - (used > 0 ? used : 0);
+    return left > 0 ? left / 2 : 0;
+}
+
+void cio__stack_reprobe(void)
+{
+    __atomic_store_n(&guard_install_works, -1, __ATOMIC_RELAXED);
+    __atomic_store_n(&map_budget, -1, __ATOMIC_RELAXED);
+}
+
+/* The kind of guard a new stack gets; an mprotect guard is paid for here
+ * (refunded by unmap_stack, or by the caller if mprotect fails). */
+static int choose_kind(void)
+{
+    if (__atomic_load_n(&guard_install_works, __ATOMIC_RELAXED) < 0)
+        __atomic_store_n(&guard_install_works, probe_guard_install(), __ATOMIC_RELAXED);
+    if (__atomic_load_n(&guard_install_works, __ATOMIC_RELAXED) == 1)
+        return CIO__STACK_GUARD_ADVICE;
+    long budget = __atomic_load_n(&map_budget, __ATOMIC_RELAXED);
+    if (budget < 0) {
+        budget = probe_map_budget();
+        __atomic_store_n(&map_budget, budget, __ATOMIC_RELAXED);
+    }
+    if (__atomic_add_fetch(&maps_spent, 2, __ATOMIC_RELAXED) <= budget)
+        return CIO__STACK_GUARD_MPROTECT;
+    __atomic_sub_fetch(&maps_spent, 2, __ATOMIC_RELAXED);
+    return CIO__STACK_CANARY;
+}
+
 static void report_map_limit(size_t size)
 {
     static bool reported;
     if (__atomic_exchange_n(&reported, true, __ATOMIC_RELAXED))
         return;
-    long max_maps = -1;
-    FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
-    if (f) {
-        if (fscanf(f, "%ld", &max_maps) != 1)
-            max_maps = -1;
-        fclose(f);
-    }
+    long max_maps = read_long("/proc/sys/vm/max_map_count");
     struct rlimit as;
     getrlimit(RLIMIT_AS, &as);
     fprintf(stderr,
             "cio: cannot map another %zu KiB task stack. Limits that may "
-            "apply: vm.max_map_count=%ld (each stack costs %s; raise with "
-            "'sysctl -w vm.max_map_count=N'), RLIMIT_AS=%s ('ulimit -v'), "
+            "apply: vm.max_map_count=%ld, RLIMIT_AS=%s ('ulimit -v'), "
             "or the memory itself. Smaller stacks (cio_loop_options."
             "stack_size) also help.\n",
             size / 1024, max_maps,
-            __atomic_load_n(&guard_install_works, __ATOMIC_RELAXED) == 1 ? "no extra map"
-                                                                         : "2 maps",
             as.rlim_cur == RLIM_INFINITY ? "unlimited" : "limited");
+}
+
+int cio__stack_round(size_t size, size_t *out)
+{
+    size_t page = cio__page_size();
+    /* The mapping adds the guard region, and rounding adds up to a page. */
+    if (size > SIZE_MAX - CIO__STACK_GUARD - page)
+        return -EINVAL;
+    size = (size + page - 1) & ~(page - 1);
+    if (size < 4 * page)
+        size = 4 * page;
+    *out = size;
+    return 0;
+}
+
+static void set_geometry(cio__stack *st, void *map, size_t size, int kind)
+{
+    st->map = map;
+    st->map_size = CIO__STACK_GUARD + size;
+    st->lo = (char *)map + CIO__STACK_GUARD;
+    st->size = size;
+    st->kind = kind;
+}
+
+static void unmap_stack(void *map, size_t map_size, int kind)
+{
+    munmap(map, map_size);
+    if (kind == CIO__STACK_GUARD_MPROTECT)
+        __atomic_sub_fetch(&maps_spent, 2, __ATOMIC_RELAXED);
 }
 
 int cio__stack_alloc(cio_loop *loop, cio__stack *st, size_t size)
 {
-    size_t page = cio__page_size();
-    size = (size + page - 1) & ~(page - 1);
-    if (size < 4 * page)
-        size = 4 * page;
-    size_t map_size = size + page;
-    void *map = NULL;
-    if (size == loop->stack_size && loop->stack_pool_len)
-        map = loop->stack_pool[--loop->stack_pool_len];
-    else if (size == loop->stack_size && loop->stack_cold_len)
-        map = loop->stack_cold[--loop->stack_cold_len];
-    if (!map) {
-        if (__atomic_load_n(&guard_install_works, __ATOMIC_RELAXED) < 0)
-            __atomic_store_n(&guard_install_works, probe_guard_install(), __ATOMIC_RELAXED);
-        map = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (cio__stack_round(size, &size))
+        return -EINVAL;
+    bool pooled = size == loop->stack_size;
+    if (pooled && loop->stack_pool_len) {
+        uintptr_t e = loop->stack_pool[--loop->stack_pool_len];
+        if (loop->stack_pool_cold > loop->stack_pool_len)
+            loop->stack_pool_cold = loop->stack_pool_len;
+        size_t page = cio__page_size();
+        set_geometry(st, (void *)(e & ~(uintptr_t)(page - 1)), size,
+                     (int)(e & (page - 1)));
+    } else {
+        size_t map_size = CIO__STACK_GUARD + size;
+        int kind = choose_kind();
+        void *map = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
         if (map == MAP_FAILED) {
+            if (kind == CIO__STACK_GUARD_MPROTECT)
+                __atomic_sub_fetch(&maps_spent, 2, __ATOMIC_RELAXED);
             report_map_limit(size);
             return -ENOMEM;
         }
-        bool guard_advice = __atomic_load_n(&guard_install_works, __ATOMIC_RELAXED) == 1;
-        int rc = guard_advice ? madvise(map, page, MADV_GUARD_INSTALL)
-                              : mprotect(map, page, PROT_NONE);
-        if (rc != 0) {
+        if (kind == CIO__STACK_GUARD_ADVICE &&
+            madvise(map, CIO__STACK_GUARD, MADV_GUARD_INSTALL) != 0) {
             munmap(map, map_size);
             report_map_limit(size);
             return -ENOMEM;
         }
+        if (kind == CIO__STACK_GUARD_MPROTECT &&
+            mprotect(map, CIO__STACK_GUARD, PROT_NONE) != 0) {
+            /* Out of maps after all (someone else spent them): this one
+             * goes without a guard. */
+            __atomic_sub_fetch(&maps_spent, 2, __ATOMIC_RELAXED);
+            kind = CIO__STACK_CANARY;
+        }
+        /* A transparent huge page would make the region below the stack
+         * resident along with the stack's top (THP=always on kernels
+         * before 6.7, where MAP_STACK does not imply it). Every guardless
+         * stack gets the same flag, so they still merge into one map. */
+        if (kind == CIO__STACK_CANARY)
+            madvise(map, map_size, MADV_NOHUGEPAGE);
+        set_geometry(st, map, size, kind);
     }
-    st->map = map;
-    st->map_size = map_size;
-    st->lo = (char *)map + page;
-    st->size = size;
+    if (pooled && ++loop->stacks_live > loop->stacks_peak)
+        loop->stacks_peak = loop->stacks_live;
 #ifdef CIO_HAVE_VALGRIND
     st->valgrind_id = VALGRIND_STACK_REGISTER(st->lo, (char *)st->lo + size);
 #else
@@ -144,48 +276,101 @@ void cio__stack_free(cio_loop *loop, cio__stack *st)
 #ifdef CIO_HAVE_VALGRIND
     VALGRIND_STACK_DEREGISTER(st->valgrind_id);
 #endif
-    if (st->size == loop->stack_size && loop->stack_pool_len < loop->stack_pool_max) {
-        if (!loop->stack_pool) {
-            loop->stack_pool = malloc(loop->stack_pool_max * sizeof(void *));
-        }
-        if (loop->stack_pool) {
-            loop->stack_pool[loop->stack_pool_len++] = st->map;
-            st->map = NULL;
-            return;
-        }
-    }
     if (st->size == loop->stack_size) {
-        if (loop->stack_cold_len == loop->stack_cold_cap) {
-            size_t cap = loop->stack_cold_cap ? 2 * loop->stack_cold_cap : 1024;
-            void **cold = realloc(loop->stack_cold, cap * sizeof *cold);
-            if (cold) {
-                loop->stack_cold = cold;
-                loop->stack_cold_cap = cap;
+        loop->stacks_live--;
+        if (loop->stack_pool_len == loop->stack_pool_cap) {
+            /* Grows with the peak number of live stacks, so a finishing task
+             * allocates only when the loop reaches a new peak. */
+            size_t cap = loop->stack_pool_cap ? 2 * loop->stack_pool_cap : 256;
+            uintptr_t *pool = cap <= SIZE_MAX / sizeof *pool
+                                  ? realloc(loop->stack_pool, cap * sizeof *pool)
+                                  : NULL;
+            if (pool) {
+                loop->stack_pool = pool;
+                loop->stack_pool_cap = cap;
             }
         }
-        if (loop->stack_cold_len < loop->stack_cold_cap &&
-            madvise(st->lo, st->size, MADV_DONTNEED) == 0) {
-            loop->stack_cold[loop->stack_cold_len++] = st->map;
+        if (loop->stack_pool_len < loop->stack_pool_cap) {
+            loop->stack_pool[loop->stack_pool_len++] = (uintptr_t)st->map | (uintptr_t)st->kind;
             st->map = NULL;
             return;
         }
     }
-    munmap(st->map, st->map_size);
+    unmap_stack(st->map, st->map_size, st->kind);
     st->map = NULL;
+}
+
+static void *entry_map(uintptr_t e) { return (void *)(e & ~(uintptr_t)(cio__page_size() - 1)); }
+static int entry_kind(uintptr_t e) { return (int)(e & (cio__page_size() - 1)); }
+
+static void trim(cio_loop *loop);
+
+/* Is there anything the next trim could give back? */
+static bool trim_pending(const cio_loop *loop)
+{
+    return loop->stack_pool_cold ||
+           loop->stack_pool_len - loop->stack_pool_cold > loop->stack_pool_max;
+}
+
+int64_t cio__stack_idle(cio_loop *loop)
+{
+    int64_t now = cio__loop_now(loop);
+    if (now < loop->stack_trim_at)
+        return trim_pending(loop) ? loop->stack_trim_at : -1;
+    loop->stack_trim_at = now + CIO__STACK_TRIM_PERIOD;
+    trim(loop);
+    return trim_pending(loop) ? loop->stack_trim_at : -1;
+}
+
+/* One trim (see the top of this file). */
+static void trim(cio_loop *loop)
+{
+    size_t map_size = CIO__STACK_GUARD + loop->stack_size;
+
+    /* Cold stacks (given back at an earlier trim and not reused since):
+     * unmap the older half. */
+    size_t n = (loop->stack_pool_cold + 1) / 2;
+    for (size_t i = 0; i < n; i++)
+        unmap_stack(entry_map(loop->stack_pool[i]), map_size,
+                    entry_kind(loop->stack_pool[i]));
+    if (n) {
+        memmove(loop->stack_pool, loop->stack_pool + n,
+                (loop->stack_pool_len - n) * sizeof *loop->stack_pool);
+        loop->stack_pool_len -= n;
+        loop->stack_pool_cold -= n;
+    }
+
+    /* Hot stacks: keep what it takes to get back to the peak of the last
+     * period without a page fault, and stack_pool_max at least; give back
+     * half of the rest, the least recently used first. */
+    size_t need = loop->stacks_peak - loop->stacks_live;
+    size_t keep = need > loop->stack_pool_max ? need : loop->stack_pool_max;
+    size_t hot = loop->stack_pool_len - loop->stack_pool_cold;
+    loop->stacks_peak = loop->stacks_live;
+    if (hot > keep) {
+        n = (hot - keep + 1) / 2;
+        for (size_t i = 0; i < n; i++) {
+            char *map = entry_map(loop->stack_pool[loop->stack_pool_cold]);
+            /* The usable part only: a guard region stays as it is. */
+            madvise(map + CIO__STACK_GUARD, loop->stack_size, MADV_DONTNEED);
+            loop->stack_pool_cold++;
+        }
+    }
+    /* Task structs: as many as the hot stacks can serve. */
+    cio__task_cache_trim(loop->stack_pool_len - loop->stack_pool_cold);
 }
 
 void cio__stack_pool_drain(cio_loop *loop)
 {
-    size_t map_size = loop->stack_size + cio__page_size();
-    while (loop->stack_pool_len)
-        munmap(loop->stack_pool[--loop->stack_pool_len], map_size);
+    size_t map_size = CIO__STACK_GUARD + loop->stack_size;
+    while (loop->stack_pool_len) {
+        uintptr_t e = loop->stack_pool[--loop->stack_pool_len];
+        unmap_stack(entry_map(e), map_size, entry_kind(e));
+    }
     free(loop->stack_pool);
     loop->stack_pool = NULL;
-    while (loop->stack_cold_len)
-        munmap(loop->stack_cold[--loop->stack_cold_len], map_size);
-    free(loop->stack_cold);
-    loop->stack_cold = NULL;
-    loop->stack_cold_cap = 0;
+    loop->stack_pool_cap = 0;
+    loop->stack_pool_cold = 0;
 }
 
 /* ---- overflow reporting ------------------------------------------------- */
@@ -235,6 +420,59 @@ static void chain(int sig, siginfo_t *info, void *uctx)
         raise(sig);
 }
 
+/* "cio: task 'NAME' overflowed its N KiB stack" + how, on stderr, then
+ * abort. Async-signal-safe (the SIGSEGV handler uses it). */
+__attribute__((noreturn)) static void report_overflow(cio_task *t, const char *how)
+{
+    char msg[320];
+    size_t n = 0;
+    n = append(msg, n, sizeof msg, "cio: task '");
+    n = append(msg, n, sizeof msg, t->name ? t->name : "?");
+    n = append(msg, n, sizeof msg, "' overflowed its ");
+    n = append_uint(msg, n, sizeof msg, t->stack.size / 1024);
+    n = append(msg, n, sizeof msg, " KiB stack");
+    n = append(msg, n, sizeof msg, how);
+    n = append(msg, n, sizeof msg, "\n");
+    ssize_t w = write(2, msg, n);
+    (void)w;
+    signal(SIGABRT, SIG_DFL);
+    abort();
+}
+
+void cio__stack_overflowed(cio_task *t, const char *how)
+{
+    report_overflow(t, how);
+}
+
+void cio__stack_check_end(cio_task *t)
+{
+    unsigned char vec[CIO__STACK_GUARD / 4096 + 1];
+    size_t page = cio__page_size();
+    size_t pages = CIO__STACK_GUARD / page;
+    if (pages > sizeof vec)
+        pages = sizeof vec;
+    char *lo = t->stack.lo;
+    if (mincore(lo - pages * page, pages * page, vec) != 0)
+        return;
+    for (size_t i = 0; i < pages; i++)
+        if (vec[i] & 1)
+            report_overflow(t, " (the untouched region below the stack was "
+                               "touched; found when the task ended)");
+}
+
+/* The stack pointer of the code that faulted, or NULL. */
+static char *fault_sp(void *uctx)
+{
+#if defined(__x86_64__)
+    return (char *)((ucontext_t *)uctx)->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    return (char *)((ucontext_t *)uctx)->uc_mcontext.sp;
+#else
+    (void)uctx;
+    return NULL;
+#endif
+}
+
 static void overflow_handler(int sig, siginfo_t *info, void *uctx)
 {
     cio_loop *loop = cio__tls_loop;
@@ -243,21 +481,20 @@ static void overflow_handler(int sig, siginfo_t *info, void *uctx)
         char *addr = info->si_addr;
         char *guard_lo = t->stack.map;
         char *lo = t->stack.lo;
-        /* The guard page, or a little below it: one big frame can jump over
-         * a single page. */
-        if (addr >= guard_lo - 64 * 1024 && addr < lo) {
-            char msg[256];
-            size_t n = 0;
-            n = append(msg, n, sizeof msg, "cio: task '");
-            n = append(msg, n, sizeof msg, t->name ? t->name : "?");
-            n = append(msg, n, sizeof msg, "' overflowed its ");
-            n = append_uint(msg, n, sizeof msg, t->stack.size / 1024);
-            n = append(msg, n, sizeof msg, " KiB stack\n");
-            ssize_t w = write(2, msg, n);
-            (void)w;
-            signal(SIGABRT, SIG_DFL);
-            abort();
-        }
+        /* The guard region, or a little below it (a frame larger than the
+         * guard, in code built without stack-clash probes). */
+        if (addr >= guard_lo - CIO__STACK_GUARD && addr < lo)
+            report_overflow(t, "");
+        /* Or anywhere, while the task's stack pointer was below its stack
+         * (a frame that jumped far past the guard): not on the alternate
+         * signal stack (a fault in a signal handler), and less than 64 MiB
+         * below (a stack pointer that is simply wild is no overflow). */
+        char *sp = fault_sp(uctx);
+        stack_t ss;
+        bool on_alt = sigaltstack(NULL, &ss) == 0 && !(ss.ss_flags & SS_DISABLE) &&
+                      sp >= (char *)ss.ss_sp && sp < (char *)ss.ss_sp + ss.ss_size;
+        if (sp && sp < lo && (size_t)(lo - sp) <= 64u * 1024 * 1024 && !on_alt)
+            report_overflow(t, " (its stack pointer was below the stack at a fault)");
     }
     chain(sig, info, uctx);
 }

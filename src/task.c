@@ -2,6 +2,10 @@
  * join, done callbacks, names, sleep/yield and task dumps. */
 #include "cio_internal.h"
 
+#ifdef __GLIBC__
+#include <malloc.h> /* malloc_trim */
+#endif
+
 #include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
@@ -112,16 +116,24 @@ static void task_complete(cio_task *t, int status);
 /* Freed task structs kept for reuse, per thread (a handle may be released
  * after its loop closed, so the cache cannot live in the loop). Only while
  * a loop runs on the thread: cio_loop_close drains it, so a thread that
- * exits leaks nothing. */
-#define TASK_CACHE_MAX 256
-static __thread cio_task *task_cache[TASK_CACHE_MAX];
-static __thread unsigned task_cache_len;
+ * exits leaks nothing. A free list through each struct's `arg`, as
+ * long as the peak of tasks alive: freeing thousands of structs at once
+ * would let malloc shrink its heap and fault it back in at the next burst
+ * (tens of microseconds per page on some VMs). The stack pool's trims,
+ * when the loop idles, bring it down with the pooled stacks. */
+#define TASK_CACHE_KEEP 256
+static __thread cio_task *task_cache;
+static __thread size_t task_cache_len;
 
 static cio_task *task_alloc(void)
 {
-    if (task_cache_len)
-        return task_cache[--task_cache_len];
-    cio_task *t = malloc(sizeof(cio_task));
+    cio_task *t = task_cache;
+    if (t) {
+        task_cache = t->arg;
+        task_cache_len--;
+        return t; /* its generation moved on when it was freed */
+    }
+    t = malloc(sizeof(cio_task));
     if (!t)
         return NULL;
 #ifdef CIO__HANDLE_SHIFT
@@ -136,16 +148,55 @@ static cio_task *task_alloc(void)
 
 static void task_dealloc(cio_task *t)
 {
-    if (cio__tls_loop && task_cache_len < TASK_CACHE_MAX)
-        task_cache[task_cache_len++] = t;
-    else
+    if (!cio__tls_loop) {
         free(t);
+        return;
+    }
+    t->arg = task_cache;
+    task_cache = t;
+    task_cache_len++;
+}
+
+/* After freeing many structs at once: glibc's free() gives the heap's top
+ * back only when nothing live (a chunk parked in its per-thread cache,
+ * say) sits above the freed run, which after a burst of thousands of tasks
+ * left tens of MiB resident. Ask it to return free pages wherever they are
+ * (idle time or loop close: never on the spawn/finish path). */
+static void heap_give_back(size_t freed)
+{
+#ifdef __GLIBC__
+    if (freed >= 1024)
+        malloc_trim(0);
+#else
+    (void)freed;
+#endif
+}
+
+void cio__task_cache_trim(size_t keep)
+{
+    if (keep < TASK_CACHE_KEEP)
+        keep = TASK_CACHE_KEEP;
+    size_t freed = 0;
+    while (task_cache_len > keep) {
+        cio_task *t = task_cache;
+        task_cache = t->arg;
+        task_cache_len--;
+        free(t);
+        freed++;
+    }
+    heap_give_back(freed);
 }
 
 void cio__task_cache_drain(void)
 {
-    while (task_cache_len)
-        free(task_cache[--task_cache_len]);
+    size_t freed = task_cache_len;
+    while (task_cache) {
+        cio_task *t = task_cache;
+        task_cache = t->arg;
+        free(t);
+    }
+    task_cache_len = 0;
+    heap_give_back(freed);
 }
 
 static void task_entry(void *arg)

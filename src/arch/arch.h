@@ -34,4 +34,21 @@ void cio__ctx_switch(cio__ctx *from, cio__ctx *to);
 void cio__ctx_make(cio__ctx *ctx, void *stack_lo, size_t size,
                    void (*entry)(void *), void *arg);
 
+/* The stack pointer of the running code (for the switch-time overflow
+ * check: a task must never be left with it below its stack). */
+static inline char *cio__ctx_sp(void)
+{
+#if defined(__x86_64__)
+    char *sp;
+    __asm__("movq %%rsp, %0" : "=r"(sp));
+    return sp;
+#elif defined(__aarch64__)
+    char *sp;
+    __asm__("mov %0, sp" : "=r"(sp));
+    return sp;
+#else
+    return (char *)__builtin_frame_address(0);
+#endif
+}
+
 #endif
