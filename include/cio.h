@@ -315,6 +315,8 @@ CIO_EXTERN int cio_join_site(cio_task *task, int *status, const char *file,
  * cancelling() count and wakes it if it is suspended; from then on every
  * suspending call in it returns -ECANCELED (outside shielded regions) until
  * the count is brought back to 0 by cio_task_uncancel() or the task returns.
+ * The task's cancellation is the outermost level of its cancel scopes: the
+ * children of groups it has entered (and theirs) see it too, at once.
  * Returns false if the task had already finished. Does not suspend. */
 CIO_EXTERN bool cio_task_cancel(cio_task *task);
 /* Number of pending cancellation requests (asyncio Task.cancelling). */
@@ -433,12 +435,23 @@ CIO_EXTERN int cio_close(int fd);
  * task, properly nested (last entered, first exited). While the scope is
  * cancelled — by cio_scope_cancel() or by reaching its deadline — every
  * suspending call inside it returns -ECANCELED or -ETIMEDOUT respectively.
+ * "Inside" means the task's code between enter and exit and every task of
+ * a group entered there (the group's children, their groups' children, and
+ * so on): a scope that fires wakes all of them at that moment, with its
+ * reason, wherever the task that entered it is busy (trio's rule).
  * Exiting absorbs the scope's own cancellation: code after cio_scope_exit()
  * runs normally unless an outer scope or the task itself is cancelled.
  *
  * A shielded scope holds back cancellation from outside it (the task's and
- * enclosing scopes') until it exits; its own deadline still applies. Use it
- * for cleanup that must suspend.
+ * enclosing scopes') until it exits, for everything inside it (groups'
+ * children included); its own deadline still applies. Use it for cleanup
+ * that must suspend.
+ *
+ * Entering a scope that is still entered — twice by the same task, or by
+ * a second task — is a programming error (it would corrupt the scope
+ * chains): the process aborts with a message naming the call, the scope
+ * and the task(s), as it does for a scope exited out of order. A scope
+ * exited can be entered again.
  */
 typedef struct cio_scope cio_scope;
 
@@ -455,7 +468,8 @@ CIO_EXTERN void cio_shield_enter(cio_scope *scope, int64_t deadline);
 CIO_EXTERN void cio_scope_reschedule(cio_scope *scope, int64_t deadline);
 /* The scope's deadline (CIO_FOREVER if none). */
 CIO_EXTERN int64_t cio_scope_deadline(const cio_scope *scope);
-/* Cancel the scope (from its task or another one, while it is entered). */
+/* Cancel the scope (from its task, another task or a callback, while it is
+ * entered). Does not suspend. */
 CIO_EXTERN void cio_scope_cancel(cio_scope *scope);
 /* True once the scope's deadline has fired or it was cancelled. */
 CIO_EXTERN bool cio_scope_cancelled(const cio_scope *scope);
@@ -481,18 +495,29 @@ CIO_EXTERN int cio_wait_for(cio_task_fn fn, void *arg, int64_t timeout);
  *   ... inspect cio_group_error_count(&g) ...
  *   cio_group_destroy(&g);
  *
- * The group is a cancel scope of the task that entered it. The first child
- * that fails (status < 0 other than -ECANCELED) cancels the group: every
- * sibling and the body between enter and exit see -ECANCELED. Every failing
- * child is recorded, not just the first (ExceptionGroup's role).
+ * The group is a cancel scope of the task that entered it, and its children
+ * run inside it and inside every scope enclosing it in that task (a trio
+ * nursery's children): when an enclosing scope is cancelled or reaches its
+ * deadline, or the parent task is cancelled, the children see it at once,
+ * with its reason (-ETIMEDOUT for a deadline), even while the parent is
+ * busy elsewhere (in a shielded cleanup, say); a shield around the group,
+ * or in a child, holds it back as usual. The first child that fails
+ * (status < 0 other than the cancellation it sees: -ECANCELED, or an
+ * enclosing deadline's -ETIMEDOUT) cancels the group: every sibling and the
+ * body between enter and exit see -ECANCELED. Every failing child is
+ * recorded, not just the first (ExceptionGroup's role).
  */
 typedef struct cio_group cio_group;
 
-/* Enter a group in the calling task. Does not suspend. */
+/* Enter a group in the calling task. Does not suspend. Entering a group
+ * that is still entered aborts the process (as for scopes, above). */
 CIO_EXTERN void cio_group_enter(cio_group *group);
 /* Spawn a child of the group (see cio_spawn; task may be NULL). Returns
- * -EINVAL after the group was exited, -ECANCELED if the group is already
- * cancelled (the child is not created then). */
+ * -EINVAL after the group was exited; -ECANCELED / -ETIMEDOUT if the group,
+ * a scope enclosing it or the task that entered it is already cancelled
+ * (not held back by a shield): the code the child would see. The child is
+ * not created then (fn does not run: the caller keeps its argument). Does
+ * not suspend. */
 CIO_EXTERN int cio_group_spawn(cio_group *group, cio_task **task,
                                cio_task_fn fn, void *arg, const char *name_fmt,
                                ...) CIO__PRINTF(5, 6);

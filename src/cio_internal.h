@@ -380,24 +380,47 @@ static inline void cio__task_set_state(cio_task *t, int to)
 /* Make a WAITING task ready; its suspension returns rc. Returns false (and
  * does nothing) if the task is not waiting: the first wake wins. */
 bool cio__task_wake(cio_task *t, int rc);
-/* The cancellation the task sees now: 0, -ECANCELED or -ETIMEDOUT. The
- * outermost cancelled scope below the nearest shield wins; the task's own
- * cancellation counts only if no shield intervenes. */
-static inline int cio__cancel_code(const cio_task *t)
+/* The cancellation seen by code of task t running directly inside scope s
+ * (one of t's scopes, or NULL: outside all of them): 0, -ECANCELED or
+ * -ETIMEDOUT. The levels, from the inside out: s and its enclosing scopes,
+ * then the task's own cancellation, then -- for a group's child -- the
+ * group's scope in the parent task and the parent's levels from there, and
+ * so on up. The outermost cancelled level below the nearest shield wins.
+ * No allocation, no writes: this runs at every suspending call. */
+static inline int cio__cancel_code_from(const cio_task *t, const cio_scope *s)
 {
     int code = 0;
-    for (const cio_scope *s = t->scope; s; s = s->parent) {
-        if (s->cancel_reason)
-            code = s->cancel_reason;
-        if (s->shield)
+    for (;;) {
+        for (; s; s = s->parent) {
+            if (s->cancel_reason)
+                code = s->cancel_reason;
+            if (s->shield)
+                return code;
+        }
+        if (t->cancelling > 0)
+            code = -ECANCELED;
+        if (CIO__LIKELY(!t->group))
             return code;
+        /* A child lives inside its group's scope in the parent task (the
+         * group outlives its running children: exit waits for them). */
+        s = &t->group->scope;
+        t = s->task;
     }
-    if (t->cancelling > 0)
-        code = -ECANCELED;
-    return code;
+}
+/* The cancellation the task sees now. */
+static inline int cio__cancel_code(const cio_task *t)
+{
+    return cio__cancel_code_from(t, t->scope);
 }
 /* Wake t with its cancellation code if it is waiting and now cancelled. */
 void cio__task_interrupt(cio_task *t);
+/* Scope s of task t was just cancelled (s NULL: the task itself was):
+ * wake every task that now sees it -- t, and the children of each group t
+ * entered inside s, theirs, and so on -- except below a shield. scope.c. */
+void cio__interrupt_inside(cio_task *t, const cio_scope *s);
+/* Panic if scope s is entered already (by any task of the loop): entering
+ * it again would corrupt the scope chains. `what` names the call. */
+void cio__scope_check_not_entered(const cio_scope *s, const char *what);
 /* Start of every suspending call: checks that a task is running and not
  * cancelled, records the site. Returns 0 or the error to return. */
 static inline int cio__suspend_check(cio_task **self, const char *file,

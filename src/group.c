@@ -14,6 +14,7 @@ static void cancel_children(cio_group *g)
 
 void cio_group_enter(cio_group *g)
 {
+    cio__scope_check_not_entered(&g->scope, "cio_group_enter"); /* before the memset */
     memset(g, 0, sizeof *g);
     cio__list_init(&g->children);
     cio_scope_enter(&g->scope);
@@ -27,8 +28,11 @@ static int group_spawn_v(cio_group *g, cio_task **task, const cio_task_options *
         *task = NULL;
     if (!g || g->exited || g->scope.task == NULL)
         return -EINVAL;
-    if (g->scope.cancel_reason)
-        return -ECANCELED;
+    /* Cancelled already, by the group or by any scope enclosing it (in
+     * the parent and beyond): the child would be born cancelled. */
+    int code = cio__cancel_code_from(g->scope.task, &g->scope);
+    if (code)
+        return code;
     return cio__spawn(g->scope.task->loop, task, opts, fn, arg, fmt, ap, g);
 }
 
@@ -82,13 +86,17 @@ void cio__group_child_done(cio_task *t)
     cio_group *g = t->group;
     cio__list_remove(&t->group_node);
     g->n_running--;
-    if (t->status < 0 && t->status != -ECANCELED) {
+    /* A child that ends with the cancellation it sees (the group's, or
+     * the reason of a scope enclosing the group: -ETIMEDOUT for a
+     * deadline) was cancelled; it did not fail. */
+    if (t->status < 0 && t->status != -ECANCELED && t->status != cio__cancel_code(t)) {
         record_error(g, t);
         if (!g->first_error) {
             g->first_error = t->status;
             cio_group_cancel(g);
         }
     } else {
+        t->status_observed |= t->status < 0; /* (cancelled: nothing to report) */
         t->refs--; /* the group's; the loop still holds one */
     }
     if (g->n_running == 0 && g->waiter)

@@ -2,7 +2,9 @@
  * and is linked into that task's scope chain (innermost first). The
  * cancellation a task sees is computed from the chain by cio__cancel_code:
  * the outermost cancelled scope below the nearest shield, or the task's own
- * cancellation if no shield intervenes. */
+ * cancellation if no shield intervenes. A group's child continues the walk
+ * at the group's scope in its parent task, so a scope reaches every task
+ * inside it, across groups, and a shield at any level holds. */
 #include "cio_internal.h"
 
 #define SCOPE_MAGIC 0x5c09e5c0u
@@ -16,12 +18,32 @@ static cio_task *running_task(const char *what)
     return t;
 }
 
+void cio__interrupt_inside(cio_task *t, const cio_scope *s)
+{
+    const cio_scope *end = s ? s->parent : NULL;
+    /* A shield strictly inside s holds s's cancellation back from
+     * everything inside it: only the groups between the outermost such
+     * shield and s (s included) have children to wake. */
+    const cio_scope *from = t->scope;
+    for (const cio_scope *x = t->scope; x != end; x = x->parent)
+        if (x->shield && x != s)
+            from = x->parent;
+    cio__task_interrupt(t); /* (computes what t sees: 0 when shielded) */
+    for (const cio_scope *x = from; x != end; x = x->parent) {
+        if (!x->group)
+            continue;
+        const cio_group *g = CIO__CONTAINER(x, cio_group, scope);
+        for (cio__list *n = g->children.next; n != &g->children; n = n->next)
+            cio__interrupt_inside(CIO__CONTAINER(n, cio_task, group_node), NULL);
+    }
+}
+
 static void fire(cio_scope *s, int reason)
 {
     if (s->cancel_reason)
         return;
     s->cancel_reason = reason;
-    cio__task_interrupt(s->task);
+    cio__interrupt_inside(s->task, s);
 }
 
 static void deadline_fired(cio__timer *tm)
@@ -43,9 +65,40 @@ static void arm(cio_scope *s)
         cio__panic("out of memory arming a deadline");
 }
 
+void cio__scope_check_not_entered(const cio_scope *s, const char *what)
+{
+    if (s->magic != SCOPE_MAGIC)
+        return;
+    /* The magic says "entered", but the memory may be a stale copy: look
+     * for s in the live tasks' chains, comparing pointers only. */
+    cio_loop *loop = cio__tls_loop;
+    cio_task *self = loop ? loop->current : NULL;
+    if (!self)
+        return;
+    for (cio__list *n = loop->tasks.next; n != &loop->tasks; n = n->next) {
+        cio_task *o = CIO__CONTAINER(n, cio_task, all_node);
+        for (const cio_scope *x = o->scope; x; x = x->parent) {
+            if (x != s)
+                continue;
+            if (o == self)
+                cio__panic("%s: task '%s' enters %s %p a second time (it is "
+                           "still entered: exit it first, or a function "
+                           "returned without exiting it)",
+                           what, self->name, s->group ? "group" : "scope",
+                           (const void *)s);
+            cio__panic("%s: task '%s' enters %s %p, which task '%s' has "
+                       "entered (a scope or group belongs to the task that "
+                       "entered it)",
+                       what, self->name, s->group ? "group" : "scope",
+                       (const void *)s, o->name);
+        }
+    }
+}
+
 static void enter(cio_scope *s, int64_t deadline, bool shield, const char *what)
 {
     cio_task *t = running_task(what);
+    cio__scope_check_not_entered(s, what);
     s->magic = SCOPE_MAGIC;
     s->task = t;
     s->parent = t->scope;

@@ -56,7 +56,7 @@ bool cio_task_cancel(cio_task *t)
     if (!t || t->state == CIO__TASK_DONE)
         return false;
     t->cancelling++;
-    cio__task_interrupt(t);
+    cio__interrupt_inside(t, NULL); /* t and the children of its groups */
     return true;
 }
 
