@@ -20,6 +20,14 @@
  *    -ETIMEDOUT (a scope's deadline), and keeps doing so until the task
  *    leaves that scope or returns. Forgetting to check one return value
  *    cannot swallow a cancellation.
+ *  - Every call marked "Suspends" is a cancellation checkpoint, without
+ *    exception: it reports a pending cancellation first, even when it has
+ *    nothing to wait for (a finished task, a free lock, a set event, a
+ *    non-empty queue); it then does nothing else. A call that need not
+ *    wait returns without letting other tasks run (it is not a scheduling
+ *    point; trio's checkpoints always yield): cio_yield() is the one call
+ *    that always switches. The one kind of exception says so in its
+ *    comment: cleanup that always finishes, shielded (cio_server_close).
  *  - Suspending calls are macros that record their call site (file, line,
  *    function) so that task dumps can show where each task waits. The
  *    functions behind them end in _site and take the site explicitly.
@@ -96,7 +104,11 @@ CIO_EXTERN const char *cio_strerror(int err);
 #define CIO_SEC ((int64_t)1000000000)
 #define CIO_MINUTE (60 * CIO_SEC)
 #define CIO_HOUR (60 * CIO_MINUTE)
-/* A deadline that never comes. */
+/* A deadline that never comes. A wait until CIO_FOREVER (a sleep, a
+ * cio_wait timeout, a scope deadline) arms no timer: only what it waits
+ * for, or a cancellation, ends it, and the deadlock detector counts it as
+ * waiting on nothing else. A timeout that would pass CIO_FOREVER is
+ * CIO_FOREVER; a callback due at CIO_FOREVER never runs. */
 #define CIO_FOREVER INT64_MAX
 
 /* Returns the current loop's time: monotonic nanoseconds, read once per loop
@@ -305,8 +317,10 @@ CIO_EXTERN int cio_spawn_v(cio_task **task, const cio_task_options *opts,
 
 /* Suspends until `task` has finished. Returns 0 and stores the task's status
  * in *status (if not NULL) once it has; or -ECANCELED / -ETIMEDOUT if the
- * calling task was cancelled while waiting (the awaited task keeps running:
- * cancel it yourself if you want it gone). -EDEADLK if a task joins itself. */
+ * calling task is cancelled, before waiting (even if `task` is done
+ * already: *status is then left alone) or while waiting (the awaited task
+ * keeps running: cancel it yourself if you want it gone). -EDEADLK if a
+ * task joins itself; -EPERM outside a task (use cio_task_status there). */
 #define cio_join(task, status) cio_join_site((task), (status), CIO__HERE)
 CIO_EXTERN int cio_join_site(cio_task *task, int *status, const char *file,
                              int line, const char *func);
@@ -386,7 +400,8 @@ CIO_EXTERN int cio_yield_site(const char *file, int line, const char *func);
 #define cio_sleep(delay) cio_sleep_site((delay), CIO__HERE)
 CIO_EXTERN int cio_sleep_site(int64_t delay, const char *file, int line,
                               const char *func);
-/* Sleep until loop time `deadline`. Suspends. */
+/* Sleep until loop time `deadline` (CIO_FOREVER: until cancelled, with no
+ * timer armed). Suspends. Returns 0 or -ECANCELED / -ETIMEDOUT. */
 #define cio_sleep_until(deadline) cio_sleep_until_site((deadline), CIO__HERE)
 CIO_EXTERN int cio_sleep_until_site(int64_t deadline, const char *file,
                                     int line, const char *func);
@@ -555,8 +570,9 @@ CIO_EXTERN void cio_group_destroy(cio_group *group);
  * (status < 0) makes gather cancel the others, wait for them, and return
  * that task's status; unlike asyncio, nothing is left running. With
  * CIO_GATHER_ALL every task runs to completion and gather returns 0. If the
- * caller is cancelled, the tasks are cancelled and waited for, then
- * -ECANCELED / -ETIMEDOUT is returned. */
+ * caller is cancelled (before the call or during it), the tasks are
+ * cancelled and waited for, then -ECANCELED / -ETIMEDOUT is returned — even
+ * if every task had finished already (statuses is filled in either way). */
 #define cio_gather(tasks, n, statuses, flags)                                  \
     cio_gather_site((tasks), (n), (statuses), (flags), CIO__HERE)
 CIO_EXTERN int cio_gather_site(cio_task *const *tasks, size_t n, int *statuses,
@@ -569,7 +585,9 @@ CIO_EXTERN int cio_gather_site(cio_task *const *tasks, size_t n, int *statuses,
 #define CIO_ALL_COMPLETED 3
 
 /* asyncio.wait: suspends until the condition holds or `timeout` ns pass
- * (timeout < 0: no timeout). Tasks are never cancelled by it. Returns the
+ * (timeout < 0 or CIO_FOREVER: no timeout, no timer). Tasks are never
+ * cancelled by it. A cancelled caller gets -ECANCELED / -ETIMEDOUT even if
+ * the condition already holds. Returns the
  * number of finished tasks (check each with cio_task_done) — on timeout too
  * — or -ECANCELED / -ETIMEDOUT if the caller was cancelled, -EINVAL for a
  * bad mode. FIRST_EXCEPTION returns when any task fails (status < 0), else
@@ -595,7 +613,9 @@ CIO_EXTERN int cio_as_completed_init(cio_as_completed *it, cio_task *const *task
                                      size_t n);
 /* Suspends until the next task finishes, in completion order. Returns 1 and
  * sets *task, 0 when every task has been returned, or -ECANCELED /
- * -ETIMEDOUT if the caller was cancelled (call again later to continue). */
+ * -ETIMEDOUT if the caller is cancelled — checked first, even when a
+ * finished task is at hand, so a `while (next(...) > 0)` loop stops at a
+ * cancellation (call again later to continue: nothing is lost). */
 #define cio_as_completed_next(it, task)                                        \
     cio_as_completed_next_site((it), (task), CIO__HERE)
 CIO_EXTERN int cio_as_completed_next_site(cio_as_completed *it, cio_task **task,

@@ -514,14 +514,17 @@ int cio_join_site(cio_task *task, int *status, const char *file, int line,
     cio_task *self;
     if (!task)
         return -EINVAL;
+    /* A checkpoint even when the task is done: a cancelled caller gets its
+     * cancellation, not the status (trio's rule; asyncio's await of a done
+     * task would not notice). */
+    int rc = cio__suspend_check(&self, file, line, func);
+    if (rc)
+        return rc;
     if (task->state == CIO__TASK_DONE) {
         if (status)
             *status = cio_task_status(task);
         return 0;
     }
-    int rc = cio__suspend_check(&self, file, line, func);
-    if (rc)
-        return rc;
     if (self == task)
         return -EDEADLK;
     cio__watch w;
@@ -556,6 +559,8 @@ int cio_sleep_until_site(int64_t deadline, const char *file, int line,
     cio_loop *loop = self->loop;
     if (deadline <= cio__loop_now(loop))
         return cio_yield_site(file, line, func);
+    if (deadline == CIO_FOREVER) /* no timer: only a cancellation ends it, */
+        return cio__park(self);  /* and the deadlock detector sees it */
     sleep_timer st;
     st.task = self;
     cio__timer_init(&st.timer, sleep_timer_fired);
