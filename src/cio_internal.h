@@ -385,27 +385,24 @@ bool cio__task_wake(cio_task *t, int rc);
  * -ETIMEDOUT. The levels, from the inside out: s and its enclosing scopes,
  * then the task's own cancellation, then -- for a group's child -- the
  * group's scope in the parent task and the parent's levels from there, and
- * so on up. The outermost cancelled level below the nearest shield wins.
- * No allocation, no writes: this runs at every suspending call. */
+ * so on up (cio__cancel_code_outer). The outermost cancelled level below
+ * the nearest shield wins. No allocation, no writes: this runs at every
+ * suspending call, so a task outside any group pays one branch more. */
+int cio__cancel_code_outer(const cio_task *t, int code);
 static inline int cio__cancel_code_from(const cio_task *t, const cio_scope *s)
 {
     int code = 0;
-    for (;;) {
-        for (; s; s = s->parent) {
-            if (s->cancel_reason)
-                code = s->cancel_reason;
-            if (s->shield)
-                return code;
-        }
-        if (t->cancelling > 0)
-            code = -ECANCELED;
-        if (CIO__LIKELY(!t->group))
+    for (; s; s = s->parent) {
+        if (s->cancel_reason)
+            code = s->cancel_reason;
+        if (s->shield)
             return code;
-        /* A child lives inside its group's scope in the parent task (the
-         * group outlives its running children: exit waits for them). */
-        s = &t->group->scope;
-        t = s->task;
     }
+    if (t->cancelling > 0)
+        code = -ECANCELED;
+    if (CIO__UNLIKELY(t->group != NULL))
+        return cio__cancel_code_outer(t, code);
+    return code;
 }
 /* The cancellation the task sees now. */
 static inline int cio__cancel_code(const cio_task *t)

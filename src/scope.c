@@ -7,6 +7,15 @@
  * inside it, across groups, and a shield at any level holds. */
 #include "cio_internal.h"
 
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#endif
+#endif
+#ifndef VALGRIND_MAKE_MEM_DEFINED
+#define VALGRIND_MAKE_MEM_DEFINED(addr, len) ((void)0)
+#endif
+
 #define SCOPE_MAGIC 0x5c09e5c0u
 
 static cio_task *running_task(const char *what)
@@ -16,6 +25,26 @@ static cio_task *running_task(const char *what)
     if (!t)
         cio__panic("%s called outside a task", what);
     return t;
+}
+
+int cio__cancel_code_outer(const cio_task *t, int code)
+{
+    /* t is a group's child: it lives inside its group's scope in the
+     * parent task (the group outlives its running children: exit waits
+     * for them), and inside whatever encloses that. */
+    while (t->group) {
+        const cio_scope *s = &t->group->scope;
+        t = s->task;
+        for (; s; s = s->parent) {
+            if (s->cancel_reason)
+                code = s->cancel_reason;
+            if (s->shield)
+                return code;
+        }
+        if (t->cancelling > 0)
+            code = -ECANCELED;
+    }
+    return code;
 }
 
 void cio__interrupt_inside(cio_task *t, const cio_scope *s)
@@ -67,6 +96,9 @@ static void arm(cio_scope *s)
 
 void cio__scope_check_not_entered(const cio_scope *s, const char *what)
 {
+    /* A scope about to be entered is usually a fresh local: its bytes are
+     * garbage, read here on purpose (memcheck would flag the branch). */
+    VALGRIND_MAKE_MEM_DEFINED(&s->magic, sizeof s->magic);
     if (s->magic != SCOPE_MAGIC)
         return;
     /* The magic says "entered", but the memory may be a stale copy: look
