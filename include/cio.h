@@ -590,7 +590,8 @@ CIO_EXTERN int cio_gather_site(cio_task *const *tasks, size_t n, int *statuses,
  * the condition already holds. Returns the
  * number of finished tasks (check each with cio_task_done) — on timeout too
  * — or -ECANCELED / -ETIMEDOUT if the caller was cancelled, -EINVAL for a
- * bad mode. FIRST_EXCEPTION returns when any task fails (status < 0), else
+ * bad mode. FIRST_EXCEPTION returns when any task fails (status < 0,
+ * -ECANCELED included: unlike asyncio, a cancelled task counts), else
  * when all are done. */
 #define cio_wait(tasks, n, mode, timeout)                                      \
     cio_wait_site((tasks), (n), (mode), (timeout), CIO__HERE)
