@@ -334,6 +334,14 @@ size_t cio_stream_write_buffered(const cio_stream *s) { return queued(s); }
  * task closing the stream meanwhile (which wakes them: -EBADF) cannot free
  * it under them. */
 static void hold(cio_stream *s) { s->refs++; }
+/* Every suspending call is a checkpoint (cio.h): a cancelled caller gets
+ * its cancellation even when nothing needs waiting for (data buffered,
+ * nothing queued). -EPERM outside a task. */
+static int checkpoint(const char *file, int line, const char *func)
+{
+    cio_task *self;
+    return cio__suspend_check(&self, file, line, func);
+}
 static ssize_t release(cio_stream *s, ssize_t rc)
 {
     stream_unref(s);
@@ -342,6 +350,9 @@ static ssize_t release(cio_stream *s, ssize_t rc)
 
 int cio_stream_drain_site(cio_stream *s, const char *file, int line, const char *func)
 {
+    int rc = checkpoint(file, line, func);
+    if (rc)
+        return rc;
     hold(s);
     while (!s->werr && queued(s) > s->high) {
         int rc = cio_event_wait_site(&s->below_low, file, line, func);
@@ -381,6 +392,9 @@ static int transport_shutdown(cio_stream *s, const char *file, int line,
 
 int cio_stream_flush_site(cio_stream *s, const char *file, int line, const char *func)
 {
+    int rc = checkpoint(file, line, func);
+    if (rc)
+        return rc;
     hold(s);
     return (int)release(s, wait_sent(s, file, line, func));
 }
@@ -431,6 +445,9 @@ static int write_eof(cio_stream *s, const char *file, int line, const char *func
 
 int cio_stream_write_eof_site(cio_stream *s, const char *file, int line, const char *func)
 {
+    int rc = checkpoint(file, line, func);
+    if (rc)
+        return rc;
     hold(s);
     return (int)release(s, write_eof(s, file, line, func));
 }
@@ -549,6 +566,9 @@ static ssize_t read_some(cio_stream *s, void *buf, size_t n, const char *file, i
 ssize_t cio_stream_read_site(cio_stream *s, void *buf, size_t n, const char *file,
                              int line, const char *func)
 {
+    int rc = checkpoint(file, line, func);
+    if (rc)
+        return rc;
     hold(s);
     return release(s, read_some(s, buf, n, file, line, func));
 }
@@ -556,6 +576,9 @@ ssize_t cio_stream_read_site(cio_stream *s, void *buf, size_t n, const char *fil
 ssize_t cio_stream_readexactly_site(cio_stream *s, void *buf, size_t n,
                                     const char *file, int line, const char *func)
 {
+    int rc = checkpoint(file, line, func);
+    if (rc)
+        return rc;
     hold(s);
     size_t got = 0;
     while (got < n) {
@@ -628,6 +651,9 @@ ssize_t cio_stream_readuntil_site(cio_stream *s, const void *sep, size_t seplen,
                                   char *buf, size_t cap, const char *file, int line,
                                   const char *func)
 {
+    int rc = checkpoint(file, line, func);
+    if (rc)
+        return rc;
     hold(s);
     return release(s, read_record(s, sep, seplen, false, buf, cap, file, line, func));
 }
@@ -635,6 +661,9 @@ ssize_t cio_stream_readuntil_site(cio_stream *s, const void *sep, size_t seplen,
 ssize_t cio_stream_readline_site(cio_stream *s, char *buf, size_t cap, const char *file,
                                  int line, const char *func)
 {
+    int rc = checkpoint(file, line, func);
+    if (rc)
+        return rc;
     hold(s);
     return release(s, read_record(s, "\n", 1, true, buf, cap, file, line, func));
 }

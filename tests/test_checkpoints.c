@@ -339,3 +339,74 @@ TEST(forever_scope_deadlines_arm_no_timer)
     expect_deadlock_at_zero(scope_forever_main);
     ASSERT_EQ(wait_at, 0);
 }
+
+/* ---- defect 3 beyond the core: streams and processes ---------------------
+ * A stream read with data already buffered, a drain or flush with nothing
+ * queued, and a wait for a child already reaped returned at once without
+ * reporting the caller's cancellation. Real clock: a socketpair and
+ * /bin/true. */
+#include <sys/socket.h>
+
+static int stream_main(void *arg)
+{
+    (void)arg;
+    static const int codes[] = {-ECANCELED, -ETIMEDOUT};
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    cio_stream *a, *b;
+    ASSERT_EQ(cio_stream_open_fd(&a, sv[0], NULL), 0);
+    ASSERT_EQ(cio_stream_open_fd(&b, sv[1], NULL), 0);
+    ASSERT_EQ(cio_stream_write(a, "one\ntwo\nthree\n", 14), 0);
+    ASSERT_EQ(cio_stream_flush(a), 0);
+    char line[32];
+    ASSERT_EQ(cio_stream_readline(b, line, sizeof line), 4);
+    ASSERT_GT(cio_stream_read_buffered(b), 0); /* the rest came with it */
+    for (int k = 0; k < 2; k++) {
+        int code = codes[k];
+        cio_scope s;
+        enter_cancelled(&s, code);
+        ASSERT_EQ(cio_stream_readline(b, line, sizeof line), code);
+        ASSERT_EQ(cio_stream_readuntil(b, "\n", 1, line, sizeof line), code);
+        char c;
+        ASSERT_EQ(cio_stream_read(b, &c, 1), code);
+        ASSERT_EQ(cio_stream_readexactly(b, &c, 1), code);
+        ASSERT_EQ(cio_stream_drain(a), code);
+        ASSERT_EQ(cio_stream_flush(a), code);
+        ASSERT_EQ(cio_stream_write_eof(a), code);
+        ASSERT_EQ(cio_scope_exit(&s), code);
+    }
+    /* Nothing was taken meanwhile. */
+    ASSERT_EQ(cio_stream_readline(b, line, sizeof line), 4);
+    ASSERT_STREQ(line, "two\n");
+    ASSERT_EQ(cio_stream_close(a), 0);
+    ASSERT_EQ(cio_stream_close(b), 0);
+    return 0;
+}
+
+TEST(checkpoint_stream_calls_with_nothing_to_wait_for_report_cancellation)
+{
+    ASSERT_EQ(cio_run(stream_main, NULL), 0);
+}
+
+static int process_main(void *arg)
+{
+    (void)arg;
+    const char *argv[] = {"/bin/true", NULL};
+    cio_process *p;
+    ASSERT_EQ(cio_process_spawn(&p, argv, NULL), 0);
+    cio_process_status st;
+    ASSERT_EQ(cio_process_wait(p, &st), 0);
+    cio_scope s;
+    enter_cancelled(&s, -ECANCELED);
+    ASSERT_EQ(cio_process_wait(p, &st), -ECANCELED);
+    ASSERT_EQ(cio_process_poll(p, &st), 0); /* does not suspend: no check */
+    ASSERT_EQ(cio_scope_exit(&s), -ECANCELED);
+    ASSERT_EQ(cio_process_wait(p, &st), 0);
+    cio_process_free(p);
+    return 0;
+}
+
+TEST(checkpoint_process_wait_of_a_reaped_child_reports_cancellation)
+{
+    ASSERT_EQ(cio_run(process_main, NULL), 0);
+}
