@@ -393,7 +393,10 @@ static int process_main(void *arg)
     (void)arg;
     const char *argv[] = {"/bin/true", NULL};
     cio_process *p;
-    ASSERT_EQ(cio_process_spawn(&p, argv, NULL), 0);
+    int rc = cio_process_spawn(&p, argv, NULL);
+    if (rc == -ENOSYS) /* no pidfd_open here (valgrind 3.19, old kernels) */
+        cio_test_skip("cio_process_spawn: -ENOSYS (no pidfd_open)");
+    ASSERT_EQ(rc, 0);
     cio_process_status st;
     ASSERT_EQ(cio_process_wait(p, &st), 0);
     cio_scope s;
