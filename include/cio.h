@@ -20,6 +20,14 @@
  *    -ETIMEDOUT (a scope's deadline), and keeps doing so until the task
  *    leaves that scope or returns. Forgetting to check one return value
  *    cannot swallow a cancellation.
+ *  - Every call marked "Suspends" is a cancellation checkpoint, without
+ *    exception: it reports a pending cancellation first, even when it has
+ *    nothing to wait for (a finished task, a free lock, a set event, a
+ *    non-empty queue); it then does nothing else. A call that need not
+ *    wait returns without letting other tasks run (it is not a scheduling
+ *    point; trio's checkpoints always yield): cio_yield() is the one call
+ *    that always switches. The one kind of exception says so in its
+ *    comment: cleanup that always finishes, shielded (cio_server_close).
  *  - Suspending calls are macros that record their call site (file, line,
  *    function) so that task dumps can show where each task waits. The
  *    functions behind them end in _site and take the site explicitly.
@@ -96,7 +104,11 @@ CIO_EXTERN const char *cio_strerror(int err);
 #define CIO_SEC ((int64_t)1000000000)
 #define CIO_MINUTE (60 * CIO_SEC)
 #define CIO_HOUR (60 * CIO_MINUTE)
-/* A deadline that never comes. */
+/* A deadline that never comes. A wait until CIO_FOREVER (a sleep, a
+ * cio_wait timeout, a scope deadline) arms no timer: only what it waits
+ * for, or a cancellation, ends it, and the deadlock detector counts it as
+ * waiting on nothing else. A timeout that would pass CIO_FOREVER is
+ * CIO_FOREVER; a callback due at CIO_FOREVER never runs. */
 #define CIO_FOREVER INT64_MAX
 
 /* Returns the current loop's time: monotonic nanoseconds, read once per loop
@@ -350,11 +362,13 @@ CIO_EXTERN int cio_spawn_v(cio_task **task, const cio_task_options *opts,
 
 /* Suspends until `task` has finished. Returns 0 and stores the task's status
  * in *status (if not NULL) once it has; or -ECANCELED / -ETIMEDOUT if the
- * calling task was cancelled while waiting (the awaited task keeps running:
- * cancel it yourself if you want it gone). -EDEADLK if a task joins itself,
- * -EPERM outside a task (also for a task already finished: a callback reads
- * cio_task_status). A successful join reads the status, with status NULL
- * too: a joined task's failure is never reported as unread. */
+ * calling task is cancelled, before waiting (even if `task` is done
+ * already: *status is then left alone) or while waiting (the awaited task
+ * keeps running: cancel it yourself if you want it gone). -EDEADLK if a
+ * task joins itself; -EPERM outside a task (also for a task already
+ * finished: a callback reads cio_task_status). A successful join reads the
+ * status, with status NULL too: a joined task's failure is never reported
+ * as unread. */
 #define cio_join(task, status) cio_join_site((task), (status), CIO__HERE)
 CIO_EXTERN int cio_join_site(cio_task *task, int *status, const char *file,
                              int line, const char *func);
@@ -363,6 +377,8 @@ CIO_EXTERN int cio_join_site(cio_task *task, int *status, const char *file,
  * cancelling() count and wakes it if it is suspended; from then on every
  * suspending call in it returns -ECANCELED (outside shielded regions) until
  * the count is brought back to 0 by cio_task_uncancel() or the task returns.
+ * The task's cancellation is the outermost level of its cancel scopes: the
+ * children of groups it has entered (and theirs) see it too, at once.
  * Returns false if the task had already finished. Does not suspend. */
 CIO_EXTERN bool cio_task_cancel(cio_task *task);
 /* Number of pending cancellation requests (asyncio Task.cancelling). */
@@ -436,7 +452,8 @@ CIO_EXTERN int cio_yield_site(const char *file, int line, const char *func);
 #define cio_sleep(delay) cio_sleep_site((delay), CIO__HERE)
 CIO_EXTERN int cio_sleep_site(int64_t delay, const char *file, int line,
                               const char *func);
-/* Sleep until loop time `deadline`. Suspends. */
+/* Sleep until loop time `deadline` (CIO_FOREVER: until cancelled, with no
+ * timer armed). Suspends. Returns 0 or -ECANCELED / -ETIMEDOUT. */
 #define cio_sleep_until(deadline) cio_sleep_until_site((deadline), CIO__HERE)
 CIO_EXTERN int cio_sleep_until_site(int64_t deadline, const char *file,
                                     int line, const char *func);
@@ -492,12 +509,23 @@ CIO_EXTERN int cio_close(int fd);
  * task, properly nested (last entered, first exited). While the scope is
  * cancelled — by cio_scope_cancel() or by reaching its deadline — every
  * suspending call inside it returns -ECANCELED or -ETIMEDOUT respectively.
+ * "Inside" means the task's code between enter and exit and every task of
+ * a group entered there (the group's children, their groups' children, and
+ * so on): a scope that fires wakes all of them at that moment, with its
+ * reason, wherever the task that entered it is busy (trio's rule).
  * Exiting absorbs the scope's own cancellation: code after cio_scope_exit()
  * runs normally unless an outer scope or the task itself is cancelled.
  *
  * A shielded scope holds back cancellation from outside it (the task's and
- * enclosing scopes') until it exits; its own deadline still applies. Use it
- * for cleanup that must suspend.
+ * enclosing scopes') until it exits, for everything inside it (groups'
+ * children included); its own deadline still applies. Use it for cleanup
+ * that must suspend.
+ *
+ * Entering a scope that is still entered — twice by the same task, or by
+ * a second task — is a programming error (it would corrupt the scope
+ * chains): the process aborts with a message naming the call, the scope
+ * and the task(s), as it does for a scope exited out of order. A scope
+ * exited can be entered again.
  */
 typedef struct cio_scope cio_scope;
 
@@ -514,7 +542,8 @@ CIO_EXTERN void cio_shield_enter(cio_scope *scope, int64_t deadline);
 CIO_EXTERN void cio_scope_reschedule(cio_scope *scope, int64_t deadline);
 /* The scope's deadline (CIO_FOREVER if none). */
 CIO_EXTERN int64_t cio_scope_deadline(const cio_scope *scope);
-/* Cancel the scope (from its task or another one, while it is entered). */
+/* Cancel the scope (from its task, another task or a callback, while it is
+ * entered). Does not suspend. */
 CIO_EXTERN void cio_scope_cancel(cio_scope *scope);
 /* True once the scope's deadline has fired or it was cancelled. */
 CIO_EXTERN bool cio_scope_cancelled(const cio_scope *scope);
@@ -585,22 +614,32 @@ CIO_EXTERN int cio_wait_for_site(cio_task_fn fn, void *arg, int64_t timeout,
  *   ... inspect cio_group_error_count(&g) ...
  *   cio_group_destroy(&g);
  *
- * The group is a cancel scope of the task that entered it. The first child
- * that fails (status < 0 other than -ECANCELED) cancels the group: every
- * sibling and the body between enter and exit see -ECANCELED. Every failing
- * child is recorded, not just the first (ExceptionGroup's role), and so is
- * the body's own failure if it reports one (cio_group_fail); nested
- * groups' failures stay reachable as a tree (cio_group_errors). A group
- * may cap its running children (cio_group_set_limit) and start a child
- * that says when it is ready (cio_group_start).
+ * The group is a cancel scope of the task that entered it, and its children
+ * run inside it and inside every scope enclosing it in that task (a trio
+ * nursery's children): when an enclosing scope is cancelled or reaches its
+ * deadline, or the parent task is cancelled, the children see it at once,
+ * with its reason (-ETIMEDOUT for a deadline), even while the parent is
+ * busy elsewhere (in a shielded cleanup, say); a shield around the group,
+ * or in a child, holds it back as usual. The first child that fails
+ * (status < 0 other than the cancellation it sees: -ECANCELED, or an
+ * enclosing deadline's -ETIMEDOUT) cancels the group: every sibling and the
+ * body between enter and exit see -ECANCELED. Every failing child is
+ * recorded, not just the first (ExceptionGroup's role), and so is the
+ * body's own failure if it reports one (cio_group_fail); nested groups'
+ * failures stay reachable as a tree (cio_group_errors). A group may cap
+ * its running children (cio_group_set_limit) and start a child that says
+ * when it is ready (cio_group_start).
  */
 typedef struct cio_group cio_group;
 
-/* Enter a group in the calling task. Does not suspend. */
+/* Enter a group in the calling task. Does not suspend. Entering a group
+ * that is still entered aborts the process (as for scopes, above). */
 CIO_EXTERN void cio_group_enter(cio_group *group);
 /* Spawn a child of the group (see cio_spawn; task may be NULL). Returns
- * -EINVAL after the group was exited, -ECANCELED if the group is already
- * cancelled (the child is not created then).
+ * -EINVAL after the group was exited; -ECANCELED / -ETIMEDOUT if the group,
+ * a scope enclosing it or the task that entered it is already cancelled
+ * (not held back by a shield): the code the child would see. The child is
+ * not created then (fn does not run: the caller keeps its argument).
  *
  * In a group with a limit (cio_group_set_limit) the call suspends while
  * the group is full, until a child ends and hands its slot over (FIFO
@@ -783,8 +822,9 @@ CIO_EXTERN void cio_group_destroy(cio_group *group);
  * (status < 0) makes gather cancel the others, wait for them, and return
  * that task's status; unlike asyncio, nothing is left running. With
  * CIO_GATHER_ALL every task runs to completion and gather returns 0. If the
- * caller is cancelled, the tasks are cancelled and waited for, then
- * -ECANCELED / -ETIMEDOUT is returned. */
+ * caller is cancelled (before the call or during it), the tasks are
+ * cancelled and waited for, then -ECANCELED / -ETIMEDOUT is returned — even
+ * if every task had finished already (statuses is filled in either way). */
 #define cio_gather(tasks, n, statuses, flags)                                  \
     cio_gather_site((tasks), (n), (statuses), (flags), CIO__HERE)
 CIO_EXTERN int cio_gather_site(cio_task *const *tasks, size_t n, int *statuses,
@@ -797,10 +837,13 @@ CIO_EXTERN int cio_gather_site(cio_task *const *tasks, size_t n, int *statuses,
 #define CIO_ALL_COMPLETED 3
 
 /* asyncio.wait: suspends until the condition holds or `timeout` ns pass
- * (timeout < 0: no timeout). Tasks are never cancelled by it. Returns the
+ * (timeout < 0 or CIO_FOREVER: no timeout, no timer). Tasks are never
+ * cancelled by it. A cancelled caller gets -ECANCELED / -ETIMEDOUT even if
+ * the condition already holds. Returns the
  * number of finished tasks (check each with cio_task_done) — on timeout too
  * — or -ECANCELED / -ETIMEDOUT if the caller was cancelled, -EINVAL for a
- * bad mode. FIRST_EXCEPTION returns when any task fails (status < 0), else
+ * bad mode. FIRST_EXCEPTION returns when any task fails (status < 0,
+ * -ECANCELED included: unlike asyncio, a cancelled task counts), else
  * when all are done. */
 #define cio_wait(tasks, n, mode, timeout)                                      \
     cio_wait_site((tasks), (n), (mode), (timeout), CIO__HERE)
@@ -823,8 +866,10 @@ CIO_EXTERN int cio_as_completed_init(cio_as_completed *it, cio_task *const *task
                                      size_t n);
 /* Suspends until the next task finishes, in completion order. Returns 1 and
  * sets *task, 0 when every task has been returned, or -ECANCELED /
- * -ETIMEDOUT if the caller was cancelled (call again later to continue),
- * -EPERM outside a task (nothing taken). */
+ * -ETIMEDOUT if the caller is cancelled — checked first, even when a
+ * finished task is at hand, so a `while (next(...) > 0)` loop stops at a
+ * cancellation (call again later to continue: nothing is lost); -EPERM
+ * outside a task (nothing taken). */
 #define cio_as_completed_next(it, task)                                        \
     cio_as_completed_next_site((it), (task), CIO__HERE)
 CIO_EXTERN int cio_as_completed_next_site(cio_as_completed *it, cio_task **task,

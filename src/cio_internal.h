@@ -540,13 +540,19 @@ static inline void cio__task_set_state(cio_task *t, int to)
 /* Make a WAITING task ready; its suspension returns rc. Returns false (and
  * does nothing) if the task is not waiting: the first wake wins. */
 bool cio__task_wake(cio_task *t, int rc);
-/* The cancellation the task sees now: 0, -ECANCELED or -ETIMEDOUT. The
- * outermost cancelled scope below the nearest shield wins; the task's own
- * cancellation counts only if no shield intervenes. */
-static inline int cio__cancel_code(const cio_task *t)
+/* The cancellation seen by code of task t running directly inside scope s
+ * (one of t's scopes, or NULL: outside all of them): 0, -ECANCELED or
+ * -ETIMEDOUT. The levels, from the inside out: s and its enclosing scopes,
+ * then the task's own cancellation, then -- for a group's child -- the
+ * group's scope in the parent task and the parent's levels from there, and
+ * so on up (cio__cancel_code_outer). The outermost cancelled level below
+ * the nearest shield wins. No allocation, no writes: this runs at every
+ * suspending call, so a task outside any group pays one branch more. */
+int cio__cancel_code_outer(const cio_task *t, int code);
+static inline int cio__cancel_code_from(const cio_task *t, const cio_scope *s)
 {
     int code = 0;
-    for (const cio_scope *s = t->scope; s; s = s->parent) {
+    for (; s; s = s->parent) {
         if (s->cancel_reason)
             code = s->cancel_reason;
         if (s->shield)
@@ -554,13 +560,13 @@ static inline int cio__cancel_code(const cio_task *t)
     }
     if (t->cancelling > 0)
         code = -ECANCELED;
+    if (CIO__UNLIKELY(t->group != NULL))
+        return cio__cancel_code_outer(t, code);
     return code;
 }
 /* The cancellation t sees is being reported to it: mark the scope it comes
  * from (cio_scope_cancelled_caught). scope.c. */
 void cio__cancel_seen(cio_task *t);
-/* Wake t with its cancellation code if it is waiting and now cancelled. */
-void cio__task_interrupt(cio_task *t);
 /* The running task, or NULL outside a task (in a callback, or on the
  * loop's thread between runs, or on a thread without a loop). Every call
  * that may suspend returns -EPERM there, before it does anything else. */
@@ -569,6 +575,24 @@ static inline cio_task *cio__running(void)
     cio_loop *loop = cio__tls_loop;
     return loop ? loop->current : NULL;
 }
+/* The cancellation the task sees now. */
+static inline int cio__cancel_code(const cio_task *t)
+{
+    return cio__cancel_code_from(t, t->scope);
+}
+/* Wake t with its cancellation code if it is waiting and now cancelled. */
+void cio__task_interrupt(cio_task *t);
+/* The earliest deadline of the scopes not yet cancelled that t is in (its
+ * own, and for a group's child those around the group in the parent), up
+ * to the nearest shield; CIO_FOREVER if none. scope.c. */
+int64_t cio__deadline_of(const cio_task *t);
+/* Scope s of task t was just cancelled (s NULL: the task itself was):
+ * wake every task that now sees it -- t, and the children of each group t
+ * entered inside s, theirs, and so on -- except below a shield. scope.c. */
+void cio__interrupt_inside(cio_task *t, const cio_scope *s);
+/* Panic if scope s is entered already (by any task of the loop): entering
+ * it again would corrupt the scope chains. `what` names the call. */
+void cio__scope_check_not_entered(const cio_scope *s, const char *what);
 /* Start of every suspending call: checks that a task is running and not
  * cancelled, records the site. Returns 0 or the error to return. */
 static inline int cio__suspend_check(cio_task **self, const char *file,

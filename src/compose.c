@@ -123,6 +123,8 @@ int cio_gather_site(cio_task *const *tasks, size_t n, int *statuses, int flags,
         if (statuses)
             statuses[i] = st;
     }
+    if (!outer)
+        outer = rc; /* cancelled on entry, every task already done */
     if (outer)
         return outer;
     if (m.fail_fast && m.first_failed)
@@ -165,7 +167,8 @@ int cio_wait_site(cio_task *const *tasks, size_t n, int mode, int64_t timeout,
     if (!satisfied(&m) && timeout >= 0) {
         int64_t now = cio__loop_now(loop);
         int64_t deadline = timeout > CIO_FOREVER - now ? CIO_FOREVER : now + timeout;
-        cio__timer_start(&loop->timers, &wt.timer, deadline);
+        if (deadline != CIO_FOREVER) /* forever arms no timer */
+            cio__timer_start(&loop->timers, &wt.timer, deadline);
     }
     while (rc == 0 && !satisfied(&m)) {
         m.waiter = self;
@@ -216,15 +219,16 @@ int cio_as_completed_next_site(cio_as_completed *it, cio_task **task,
                                const char *file, int line, const char *func)
 {
     *task = NULL;
-    if (!cio__running())
-        return -EPERM; /* even with a task ready to return: nothing taken */
+    /* A checkpoint even when a finished task is at hand: a cancelled
+     * caller's `while (next(...) > 0)` stops here instead of draining;
+     * outside a task -EPERM, nothing taken. */
+    cio_task *self;
+    int rc = cio__suspend_check(&self, file, line, func);
+    if (rc)
+        return rc;
     if (it->n_returned == it->n)
         return 0;
     while (cio__list_empty(&it->done)) {
-        cio_task *self;
-        int rc = cio__suspend_check(&self, file, line, func);
-        if (rc)
-            return rc;
         it->waiter = self;
         rc = cio__park(self);
         it->waiter = NULL;

@@ -170,12 +170,9 @@ int cio_task_snapshot(const cio_task *handle, cio_task_info *info)
     }
     /* Deadlines that can still interrupt it: up to the innermost shield,
      * which keeps out every scope outside it. */
-    for (const cio_scope *s = t->scope; s; s = s->parent) {
-        if (!s->cancel_reason && s->deadline < info->deadline)
-            info->deadline = s->deadline;
-        if (s->shield)
-            break;
-    }
+    int64_t scope_deadline = cio__deadline_of(t);
+    if (scope_deadline < info->deadline)
+        info->deadline = scope_deadline;
     return 0;
 }
 

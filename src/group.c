@@ -16,6 +16,7 @@ static void cancel_children(cio_group *g)
 
 void cio_group_enter(cio_group *g)
 {
+    cio__scope_check_not_entered(&g->scope, "cio_group_enter"); /* before the memset */
     memset(g, 0, sizeof *g);
     cio__list_init(&g->children);
     cio__list_init(&g->spawners);
@@ -30,8 +31,11 @@ static int group_spawn_v(cio_group *g, cio_task **task, const cio_task_options *
         *task = NULL;
     if (!g || g->exited || g->scope.task == NULL)
         return -EINVAL;
-    if (g->scope.cancel_reason)
-        return -ECANCELED;
+    /* Cancelled already, by the group or by any scope enclosing it (in
+     * the parent and beyond): the child would be born cancelled. */
+    int code = cio__cancel_code_from(g->scope.task, &g->scope);
+    if (code)
+        return code;
     return cio__spawn(g->scope.task->loop, task, opts, fn, arg, fmt, ap, g);
 }
 
@@ -126,16 +130,21 @@ void cio__group_child_done(cio_task *t)
     g->n_running--;
     if (g->limit) /* (without one nobody waits for a slot) */
         hand_slots(g);
+    /* A child that ends with the cancellation it sees (the group's, or
+     * the reason of a scope enclosing the group: -ETIMEDOUT for a
+     * deadline) was cancelled; it did not fail. */
     if (t->start) {
         start_child_done(t); /* ended before cio_group_started: the starter's error */
         t->refs--;
-    } else if (t->status < 0 && t->status != -ECANCELED) {
+    } else if (t->status < 0 && t->status != -ECANCELED &&
+               t->status != cio__cancel_code(t)) {
         record_error(g, t);
         if (!g->first_error) {
             g->first_error = t->status;
             cio_group_cancel(g);
         }
     } else {
+        t->status_observed |= t->status < 0; /* (cancelled: nothing to report) */
         t->refs--; /* the group's; the loop still holds one */
     }
     if (g->n_running == 0 && g->n_reserved == 0 && g->waiter)

@@ -528,6 +528,11 @@ static int loop_turn(cio_loop *loop)
     bool work_ready = loop->n_ready || !cio__list_empty(&loop->soon) ||
                       cio__threadsafe_pending(loop);
     cio__timer *min = cio__timer_min(&loop->timers);
+    /* A timer at CIO_FOREVER (a callback at a saturated time) never fires:
+     * the virtual clock must not jump there, and a wait on nothing else
+     * is a deadlock. The earliest is at forever only if all are. */
+    if (min && min->when == CIO_FOREVER)
+        min = NULL;
     int64_t timeout;
     if (work_ready)
         timeout = 0;

@@ -521,15 +521,16 @@ int cio_process_wait_site(cio_process *p, cio_process_status *status,
                           const char *file, int line, const char *func)
 {
     for (;;) {
+        /* A checkpoint even once reaped (cio.h: every suspending call). */
+        cio_task *self;
+        int rc = cio__suspend_check(&self, file, line, func);
+        if (rc)
+            return rc;
         if (p->reaped) {
             if (status)
                 *status = p->status;
             return 0;
         }
-        cio_task *self;
-        int rc = cio__suspend_check(&self, file, line, func);
-        if (rc)
-            return rc;
         if (p->watcher) {
             /* Someone watches the pidfd already: wait for its news. */
             cio__waiter w;

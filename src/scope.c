@@ -2,8 +2,19 @@
  * and is linked into that task's scope chain (innermost first). The
  * cancellation a task sees is computed from the chain by cio__cancel_code:
  * the outermost cancelled scope below the nearest shield, or the task's own
- * cancellation if no shield intervenes. */
+ * cancellation if no shield intervenes. A group's child continues the walk
+ * at the group's scope in its parent task, so a scope reaches every task
+ * inside it, across groups, and a shield at any level holds. */
 #include "cio_internal.h"
+
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#endif
+#endif
+#ifndef VALGRIND_MAKE_MEM_DEFINED
+#define VALGRIND_MAKE_MEM_DEFINED(addr, len) ((void)0)
+#endif
 
 #define SCOPE_MAGIC 0x5c09e5c0u
 
@@ -16,12 +27,52 @@ static cio_task *running_task(const char *what)
     return t;
 }
 
+int cio__cancel_code_outer(const cio_task *t, int code)
+{
+    /* t is a group's child: it lives inside its group's scope in the
+     * parent task (the group outlives its running children: exit waits
+     * for them), and inside whatever encloses that. */
+    while (t->group) {
+        const cio_scope *s = &t->group->scope;
+        t = s->task;
+        for (; s; s = s->parent) {
+            if (s->cancel_reason)
+                code = s->cancel_reason;
+            if (s->shield)
+                return code;
+        }
+        if (t->cancelling > 0)
+            code = -ECANCELED;
+    }
+    return code;
+}
+
+void cio__interrupt_inside(cio_task *t, const cio_scope *s)
+{
+    const cio_scope *end = s ? s->parent : NULL;
+    /* A shield strictly inside s holds s's cancellation back from
+     * everything inside it: only the groups between the outermost such
+     * shield and s (s included) have children to wake. */
+    const cio_scope *from = t->scope;
+    for (const cio_scope *x = t->scope; x != end; x = x->parent)
+        if (x->shield && x != s)
+            from = x->parent;
+    cio__task_interrupt(t); /* (computes what t sees: 0 when shielded) */
+    for (const cio_scope *x = from; x != end; x = x->parent) {
+        if (!x->group)
+            continue;
+        const cio_group *g = CIO__CONTAINER(x, cio_group, scope);
+        for (cio__list *n = g->children.next; n != &g->children; n = n->next)
+            cio__interrupt_inside(CIO__CONTAINER(n, cio_task, group_node), NULL);
+    }
+}
+
 static void fire(cio_scope *s, int reason)
 {
     if (s->cancel_reason)
         return;
     s->cancel_reason = reason;
-    cio__task_interrupt(s->task);
+    cio__interrupt_inside(s->task, s);
 }
 
 static void deadline_fired(cio__timer *tm)
@@ -42,9 +93,43 @@ static void arm(cio_scope *s)
     cio__timer_start(&loop->timers, &s->timer, s->deadline); /* cannot fail */
 }
 
+void cio__scope_check_not_entered(const cio_scope *s, const char *what)
+{
+    /* A scope about to be entered is usually a fresh local: its bytes are
+     * garbage, read here on purpose (memcheck would flag the branch). */
+    VALGRIND_MAKE_MEM_DEFINED(&s->magic, sizeof s->magic);
+    if (s->magic != SCOPE_MAGIC)
+        return;
+    /* The magic says "entered", but the memory may be a stale copy: look
+     * for s in the live tasks' chains, comparing pointers only. */
+    cio_loop *loop = cio__tls_loop;
+    cio_task *self = loop ? loop->current : NULL;
+    if (!self)
+        return;
+    for (cio__list *n = loop->tasks.next; n != &loop->tasks; n = n->next) {
+        cio_task *o = CIO__CONTAINER(n, cio_task, all_node);
+        for (const cio_scope *x = o->scope; x; x = x->parent) {
+            if (x != s)
+                continue;
+            if (o == self)
+                cio__panic("%s: task '%s' enters %s %p a second time (it is "
+                           "still entered: exit it first, or a function "
+                           "returned without exiting it)",
+                           what, self->name, s->group ? "group" : "scope",
+                           (const void *)s);
+            cio__panic("%s: task '%s' enters %s %p, which task '%s' has "
+                       "entered (a scope or group belongs to the task that "
+                       "entered it)",
+                       what, self->name, s->group ? "group" : "scope",
+                       (const void *)s, o->name);
+        }
+    }
+}
+
 static void enter(cio_scope *s, int64_t deadline, bool shield, const char *what)
 {
     cio_task *t = running_task(what);
+    cio__scope_check_not_entered(s, what);
     s->magic = SCOPE_MAGIC;
     s->task = t;
     s->parent = t->scope;
@@ -139,16 +224,29 @@ int cio_wait_for_site(cio_task_fn fn, void *arg, int64_t timeout, const char *fi
 /* The scope whose cancellation t sees now (the outermost cancelled one
  * below the nearest shield, as cio__cancel_code reads it), or NULL: none,
  * or only the task's own cancellation. */
+/* The scope whose cancellation t sees (NULL: none, or a task's own
+ * cancellation outranks every scope), found by the walk cio__cancel_code
+ * makes: t's scopes, then for a group's child the group's scope in the
+ * parent and what encloses it, up to the nearest shield; the outermost
+ * level that is cancelled wins. */
 static cio_scope *responsible_scope(const cio_task *t)
 {
     cio_scope *found = NULL;
-    for (cio_scope *s = t->scope; s; s = s->parent) {
-        if (s->cancel_reason)
-            found = s;
-        if (s->shield)
+    cio_scope *s = t->scope;
+    for (;;) {
+        for (; s; s = s->parent) {
+            if (s->cancel_reason)
+                found = s;
+            if (s->shield)
+                return found;
+        }
+        if (t->cancelling > 0)
+            found = NULL;
+        if (!t->group)
             return found;
+        s = &t->group->scope;
+        t = s->task;
     }
-    return t->cancelling > 0 ? NULL : found;
 }
 
 void cio__cancel_seen(cio_task *t)
@@ -160,6 +258,26 @@ void cio__cancel_seen(cio_task *t)
 
 bool cio_scope_cancelled_caught(const cio_scope *s) { return s->caught; }
 
+int64_t cio__deadline_of(const cio_task *t)
+{
+    /* The same walk as the cancellation's: a group's child is inside the
+     * scopes around its group in the parent too. */
+    int64_t d = CIO_FOREVER;
+    const cio_scope *s = t->scope;
+    for (;;) {
+        for (; s; s = s->parent) {
+            if (!s->cancel_reason && s->deadline < d)
+                d = s->deadline;
+            if (s->shield)
+                return d;
+        }
+        if (!t->group)
+            return d;
+        s = &t->group->scope;
+        t = s->task;
+    }
+}
+
 int64_t cio_effective_deadline(void)
 {
     cio_task *t = cio__running();
@@ -167,14 +285,7 @@ int64_t cio_effective_deadline(void)
         return CIO_FOREVER;
     if (cio__cancel_code(t))
         return INT64_MIN;
-    int64_t d = CIO_FOREVER;
-    for (const cio_scope *s = t->scope; s; s = s->parent) {
-        if (s->deadline < d)
-            d = s->deadline;
-        if (s->shield)
-            break;
-    }
-    return d;
+    return cio__deadline_of(t);
 }
 
 int cio_cancel_pending(void)

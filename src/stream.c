@@ -412,6 +412,19 @@ size_t cio_stream_write_buffered(const cio_stream *s)
  * task closing the stream meanwhile (which wakes them: -EBADF) cannot free
  * it under them. */
 static void hold(cio_stream *s) { s->refs++; }
+/* Every suspending call is a checkpoint (cio.h): a cancelled caller gets
+ * its cancellation even when nothing needs waiting for (data buffered,
+ * nothing queued). -EPERM outside a task. */
+/* enter(), and a checkpoint: a pending cancellation is reported first,
+ * even when the call would not have to wait (data buffered, nothing
+ * queued). */
+static int checkpoint(const cio_stream *s, const char *what, const char *file,
+                      int line, const char *func)
+{
+    check(s, what);
+    cio_task *self;
+    return cio__suspend_check(&self, file, line, func);
+}
 static ssize_t release(cio_stream *s, ssize_t rc)
 {
     stream_unref(s);
@@ -420,7 +433,7 @@ static ssize_t release(cio_stream *s, ssize_t rc)
 
 int cio_stream_drain_site(cio_stream *s, const char *file, int line, const char *func)
 {
-    int rc = enter(s, "cio_stream_drain");
+    int rc = checkpoint(s, "cio_stream_drain", file, line, func);
     if (rc)
         return rc;
     hold(s);
@@ -462,7 +475,7 @@ static int transport_shutdown(cio_stream *s, const char *file, int line,
 
 int cio_stream_flush_site(cio_stream *s, const char *file, int line, const char *func)
 {
-    int rc = enter(s, "cio_stream_flush");
+    int rc = checkpoint(s, "cio_stream_flush", file, line, func);
     if (rc)
         return rc;
     hold(s);
@@ -521,7 +534,7 @@ static int write_eof(cio_stream *s, const char *file, int line, const char *func
 
 int cio_stream_write_eof_site(cio_stream *s, const char *file, int line, const char *func)
 {
-    int rc = enter(s, "cio_stream_write_eof");
+    int rc = checkpoint(s, "cio_stream_write_eof", file, line, func);
     if (rc)
         return rc; /* nothing sent, nothing shut down */
     hold(s);
@@ -660,7 +673,7 @@ static ssize_t read_some(cio_stream *s, void *buf, size_t n, const char *file, i
 ssize_t cio_stream_read_site(cio_stream *s, void *buf, size_t n, const char *file,
                              int line, const char *func)
 {
-    int rc = enter(s, "cio_stream_read");
+    int rc = checkpoint(s, "cio_stream_read", file, line, func);
     if (rc)
         return rc;
     hold(s);
@@ -670,7 +683,7 @@ ssize_t cio_stream_read_site(cio_stream *s, void *buf, size_t n, const char *fil
 ssize_t cio_stream_readexactly_site(cio_stream *s, void *buf, size_t n,
                                     const char *file, int line, const char *func)
 {
-    int rc = enter(s, "cio_stream_readexactly");
+    int rc = checkpoint(s, "cio_stream_readexactly", file, line, func);
     if (rc)
         return rc;
     if (n > (size_t)SSIZE_MAX)
@@ -748,7 +761,7 @@ ssize_t cio_stream_readuntil_site(cio_stream *s, const void *sep, size_t seplen,
                                   char *buf, size_t cap, const char *file, int line,
                                   const char *func)
 {
-    int rc = enter(s, "cio_stream_readuntil");
+    int rc = checkpoint(s, "cio_stream_readuntil", file, line, func);
     if (rc)
         return rc;
     hold(s);
@@ -758,7 +771,7 @@ ssize_t cio_stream_readuntil_site(cio_stream *s, const void *sep, size_t seplen,
 ssize_t cio_stream_readline_site(cio_stream *s, char *buf, size_t cap, const char *file,
                                  int line, const char *func)
 {
-    int rc = enter(s, "cio_stream_readline");
+    int rc = checkpoint(s, "cio_stream_readline", file, line, func);
     if (rc)
         return rc;
     hold(s);
@@ -806,7 +819,7 @@ ssize_t cio_stream_read_all_site(cio_stream *s, size_t max, char **out,
 {
     if (out)
         *out = NULL;
-    int rc = enter(s, "cio_stream_read_all");
+    int rc = checkpoint(s, "cio_stream_read_all", file, line, func);
     if (rc)
         return rc;
     if (!out)

@@ -310,15 +310,19 @@ int cio_cond_wait_for_site(cio_cond *c, cio_cond_pred_fn pred, void *arg,
 {
     if (!pred)
         return -EINVAL;
+    /* A checkpoint even when the predicate holds at once: a cancelled
+     * caller gets its cancellation (still holding the lock). Misuse is
+     * checked first: the caller must hold the lock. */
+    cio_task *self;
+    int rc = cio__suspend_check(&self, file, line, func);
+    if (!self || !c || c->magic != COND_MAGIC || c->lock->owner != self)
+        return -EPERM;
+    if (rc)
+        return rc;
     for (;;) {
-        if (pred(arg)) {
-            /* Still check misuse: the caller must hold the lock. */
-            cio_task *self = current_task();
-            if (!self || !c || c->magic != COND_MAGIC || c->lock->owner != self)
-                return -EPERM;
+        if (pred(arg))
             return 0;
-        }
-        int rc = cio_cond_wait_site(c, file, line, func);
+        rc = cio_cond_wait_site(c, file, line, func);
         if (rc)
             return rc;
     }

@@ -61,7 +61,7 @@ bool cio_task_cancel(cio_task *h)
     if (!t || t->state == CIO__TASK_DONE)
         return false;
     t->cancelling++;
-    cio__task_interrupt(t);
+    cio__interrupt_inside(t, NULL); /* t and the children of its groups */
     return true;
 }
 
@@ -668,17 +668,19 @@ int cio_join_site(cio_task *handle, int *status, const char *file, int line,
     if (!task)
         return -EINVAL;
     cio_task *self;
+    /* A checkpoint even when the task is done: a cancelled caller gets its
+     * cancellation, not the status (trio's rule; asyncio's await of a done
+     * task would not notice); outside a task -EPERM, as for every
+     * suspending call. */
     int rc = cio__suspend_check(&self, file, line, func);
-    if (rc == -EPERM)
-        return rc; /* even for a finished task: a callback never joins */
+    if (rc)
+        return rc;
     if (task->state == CIO__TASK_DONE) {
         task->status_observed = true; /* joining is reading the status */
         if (status)
             *status = task->status;
         return 0;
     }
-    if (rc)
-        return rc;
     if (self == task)
         return -EDEADLK;
     cio__watch w;
@@ -716,6 +718,8 @@ int cio_sleep_until_site(int64_t deadline, const char *file, int line,
     cio_loop *loop = self->loop;
     if (deadline <= cio__loop_now(loop))
         return cio_yield_site(file, line, func);
+    if (deadline == CIO_FOREVER) /* no timer: only a cancellation ends it, */
+        return cio__park(self);  /* and the deadlock detector sees it */
     sleep_timer st;
     st.task = self;
     cio__timer_init(&st.timer, sleep_timer_fired);

@@ -999,7 +999,9 @@ static int exit_cancelled_reserved_main(void *arg)
     ASSERT_EQ(c2_ran, 0);
     cio_group_destroy(&g);
     ASSERT_EQ(cio_scope_exit(&sc), -ETIMEDOUT);
-    ASSERT_EQ(join_release(s), -ECANCELED);
+    /* Refused with the code the child would have seen: the deadline of the
+     * scope around the group. */
+    ASSERT_EQ(join_release(s), -ETIMEDOUT);
     return 0;
 }
 
@@ -1104,4 +1106,51 @@ static int start_handed_main(void *arg)
 TEST(group_start_cancelled_after_the_child_signalled_succeeds)
 {
     ASSERT_EQ(run_virtual(start_handed_main, NULL), 0);
+}
+
+/* ---- queries across groups ------------------------------------------------ */
+
+/* A group's child is inside the scopes around its group in the parent: its
+ * effective deadline is theirs, and when the outer deadline reaches it and
+ * it sees -ETIMEDOUT, the outer scope has caught its cancellation. */
+static int64_t child_seen_deadline;
+static int child_sleeps_past_outer_deadline(void *arg)
+{
+    (void)arg;
+    child_seen_deadline = cio_effective_deadline();
+    return cio_sleep(CIO_SEC);
+}
+
+static int deadline_through_group_main(void *arg)
+{
+    (void)arg;
+    cio_scope outer;
+    cio_timeout_enter(&outer, 50 * CIO_MSEC);
+    cio_group g;
+    cio_group_enter(&g);
+    cio_task *c;
+    ASSERT_EQ(cio_group_spawn(&g, &c, child_sleeps_past_outer_deadline, NULL, "c"), 0);
+    ASSERT_EQ(cio_yield(), 0); /* the child runs, reads its deadline, sleeps */
+    ASSERT_EQ(child_seen_deadline, 50 * CIO_MSEC);
+    ASSERT_FALSE(cio_scope_cancelled_caught(&outer));
+    /* The body is shielded: only the child can catch the outer deadline. */
+    cio_scope sh;
+    cio_shield_enter(&sh, CIO_FOREVER);
+    int st = 0;
+    ASSERT_EQ(cio_join(c, &st), 0);
+    ASSERT_EQ(st, -ETIMEDOUT);
+    ASSERT_EQ(cio_now(), 50 * CIO_MSEC);
+    ASSERT_TRUE(cio_scope_cancelled_caught(&outer));
+    cio_scope_exit(&sh);
+    cio_task_release(c);
+    ASSERT_EQ(cio_group_exit(&g), -ETIMEDOUT);
+    ASSERT_EQ(cio_group_error_count(&g), 0); /* cancelled, not failed */
+    cio_group_destroy(&g);
+    ASSERT_EQ(cio_scope_exit(&outer), -ETIMEDOUT);
+    return 0;
+}
+
+TEST(scope_queries_see_the_scopes_around_a_childs_group)
+{
+    ASSERT_EQ(run_virtual(deadline_through_group_main, NULL), 0);
 }

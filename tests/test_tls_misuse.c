@@ -48,7 +48,7 @@ static void tfx_check_and_close(tfx *f)
     cio_tls_config_free(f->cfg);
 }
 
-static void call_all(tfx *f, const char *where)
+static void call_all_expect(tfx *f, const char *where, long want)
 {
     char buf[16];
     cio_stream *out = (cio_stream *)1;
@@ -65,11 +65,13 @@ static void call_all(tfx *f, const char *where)
          cio_open_tls_connection(&out, "127.0.0.1", "1", f->cfg, NULL)},
     };
     for (size_t i = 0; i < sizeof r / sizeof r[0]; i++)
-        if (r[i].rc != -EPERM)
-            cio_test_fail(__FILE__, __LINE__, "%s %s returned %ld, not -EPERM", r[i].name,
-                          where, r[i].rc);
+        if (r[i].rc != want)
+            cio_test_fail(__FILE__, __LINE__, "%s %s returned %ld, not %ld", r[i].name,
+                          where, r[i].rc, want);
     ASSERT_PTR_EQ(out, NULL);
 }
+
+static void call_all(tfx *f, const char *where) { call_all_expect(f, where, -EPERM); }
 
 static void from_cb(void *arg)
 {
@@ -117,6 +119,29 @@ TEST(tls_misuse_suspending_calls_between_runs_are_eperm_and_send_nothing)
     call_all(&f, "between runs");
     ASSERT_EQ(cio_loop_run(loop, close_main, &f), 0);
     ASSERT_EQ(cio_loop_close(loop), 0);
+}
+
+/* Every suspending TLS call is a checkpoint: inside a cancelled scope it
+ * returns the cancellation before it touches the session (no ClientHello,
+ * no byte), as the core's calls do. */
+static int cancelled_main(void *arg)
+{
+    tfx *f = arg;
+    tfx_open(f);
+    cio_scope sc;
+    cio_scope_enter(&sc);
+    cio_scope_cancel(&sc);
+    call_all_expect(f, "in a cancelled scope", -ECANCELED);
+    ASSERT_EQ(cio_scope_exit(&sc), -ECANCELED);
+    tfx_check_and_close(f);
+    return 0;
+}
+
+TEST(tls_suspending_calls_are_checkpoints_and_send_nothing_when_cancelled)
+{
+    tfx f;
+    memset(&f, 0, sizeof f);
+    ASSERT_EQ(cio_run(cancelled_main, &f), 0);
 }
 
 /* The ALPN list goes on the wire with a 16-bit length: a longer one is

@@ -632,13 +632,18 @@ ssize_t cio_tls_write_nowait(cio_tls *t, const void *buf, size_t n, unsigned *wa
     return rc == 0 ? -EPIPE : rc; /* close_notify seen while writing */
 }
 
-/* The suspending calls refuse to run outside a task before they touch the
- * session: a handshake step or a write from a callback would send bytes
- * and then fail to wait for the answer. */
+/* The start of every suspending call, before it touches the session: a
+ * handshake step or a write from a callback would send bytes and then fail
+ * to wait for the answer (-EPERM), and every suspending call is a
+ * checkpoint: a pending cancellation is returned first, even when the call
+ * would not have to wait. */
 #define IN_TASK_OR_EPERM()                                                     \
     do {                                                                       \
         if (!cio_current())                                                    \
             return -EPERM;                                                     \
+        int pending_ = cio_cancel_pending();                                   \
+        if (pending_)                                                          \
+            return pending_;                                                   \
     } while (0)
 
 /* Retry op (a _nowait call that leaves `want`) until it stops asking to

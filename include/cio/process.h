@@ -169,7 +169,9 @@ CIO_EXTERN int cio_process_close_pipe_site(cio_process *p, int fd,
 
 /* Suspends until the child has ended and reaps it. Returns 0 and fills
  * *status (may be NULL); at once if it was already reaped (every later
- * call returns the same status). Several tasks may wait for the same
+ * call returns the same status), unless the caller is cancelled: like
+ * every suspending call it reports that first (cio_process_poll reads the
+ * status without that check). Several tasks may wait for the same
  * child.
  *
  * Cancellation: returns -ECANCELED / -ETIMEDOUT and leaves the child

@@ -26,7 +26,12 @@
  *    succeeded without waiting: a cancelled task acquires nothing. The
  *    non-suspending variants (_try_, _nowait, releases, set, notify) ignore
  *    cancellation and work outside tasks too, unless their comment says
- *    otherwise.
+ *    otherwise. A call that need not wait (a free lock, a permit, a set
+ *    event, a non-empty queue) reports a pending cancellation but does not
+ *    let other tasks run first: it is a cancellation point, not a
+ *    scheduling point (asyncio's fast paths do not yield either, but do
+ *    not notice the cancellation; trio's checkpoints always yield). Call
+ *    cio_yield() where fairness needs a switch.
  *  - Deadlines come from the enclosing cancel scopes (cio_timeout_enter):
  *    there is no timeout argument.
  *  - Storage is the caller's. A primitive needs no allocation (a queue
@@ -164,7 +169,9 @@ CIO_EXTERN int cio_cond_wait_site(cio_cond *cond, const char *file, int line,
 /* Wait until pred(arg) is true: checks it first, then cio_cond_wait until
  * it holds. The caller must hold the lock; pred runs with the lock held.
  * Returns 0 once pred(arg) is true, or the first error of cio_cond_wait
- * (the lock is held in every case but -EPERM). Suspends. */
+ * (the lock is held in every case but -EPERM). A cancelled caller gets
+ * -ECANCELED / -ETIMEDOUT at once, even if pred(arg) already holds (pred
+ * is not called). Suspends. */
 typedef bool (*cio_cond_pred_fn)(void *arg);
 #define cio_cond_wait_for(cond, pred, arg)                                     \
     cio_cond_wait_for_site((cond), (pred), (arg), CIO__HERE)
