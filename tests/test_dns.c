@@ -228,6 +228,20 @@ static int held_lookup(void *arg)
     return rc;
 }
 
+/* A lookup inside a scope whose deadline the test sets later; returns the
+ * lookup's code, which must be the scope's. */
+static cio_scope *deadline_scope;
+static int deadline_lookup(void *arg)
+{
+    cio_scope s;
+    cio_scope_enter(&s);
+    deadline_scope = &s;
+    int rc = held_lookup(arg);
+    ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
+    deadline_scope = NULL;
+    return rc;
+}
+
 static int cancel_running_main(void *arg)
 {
     (void)arg;
@@ -249,12 +263,18 @@ static int cancel_running_main(void *arg)
     open_gate();
     wait_finished(1); /* its answer is freed when it arrives */
 
-    /* A deadline: -ETIMEDOUT as soon as it passes. */
-    cio_scope s;
-    cio_timeout_enter(&s, 20 * CIO_MSEC);
+    /* A deadline: -ETIMEDOUT as soon as it passes. It is set once the
+     * lookup runs in the pool (set before, on a slow machine it could fire
+     * while the job is still queued, and the job would never run). */
+    ASSERT_EQ(cio_spawn(&t, deadline_lookup, "held:two", "deadline"), 0);
+    for (int i = 0; i < 5000 && atomic_load(&resolver_calls) < 2; i++)
+        ASSERT_EQ(cio_sleep(CIO_MSEC), 0);
+    ASSERT_EQ(atomic_load(&resolver_calls), 2);
     int64_t t0 = cio_now();
-    ASSERT_EQ(held_lookup("held:two"), -ETIMEDOUT);
-    ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
+    cio_scope_reschedule(deadline_scope, t0 + 20 * CIO_MSEC);
+    ASSERT_EQ(cio_join(t, &status), 0);
+    ASSERT_EQ(status, -ETIMEDOUT);
+    cio_task_release(t);
     ASSERT_LT(cio_now() - t0, 5 * CIO_SEC);
     ASSERT_EQ(atomic_load(&resolver_finished), 1);
     open_gate();

@@ -40,7 +40,10 @@ typedef struct fx {
     cio_queue q;              /* holds one item */
     cio_as_completed ac;
     cio_group *group;         /* entered by the fixture task */
-    cio_process *proc;        /* `cat`, stdin/stdout piped */
+    cio_process *proc;        /* `cat`, stdin/stdout piped; NULL where
+                               * processes cannot be made (no pidfd_open:
+                               * valgrind 3.19): their calls are skipped */
+    bool ready;               /* every fixture is made */
     struct addrinfo *ai;      /* 127.0.0.1:<the server's port> */
     char port[16];
 } fx;
@@ -133,7 +136,12 @@ static void fx_open(fx *f, cio_group *g)
     cio_process_options po = {.stdin_mode = CIO_PROCESS_PIPE,
                               .stdout_mode = CIO_PROCESS_PIPE};
     const char *const argv[] = {"cat", NULL};
-    ASSERT_EQ(cio_process_spawn(&f->proc, argv, &po), 0);
+    int rc = cio_process_spawn(&f->proc, argv, &po);
+    if (rc == -ENOSYS)
+        cio_test_note("no pidfd_open here: the cio_process_* calls are not checked");
+    else
+        ASSERT_EQ(rc, 0);
+    f->ready = true;
 }
 
 /* Everything still works after the refused calls: nothing was closed, shut
@@ -181,6 +189,8 @@ static void fx_check_and_close(fx *f)
     ASSERT_EQ(cio_group_exit(f->group), 0);
     cio_group_destroy(f->group);
 
+    if (!f->proc)
+        return;
     /* The child's pipes are open: cat echoes. */
     cio_stream *in = cio_process_stdin(f->proc), *out = cio_process_stdout(f->proc);
     ASSERT_TRUE(in && out);
@@ -343,6 +353,8 @@ static void call_all(fx *f, const char *where)
     char bad[2048] = "";
     size_t n_bad = 0;
     for (size_t i = 0; i < N_ENTRIES; i++) {
+        if (!f->proc && strncmp(entries[i].name, "cio_process_", 12) == 0)
+            continue;
         long rc = entries[i].call(f);
         if (rc != -EPERM) {
             size_t len = strlen(bad);
@@ -412,7 +424,7 @@ static int first_run(void *arg)
     between *b = arg;
     cio_event_init(&b->go_on);
     ASSERT_EQ(cio_spawn(&b->holder, holder_main, b, "holder"), 0);
-    while (!b->f.proc) /* until the fixtures are all made */
+    while (!b->f.ready) /* until the fixtures are all made */
         ASSERT_EQ(cio_sleep(CIO_MSEC), 0);
     return 0;
 }

@@ -948,9 +948,12 @@ static int huge_write_main(void *arg)
 #endif
 #ifndef TEST_ASAN /* (ASan aborts on an allocation that large) */
     /* A size that fits but whose doubled capacity would wrap: the growth
-     * stops at what is needed and that allocation fails. */
-    ASSERT_EQ(cio_stream_write(a, small, (size_t)SSIZE_MAX - 1), -ENOMEM);
-    ASSERT_EQ(cio_stream_write_buffered(a), q);
+     * stops at what is needed and that allocation fails. (Not under
+     * valgrind, which counts a malloc that large as an error.) */
+    if (!cio_test_slow()) {
+        ASSERT_EQ(cio_stream_write(a, small, (size_t)SSIZE_MAX - 1), -ENOMEM);
+        ASSERT_EQ(cio_stream_write_buffered(a), q);
+    }
 #endif
     cio_stream_abort(a);
     cio_stream_abort(b);
