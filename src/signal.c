@@ -52,7 +52,14 @@ static void shutdown_action(int signo)
         errno = saved;
         return;
     }
-    /* The second one: leave now, as a shell expects. */
+    /* The second one: leave now, as a shell expects, with 128+signo even
+     * if stderr is a pipe whose reader has gone (the process ends here, so
+     * ignoring SIGPIPE process-wide is harmless; sigaction is
+     * async-signal-safe). */
+    struct sigaction ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ign, NULL);
     static const char msg[] = "\ncio: second signal, exiting at once\n";
     ssize_t n = write(2, msg, sizeof msg - 1);
     (void)n;
