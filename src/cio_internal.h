@@ -580,6 +580,28 @@ static inline int cio__cancel_code(const cio_task *t)
 {
     return cio__cancel_code_from(t, t->scope);
 }
+/* "Once cancelled, keep waiting shielded": a wait for something that must
+ * end before the waiter returns (a group's children, a gathered task, a
+ * started child, a running job) and that a cancellation must not cut short.
+ * The waiter loops: check, then park until its condition holds, then end.
+ * The first time cio__shielded_wait_check finds the task cancelled it
+ * enters a shield for the rest of the wait and returns that code, so the
+ * caller cancels what it waits for, once; every other call returns 0 (inside
+ * the shield the task sees no cancellation). cio__shielded_wait_enter
+ * enters the shield for a code the caller already has (a park that returned
+ * a cancellation; 0 for a wait shielded from its start); once entered, it
+ * does nothing. cio__shielded_wait_end leaves the shield if entered; the
+ * cancellation is still there for the next suspending call. The code seen
+ * stays in sw->code. scope.c. */
+typedef struct cio__shielded_wait {
+    cio_scope shield;
+    int code;     /* the cancellation that started the shield, 0 if none */
+    bool entered;
+} cio__shielded_wait;
+#define CIO__SHIELDED_WAIT_INIT {.code = 0, .entered = false}
+int cio__shielded_wait_check(cio__shielded_wait *sw, cio_task *self);
+void cio__shielded_wait_enter(cio__shielded_wait *sw, int code);
+void cio__shielded_wait_end(cio__shielded_wait *sw);
 /* Wake t with its cancellation code if it is waiting and now cancelled. */
 void cio__task_interrupt(cio_task *t);
 /* The earliest deadline of the scopes not yet cancelled that t is in (its

@@ -164,19 +164,16 @@ int cio_group_exit_site(cio_group *g, const char *file, int line, const char *fu
         cio__panic("cio_group_exit: task '%s' has a scope still entered inside "
                    "the group",
                    self->name);
-    cio_scope shield;
-    bool shielded = false;
+    cio__shielded_wait sw = CIO__SHIELDED_WAIT_INIT;
     while (g->n_running || g->n_reserved) {
-        int code;
-        if (!shielded && (code = cio__cancel_code(self)) != 0) {
+        int code = cio__shielded_wait_check(&sw, self);
+        if (code) {
             /* Cancelled (from outside, or the group itself): the children go
              * too, and are still waited for, without interruption. Marking
              * the group's own scope makes late spawns into it fail. */
             if (!g->scope.cancel_reason)
                 g->scope.cancel_reason = code;
             cancel_children(g);
-            cio_shield_enter(&shield, CIO_FOREVER);
-            shielded = true;
         }
         self->site.file = file;
         self->site.line = line;
@@ -185,8 +182,7 @@ int cio_group_exit_site(cio_group *g, const char *file, int line, const char *fu
         cio__park(self);
         g->waiter = NULL;
     }
-    if (shielded)
-        cio_scope_exit(&shield);
+    cio__shielded_wait_end(&sw);
     g->exited = true;
     cio_scope_exit(&g->scope); /* the group's own cancellation ends here */
     int rc = g->first_error ? g->first_error : cio_cancel_pending();
@@ -355,24 +351,20 @@ int cio_group_start_site(cio_group *g, cio_task **task, cio_task_fn fn, void *ar
     cio_task *child = cio__task_get(handle, "cio_group_start");
     cio__start st = {.starter = self};
     child->start = &st;
-    int outer = 0;
-    cio_scope shield;
-    bool shielded = false;
+    cio__shielded_wait sw = CIO__SHIELDED_WAIT_INIT;
     while (!st.signalled && !st.ended) {
-        if (!shielded && (outer = cio__cancel_code(self)) != 0) {
+        if (cio__shielded_wait_check(&sw, self)) {
             /* The starter is cancelled: so is the child, which it still
              * waits for (the record lives on this stack). */
             cio_task_cancel(child);
-            cio_shield_enter(&shield, CIO_FOREVER);
-            shielded = true;
         }
         self->site.file = file;
         self->site.line = line;
         self->site.func = func;
         cio__park(self);
     }
-    if (shielded)
-        cio_scope_exit(&shield);
+    cio__shielded_wait_end(&sw);
+    int outer = sw.code;
     child->start = NULL;
     if (task)
         *task = handle;

@@ -1,5 +1,6 @@
 /* Cancel scopes, deadlines, shields and wait_for, on the virtual clock. */
 #include "cio.h"
+#include "cio_internal.h" /* cio__shielded_wait */
 #include "harness.h"
 #include "util.h"
 
@@ -314,4 +315,52 @@ static int each_await_main(void *arg)
 TEST(scope_cancel_at_each_await)
 {
     ASSERT_EQ(run_virtual(each_await_main, NULL), 0);
+}
+
+/* The internal "once cancelled, keep waiting shielded" helper that group
+ * exit, gather, group start, the executor and the condition's lock
+ * re-acquire share: before a cancellation check returns 0 and waits are
+ * interruptible; the first check after it returns the code once and
+ * shields the rest of the wait (a sleep then runs to its end); end leaves
+ * the shield and the cancellation is seen again. */
+static int shielded_wait_helper_main(void *arg)
+{
+    (void)arg;
+    cio_task *self = cio__running();
+    cio__shielded_wait sw = CIO__SHIELDED_WAIT_INIT;
+    ASSERT_EQ(cio__shielded_wait_check(&sw, self), 0);
+    ASSERT_FALSE(sw.entered);
+    cio_scope s;
+    cio_timeout_enter(&s, 10 * CIO_MSEC);
+    ASSERT_EQ(cio_sleep(CIO_SEC), -ETIMEDOUT);
+    ASSERT_EQ(cio__shielded_wait_check(&sw, self), -ETIMEDOUT);
+    ASSERT_TRUE(sw.entered);
+    ASSERT_EQ(cio__shielded_wait_check(&sw, self), 0); /* once only */
+    ASSERT_EQ(sw.code, -ETIMEDOUT);
+    int64_t t0 = cio_now();
+    ASSERT_EQ(cio_sleep(50 * CIO_MSEC), 0); /* shielded: runs to its end */
+    ASSERT_EQ(cio_now(), t0 + 50 * CIO_MSEC);
+    cio__shielded_wait_enter(&sw, -ECANCELED); /* entered: does nothing */
+    ASSERT_EQ(sw.code, -ETIMEDOUT);
+    cio__shielded_wait_end(&sw);
+    ASSERT_FALSE(sw.entered);
+    ASSERT_EQ(cio_yield(), -ETIMEDOUT); /* the cancellation is still there */
+    ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
+
+    /* Entered with a code the caller has (0: shielded from the start). */
+    cio__shielded_wait sw2 = CIO__SHIELDED_WAIT_INIT;
+    cio_timeout_enter(&s, 0);
+    cio__shielded_wait_enter(&sw2, 0);
+    ASSERT_EQ(cio__shielded_wait_check(&sw2, self), 0);
+    ASSERT_EQ(cio_sleep(CIO_MSEC), 0);
+    cio__shielded_wait_end(&sw2);
+    cio__shielded_wait_end(&sw2); /* not entered: does nothing */
+    ASSERT_EQ(cio_yield(), -ETIMEDOUT);
+    ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
+    return 0;
+}
+
+TEST(scope_shielded_wait_helper_reports_the_cancellation_once_and_shields_the_rest)
+{
+    ASSERT_EQ(run_virtual(shielded_wait_helper_main, NULL), 0);
 }
