@@ -434,3 +434,25 @@ TEST(stack_pool_trims_at_most_once_per_period)
     cio_loop_options o = {.virtual_clock = true, .stack_pool_max = 10};
     ASSERT_EQ(cio_run_opts(&o, busy_main, NULL), 0);
 }
+
+/* ---- regressions (from the core review) ---------------------------------- */
+
+/* Regression: the SIGSEGV/SIGBUS overflow reporter does not swallow a
+ * SIGSEGV sent with kill/raise when the previous disposition was SIG_DFL
+ * (restoring SIG_DFL and returning only re-delivers a signal caused by a
+ * faulting instruction, not one sent by a process). */
+TEST(stack_overflow_reporter_does_not_swallow_a_sent_sigsegv)
+{
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        cio_loop *loop;
+        if (cio_loop_new(&loop, NULL) != 0)
+            _exit(3);
+        raise(SIGSEGV);
+        _exit(0); /* swallowed */
+    }
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
