@@ -236,8 +236,6 @@ typedef struct cio__executor cio__executor;
 void cio__executor_close(cio_loop *loop);
 
 /* ---- fd layer (fd.c) ---------------------------------------------------------- */
-/* Free the fd table (loop close; no task waits any more). */
-void cio__fd_table_free(cio_loop *loop);
 /* The backend's fd handler (a cio__backend_fd_fn; ctx is the loop). */
 void cio__fd_event(void *loop, int fd, uint32_t gen, unsigned ready);
 /* fd is a number the kernel has just returned (socket, accept): forget the
@@ -300,8 +298,6 @@ extern int (*cio__dns_resolver)(const char *host, const char *service,
 
 /* ---- signals (signal.c) ----------------------------------------------------- */
 typedef struct cio__signals cio__signals;
-/* Remove every handler, restore the signal mask, close the signalfd. */
-void cio__signals_close(cio_loop *loop);
 
 /* ---- tasks --------------------------------------------------------------- */
 struct cio_loop;
@@ -354,7 +350,11 @@ struct cio_task {
     cio__list watchers;      /* cio__watch nodes, fired at completion */
     cio__list done_cbs;      /* user done callbacks (cio__done_cb) */
     cio_group *group;        /* the group owning this child, if any */
-    cio__list group_node;    /* in group->children while running */
+    /* The owner's watch (a group's: group.c sets it when it adopts the
+     * task at spawn): fired at the task's end after the other watchers.
+     * While the task runs, its node is the owner's link to it (in
+     * group->children). fn NULL: no owner. */
+    cio__watch owner;
     struct cio__start *start; /* cio_group_start's record until signalled */
     struct cio_errors *errtree; /* failures of the last group it exited
                               * (group.c), with the code that exit returned */
@@ -390,6 +390,8 @@ struct cio_handle {
 /* Queue an allocated handle for the loop's next turn (call_soon, done
  * callbacks). loop.c. */
 void cio__handle_queue(cio_loop *loop, cio_handle *h);
+
+#define CIO__CLOSE_HOOKS_MAX 8
 
 struct cio_loop {
     cio__ctx sched_ctx;      /* the thread's own stack: the scheduler */
@@ -463,7 +465,18 @@ struct cio_loop {
     size_t altstack_size;
     void *thread_stack_lo;   /* for ASan fiber switches back to the thread */
     size_t thread_stack_size;
+    /* Close work of the modules that create their state on first use
+     * (cio__loop_on_close), run by cio_loop_close once nothing runs any
+     * more, the last registered first. */
+    void (*close_hooks[CIO__CLOSE_HOOKS_MAX])(cio_loop *loop);
+    unsigned n_close_hooks;
 };
+
+/* Register fn to run when the loop closes, after the last task and
+ * callback (it releases a module's state: the loop no longer calls each
+ * module by name). Registering the same fn again does nothing. At most
+ * CIO__CLOSE_HOOKS_MAX functions (a panic beyond: a library bug). */
+void cio__loop_on_close(cio_loop *loop, void (*fn)(cio_loop *loop));
 
 #define CIO__LIGHT_CREDIT 64
 /* Something now needs the scheduler (a callback queued, an fd watched,
@@ -641,15 +654,22 @@ int cio__park(cio_task *self);
 bool cio__watch_add(cio_task *t, cio__watch *w, void (*fn)(cio__watch *),
                     void *data);
 void cio__watch_remove(cio__watch *w);
-/* Spawn used by the public spawn calls and groups. */
+/* Spawn used by the public spawn calls and groups. adopt (NULL: none) is
+ * called with the new task and owner before the task can run, so that the
+ * owner links it and sets its watch (task->owner); task.c knows no owner's
+ * fields. */
+typedef void (*cio__adopt_fn)(cio_task *child, void *owner);
 int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
                cio_task_fn fn, void *arg, const char *fmt, va_list ap,
-               cio_group *group);
+               cio__adopt_fn adopt, void *owner);
 /* Record the caller's site for an eager spawn (opts->eager, in a task). */
 void cio__spawn_site(const cio_task_options *opts, const char *file, int line,
                      const char *func);
-/* Called when a group child finishes (group.c). */
-void cio__group_child_done(cio_task *t);
+/* The loop force-finishes t, a group's child that can never resume
+ * (cio_loop_close after a deadlock): the group forgets it and drops its
+ * reference, without the effects of a normal end (the tasks that would see
+ * them are stuck too). group.c. */
+void cio__group_forget_child(cio_task *t);
 /* Task-local context (context.c): a new task gets a copy of its parent's
  * context (NULL parent: empty); a finished task drops its own. */
 int cio__context_inherit(cio_task *child, const cio_task *parent);
@@ -673,8 +693,6 @@ void cio__hooks_final(cio_loop *loop, cio_task *t, cio_task *next);
 void cio__hooks_end(cio_loop *loop, cio_task *t, int status);
 void cio__hooks_before_poll(cio_loop *loop, int64_t timeout);
 void cio__hooks_after_poll(cio_loop *loop, int n_events);
-/* Loop close: forget every hook set. */
-void cio__hooks_free(cio_loop *loop);
 
 /* ---- loop helpers -------------------------------------------------------- */
 static inline void cio__ready_push(cio_loop *loop, cio_task *t)

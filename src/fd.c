@@ -67,6 +67,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+static void fd_table_free(cio_loop *loop);
+
 enum { DIR_READ, DIR_WRITE };
 #define DIR_BIT(d) ((d) == DIR_READ ? CIO_READABLE : CIO_WRITABLE)
 
@@ -100,6 +102,8 @@ static cio__fd *slot(cio_loop *loop, int fd)
         if (!t)
             return NULL;
         memset(t + loop->n_fds, 0, (n - loop->n_fds) * sizeof *t);
+        if (!loop->fds)
+            cio__loop_on_close(loop, fd_table_free);
         loop->fds = t;
         loop->n_fds = n;
     }
@@ -428,7 +432,8 @@ int cio_close(int fd)
     return close(fd) == 0 ? 0 : -errno;
 }
 
-void cio__fd_table_free(cio_loop *loop)
+/* Free the fd table (a close hook: no task waits any more). */
+static void fd_table_free(cio_loop *loop)
 {
     free(loop->fds);
     loop->fds = NULL;

@@ -11,7 +11,7 @@
 static void cancel_children(cio_group *g)
 {
     for (cio__list *n = g->children.next; n != &g->children; n = n->next)
-        cio_task_cancel(CIO__CONTAINER(n, cio_task, group_node));
+        cio_task_cancel(CIO__CONTAINER(n, cio_task, owner.node));
 }
 
 void cio_group_enter(cio_group *g)
@@ -22,6 +22,28 @@ void cio_group_enter(cio_group *g)
     cio__list_init(&g->spawners);
     cio_scope_enter(&g->scope);
     g->scope.group = true;
+}
+
+static void child_done(cio__watch *w);
+
+/* cio__spawn's adopt: link the new child before it can run. */
+static void adopt_child(cio_task *t, void *owner)
+{
+    cio_group *g = owner;
+    t->group = g;
+    t->refs++; /* the group's, dropped when the child is done */
+    t->owner = (cio__watch){.task = t, .fn = child_done, .data = g};
+    cio__list_push_back(&g->children, &t->owner.node);
+    g->n_running++;
+}
+
+void cio__group_forget_child(cio_task *t)
+{
+    cio__list_remove(&t->owner.node);
+    t->group->n_running--;
+    t->group = NULL;
+    t->owner.fn = NULL;
+    t->refs--; /* the group's; the loop still holds one */
 }
 
 static int group_spawn_v(cio_group *g, cio_task **task, const cio_task_options *opts,
@@ -36,7 +58,8 @@ static int group_spawn_v(cio_group *g, cio_task **task, const cio_task_options *
     int code = cio__cancel_code_from(g->scope.task, &g->scope);
     if (code)
         return code;
-    return cio__spawn(g->scope.task->loop, task, opts, fn, arg, fmt, ap, g);
+    return cio__spawn(g->scope.task->loop, task, opts, fn, arg, fmt, ap,
+                      adopt_child, g);
 }
 
 static int slow_spawn_limited(cio_group *g, cio_task **task,
@@ -123,10 +146,12 @@ static void record_error(cio_group *g, cio_task *t)
 static void start_child_done(cio_task *t);
 static void hand_slots(cio_group *g);
 
-void cio__group_child_done(cio_task *t)
+/* The child's end, through its owner watch (task->owner). */
+static void child_done(cio__watch *w)
 {
+    cio_task *t = w->task;
     cio_group *g = t->group;
-    cio__list_remove(&t->group_node);
+    cio__list_remove(&t->owner.node);
     g->n_running--;
     if (g->limit) /* (without one nobody waits for a slot) */
         hand_slots(g);

@@ -764,12 +764,8 @@ static void force_finish(cio_loop *loop)
         t->status = -ECANCELED;
         t->status_observed = true;
         cio__list_init(&t->watchers); /* nodes on other stuck tasks' stacks */
-        if (t->group) {
-            cio__list_remove(&t->group_node);
-            t->group->n_running--;
-            t->group = NULL;
-            t->refs--; /* the group's; the loop still holds one */
-        }
+        if (t->group)
+            cio__group_forget_child(t);
         cio__list *c;
         while ((c = cio__list_pop_front(&t->done_cbs)))
             cio__handle_queue(loop, CIO__CONTAINER(c, cio__done_cb, node)->handle);
@@ -822,6 +818,17 @@ static void drop_soon_callbacks(cio_loop *loop)
  * thread-safe queue is sealed (atomically with respect to new calls, which
  * are refused from then on) and everything is released. Timers not yet due
  * are dropped with their callbacks. */
+void cio__loop_on_close(cio_loop *loop, void (*fn)(cio_loop *loop))
+{
+    for (unsigned i = 0; i < loop->n_close_hooks; i++)
+        if (loop->close_hooks[i] == fn)
+            return;
+    if (loop->n_close_hooks == CIO__CLOSE_HOOKS_MAX)
+        cio__panic("cio__loop_on_close: more than %d close hooks",
+                   CIO__CLOSE_HOOKS_MAX);
+    loop->close_hooks[loop->n_close_hooks++] = fn;
+}
+
 int cio_loop_close(cio_loop *loop)
 {
     if (!loop)
@@ -862,9 +869,8 @@ int cio_loop_close(cio_loop *loop)
         if (t->fn == handle_timer_fired)
             handle_unref(CIO__CONTAINER(t, cio_handle, timer));
     }
-    cio__hooks_free(loop);
-    cio__signals_close(loop);
-    cio__fd_table_free(loop);
+    while (loop->n_close_hooks)
+        loop->close_hooks[--loop->n_close_hooks](loop);
     cio__timer_heap_free(&loop->timers);
     cio__stack_pool_drain(loop);
     free(loop->ready_buf);

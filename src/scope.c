@@ -63,7 +63,7 @@ void cio__interrupt_inside(cio_task *t, const cio_scope *s)
             continue;
         const cio_group *g = CIO__CONTAINER(x, cio_group, scope);
         for (cio__list *n = g->children.next; n != &g->children; n = n->next)
-            cio__interrupt_inside(CIO__CONTAINER(n, cio_task, group_node), NULL);
+            cio__interrupt_inside(CIO__CONTAINER(n, cio_task, owner.node), NULL);
     }
 }
 
