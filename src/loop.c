@@ -546,7 +546,7 @@ static int loop_turn(cio_loop *loop)
     bool io_possible = loop->n_io_watches || loop->n_external;
     if (timeout < 0 && !io_possible)
         return -EDEADLK;
-    if (timeout != 0 && loop->stack_pool_len) {
+    if (timeout != 0 && loop->stacks.pool_len) {
         /* About to wait: a moment to give pooled stacks back. Until all
          * that can go has gone, a real wait ends in time for the next
          * trim (the virtual clock keeps its own pace). */
@@ -611,7 +611,7 @@ int cio_loop_new(cio_loop **out, const cio_loop_options *opts)
         free(loop);
         return -EINVAL;
     }
-    loop->stack_pool_max = opts && opts->stack_pool_max ? opts->stack_pool_max
+    loop->stacks.pool_max = opts && opts->stack_pool_max ? opts->stack_pool_max
                                                         : DEFAULT_STACK_POOL;
     loop->virtual_clock = opts && opts->virtual_clock;
     if (loop->virtual_clock) {

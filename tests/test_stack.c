@@ -364,7 +364,7 @@ static int finish(void *arg)
     return 0;
 }
 
-static size_t pool_hot(cio_loop *l) { return l->stack_pool_len - l->stack_pool_cold; }
+static size_t pool_hot(cio_loop *l) { return l->stacks.pool_len - l->stacks.pool_cold; }
 
 static int pool_main(void *arg)
 {
@@ -379,7 +379,7 @@ static int pool_main(void *arg)
         while (finished < 1000)
             cio_yield();
         ASSERT_EQ(pool_hot(l), 1000);
-        ASSERT_EQ(l->stack_pool_cold, 0);
+        ASSERT_EQ(l->stacks.pool_cold, 0);
     }
     /* Idle: the first trim still keeps what the last peak needed... */
     cio_sleep(CIO__STACK_TRIM_PERIOD);
@@ -387,20 +387,20 @@ static int pool_main(void *arg)
     /* ...then half of what is beyond stack_pool_max (100) goes per trim. */
     cio_sleep(CIO__STACK_TRIM_PERIOD);
     ASSERT_EQ(pool_hot(l), 1000 - 450);
-    ASSERT_EQ(l->stack_pool_cold, 450);
+    ASSERT_EQ(l->stacks.pool_cold, 450);
     cio_sleep(CIO__STACK_TRIM_PERIOD);
     ASSERT_EQ(pool_hot(l), 550 - 225);
-    ASSERT_EQ(l->stack_pool_cold, 450 - 225 + 225);
+    ASSERT_EQ(l->stacks.pool_cold, 450 - 225 + 225);
     for (int i = 0; i < 30; i++)
         cio_sleep(CIO__STACK_TRIM_PERIOD);
     ASSERT_EQ(pool_hot(l), 100);
-    ASSERT_EQ(l->stack_pool_cold, 0);
-    ASSERT_EQ(l->stack_pool_len, 100);
+    ASSERT_EQ(l->stacks.pool_cold, 0);
+    ASSERT_EQ(l->stacks.pool_len, 100);
     /* A new burst reuses the pool and maps the rest afresh. */
     finished = 0;
     for (int i = 0; i < 300; i++)
         ASSERT_EQ(cio_spawn(NULL, finish, NULL, "w"), 0);
-    ASSERT_EQ(l->stack_pool_len, 0);
+    ASSERT_EQ(l->stacks.pool_len, 0);
     while (finished < 300)
         cio_yield();
     ASSERT_EQ(pool_hot(l), 300);
