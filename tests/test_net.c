@@ -1157,3 +1157,59 @@ TEST(net_dump_tasks_to_closed_pipe_is_no_sigpipe)
     ASSERT_FALSE(sigpipe_pending());
     close(p[1]);
 }
+
+/* ---- the race itself: staggered starts, fail-over, cancellation ----------- */
+
+/* Two black holes, a deadline in the middle of the race: both attempts were
+ * started (the second after the stagger), the deadline is returned, and
+ * both half-open sockets are closed before the call returns. Then a refused
+ * address, a black hole and a listener: the refusal starts the black hole at
+ * once, the stagger starts the listener, which wins; the black hole's
+ * socket is closed too. */
+TASK_TEST_VIRTUAL(net_race_starts_on_stagger_or_failure_and_closes_every_loser)
+{
+    int fds_before = count_open_fds();
+    struct blackhole bh;
+    blackhole_open(&bh);
+    uint64_t mark = 0;
+    spawned_since(&mark);
+    struct addrinfo bh2 = make_ai(&bh.addr, NULL);
+    struct addrinfo bh1 = make_ai(&bh.addr, &bh2);
+    cio_scope s;
+    cio_timeout_enter(&s, 2 * CIO_SEC);
+    ASSERT_EQ(cio_connect_race(&bh1, 100 * CIO_MSEC), -ETIMEDOUT);
+    ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
+    ASSERT_EQ(cio_now(), 2 * CIO_SEC);
+    ASSERT_EQ(spawned_since(&mark), 2);
+    ASSERT_EQ(count_open_fds(), fds_before + 2); /* bh's own two */
+
+    int good = cio_tcp_listen("127.0.0.1", "0", 4, false);
+    struct sockaddr_in gaddr = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)local_port(good)),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int closed = cio_tcp_listen("127.0.0.1", "0", 1, false);
+    struct sockaddr_in caddr = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)local_port(closed)),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cio_close(closed);
+    struct addrinfo g = make_ai(&gaddr, NULL);
+    struct addrinfo hole = make_ai(&bh.addr, &g);
+    struct addrinfo refused = make_ai(&caddr, &hole);
+    int64_t t0 = cio_now();
+    spawned_since(&mark);
+    int fd = cio_connect_race(&refused, 100 * CIO_MSEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(cio_now() - t0, 100 * CIO_MSEC); /* one stagger: after the hole */
+    ASSERT_EQ(spawned_since(&mark), 3);
+    struct sockaddr_in peer;
+    socklen_t len = sizeof peer;
+    ASSERT_EQ(getpeername(fd, (struct sockaddr *)&peer, &len), 0);
+    ASSERT_EQ(peer.sin_port, gaddr.sin_port);
+    cio_close(fd);
+    int c;
+    while ((c = accept4(good, NULL, NULL, SOCK_CLOEXEC)) >= 0)
+        close(c);
+    cio_close(good);
+    blackhole_close(&bh);
+    ASSERT_EQ(count_open_fds(), fds_before);
+}
