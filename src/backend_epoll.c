@@ -14,7 +14,7 @@
  *    (fd << 1) | 1, never a pointer, so that a registration the kernel
  *    keeps for a descriptor closed behind our back cannot reach memory
  *    that was freed or reused. */
-#include "cio_internal.h"
+#include "backend_internal.h"
 
 #include <sys/epoll.h>
 #include <time.h>

@@ -94,18 +94,14 @@ int cio_gather_site(cio_task *const *tasks, size_t n, int *statuses, int flags,
         return -ENOMEM;
     multi_wait m = {.n = n, .fail_fast = flags == CIO_GATHER_FAIL_FAST};
     watch_all(&m, w, tasks, n);
-    int outer = 0;
     bool cancelled_rest = false;
-    cio_scope shield;
-    bool shielded = false;
+    cio__shielded_wait sw = CIO__SHIELDED_WAIT_INIT;
     while (m.n_done < n) {
-        if (!shielded && (outer = cio__cancel_code(self)) != 0) {
+        if (cio__shielded_wait_check(&sw, self)) {
             /* The caller is cancelled: so is everything it gathers, and it
              * still waits for them (nothing is left running). */
             cancel_unfinished(tasks, n);
             cancelled_rest = true;
-            cio_shield_enter(&shield, CIO_FOREVER);
-            shielded = true;
         }
         if (m.fail_fast && m.first_failed && !cancelled_rest) {
             cancel_unfinished(tasks, n);
@@ -115,8 +111,8 @@ int cio_gather_site(cio_task *const *tasks, size_t n, int *statuses, int flags,
         cio__park(self);
         m.waiter = NULL;
     }
-    if (shielded)
-        cio_scope_exit(&shield);
+    cio__shielded_wait_end(&sw);
+    int outer = sw.code;
     watches_free(w, small, n);
     for (size_t i = 0; i < n; i++) {
         int st = cio_task_status(tasks[i]);

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
+static void hooks_free(cio_loop *loop);
+
 struct cio__hooks {
     const cio_hooks *set[CIO_HOOKS_MAX];
     size_t n;
@@ -53,6 +55,7 @@ int cio_loop_add_hooks(cio_loop *loop, const cio_hooks *hooks)
         if (!hs)
             return -ENOMEM;
         loop->hooks = hs;
+        cio__loop_on_close(loop, hooks_free);
     }
     hs->set[hs->n++] = hooks;
     return 0;
@@ -74,13 +77,14 @@ int cio_loop_remove_hooks(cio_loop *loop, const cio_hooks *hooks)
             continue;
         memmove(&hs->set[i], &hs->set[i + 1], (hs->n - i - 1) * sizeof hs->set[0]);
         if (--hs->n == 0)
-            cio__hooks_free(loop);
+            hooks_free(loop);
         return 0;
     }
     return -ENOENT;
 }
 
-void cio__hooks_free(cio_loop *loop)
+/* Forget every hook set (also a close hook). */
+static void hooks_free(cio_loop *loop)
 {
     free(loop->hooks);
     loop->hooks = NULL;

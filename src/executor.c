@@ -237,19 +237,17 @@ int cio_to_thread_site(cio_work_fn fn, void *arg,
         return rc;
     }
     cio__executor *p = loop->executor;
-    int cancel = 0;
-    cio_scope shield;
-    bool shielded = false;
+    cio__shielded_wait sw = CIO__SHIELDED_WAIT_INIT;
     for (;;) {
         int w = cio__park(self);
         if (j->delivered) {
             int result = j->result;
             free(j);
-            rc = cancel ? cancel : w < 0 ? w : result;
+            rc = sw.code ? sw.code : w < 0 ? w : result;
             /* Woken by a cancellation that came in the same turn as the
              * completion: the result is not returned, so abandoned gets
              * it (a shielded wait has no abandoned callback). */
-            if (!cancel && w < 0 && abandoned)
+            if (!sw.code && w < 0 && abandoned)
                 abandoned(arg, result);
             break;
         }
@@ -272,16 +270,11 @@ int cio_to_thread_site(cio_work_fn fn, void *arg,
             rc = w;
             break;
         }
-        if (!shielded) {
-            /* Running (or done, not yet delivered): wait for it without
-             * interruption, report the cancellation afterwards. */
-            cancel = w;
-            cio_shield_enter(&shield, CIO_FOREVER);
-            shielded = true;
-        }
+        /* Running (or done, not yet delivered): wait for it without
+         * interruption, report the cancellation afterwards. */
+        cio__shielded_wait_enter(&sw, w);
     }
-    if (shielded)
-        cio_scope_exit(&shield);
+    cio__shielded_wait_end(&sw);
     return rc;
 }
 

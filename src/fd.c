@@ -67,6 +67,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+static void fd_table_free(cio_loop *loop);
+
 enum { DIR_READ, DIR_WRITE };
 #define DIR_BIT(d) ((d) == DIR_READ ? CIO_READABLE : CIO_WRITABLE)
 
@@ -92,23 +94,25 @@ typedef struct cio__fd {
 /* The slot of fd, growing the table if needed (NULL: out of memory). */
 static cio__fd *slot(cio_loop *loop, int fd)
 {
-    if (CIO__UNLIKELY((size_t)fd >= loop->n_fds)) {
-        size_t n = loop->n_fds ? loop->n_fds : 64;
+    if (CIO__UNLIKELY((size_t)fd >= loop->fds.n)) {
+        size_t n = loop->fds.n ? loop->fds.n : 64;
         while (n <= (size_t)fd)
             n *= 2;
-        cio__fd *t = realloc(loop->fds, n * sizeof *t);
+        cio__fd *t = realloc(loop->fds.slots, n * sizeof *t);
         if (!t)
             return NULL;
-        memset(t + loop->n_fds, 0, (n - loop->n_fds) * sizeof *t);
-        loop->fds = t;
-        loop->n_fds = n;
+        memset(t + loop->fds.n, 0, (n - loop->fds.n) * sizeof *t);
+        if (!loop->fds.slots)
+            cio__loop_on_close(loop, fd_table_free);
+        loop->fds.slots = t;
+        loop->fds.n = n;
     }
-    return &loop->fds[fd];
+    return &loop->fds.slots[fd];
 }
 
 static cio__fd *slot_if_any(cio_loop *loop, int fd)
 {
-    return loop && fd >= 0 && (size_t)fd < loop->n_fds ? &loop->fds[fd] : NULL;
+    return loop && fd >= 0 && (size_t)fd < loop->fds.n ? &loop->fds.slots[fd] : NULL;
 }
 
 static bool has_waiters(const cio__fd *f)
@@ -428,9 +432,10 @@ int cio_close(int fd)
     return close(fd) == 0 ? 0 : -errno;
 }
 
-void cio__fd_table_free(cio_loop *loop)
+/* Free the fd table (a close hook: no task waits any more). */
+static void fd_table_free(cio_loop *loop)
 {
-    free(loop->fds);
-    loop->fds = NULL;
-    loop->n_fds = 0;
+    free(loop->fds.slots);
+    loop->fds.slots = NULL;
+    loop->fds.n = 0;
 }

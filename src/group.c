@@ -11,7 +11,7 @@
 static void cancel_children(cio_group *g)
 {
     for (cio__list *n = g->children.next; n != &g->children; n = n->next)
-        cio_task_cancel(CIO__CONTAINER(n, cio_task, group_node));
+        cio_task_cancel(CIO__CONTAINER(n, cio_task, owner.node));
 }
 
 void cio_group_enter(cio_group *g)
@@ -22,6 +22,28 @@ void cio_group_enter(cio_group *g)
     cio__list_init(&g->spawners);
     cio_scope_enter(&g->scope);
     g->scope.group = true;
+}
+
+static void child_done(cio__watch *w);
+
+/* cio__spawn's adopt: link the new child before it can run. */
+static void adopt_child(cio_task *t, void *owner)
+{
+    cio_group *g = owner;
+    t->group = g;
+    t->refs++; /* the group's, dropped when the child is done */
+    t->owner = (cio__watch){.task = t, .fn = child_done, .data = g};
+    cio__list_push_back(&g->children, &t->owner.node);
+    g->n_running++;
+}
+
+void cio__group_forget_child(cio_task *t)
+{
+    cio__list_remove(&t->owner.node);
+    t->group->n_running--;
+    t->group = NULL;
+    t->owner.fn = NULL;
+    t->refs--; /* the group's; the loop still holds one */
 }
 
 static int group_spawn_v(cio_group *g, cio_task **task, const cio_task_options *opts,
@@ -36,7 +58,8 @@ static int group_spawn_v(cio_group *g, cio_task **task, const cio_task_options *
     int code = cio__cancel_code_from(g->scope.task, &g->scope);
     if (code)
         return code;
-    return cio__spawn(g->scope.task->loop, task, opts, fn, arg, fmt, ap, g);
+    return cio__spawn(g->scope.task->loop, task, opts, fn, arg, fmt, ap,
+                      adopt_child, g);
 }
 
 static int slow_spawn_limited(cio_group *g, cio_task **task,
@@ -123,10 +146,12 @@ static void record_error(cio_group *g, cio_task *t)
 static void start_child_done(cio_task *t);
 static void hand_slots(cio_group *g);
 
-void cio__group_child_done(cio_task *t)
+/* The child's end, through its owner watch (task->owner). */
+static void child_done(cio__watch *w)
 {
+    cio_task *t = w->task;
     cio_group *g = t->group;
-    cio__list_remove(&t->group_node);
+    cio__list_remove(&t->owner.node);
     g->n_running--;
     if (g->limit) /* (without one nobody waits for a slot) */
         hand_slots(g);
@@ -164,19 +189,16 @@ int cio_group_exit_site(cio_group *g, const char *file, int line, const char *fu
         cio__panic("cio_group_exit: task '%s' has a scope still entered inside "
                    "the group",
                    self->name);
-    cio_scope shield;
-    bool shielded = false;
+    cio__shielded_wait sw = CIO__SHIELDED_WAIT_INIT;
     while (g->n_running || g->n_reserved) {
-        int code;
-        if (!shielded && (code = cio__cancel_code(self)) != 0) {
+        int code = cio__shielded_wait_check(&sw, self);
+        if (code) {
             /* Cancelled (from outside, or the group itself): the children go
              * too, and are still waited for, without interruption. Marking
              * the group's own scope makes late spawns into it fail. */
             if (!g->scope.cancel_reason)
                 g->scope.cancel_reason = code;
             cancel_children(g);
-            cio_shield_enter(&shield, CIO_FOREVER);
-            shielded = true;
         }
         self->site.file = file;
         self->site.line = line;
@@ -185,8 +207,7 @@ int cio_group_exit_site(cio_group *g, const char *file, int line, const char *fu
         cio__park(self);
         g->waiter = NULL;
     }
-    if (shielded)
-        cio_scope_exit(&shield);
+    cio__shielded_wait_end(&sw);
     g->exited = true;
     cio_scope_exit(&g->scope); /* the group's own cancellation ends here */
     int rc = g->first_error ? g->first_error : cio_cancel_pending();
@@ -355,24 +376,20 @@ int cio_group_start_site(cio_group *g, cio_task **task, cio_task_fn fn, void *ar
     cio_task *child = cio__task_get(handle, "cio_group_start");
     cio__start st = {.starter = self};
     child->start = &st;
-    int outer = 0;
-    cio_scope shield;
-    bool shielded = false;
+    cio__shielded_wait sw = CIO__SHIELDED_WAIT_INIT;
     while (!st.signalled && !st.ended) {
-        if (!shielded && (outer = cio__cancel_code(self)) != 0) {
+        if (cio__shielded_wait_check(&sw, self)) {
             /* The starter is cancelled: so is the child, which it still
              * waits for (the record lives on this stack). */
             cio_task_cancel(child);
-            cio_shield_enter(&shield, CIO_FOREVER);
-            shielded = true;
         }
         self->site.file = file;
         self->site.line = line;
         self->site.func = func;
         cio__park(self);
     }
-    if (shielded)
-        cio_scope_exit(&shield);
+    cio__shielded_wait_end(&sw);
+    int outer = sw.code;
     child->start = NULL;
     if (task)
         *task = handle;

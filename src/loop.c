@@ -546,7 +546,7 @@ static int loop_turn(cio_loop *loop)
     bool io_possible = loop->n_io_watches || loop->n_external;
     if (timeout < 0 && !io_possible)
         return -EDEADLK;
-    if (timeout != 0 && loop->stack_pool_len) {
+    if (timeout != 0 && loop->stacks.pool_len) {
         /* About to wait: a moment to give pooled stacks back. Until all
          * that can go has gone, a real wait ends in time for the next
          * trim (the virtual clock keeps its own pace). */
@@ -611,7 +611,7 @@ int cio_loop_new(cio_loop **out, const cio_loop_options *opts)
         free(loop);
         return -EINVAL;
     }
-    loop->stack_pool_max = opts && opts->stack_pool_max ? opts->stack_pool_max
+    loop->stacks.pool_max = opts && opts->stack_pool_max ? opts->stack_pool_max
                                                         : DEFAULT_STACK_POOL;
     loop->virtual_clock = opts && opts->virtual_clock;
     if (loop->virtual_clock) {
@@ -764,12 +764,8 @@ static void force_finish(cio_loop *loop)
         t->status = -ECANCELED;
         t->status_observed = true;
         cio__list_init(&t->watchers); /* nodes on other stuck tasks' stacks */
-        if (t->group) {
-            cio__list_remove(&t->group_node);
-            t->group->n_running--;
-            t->group = NULL;
-            t->refs--; /* the group's; the loop still holds one */
-        }
+        if (t->group)
+            cio__group_forget_child(t);
         cio__list *c;
         while ((c = cio__list_pop_front(&t->done_cbs)))
             cio__handle_queue(loop, CIO__CONTAINER(c, cio__done_cb, node)->handle);
@@ -822,6 +818,17 @@ static void drop_soon_callbacks(cio_loop *loop)
  * thread-safe queue is sealed (atomically with respect to new calls, which
  * are refused from then on) and everything is released. Timers not yet due
  * are dropped with their callbacks. */
+void cio__loop_on_close(cio_loop *loop, void (*fn)(cio_loop *loop))
+{
+    for (unsigned i = 0; i < loop->n_close_hooks; i++)
+        if (loop->close_hooks[i] == fn)
+            return;
+    if (loop->n_close_hooks == CIO__CLOSE_HOOKS_MAX)
+        cio__panic("cio__loop_on_close: more than %d close hooks",
+                   CIO__CLOSE_HOOKS_MAX);
+    loop->close_hooks[loop->n_close_hooks++] = fn;
+}
+
 int cio_loop_close(cio_loop *loop)
 {
     if (!loop)
@@ -862,9 +869,8 @@ int cio_loop_close(cio_loop *loop)
         if (t->fn == handle_timer_fired)
             handle_unref(CIO__CONTAINER(t, cio_handle, timer));
     }
-    cio__hooks_free(loop);
-    cio__signals_close(loop);
-    cio__fd_table_free(loop);
+    while (loop->n_close_hooks)
+        loop->close_hooks[--loop->n_close_hooks](loop);
     cio__timer_heap_free(&loop->timers);
     cio__stack_pool_drain(loop);
     free(loop->ready_buf);

@@ -269,30 +269,57 @@ int cio_tcp_listen_site(const char *host, const char *port, int backlog,
 
 /* ---- happy eyeballs ------------------------------------------------------ */
 
+/* The race is a group of attempts, one task each, started in order. The
+ * next starts when the stagger passes or when an attempt fails (the
+ * `failed` event); the first to connect keeps its socket and cancels the
+ * group, which stops the others and the starting; the group's exit waits
+ * (shielded) until every attempt has closed what it opened. */
+typedef struct race_state {
+    cio_group group;
+    cio_event failed; /* an attempt failed: start the next one now */
+    int fd;           /* the winner's connected socket, or -1 */
+    int last_error;   /* the last attempt's failure */
+} race_state;
+
 typedef struct attempt {
     const struct addrinfo *addr;
-    cio_task *task;
-    int fd;          /* connected fd, or -1 */
-    bool harvested;  /* its outcome was looked at */
+    race_state *race; /* NULL: the single address, connected in the caller */
 } attempt;
 
-static int attempt_run(void *arg)
+/* Connect to one address: the connected socket, or a negative code with
+ * the socket closed (a cancellation included). */
+static int connect_one(const struct addrinfo *addr)
 {
-    attempt *a = arg;
-    int fd = cio_socket(a->addr->ai_family, a->addr->ai_socktype, a->addr->ai_protocol);
+    int fd = cio_socket(addr->ai_family, addr->ai_socktype, addr->ai_protocol);
     if (fd < 0)
         return fd;
-    int rc = cio_connect(fd, a->addr->ai_addr, a->addr->ai_addrlen);
+    int rc = cio_connect(fd, addr->ai_addr, addr->ai_addrlen);
     if (rc) {
         cio_close(fd);
         return rc;
     }
-    a->fd = fd;
     return fd;
 }
 
-/* Race connections to addrs[0..n) in that order, each attempt a task of
- * its own; a single address is connected to directly. */
+static int attempt_run(void *arg)
+{
+    attempt *a = arg;
+    race_state *r = a->race;
+    int fd = connect_one(a->addr);
+    if (fd < 0) {
+        r->last_error = fd;
+        cio_event_set(&r->failed);
+    } else if (r->fd >= 0) {
+        cio_close(fd); /* connected in the same turn as the winner: too late */
+    } else {
+        r->fd = fd;
+        cio_group_cancel(&r->group);
+    }
+    return 0; /* the outcome is in r: a failed attempt does not fail the group */
+}
+
+/* Race connections to addrs[0..n) in that order; a single address is
+ * connected to directly, in the calling task (no helper task, no stack). */
 static int race(const struct addrinfo *const *addrs, size_t n, int64_t stagger,
                 const char *file, int line, const char *func)
 {
@@ -304,94 +331,43 @@ static int race(const struct addrinfo *const *addrs, size_t n, int64_t stagger,
         stagger = CIO_HAPPY_EYEBALLS_DELAY;
     if (n == 0)
         return -EINVAL;
-    if (n == 1) {
-        /* Nothing to race: connect in the calling task, no helper task
-         * (and no stack) for it. attempt_run closes the socket on any
-         * failure, a cancellation included. */
-        attempt only = {.addr = addrs[0], .fd = -1};
-        return attempt_run(&only);
-    }
+    if (n == 1)
+        return connect_one(addrs[0]);
     attempt *at = calloc(n, sizeof *at);
-    cio_task **running = calloc(n, sizeof *running);
-    if (!at || !running) {
-        free(at);
-        free(running);
+    if (!at)
         return -ENOMEM;
-    }
+    race_state r = {.fd = -1, .last_error = -ECONNREFUSED};
+    cio_event_init(&r.failed);
+    cio_group_enter(&r.group);
     for (size_t i = 0; i < n; i++) {
-        at[i].addr = addrs[i];
-        at[i].fd = -1;
-    }
-    size_t started = 0;
-    int winner = -1, last_error = -ECONNREFUSED;
-    bool start_next = true;
-    for (;;) {
-        if (start_next && started < n) {
-            rc = cio_spawn(&at[started].task, attempt_run, &at[started],
-                           "connect attempt %zu", started + 1);
-            if (rc) {
-                last_error = rc;
-                break;
-            }
-            started++;
-        }
-        start_next = false;
-        /* Harvest: a success wins; a failure starts the next at once. */
-        size_t n_running = 0;
-        for (size_t k = 0; k < started && winner < 0; k++) {
-            if (!cio_task_done(at[k].task)) {
-                running[n_running++] = at[k].task;
-                continue;
-            }
-            if (at[k].harvested)
-                continue;
-            at[k].harvested = true;
-            int st = cio_task_status(at[k].task);
-            if (st >= 0)
-                winner = (int)k;
-            else {
-                last_error = st;
-                start_next = true;
-            }
-        }
-        if (winner >= 0)
-            break;
-        if (n_running == 0 && started == n)
-            break; /* every attempt failed */
-        if (n_running == 0 || (start_next && started < n)) {
-            start_next = true;
-            continue;
-        }
-        int w = cio_wait_site(running, n_running, CIO_FIRST_COMPLETED,
-                              started < n ? stagger : -1, SITE_ARGS);
-        if (w < 0) {
-            last_error = w; /* we were cancelled */
+        at[i] = (attempt){.addr = addrs[i], .race = &r};
+        cio_event_clear(&r.failed);
+        rc = cio_group_spawn_site(&r.group, NULL, NULL, attempt_run, &at[i],
+                                  SITE_ARGS, "connect attempt %zu", i + 1);
+        if (rc) {
+            if (rc != cio_cancel_pending())
+                r.last_error = rc; /* not the group's (or our) cancellation */
             break;
         }
-        bool any_done = false;
-        for (size_t k = 0; k < n_running; k++)
-            any_done |= cio_task_done(running[k]);
-        if (!any_done)
-            start_next = true; /* the stagger passed */
+        if (i + 1 == n)
+            break;
+        cio_scope stagger_scope;
+        cio_timeout_enter(&stagger_scope, stagger);
+        cio_event_wait_site(&r.failed, SITE_ARGS);
+        cio_scope_exit(&stagger_scope);
+        if (cio_cancel_pending())
+            break; /* a winner cancelled the group, or we are cancelled */
     }
-    /* Stop the others, shielded: their sockets must be closed before we
-     * return, whatever happens to us. */
-    cio_scope shield;
-    cio_shield_enter(&shield, CIO_FOREVER);
-    for (size_t k = 0; k < started; k++)
-        if ((int)k != winner)
-            cio_task_cancel(at[k].task);
-    for (size_t k = 0; k < started; k++) {
-        cio_join(at[k].task, NULL);
-        if ((int)k != winner && at[k].fd >= 0) /* connected too late */
-            cio_close(at[k].fd);
-        cio_task_release(at[k].task);
-    }
-    cio_scope_exit(&shield);
-    int result = winner >= 0 ? at[winner].fd : last_error;
+    rc = cio_group_exit_site(&r.group, SITE_ARGS);
+    cio_event_destroy(&r.failed);
     free(at);
-    free(running);
-    return result;
+    if (rc < 0) {
+        /* We are cancelled: a winner's socket is not returned. */
+        if (r.fd >= 0)
+            cio_close(r.fd);
+        return rc;
+    }
+    return r.fd >= 0 ? r.fd : r.last_error;
 }
 
 int cio_connect_race_site(const struct addrinfo *list, int64_t stagger,

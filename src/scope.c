@@ -63,7 +63,7 @@ void cio__interrupt_inside(cio_task *t, const cio_scope *s)
             continue;
         const cio_group *g = CIO__CONTAINER(x, cio_group, scope);
         for (cio__list *n = g->children.next; n != &g->children; n = n->next)
-            cio__interrupt_inside(CIO__CONTAINER(n, cio_task, group_node), NULL);
+            cio__interrupt_inside(CIO__CONTAINER(n, cio_task, owner.node), NULL);
     }
 }
 
@@ -160,6 +160,32 @@ void cio_timeout_at_enter(cio_scope *s, int64_t deadline)
 void cio_shield_enter(cio_scope *s, int64_t deadline)
 {
     enter(s, deadline, true, "cio_shield_enter");
+}
+
+int cio__shielded_wait_check(cio__shielded_wait *sw, cio_task *self)
+{
+    if (sw->entered)
+        return 0;
+    int code = cio__cancel_code(self);
+    if (code)
+        cio__shielded_wait_enter(sw, code);
+    return code;
+}
+
+void cio__shielded_wait_enter(cio__shielded_wait *sw, int code)
+{
+    if (sw->entered)
+        return;
+    sw->code = code;
+    sw->entered = true;
+    cio_shield_enter(&sw->shield, CIO_FOREVER);
+}
+
+void cio__shielded_wait_end(cio__shielded_wait *sw)
+{
+    if (sw->entered)
+        cio_scope_exit(&sw->shield);
+    sw->entered = false;
 }
 
 static void check(const cio_scope *s, const char *what)

@@ -21,6 +21,8 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+static void signals_close(cio_loop *loop);
+
 /* ---- graceful shutdown: process-wide state ---------------------------------- */
 
 static const int sd_signals[2] = {SIGINT, SIGTERM};
@@ -128,6 +130,7 @@ static cio__signals *signals_get(cio_loop *loop)
         s->watch.fd = -1;
         s->sd_watch.fd = -1;
         loop->signals = s;
+        cio__loop_on_close(loop, signals_close);
     }
     return s;
 }
@@ -347,7 +350,9 @@ int cio_shutdown_on_signals(void)
 
 int cio_shutdown_signal(void) { return atomic_load(&sd_first); }
 
-void cio__signals_close(cio_loop *loop)
+/* Remove every handler, restore the signal mask, close the signalfd (a
+ * close hook). */
+static void signals_close(cio_loop *loop)
 {
     cio__signals *s = loop->signals;
     if (!s)

@@ -220,10 +220,10 @@ int cio__stack_alloc(cio_loop *loop, cio__stack *st, size_t size)
     if (cio__stack_round(size, &size))
         return -EINVAL;
     bool pooled = size == loop->stack_size;
-    if (pooled && loop->stack_pool_len) {
-        uintptr_t e = loop->stack_pool[--loop->stack_pool_len];
-        if (loop->stack_pool_cold > loop->stack_pool_len)
-            loop->stack_pool_cold = loop->stack_pool_len;
+    if (pooled && loop->stacks.pool_len) {
+        uintptr_t e = loop->stacks.pool[--loop->stacks.pool_len];
+        if (loop->stacks.pool_cold > loop->stacks.pool_len)
+            loop->stacks.pool_cold = loop->stacks.pool_len;
         size_t page = cio__page_size();
         set_geometry(st, (void *)(e & ~(uintptr_t)(page - 1)), size,
                      (int)(e & (page - 1)));
@@ -259,8 +259,8 @@ int cio__stack_alloc(cio_loop *loop, cio__stack *st, size_t size)
             madvise(map, map_size, MADV_NOHUGEPAGE);
         set_geometry(st, map, size, kind);
     }
-    if (pooled && ++loop->stacks_live > loop->stacks_peak)
-        loop->stacks_peak = loop->stacks_live;
+    if (pooled && ++loop->stacks.live > loop->stacks.peak)
+        loop->stacks.peak = loop->stacks.live;
 #ifdef CIO_HAVE_VALGRIND
     st->valgrind_id = VALGRIND_STACK_REGISTER(st->lo, (char *)st->lo + size);
 #else
@@ -277,21 +277,21 @@ void cio__stack_free(cio_loop *loop, cio__stack *st)
     VALGRIND_STACK_DEREGISTER(st->valgrind_id);
 #endif
     if (st->size == loop->stack_size) {
-        loop->stacks_live--;
-        if (loop->stack_pool_len == loop->stack_pool_cap) {
+        loop->stacks.live--;
+        if (loop->stacks.pool_len == loop->stacks.pool_cap) {
             /* Grows with the peak number of live stacks, so a finishing task
              * allocates only when the loop reaches a new peak. */
-            size_t cap = loop->stack_pool_cap ? 2 * loop->stack_pool_cap : 256;
+            size_t cap = loop->stacks.pool_cap ? 2 * loop->stacks.pool_cap : 256;
             uintptr_t *pool = cap <= SIZE_MAX / sizeof *pool
-                                  ? realloc(loop->stack_pool, cap * sizeof *pool)
+                                  ? realloc(loop->stacks.pool, cap * sizeof *pool)
                                   : NULL;
             if (pool) {
-                loop->stack_pool = pool;
-                loop->stack_pool_cap = cap;
+                loop->stacks.pool = pool;
+                loop->stacks.pool_cap = cap;
             }
         }
-        if (loop->stack_pool_len < loop->stack_pool_cap) {
-            loop->stack_pool[loop->stack_pool_len++] = (uintptr_t)st->map | (uintptr_t)st->kind;
+        if (loop->stacks.pool_len < loop->stacks.pool_cap) {
+            loop->stacks.pool[loop->stacks.pool_len++] = (uintptr_t)st->map | (uintptr_t)st->kind;
             st->map = NULL;
             return;
         }
@@ -308,18 +308,18 @@ static void trim(cio_loop *loop);
 /* Is there anything the next trim could give back? */
 static bool trim_pending(const cio_loop *loop)
 {
-    return loop->stack_pool_cold ||
-           loop->stack_pool_len - loop->stack_pool_cold > loop->stack_pool_max;
+    return loop->stacks.pool_cold ||
+           loop->stacks.pool_len - loop->stacks.pool_cold > loop->stacks.pool_max;
 }
 
 int64_t cio__stack_idle(cio_loop *loop)
 {
     int64_t now = cio__loop_now(loop);
-    if (now < loop->stack_trim_at)
-        return trim_pending(loop) ? loop->stack_trim_at : -1;
-    loop->stack_trim_at = now + CIO__STACK_TRIM_PERIOD;
+    if (now < loop->stacks.trim_at)
+        return trim_pending(loop) ? loop->stacks.trim_at : -1;
+    loop->stacks.trim_at = now + CIO__STACK_TRIM_PERIOD;
     trim(loop);
-    return trim_pending(loop) ? loop->stack_trim_at : -1;
+    return trim_pending(loop) ? loop->stacks.trim_at : -1;
 }
 
 /* One trim (see the top of this file). */
@@ -329,48 +329,48 @@ static void trim(cio_loop *loop)
 
     /* Cold stacks (given back at an earlier trim and not reused since):
      * unmap the older half. */
-    size_t n = (loop->stack_pool_cold + 1) / 2;
+    size_t n = (loop->stacks.pool_cold + 1) / 2;
     for (size_t i = 0; i < n; i++)
-        unmap_stack(entry_map(loop->stack_pool[i]), map_size,
-                    entry_kind(loop->stack_pool[i]));
+        unmap_stack(entry_map(loop->stacks.pool[i]), map_size,
+                    entry_kind(loop->stacks.pool[i]));
     if (n) {
-        memmove(loop->stack_pool, loop->stack_pool + n,
-                (loop->stack_pool_len - n) * sizeof *loop->stack_pool);
-        loop->stack_pool_len -= n;
-        loop->stack_pool_cold -= n;
+        memmove(loop->stacks.pool, loop->stacks.pool + n,
+                (loop->stacks.pool_len - n) * sizeof *loop->stacks.pool);
+        loop->stacks.pool_len -= n;
+        loop->stacks.pool_cold -= n;
     }
 
     /* Hot stacks: keep what it takes to get back to the peak of the last
      * period without a page fault, and stack_pool_max at least; give back
      * half of the rest, the least recently used first. */
-    size_t need = loop->stacks_peak - loop->stacks_live;
-    size_t keep = need > loop->stack_pool_max ? need : loop->stack_pool_max;
-    size_t hot = loop->stack_pool_len - loop->stack_pool_cold;
-    loop->stacks_peak = loop->stacks_live;
+    size_t need = loop->stacks.peak - loop->stacks.live;
+    size_t keep = need > loop->stacks.pool_max ? need : loop->stacks.pool_max;
+    size_t hot = loop->stacks.pool_len - loop->stacks.pool_cold;
+    loop->stacks.peak = loop->stacks.live;
     if (hot > keep) {
         n = (hot - keep + 1) / 2;
         for (size_t i = 0; i < n; i++) {
-            char *map = entry_map(loop->stack_pool[loop->stack_pool_cold]);
+            char *map = entry_map(loop->stacks.pool[loop->stacks.pool_cold]);
             /* The usable part only: a guard region stays as it is. */
             madvise(map + CIO__STACK_GUARD, loop->stack_size, MADV_DONTNEED);
-            loop->stack_pool_cold++;
+            loop->stacks.pool_cold++;
         }
     }
     /* Task structs: as many as the hot stacks can serve. */
-    cio__task_cache_trim(loop->stack_pool_len - loop->stack_pool_cold);
+    cio__task_cache_trim(loop->stacks.pool_len - loop->stacks.pool_cold);
 }
 
 void cio__stack_pool_drain(cio_loop *loop)
 {
     size_t map_size = CIO__STACK_GUARD + loop->stack_size;
-    while (loop->stack_pool_len) {
-        uintptr_t e = loop->stack_pool[--loop->stack_pool_len];
+    while (loop->stacks.pool_len) {
+        uintptr_t e = loop->stacks.pool[--loop->stacks.pool_len];
         unmap_stack(entry_map(e), map_size, entry_kind(e));
     }
-    free(loop->stack_pool);
-    loop->stack_pool = NULL;
-    loop->stack_pool_cap = 0;
-    loop->stack_pool_cold = 0;
+    free(loop->stacks.pool);
+    loop->stacks.pool = NULL;
+    loop->stacks.pool_cap = 0;
+    loop->stacks.pool_cold = 0;
 }
 
 /* ---- overflow reporting ------------------------------------------------- */
@@ -516,7 +516,7 @@ int cio__overflow_handler_install(cio_loop *loop)
      * exhausted. Keep an alternate stack the thread already has. */
     stack_t old;
     if (sigaltstack(NULL, &old) == 0 && !(old.ss_flags & SS_DISABLE)) {
-        loop->altstack = NULL;
+        loop->stacks.altstack = NULL;
     } else {
         size_t size = 64 * 1024;
         void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
@@ -528,8 +528,8 @@ int cio__overflow_handler_install(cio_loop *loop)
             munmap(p, size);
             return -errno;
         }
-        loop->altstack = p;
-        loop->altstack_size = size;
+        loop->stacks.altstack = p;
+        loop->stacks.altstack_size = size;
     }
     pthread_once(&handler_once, install_once);
     return 0;
@@ -537,10 +537,10 @@ int cio__overflow_handler_install(cio_loop *loop)
 
 void cio__overflow_handler_remove(cio_loop *loop)
 {
-    if (!loop->altstack)
+    if (!loop->stacks.altstack)
         return;
     stack_t ss = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
     sigaltstack(&ss, NULL);
-    munmap(loop->altstack, loop->altstack_size);
-    loop->altstack = NULL;
+    munmap(loop->stacks.altstack, loop->stacks.altstack_size);
+    loop->stacks.altstack = NULL;
 }

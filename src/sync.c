@@ -261,8 +261,8 @@ static void lock_reacquire(cio_lock *l, cio_task *self)
         set_owner(l, self);
         return;
     }
-    cio_scope shield;
-    cio_shield_enter(&shield, CIO_FOREVER);
+    cio__shielded_wait sw = CIO__SHIELDED_WAIT_INIT;
+    cio__shielded_wait_enter(&sw, 0);
     /* Inside the shield nothing but the lock's hand-off can wake us; the
      * loop bounds a protocol error instead of returning without the lock. */
     for (int tries = 0; l->owner != self; tries++) {
@@ -276,7 +276,7 @@ static void lock_reacquire(cio_lock *l, cio_task *self)
         cio__waiter w;
         cio__waiter_park(&l->waiters, &w, self);
     }
-    cio_scope_exit(&shield);
+    cio__shielded_wait_end(&sw);
 }
 
 int cio_cond_wait_site(cio_cond *c, const char *file, int line, const char *func)

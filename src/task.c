@@ -288,7 +288,7 @@ static int set_name(cio_task *t, const char *fmt, va_list ap, bool truncate)
 /* cio__spawn, and pc is the code address of the spawn call (snapshots). */
 static int spawn_at(cio_loop *loop, cio_task **out, const cio_task_options *opts,
                     cio_task_fn fn, void *arg, const char *fmt, va_list ap,
-                    cio_group *group, const void *pc)
+                    cio__adopt_fn adopt, void *owner, const void *pc)
 {
     if (out)
         *out = NULL;
@@ -325,7 +325,6 @@ static int spawn_at(cio_loop *loop, cio_task **out, const cio_task_options *opts
     t->cancelling = loop->closing;
     cio__list_init(&t->watchers);
     cio__list_init(&t->done_cbs);
-    cio__list_init(&t->group_node);
     t->name = t->name_buf;
     rc = cio__context_inherit(t, loop->current);
     if (rc) {
@@ -337,12 +336,8 @@ static int spawn_at(cio_loop *loop, cio_task **out, const cio_task_options *opts
     cio__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);
     cio__list_push_back(&loop->tasks, &t->all_node);
     loop->n_tasks++;
-    if (group) {
-        t->group = group;
-        t->refs++; /* the group's, dropped when the child is done */
-        cio__list_push_back(&group->children, &t->group_node);
-        group->n_running++;
-    }
+    if (adopt)
+        adopt(t, owner);
     if (out)
         *out = cio__task_handle(t);
 
@@ -370,15 +365,15 @@ static int spawn_at(cio_loop *loop, cio_task **out, const cio_task_options *opts
 
 int cio__spawn(cio_loop *loop, cio_task **out, const cio_task_options *opts,
                cio_task_fn fn, void *arg, const char *fmt, va_list ap,
-               cio_group *group)
+               cio__adopt_fn adopt, void *owner)
 {
-    return spawn_at(loop, out, opts, fn, arg, fmt, ap, group, NULL);
+    return spawn_at(loop, out, opts, fn, arg, fmt, ap, adopt, owner, NULL);
 }
 
 int cio_spawn_v(cio_task **task, const cio_task_options *opts, cio_task_fn fn,
                 void *arg, const char *name_fmt, va_list ap)
 {
-    return spawn_at(cio__tls_loop, task, opts, fn, arg, name_fmt, ap, NULL,
+    return spawn_at(cio__tls_loop, task, opts, fn, arg, name_fmt, ap, NULL, NULL,
                     __builtin_return_address(0));
 }
 
@@ -386,7 +381,7 @@ int cio_spawn(cio_task **task, cio_task_fn fn, void *arg, const char *name_fmt, 
 {
     va_list ap;
     va_start(ap, name_fmt);
-    int rc = spawn_at(cio__tls_loop, task, NULL, fn, arg, name_fmt, ap, NULL,
+    int rc = spawn_at(cio__tls_loop, task, NULL, fn, arg, name_fmt, ap, NULL, NULL,
                       __builtin_return_address(0));
     va_end(ap);
     return rc;
@@ -412,7 +407,7 @@ int cio_spawn_ex_site(cio_task **task, const cio_task_options *opts, cio_task_fn
     cio__spawn_site(opts, file, line, func);
     va_list ap;
     va_start(ap, name_fmt);
-    int rc = spawn_at(cio__tls_loop, task, opts, fn, arg, name_fmt, ap, NULL,
+    int rc = spawn_at(cio__tls_loop, task, opts, fn, arg, name_fmt, ap, NULL, NULL,
                       __builtin_return_address(0));
     va_end(ap);
     return rc;
@@ -451,8 +446,8 @@ static void task_complete(cio_task *t, int status)
         cio__watch *w = CIO__CONTAINER(n, cio__watch, node);
         w->fn(w);
     }
-    if (t->group)
-        cio__group_child_done(t);
+    if (t->owner.fn)
+        t->owner.fn(&t->owner);
     while ((n = cio__list_pop_front(&t->done_cbs))) {
         cio__done_cb *cb = CIO__CONTAINER(n, cio__done_cb, node);
         cio__handle_queue(loop, cb->handle);

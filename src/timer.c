@@ -10,7 +10,7 @@
  * root's children in two passes (left to right by pairs, then right to
  * left), O(log n) amortized; removing another node cuts it out of its
  * sibling list and melds its children back under the root. */
-#include "cio_internal.h"
+#include "timer_internal.h"
 
 static inline bool timer_less(const cio__timer *a, const cio__timer *b)
 {

@@ -41,9 +41,8 @@ static int shielded_sleep(int64_t ns)
 /* The issue's case: a 50 ms deadline around a group whose parent is busy in
  * a 1 s shielded cleanup. The children see -ETIMEDOUT at 50 ms (they used
  * to run until the parent reached cio_group_exit, then see -ECANCELED). */
-static int deadline_reaches_children_main(void *arg)
+TASK_TEST_VIRTUAL(scope_deadline_reaches_group_children_while_parent_is_shielded)
 {
-    (void)arg;
     seen a = {.sleep = CIO_HOUR}, b = {.sleep = CIO_HOUR};
     cio_scope outer;
     cio_timeout_enter(&outer, 50 * CIO_MSEC);
@@ -62,12 +61,6 @@ static int deadline_reaches_children_main(void *arg)
     ASSERT_EQ(cio_group_error_count(&g), 0); /* cancelled, not failed */
     cio_group_destroy(&g);
     ASSERT_EQ(cio_scope_exit(&outer), -ETIMEDOUT);
-    return 0;
-}
-
-TEST(scope_deadline_reaches_group_children_while_parent_is_shielded)
-{
-    ASSERT_EQ(run_virtual(deadline_reaches_children_main, NULL), 0);
 }
 
 /* Nested groups: main's deadline reaches a grandchild (a child's group's
@@ -91,9 +84,8 @@ static int middle(void *arg)
     return n->child_exit_rc;
 }
 
-static int nested_deadline_main(void *arg)
+TASK_TEST_VIRTUAL(scope_deadline_reaches_grandchildren_through_nested_groups)
 {
-    (void)arg;
     nest n = {.grandchild = {.sleep = CIO_HOUR}, .child_cleanup = 500 * CIO_MSEC};
     cio_scope outer;
     cio_timeout_enter(&outer, 50 * CIO_MSEC);
@@ -109,12 +101,6 @@ static int nested_deadline_main(void *arg)
     ASSERT_EQ(cio_group_error_count(&g), 0);
     cio_group_destroy(&g);
     ASSERT_EQ(cio_scope_exit(&outer), -ETIMEDOUT);
-    return 0;
-}
-
-TEST(scope_deadline_reaches_grandchildren_through_nested_groups)
-{
-    ASSERT_EQ(run_virtual(nested_deadline_main, NULL), 0);
 }
 
 static cio_scope *to_cancel;
@@ -124,9 +110,8 @@ static void cancel_scope_cb(void *arg)
     cio_scope_cancel(to_cancel);
 }
 
-static int nested_cancel_main(void *arg)
+TASK_TEST_VIRTUAL(scope_cancel_reaches_grandchildren_at_once)
 {
-    (void)arg;
     nest n = {.grandchild = {.sleep = CIO_HOUR}, .child_cleanup = 500 * CIO_MSEC};
     cio_scope outer;
     cio_scope_enter(&outer);
@@ -141,19 +126,12 @@ static int nested_cancel_main(void *arg)
     ASSERT_EQ(cio_group_exit(&g), -ECANCELED);
     cio_group_destroy(&g);
     ASSERT_EQ(cio_scope_exit(&outer), -ECANCELED);
-    return 0;
-}
-
-TEST(scope_cancel_reaches_grandchildren_at_once)
-{
-    ASSERT_EQ(run_virtual(nested_cancel_main, NULL), 0);
 }
 
 /* Moving a deadline earlier (reschedule) reaches the children the same
  * way. */
-static int reschedule_main(void *arg)
+TASK_TEST_VIRTUAL(scope_reschedule_reaches_group_children)
 {
-    (void)arg;
     seen a = {.sleep = CIO_HOUR};
     cio_scope outer;
     cio_scope_enter(&outer);
@@ -171,12 +149,6 @@ static int reschedule_main(void *arg)
     ASSERT_EQ(cio_group_exit(&g), -ETIMEDOUT);
     cio_group_destroy(&g);
     ASSERT_EQ(cio_scope_exit(&outer), -ETIMEDOUT);
-    return 0;
-}
-
-TEST(scope_reschedule_reaches_group_children)
-{
-    ASSERT_EQ(run_virtual(reschedule_main, NULL), 0);
 }
 
 /* The parent task's own cancellation is the outermost level of the
@@ -193,9 +165,8 @@ static int parent_body(void *arg)
     return rc;
 }
 
-static int task_cancel_main(void *arg)
+TASK_TEST_VIRTUAL(task_cancel_reaches_its_group_children_at_once)
 {
-    (void)arg;
     seen a = {.sleep = CIO_HOUR};
     cio_task *p = spawn(parent_body, &a, "parent");
     ASSERT_EQ(cio_sleep(40 * CIO_MSEC), 0);
@@ -205,19 +176,12 @@ static int task_cancel_main(void *arg)
     ASSERT_EQ(a.at, 40 * CIO_MSEC);
     ASSERT_EQ(join_release(p), -ECANCELED);
     ASSERT_EQ(cio_now(), CIO_SEC);
-    return 0;
-}
-
-TEST(task_cancel_reaches_its_group_children_at_once)
-{
-    ASSERT_EQ(run_virtual(task_cancel_main, NULL), 0);
 }
 
 /* Shields at each level. Level 1: a shield around the group in the parent
  * keeps the children out of the outer deadline. */
-static int shield_around_group_main(void *arg)
+TASK_TEST_VIRTUAL(shield_around_a_group_protects_its_children)
 {
-    (void)arg;
     seen a = {.sleep = 200 * CIO_MSEC};
     cio_scope outer, sh;
     cio_timeout_enter(&outer, 50 * CIO_MSEC);
@@ -232,12 +196,6 @@ static int shield_around_group_main(void *arg)
     ASSERT_EQ(cio_scope_exit(&sh), 0);
     ASSERT_EQ(cio_sleep(CIO_MSEC), -ETIMEDOUT); /* outside the shield */
     ASSERT_EQ(cio_scope_exit(&outer), -ETIMEDOUT);
-    return 0;
-}
-
-TEST(shield_around_a_group_protects_its_children)
-{
-    ASSERT_EQ(run_virtual(shield_around_group_main, NULL), 0);
 }
 
 /* Level 2: a child's own shield holds the deadline back until the child
@@ -258,9 +216,8 @@ static int child_with_shield(void *arg)
     return c->after_rc;
 }
 
-static int shield_in_child_main(void *arg)
+TASK_TEST_VIRTUAL(shield_in_a_child_holds_until_it_exits)
 {
-    (void)arg;
     shielded_child c = {0};
     seen sib = {.sleep = CIO_HOUR};
     cio_scope outer;
@@ -277,12 +234,6 @@ static int shield_in_child_main(void *arg)
     ASSERT_EQ(c.after_rc, -ETIMEDOUT);
     ASSERT_EQ(c.after_at, 100 * CIO_MSEC);
     ASSERT_EQ(cio_scope_exit(&outer), -ETIMEDOUT);
-    return 0;
-}
-
-TEST(shield_in_a_child_holds_until_it_exits)
-{
-    ASSERT_EQ(run_virtual(shield_in_child_main, NULL), 0);
 }
 
 /* Level 3: a shield around a child's own group protects the grandchild,
@@ -301,9 +252,8 @@ static int child_shielded_group(void *arg)
     return rc;
 }
 
-static int shield_in_middle_main(void *arg)
+TASK_TEST_VIRTUAL(shield_around_a_childs_group_protects_the_grandchildren)
 {
-    (void)arg;
     seen gc = {.sleep = 300 * CIO_MSEC}, sib = {.sleep = CIO_HOUR};
     cio_scope outer;
     cio_timeout_enter(&outer, 50 * CIO_MSEC);
@@ -322,20 +272,13 @@ static int shield_in_middle_main(void *arg)
     cio_task_release(mid);
     ASSERT_EQ(cio_now(), 300 * CIO_MSEC);
     ASSERT_EQ(cio_scope_exit(&outer), -ETIMEDOUT);
-    return 0;
-}
-
-TEST(shield_around_a_childs_group_protects_the_grandchildren)
-{
-    ASSERT_EQ(run_virtual(shield_in_middle_main, NULL), 0);
 }
 
 /* cio_group_spawn refuses a child whose enclosing scopes are already
  * cancelled, with their reason, not only when the group's own scope is:
  * the child's function does not run, so the caller keeps its argument. */
-static int spawn_refused_main(void *arg)
+TASK_TEST_VIRTUAL(group_spawn_refused_when_an_enclosing_scope_is_cancelled)
 {
-    (void)arg;
     seen a = {.sleep = CIO_HOUR};
     cio_scope outer;
     cio_timeout_enter(&outer, 50 * CIO_MSEC);
@@ -372,12 +315,6 @@ static int spawn_refused_main(void *arg)
     ASSERT_EQ(cio_scope_exit(&outer), -ECANCELED);
     ASSERT_EQ(a.runs, 1);
     ASSERT_EQ(a.rc, 0);
-    return 0;
-}
-
-TEST(group_spawn_refused_when_an_enclosing_scope_is_cancelled)
-{
-    ASSERT_EQ(run_virtual(spawn_refused_main, NULL), 0);
 }
 
 /* A child of a child spawning into its parent's group (the nursery passed
@@ -399,9 +336,8 @@ static int spawn_into_parent_group(void *arg)
     return 0;
 }
 
-static int sibling_spawn_main(void *arg)
+TASK_TEST_VIRTUAL(group_spawn_from_a_shielded_child_refused_when_the_group_is_cancelled)
 {
-    (void)arg;
     cio_scope outer;
     cio_timeout_enter(&outer, 50 * CIO_MSEC);
     cio_group g;
@@ -412,12 +348,6 @@ static int sibling_spawn_main(void *arg)
     cio_group_destroy(&g);
     ASSERT_EQ(s.spawn_rc, -ETIMEDOUT);
     ASSERT_EQ(cio_scope_exit(&outer), -ETIMEDOUT);
-    return 0;
-}
-
-TEST(group_spawn_from_a_shielded_child_refused_when_the_group_is_cancelled)
-{
-    ASSERT_EQ(run_virtual(sibling_spawn_main, NULL), 0);
 }
 
 /* The group's own failure still cancels the children with -ECANCELED (the
@@ -430,9 +360,8 @@ static int fail_soon(void *arg)
     return rc ? rc : -EIO;
 }
 
-static int failure_and_deadline_main(void *arg)
+TASK_TEST_VIRTUAL(group_failure_still_cancels_siblings_with_ecanceled)
 {
-    (void)arg;
     seen a = {.sleep = CIO_HOUR};
     cio_group g;
     cio_group_enter(&g);
@@ -443,12 +372,6 @@ static int failure_and_deadline_main(void *arg)
     ASSERT_EQ(a.at, 10 * CIO_MSEC);
     ASSERT_EQ(cio_group_error_count(&g), 1);
     cio_group_destroy(&g);
-    return 0;
-}
-
-TEST(group_failure_still_cancels_siblings_with_ecanceled)
-{
-    ASSERT_EQ(run_virtual(failure_and_deadline_main, NULL), 0);
 }
 
 /* A child whose own inner deadline fires (nothing outside cancelled)
@@ -464,21 +387,14 @@ static int own_timeout(void *arg)
     return rc;
 }
 
-static int own_timeout_main(void *arg)
+TASK_TEST_VIRTUAL(group_child_own_timeout_is_still_a_failure)
 {
-    (void)arg;
     cio_group g;
     cio_group_enter(&g);
     ASSERT_EQ(cio_group_spawn(&g, NULL, own_timeout, NULL, "own"), 0);
     ASSERT_EQ(cio_group_exit(&g), -ETIMEDOUT);
     ASSERT_EQ(cio_group_error_count(&g), 1);
     cio_group_destroy(&g);
-    return 0;
-}
-
-TEST(group_child_own_timeout_is_still_a_failure)
-{
-    ASSERT_EQ(run_virtual(own_timeout_main, NULL), 0);
 }
 
 /* ---- entering twice (issue 10, defect 2) --------------------------------
@@ -600,9 +516,8 @@ TEST(group_entered_by_a_second_task_aborts_naming_both)
 
 /* What is not misuse: a scope or group exited and entered again (in a
  * loop, say), and memory that merely still holds an old scope's bytes. */
-static int reenter_main(void *arg)
+TASK_TEST_VIRTUAL(scope_and_group_can_be_entered_again_after_exit)
 {
-    (void)arg;
     cio_scope s;
     cio_group g;
     for (int i = 0; i < 3; i++) {
@@ -620,10 +535,4 @@ static int reenter_main(void *arg)
     cio_scope_enter(&copy);
     ASSERT_EQ(cio_scope_exit(&copy), 0);
     ASSERT_EQ(cio_scope_exit(&s), 0);
-    return 0;
-}
-
-TEST(scope_and_group_can_be_entered_again_after_exit)
-{
-    ASSERT_EQ(run_virtual(reenter_main, NULL), 0);
 }

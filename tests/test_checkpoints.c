@@ -27,9 +27,8 @@ static void enter_cancelled(cio_scope *s, int how)
 
 /* ---- defect 3: tasks and composition ----------------------------------- */
 
-static int finished_tasks_main(void *arg)
+TASK_TEST_VIRTUAL(checkpoint_join_gather_as_completed_of_finished_tasks_report_cancellation)
 {
-    (void)arg;
     static const int codes[] = {-ECANCELED, -ETIMEDOUT};
     cio_task *t[2] = {spawn(quick, (void *)7, "a"), spawn(quick, (void *)8, "b")};
     ASSERT_EQ(cio_yield(), 0);
@@ -86,12 +85,6 @@ static int finished_tasks_main(void *arg)
     }
     ASSERT_EQ(join_release(t[0]), 7);
     ASSERT_EQ(join_release(t[1]), 8);
-    return 0;
-}
-
-TEST(checkpoint_join_gather_as_completed_of_finished_tasks_report_cancellation)
-{
-    ASSERT_EQ(run_virtual(finished_tasks_main, NULL), 0);
 }
 
 /* ---- defect 3: sync primitives and queues --------------------------------
@@ -104,9 +97,8 @@ static bool always(void *arg)
     return true;
 }
 
-static int sync_main(void *arg)
+TASK_TEST_VIRTUAL(checkpoint_uncontended_sync_calls_report_cancellation)
 {
-    (void)arg;
     static const int codes[] = {-ECANCELED, -ETIMEDOUT};
     cio_lock lock;
     cio_event ev;
@@ -172,12 +164,6 @@ static int sync_main(void *arg)
     ASSERT_EQ(calls, 1);
     ASSERT_EQ(cio_lock_release(cio_cond_lock(&cond)), 0);
     cio_queue_destroy(&q);
-    return 0;
-}
-
-TEST(checkpoint_uncontended_sync_calls_report_cancellation)
-{
-    ASSERT_EQ(run_virtual(sync_main, NULL), 0);
 }
 
 /* ---- defect 4: CIO_FOREVER arms no timer ---------------------------------
@@ -206,9 +192,8 @@ static int sleep_forever_long(void *arg)
     return f->rc;
 }
 
-static int cancelled_later_main(void *arg)
+TASK_TEST_VIRTUAL(forever_sleep_ends_only_when_cancelled)
 {
-    (void)arg;
     forever a = {1, -1}, b = {1, -1};
     cio_task *ta = spawn(sleep_forever, &a, "until-forever");
     cio_task *tb = spawn(sleep_forever_long, &b, "sleep-forever");
@@ -223,12 +208,6 @@ static int cancelled_later_main(void *arg)
     /* Time still works. */
     ASSERT_EQ(cio_sleep(10 * CIO_MSEC), 0);
     ASSERT_EQ(cio_now(), CIO_SEC + 10 * CIO_MSEC);
-    return 0;
-}
-
-TEST(forever_sleep_ends_only_when_cancelled)
-{
-    ASSERT_EQ(run_virtual(cancelled_later_main, NULL), 0);
 }
 
 /* Alone, a sleep until forever is a deadlock: reported, and broken by
@@ -347,9 +326,8 @@ TEST(forever_scope_deadlines_arm_no_timer)
  * /bin/true. */
 #include <sys/socket.h>
 
-static int stream_main(void *arg)
+TASK_TEST(checkpoint_stream_calls_with_nothing_to_wait_for_report_cancellation)
 {
-    (void)arg;
     static const int codes[] = {-ECANCELED, -ETIMEDOUT};
     int sv[2];
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
@@ -380,17 +358,10 @@ static int stream_main(void *arg)
     ASSERT_STREQ(line, "two\n");
     ASSERT_EQ(cio_stream_close(a), 0);
     ASSERT_EQ(cio_stream_close(b), 0);
-    return 0;
 }
 
-TEST(checkpoint_stream_calls_with_nothing_to_wait_for_report_cancellation)
+TASK_TEST(checkpoint_process_wait_of_a_reaped_child_reports_cancellation)
 {
-    ASSERT_EQ(cio_run(stream_main, NULL), 0);
-}
-
-static int process_main(void *arg)
-{
-    (void)arg;
     const char *argv[] = {"/bin/true", NULL};
     cio_process *p;
     int rc = cio_process_spawn(&p, argv, NULL);
@@ -406,10 +377,4 @@ static int process_main(void *arg)
     ASSERT_EQ(cio_scope_exit(&s), -ECANCELED);
     ASSERT_EQ(cio_process_wait(p, &st), 0);
     cio_process_free(p);
-    return 0;
-}
-
-TEST(checkpoint_process_wait_of_a_reaped_child_reports_cancellation)
-{
-    ASSERT_EQ(cio_run(process_main, NULL), 0);
 }

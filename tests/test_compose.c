@@ -28,9 +28,8 @@ static void release_all(cio_task **t, int n)
         cio_task_release(t[i]);
 }
 
-static int gather_ok_main(void *arg)
+TASK_TEST_VIRTUAL(gather_collects_in_order)
 {
-    (void)arg;
     static const int ms[] = {30, 10, 20};
     cio_task *t[3];
     spawn_jobs(t, ms, 3);
@@ -43,17 +42,10 @@ static int gather_ok_main(void *arg)
     release_all(t, 3);
     ASSERT_EQ(cio_gather(NULL, 0, NULL, CIO_GATHER_ALL), 0);
     ASSERT_EQ(cio_gather(t, 3, NULL, 7), -EINVAL);
-    return 0;
 }
 
-TEST(gather_collects_in_order)
+TASK_TEST_VIRTUAL(gather_fail_fast_cancels_the_rest)
 {
-    ASSERT_EQ(run_virtual(gather_ok_main, NULL), 0);
-}
-
-static int gather_fail_fast_main(void *arg)
-{
-    (void)arg;
     static const int ms[] = {1000, -10, 2000};
     cio_task *t[3];
     spawn_jobs(t, ms, 3);
@@ -66,17 +58,10 @@ static int gather_fail_fast_main(void *arg)
     for (int i = 0; i < 3; i++)
         ASSERT_TRUE(cio_task_done(t[i])); /* nothing left running */
     release_all(t, 3);
-    return 0;
 }
 
-TEST(gather_fail_fast_cancels_the_rest)
+TASK_TEST_VIRTUAL(gather_all_returns_every_status)
 {
-    ASSERT_EQ(run_virtual(gather_fail_fast_main, NULL), 0);
-}
-
-static int gather_all_main(void *arg)
-{
-    (void)arg;
     static const int ms[] = {30, -10, 20};
     cio_task *t[3];
     spawn_jobs(t, ms, 3);
@@ -87,12 +72,6 @@ static int gather_all_main(void *arg)
     ASSERT_EQ(st[2], 20);
     ASSERT_EQ(cio_now(), 30 * CIO_MSEC);
     release_all(t, 3);
-    return 0;
-}
-
-TEST(gather_all_returns_every_status)
-{
-    ASSERT_EQ(run_virtual(gather_all_main, NULL), 0);
 }
 
 /* The gathering task is cancelled: everything gathered is cancelled and
@@ -103,9 +82,8 @@ static int gatherer(void *arg)
     return cio_gather(t, 20, NULL, CIO_GATHER_ALL);
 }
 
-static int gather_cancel_main(void *arg)
+TASK_TEST_VIRTUAL(gather_cancelled_caller_cancels_children)
 {
-    (void)arg;
     cio_task *t[20], *g;
     for (int i = 0; i < 20; i++) /* more than the on-stack watch array */
         ASSERT_EQ(cio_spawn(&t[i], job, (void *)(intptr_t)(1000 + i), "j%d", i), 0);
@@ -121,17 +99,10 @@ static int gather_cancel_main(void *arg)
     }
     release_all(t, 20);
     cio_task_release(g);
-    return 0;
 }
 
-TEST(gather_cancelled_caller_cancels_children)
+TASK_TEST_VIRTUAL(wait_first_completed_first_exception_all)
 {
-    ASSERT_EQ(run_virtual(gather_cancel_main, NULL), 0);
-}
-
-static int wait_modes_main(void *arg)
-{
-    (void)arg;
     static const int ms[] = {30, -20, 10, 40};
     cio_task *t[4];
     spawn_jobs(t, ms, 4);
@@ -151,29 +122,16 @@ static int wait_modes_main(void *arg)
     ASSERT_EQ(cio_wait(t, 4, CIO_FIRST_COMPLETED, 0), 4);
     ASSERT_EQ(cio_wait(t, 4, 99, -1), -EINVAL);
     release_all(t, 4);
-    return 0;
 }
 
-TEST(wait_first_completed_first_exception_all)
+TASK_TEST_VIRTUAL(wait_first_exception_without_failure_waits_all)
 {
-    ASSERT_EQ(run_virtual(wait_modes_main, NULL), 0);
-}
-
-static int wait_first_exception_none_main(void *arg)
-{
-    (void)arg;
     static const int ms[] = {10, 20};
     cio_task *t[2];
     spawn_jobs(t, ms, 2);
     ASSERT_EQ(cio_wait(t, 2, CIO_FIRST_EXCEPTION, -1), 2); /* none failed: all */
     ASSERT_EQ(cio_now(), 20 * CIO_MSEC);
     release_all(t, 2);
-    return 0;
-}
-
-TEST(wait_first_exception_without_failure_waits_all)
-{
-    ASSERT_EQ(run_virtual(wait_first_exception_none_main, NULL), 0);
 }
 
 static int waiter_fn(void *arg)
@@ -182,9 +140,8 @@ static int waiter_fn(void *arg)
     return cio_wait(t, 1, CIO_ALL_COMPLETED, -1);
 }
 
-static int wait_cancel_main(void *arg)
+TASK_TEST_VIRTUAL(wait_caller_cancelled)
 {
-    (void)arg;
     static const int ms[] = {1000};
     cio_task *t[1], *w;
     spawn_jobs(t, ms, 1);
@@ -199,17 +156,10 @@ static int wait_cancel_main(void *arg)
     ASSERT_EQ(cio_join(t[0], NULL), 0);
     release_all(t, 1);
     cio_task_release(w);
-    return 0;
 }
 
-TEST(wait_caller_cancelled)
+TASK_TEST_VIRTUAL(as_completed_yields_in_completion_order)
 {
-    ASSERT_EQ(run_virtual(wait_cancel_main, NULL), 0);
-}
-
-static int as_completed_main(void *arg)
-{
-    (void)arg;
     static const int ms[] = {30, 10, -20, 5};
     cio_task *t[4];
     spawn_jobs(t, ms, 4);
@@ -227,17 +177,10 @@ static int as_completed_main(void *arg)
     cio_as_completed_destroy(&it);
     ASSERT_EQ(cio_now(), 30 * CIO_MSEC);
     release_all(t, 4);
-    return 0;
 }
 
-TEST(as_completed_yields_in_completion_order)
+TASK_TEST_VIRTUAL(as_completed_interrupted_then_resumed)
 {
-    ASSERT_EQ(run_virtual(as_completed_main, NULL), 0);
-}
-
-static int as_completed_timeout_main(void *arg)
-{
-    (void)arg;
     static const int ms[] = {100, 10};
     cio_task *t[2];
     spawn_jobs(t, ms, 2);
@@ -255,18 +198,11 @@ static int as_completed_timeout_main(void *arg)
     ASSERT_PTR_EQ(got, t[0]);
     cio_as_completed_destroy(&it);
     release_all(t, 2);
-    return 0;
-}
-
-TEST(as_completed_interrupted_then_resumed)
-{
-    ASSERT_EQ(run_virtual(as_completed_timeout_main, NULL), 0);
 }
 
 /* Destroying an iterator early unhooks it from tasks still running. */
-static int as_completed_early_destroy_main(void *arg)
+TASK_TEST_VIRTUAL(as_completed_destroy_early)
 {
-    (void)arg;
     static const int ms[] = {10, 20};
     cio_task *t[2];
     spawn_jobs(t, ms, 2);
@@ -277,10 +213,4 @@ static int as_completed_early_destroy_main(void *arg)
     cio_as_completed_destroy(&it);
     ASSERT_EQ(cio_gather(t, 2, NULL, CIO_GATHER_ALL), 0);
     release_all(t, 2);
-    return 0;
-}
-
-TEST(as_completed_destroy_early)
-{
-    ASSERT_EQ(run_virtual(as_completed_early_destroy_main, NULL), 0);
 }

@@ -203,9 +203,8 @@ static int late_token_child(void *arg)
     return cio_contextvar_reset(arg);
 }
 
-static int isolation_main(void *arg)
+TASK_TEST_VIRTUAL(context_child_sees_values_at_spawn_only)
 {
-    (void)arg;
     ASSERT_EQ(cio_contextvar_set(&level, "at-spawn", NULL), 0);
     cio_task *t[3];
     for (int i = 0; i < 3; i++)
@@ -220,12 +219,6 @@ static int isolation_main(void *arg)
     ASSERT_EQ(join_release(c), -EINVAL);
     ASSERT_EQ(cio_contextvar_reset(&tok), 0); /* still valid here */
     ASSERT_STREQ(cio_contextvar_get(&level), "later");
-    return 0;
-}
-
-TEST(context_child_sees_values_at_spawn_only)
-{
-    ASSERT_EQ(run_virtual(isolation_main, NULL), 0);
 }
 
 /* ---- outside tasks: the thread's root context ------------------------------------ */
@@ -288,9 +281,8 @@ static int many_child(void *arg)
     return 0;
 }
 
-static int many_main(void *arg)
+TASK_TEST_VIRTUAL(context_many_variables)
 {
-    (void)arg;
     for (int i = 0; i < NVARS; i++) {
         ASSERT_EQ(cio_contextvar_init(&many[i], (void *)(intptr_t)-1, NULL), 0);
         ASSERT_EQ((intptr_t)cio_contextvar_get(&many[i]), -1);
@@ -304,12 +296,6 @@ static int many_main(void *arg)
     ASSERT_EQ(cio_spawn(&t, many_child, NULL, "many"), 0);
     ASSERT_EQ(join_release(t), 0);
     ASSERT_EQ((intptr_t)cio_contextvar_get(&many[NVARS - 1]), (NVARS - 1) * 3);
-    return 0;
-}
-
-TEST(context_many_variables)
-{
-    ASSERT_EQ(run_virtual(many_main, NULL), 0);
 }
 
 /* A value shared with a running child outlives a replacement in the

@@ -11,6 +11,7 @@
 #include "cio.h"
 #include "cio_internal.h"
 #include "harness.h"
+#include "util.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -155,19 +156,12 @@ TEST(dns_invalid_tld_fails_at_once_without_a_lookup)
 
 /* The real resolver on this machine, for the record: .invalid must not
  * even reach it, so this passes with no DNS server (and a slow one). */
-static int real_invalid_main(void *arg)
+TASK_TEST(dns_invalid_tld_with_the_real_resolver)
 {
-    (void)arg;
     struct addrinfo *res;
     int64_t t0 = cio_now();
     ASSERT_EQ(cio_getaddrinfo("no-such-host.invalid", "80", NULL, &res), CIO_EAI_NONAME);
     ASSERT_LT(cio_now() - t0, CIO_MSEC);
-    return 0;
-}
-
-TEST(dns_invalid_tld_with_the_real_resolver)
-{
-    ASSERT_EQ(cio_run(real_invalid_main, NULL), 0);
 }
 
 /* ---- error codes ---------------------------------------------------------------- */
@@ -350,9 +344,8 @@ static int lookup_task(void *arg)
     return rc;
 }
 
-static int dns_cancel_main(void *arg)
+TASK_TEST(dns_executor_cancelled_lookups_leak_nothing)
 {
-    (void)arg;
     ASSERT_EQ(cio_executor_set_threads(1), 0);
     cio_task *t[6];
     for (int i = 0; i < 6; i++)
@@ -366,28 +359,15 @@ static int dns_cancel_main(void *arg)
         ASSERT_EQ(st[i], i % 2 ? 0 : -ECANCELED);
         cio_task_release(t[i]);
     }
-    return 0;
-}
-
-TEST(dns_executor_cancelled_lookups_leak_nothing)
-{
-    ASSERT_EQ(cio_run(dns_cancel_main, NULL), 0);
 }
 
 /* ---- connecting to an unknown name: one lookup, its error ------------------ */
 
-static int unknown_name_main(void *arg)
+TASK_TEST(dns_connect_to_an_unknown_name_looks_it_up_once)
 {
-    (void)arg;
     use_fake_resolver();
     ASSERT_EQ(cio_tcp_connect("no-such-host.example", "80", 0), CIO_EAI_NONAME);
     ASSERT_EQ(atomic_load(&resolver_calls), 1); /* not retried with other flags */
     ASSERT_EQ(cio_tcp_connect("eai:-3", "80", 0), CIO_EAI_BASE + EAI_AGAIN);
     ASSERT_EQ(atomic_load(&resolver_calls), 2);
-    return 0;
-}
-
-TEST(dns_connect_to_an_unknown_name_looks_it_up_once)
-{
-    ASSERT_EQ(cio_run(unknown_name_main, NULL), 0);
 }

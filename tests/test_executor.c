@@ -5,6 +5,7 @@
 #include "cio.h"
 #include "cio_internal.h" /* cio__threadsafe_pending */
 #include "harness.h"
+#include "util.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -303,9 +304,8 @@ static int fan(void *arg)
     return cio_to_thread(square, arg);
 }
 
-static int many_main(void *arg)
+TASK_TEST(executor_many_jobs_small_pool)
 {
-    (void)arg;
     ASSERT_EQ(cio_executor_set_threads(3), 0);
     enum { N = 200 };
     cio_task *t[N];
@@ -317,12 +317,6 @@ static int many_main(void *arg)
         ASSERT_EQ(st[i], i * i);
         cio_task_release(t[i]);
     }
-    return 0;
-}
-
-TEST(executor_many_jobs_small_pool)
-{
-    ASSERT_EQ(cio_run(many_main, NULL), 0);
 }
 
 /* ---- saturation ------------------------------------------------------------ */
@@ -616,9 +610,8 @@ static void *many_caller(void *arg)
     return NULL;
 }
 
-static int many_remote_main(void *arg)
+TASK_TEST(executor_run_in_loop_from_many_threads)
 {
-    (void)arg;
     loop_thread = pthread_self();
     cio_loop *loop = cio_loop_current();
     pthread_t th[CALLERS];
@@ -632,12 +625,6 @@ static int many_remote_main(void *arg)
     for (int i = 0; i < CALLERS; i++)
         ASSERT_EQ(pthread_join(th[i], NULL), 0); /* they have returned */
     ASSERT_EQ(remote_count, CALLERS * CALLS);
-    return 0;
-}
-
-TEST(executor_run_in_loop_from_many_threads)
-{
-    ASSERT_EQ(cio_run(many_remote_main, NULL), 0);
 }
 
 /* ---- a job that calls back into its closing loop ---------------------------------- */

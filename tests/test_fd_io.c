@@ -6,6 +6,7 @@
 #include "cio.h"
 #include "cio_internal.h" /* loop->n_io_watches, to check the count */
 #include "harness.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -75,9 +76,8 @@ static int near_reader(void *arg)
     return 0;
 }
 
-static int duplex_main(void *arg)
+TASK_TEST(fd_io_full_duplex_reader_and_writer_on_one_socket)
 {
-    (void)arg;
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     int small = 8192; /* small buffers: many waits in both directions */
     setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
@@ -95,12 +95,6 @@ static int duplex_main(void *arg)
     ASSERT_EQ(io_watches(), 0);
     cio_close(sv[0]);
     cio_close(sv[1]);
-    return 0;
-}
-
-TEST(fd_io_full_duplex_reader_and_writer_on_one_socket)
-{
-    ASSERT_EQ(cio_run(duplex_main, NULL), 0);
 }
 
 /* ---- bursts with pauses: edges that come while nobody waits -------------- */
@@ -121,9 +115,8 @@ static int burster(void *arg)
     return 0;
 }
 
-static int burst_main(void *arg)
+TASK_TEST_VIRTUAL(fd_io_bursts_and_pauses_lose_no_wakeup)
 {
-    (void)arg;
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     size_t expect = 0;
     for (int i = 0; i < 200; i++)
@@ -146,13 +139,6 @@ static int burst_main(void *arg)
     cio_task_release(t);
     cio_close(sv[0]);
     cio_close(sv[1]);
-    return 0;
-}
-
-TEST(fd_io_bursts_and_pauses_lose_no_wakeup)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    ASSERT_EQ(cio_run_opts(&o, burst_main, NULL), 0);
 }
 
 /* ---- cio_close wakes a reader and a writer -------------------------------- */
@@ -174,9 +160,8 @@ static int blocked_send(void *arg)
     return -EIO; /* never filled the socket: the test is broken */
 }
 
-static int close_both_main(void *arg)
+TASK_TEST(fd_io_close_wakes_reader_and_writer_with_ebadf)
 {
-    (void)arg;
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     cio_task *r, *w;
     ASSERT_EQ(cio_spawn(&r, blocked_recv, &sv[0], "reader"), 0);
@@ -194,19 +179,12 @@ static int close_both_main(void *arg)
     cio_task_release(r);
     cio_task_release(w);
     cio_close(sv[1]);
-    return 0;
-}
-
-TEST(fd_io_close_wakes_reader_and_writer_with_ebadf)
-{
-    ASSERT_EQ(cio_run(close_both_main, NULL), 0);
 }
 
 /* ---- numbers closed with close(2) and reused ----------------------------- */
 
-static int stale_main(void *arg)
+TASK_TEST(fd_io_numbers_closed_behind_the_loops_back)
 {
-    (void)arg;
     /* A task waits in cio_recv; the fd is closed behind the loop's back
      * (close(2), not cio_close), and cio_socket gets the same number: the
      * waiter learns its descriptor is gone (-EBADF) instead of hanging or
@@ -253,19 +231,12 @@ static int stale_main(void *arg)
     cio_close(pair2[1]);
     cio_close(pair3[0]);
     cio_close(pair3[1]);
-    return 0;
-}
-
-TEST(fd_io_numbers_closed_behind_the_loops_back)
-{
-    ASSERT_EQ(cio_run(stale_main, NULL), 0);
 }
 
 /* ---- the table grows while tasks wait ------------------------------------ */
 
-static int table_main(void *arg)
+TASK_TEST(fd_io_table_grows_under_waiting_tasks)
 {
-    (void)arg;
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     cio_task *low;
     ASSERT_EQ(cio_spawn(&low, blocked_recv, &sv[0], "low"), 0);
@@ -293,19 +264,12 @@ static int table_main(void *arg)
     cio_close(sv[1]);
     cio_close(h);
     cio_close(high[1]);
-    return 0;
-}
-
-TEST(fd_io_table_grows_under_waiting_tasks)
-{
-    ASSERT_EQ(cio_run(table_main, NULL), 0);
 }
 
 /* ---- the I/O count keeps deadlock detection honest ------------------------ */
 
-static int cancelled_waits_main(void *arg)
+TASK_TEST_VIRTUAL(fd_io_wait_count_stays_right)
 {
-    (void)arg;
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     /* Waits that end by cancellation, by deadline and by data leave the
      * count at zero... */
@@ -333,21 +297,13 @@ static int cancelled_waits_main(void *arg)
     }
     cio_close(sv[0]);
     cio_close(sv[1]);
-    return 0;
-}
-
-TEST(fd_io_wait_count_stays_right)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    ASSERT_EQ(cio_run_opts(&o, cancelled_waits_main, NULL), 0);
 }
 
 /* ...so that a task waiting on a socket nobody will ever write to, with
  * nothing else alive, is a deadlock only if no I/O is registered: here the
  * peer is still open, so the loop must wait, and a deadline ends it. */
-static int lonely_main(void *arg)
+TASK_TEST_VIRTUAL(fd_io_virtual_clock_jumps_over_idle_sockets)
 {
-    (void)arg;
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     cio_scope s;
     cio_timeout_enter(&s, 3 * CIO_SEC);
@@ -357,13 +313,6 @@ static int lonely_main(void *arg)
     ASSERT_EQ(cio_now(), 3 * CIO_SEC); /* the virtual clock jumped */
     cio_close(sv[0]);
     cio_close(sv[1]);
-    return 0;
-}
-
-TEST(fd_io_virtual_clock_jumps_over_idle_sockets)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    ASSERT_EQ(cio_run_opts(&o, lonely_main, NULL), 0);
 }
 
 /* With CIO_DEBUG=1 every wait re-arms: a number closed with close(2) and
@@ -425,9 +374,8 @@ static int reuse_reader(void *arg)
     return 0;
 }
 
-static int reuse_main(void *arg)
+TASK_TEST(fd_io_woken_then_closed_and_reused_gets_ebadf)
 {
-    (void)arg;
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, reuse_sp), 0);
     cio_task *r;
     ASSERT_EQ(cio_spawn(&r, reuse_reader, NULL, "reader"), 0);
@@ -446,10 +394,4 @@ static int reuse_main(void *arg)
     ASSERT_EQ(reuse_got, -EBADF);
     close(n[0]);
     close(n[1]);
-    return 0;
-}
-
-TEST(fd_io_woken_then_closed_and_reused_gets_ebadf)
-{
-    ASSERT_EQ(cio_run(reuse_main, NULL), 0);
 }

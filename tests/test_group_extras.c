@@ -37,9 +37,8 @@ static int counted_sleep(void *arg)
     return rc;
 }
 
-static int limit_main(void *arg)
+TASK_TEST_VIRTUAL(group_limit_caps_running_children_and_spawn_waits_for_a_slot)
 {
-    (void)arg;
     in_flight = peak = 0;
     cio_group g;
     cio_group_enter(&g);
@@ -62,17 +61,10 @@ static int limit_main(void *arg)
     ASSERT_EQ(cio_group_n_running(&g), 0);
     ASSERT_EQ(cio_group_set_limit(&g, 5), -EINVAL); /* exited */
     cio_group_destroy(&g);
-    return 0;
 }
 
-TEST(group_limit_caps_running_children_and_spawn_waits_for_a_slot)
+TASK_TEST_VIRTUAL(group_limit_spawn_is_a_checkpoint)
 {
-    ASSERT_EQ(run_virtual(limit_main, NULL), 0);
-}
-
-static int limit_checkpoint_main(void *arg)
-{
-    (void)arg;
     cio_group g;
     cio_group_enter(&g);
     cio_group_set_limit(&g, 4);
@@ -87,17 +79,10 @@ static int limit_checkpoint_main(void *arg)
     ASSERT_EQ(cio_group_spawn(&g, NULL, sleep_ms, (void *)(intptr_t)1, "y"), 0);
     ASSERT_EQ(cio_group_exit(&g), 0);
     cio_group_destroy(&g);
-    return 0;
 }
 
-TEST(group_limit_spawn_is_a_checkpoint)
+TASK_TEST_VIRTUAL(group_limit_spawner_cancelled_while_waiting_spawns_nothing)
 {
-    ASSERT_EQ(run_virtual(limit_checkpoint_main, NULL), 0);
-}
-
-static int limit_cancel_wait_main(void *arg)
-{
-    (void)arg;
     cio_group g;
     cio_group_enter(&g);
     cio_group_set_limit(&g, 1);
@@ -115,12 +100,6 @@ static int limit_cancel_wait_main(void *arg)
     ASSERT_EQ(cio_group_exit(&g), 0);
     ASSERT_EQ(cio_now(), 40 * CIO_MSEC);
     cio_group_destroy(&g);
-    return 0;
-}
-
-TEST(group_limit_spawner_cancelled_while_waiting_spawns_nothing)
-{
-    ASSERT_EQ(run_virtual(limit_cancel_wait_main, NULL), 0);
 }
 
 /* No barging: a freed slot goes to the spawner waiting for it, not to a
@@ -157,9 +136,8 @@ static int barging(void *arg)
     return rc;
 }
 
-static int fifo_main(void *arg)
+TASK_TEST_VIRTUAL(group_limit_hands_a_freed_slot_to_the_waiting_spawner)
 {
-    (void)arg;
     n_order = 0;
     cio_group g;
     shared_group = &g;
@@ -177,12 +155,6 @@ static int fifo_main(void *arg)
     ASSERT_EQ(order[0], 'a');
     ASSERT_EQ(order[1], 'z');
     cio_group_destroy(&g);
-    return 0;
-}
-
-TEST(group_limit_hands_a_freed_slot_to_the_waiting_spawner)
-{
-    ASSERT_EQ(run_virtual(fifo_main, NULL), 0);
 }
 
 static int callback_rc = 1;
@@ -191,9 +163,8 @@ static void spawn_from_callback(void *arg)
     callback_rc = cio_group_spawn((cio_group *)arg, NULL, quick, NULL, "from-cb");
 }
 
-static int raise_limit_main(void *arg)
+TASK_TEST_VIRTUAL(group_limit_raised_lets_waiting_spawners_go_and_callbacks_get_eagain)
 {
-    (void)arg;
     cio_group g;
     shared_group = &g;
     n_order = 0;
@@ -218,19 +189,12 @@ static int raise_limit_main(void *arg)
     ASSERT_EQ(cio_group_n_running(&g), 2);
     ASSERT_EQ(cio_group_exit(&g), 0);
     cio_group_destroy(&g);
-    return 0;
-}
-
-TEST(group_limit_raised_lets_waiting_spawners_go_and_callbacks_get_eagain)
-{
-    ASSERT_EQ(run_virtual(raise_limit_main, NULL), 0);
 }
 
 /* A spawner handed a slot just as the group is cancelled: its spawn is
  * refused, the slot is given back, and exit does not wait for it in vain. */
-static int handed_then_cancelled_main(void *arg)
+TASK_TEST_VIRTUAL(group_limit_slot_handed_to_a_spawner_of_a_cancelled_group_is_returned)
 {
-    (void)arg;
     cio_group g;
     shared_group = &g;
     n_order = 0;
@@ -244,12 +208,6 @@ static int handed_then_cancelled_main(void *arg)
     ASSERT_EQ(n_order, 0);
     ASSERT_EQ(cio_now(), 10 * CIO_MSEC);
     cio_group_destroy(&g);
-    return 0;
-}
-
-TEST(group_limit_slot_handed_to_a_spawner_of_a_cancelled_group_is_returned)
-{
-    ASSERT_EQ(run_virtual(handed_then_cancelled_main, NULL), 0);
 }
 
 /* ---- start ---------------------------------------------------------------- */
@@ -294,9 +252,8 @@ static int echo_once_server(void *arg)
     return 0;
 }
 
-static int start_server_main(void *arg)
+TASK_TEST_VIRTUAL(group_start_returns_the_port_a_loopback_server_listens_on)
 {
-    (void)arg;
     cio_group g;
     cio_group_enter(&g);
     void *value = NULL;
@@ -328,12 +285,6 @@ static int start_server_main(void *arg)
     ASSERT_EQ(cio_task_status(server), 0);
     cio_task_release(server);
     cio_group_destroy(&g);
-    return 0;
-}
-
-TEST(group_start_returns_the_port_a_loopback_server_listens_on)
-{
-    ASSERT_EQ(run_virtual(start_server_main, NULL), 0);
 }
 
 static int bind_fails(void *arg)
@@ -349,9 +300,8 @@ static int returns_unsignalled(void *arg)
     return 7;
 }
 
-static int start_failures_main(void *arg)
+TASK_TEST_VIRTUAL(group_start_child_ending_before_started_is_the_starters_error)
 {
-    (void)arg;
     cio_group g;
     cio_group_enter(&g);
     cio_task *sibling;
@@ -372,12 +322,6 @@ static int start_failures_main(void *arg)
     ASSERT_EQ(cio_task_status(sibling), 0);
     cio_task_release(sibling);
     cio_group_destroy(&g);
-    return 0;
-}
-
-TEST(group_start_child_ending_before_started_is_the_starters_error)
-{
-    ASSERT_EQ(run_virtual(start_failures_main, NULL), 0);
 }
 
 static int slow_to_start(void *arg)
@@ -431,9 +375,8 @@ static int ready_after(void *arg)
     return cio_sleep(10 * CIO_MSEC);
 }
 
-static int start_limited_main(void *arg)
+TASK_TEST_VIRTUAL(group_start_into_a_full_group_waits_for_a_slot_then_for_ready)
 {
-    (void)arg;
     cio_group g;
     cio_group_enter(&g);
     cio_group_set_limit(&g, 1);
@@ -446,12 +389,6 @@ static int start_limited_main(void *arg)
     ASSERT_EQ(cio_group_exit(&g), 0);
     ASSERT_EQ(cio_now(), 33 * CIO_MSEC);
     cio_group_destroy(&g);
-    return 0;
-}
-
-TEST(group_start_into_a_full_group_waits_for_a_slot_then_for_ready)
-{
-    ASSERT_EQ(run_virtual(start_limited_main, NULL), 0);
 }
 
 /* ---- the body's failure and the error tree --------------------------------- */
@@ -465,9 +402,8 @@ static int sleeper_counting_cancel(void *arg)
     return rc;
 }
 
-static int body_fail_main(void *arg)
+TASK_TEST_VIRTUAL(group_body_failure_joins_the_error_list_and_cancels_children)
 {
-    (void)arg;
     cancelled_children = 0;
     cio_group g;
     cio_group_enter(&g);
@@ -492,17 +428,10 @@ static int body_fail_main(void *arg)
     ASSERT_PTR_EQ(cio_errors_inner(e, 0), NULL);
     ASSERT_EQ(cio_group_fail(&g, -EIO), -EINVAL); /* after exit */
     cio_group_destroy(&g);
-    return 0;
 }
 
-TEST(group_body_failure_joins_the_error_list_and_cancels_children)
+TASK_TEST_VIRTUAL(group_body_cancellation_is_not_a_failure)
 {
-    ASSERT_EQ(run_virtual(body_fail_main, NULL), 0);
-}
-
-static int body_after_child_main(void *arg)
-{
-    (void)arg;
     cio_group g;
     cio_group_enter(&g);
     cio_group_spawn(&g, NULL, fail_after_ms, (void *)(intptr_t)1, "failer");
@@ -530,12 +459,6 @@ static int body_after_child_main(void *arg)
     ASSERT_EQ(cio_group_error_count(&g), 0);
     cio_group_destroy(&g);
     cio_scope_exit(&s);
-    return 0;
-}
-
-TEST(group_body_cancellation_is_not_a_failure)
-{
-    ASSERT_EQ(run_virtual(body_after_child_main, NULL), 0);
 }
 
 static int inner_group_child(void *arg)
@@ -552,9 +475,8 @@ static int inner_group_child(void *arg)
     return rc;
 }
 
-static int tree_main(void *arg)
+TASK_TEST_VIRTUAL(group_nested_group_errors_stay_reachable_as_a_tree)
 {
-    (void)arg;
     cio_group g;
     cio_group_enter(&g);
     cio_group_spawn(&g, NULL, inner_group_child, (void *)(intptr_t)0, "mid");
@@ -590,17 +512,10 @@ static int tree_main(void *arg)
     cio_errors_release(kept);
     ASSERT_EQ(cio_errors_count(NULL), 0);
     ASSERT_EQ(cio_errors_code(NULL, 0), 0);
-    return 0;
 }
 
-TEST(group_nested_group_errors_stay_reachable_as_a_tree)
+TASK_TEST_VIRTUAL(group_body_failure_links_the_inner_group_it_came_from)
 {
-    ASSERT_EQ(run_virtual(tree_main, NULL), 0);
-}
-
-static int body_links_inner_main(void *arg)
-{
-    (void)arg;
     cio_group outer, inner;
     cio_group_enter(&outer);
     cio_group_enter(&inner);
@@ -617,19 +532,12 @@ static int body_links_inner_main(void *arg)
     ASSERT_EQ(cio_errors_count(in), 1);
     ASSERT_STREQ(cio_task_name(cio_errors_task(in, 0)), "leaf");
     cio_group_destroy(&outer);
-    return 0;
-}
-
-TEST(group_body_failure_links_the_inner_group_it_came_from)
-{
-    ASSERT_EQ(run_virtual(body_links_inner_main, NULL), 0);
 }
 
 /* ---- scope queries and sleep_forever --------------------------------------- */
 
-static int caught_main(void *arg)
+TASK_TEST_VIRTUAL(scope_cancelled_caught_only_when_its_cancellation_was_reported)
 {
-    (void)arg;
     cio_scope s;
     /* Cancelled, but nothing inside reached a checkpoint. */
     cio_scope_enter(&s);
@@ -660,12 +568,6 @@ static int caught_main(void *arg)
     cio_scope_exit(&s);
     ASSERT_FALSE(cio_scope_cancelled(&s));
     ASSERT_FALSE(cio_scope_cancelled_caught(&s));
-    return 0;
-}
-
-TEST(scope_cancelled_caught_only_when_its_cancellation_was_reported)
-{
-    ASSERT_EQ(run_virtual(caught_main, NULL), 0);
 }
 
 static int deadline_main(void *arg)
@@ -760,9 +662,8 @@ static int wait_get(void *arg) { (void)arg; void *item; return cio_queue_get(&st
 static int wait_put(void *arg) { (void)arg; return cio_queue_put(&st_full, (void *)1); }
 static int wait_join(void *arg) { (void)arg; return cio_queue_join(&st_full); }
 
-static int stats_main(void *arg)
+TASK_TEST_VIRTUAL(sync_statistics_count_live_waiters)
 {
-    (void)arg;
     cio_lock_init(&st_lock);
     cio_event_init(&st_event);
     cio_sem_init(&st_sem, 0);
@@ -821,12 +722,6 @@ static int stats_main(void *arg)
     ASSERT_EQ(cio_cond_destroy(&st_cond), 0);
     cio_queue_destroy(&st_queue);
     cio_queue_destroy(&st_full);
-    return 0;
-}
-
-TEST(sync_statistics_count_live_waiters)
-{
-    ASSERT_EQ(run_virtual(stats_main, NULL), 0);
 }
 
 /* ---- a cancellation or an error? ------------------------------------------ */
@@ -838,9 +733,8 @@ static int own_timeout(void *arg)
     return rc ? rc : -ETIMEDOUT; /* e.g. a protocol timer of its own */
 }
 
-static int tell_apart_main(void *arg)
+TASK_TEST_VIRTUAL(cancel_pending_tells_the_callers_cancellation_from_a_childs_error)
 {
-    (void)arg;
     /* A child's own -ETIMEDOUT inside a deadline that did not fire. */
     cio_scope s;
     cio_timeout_enter(&s, 100 * CIO_MSEC);
@@ -889,12 +783,6 @@ static int tell_apart_main(void *arg)
     cio_scope_exit(&s);
     cio_task_release(t[0]);
     cio_task_release(t[1]);
-    return 0;
-}
-
-TEST(cancel_pending_tells_the_callers_cancellation_from_a_childs_error)
-{
-    ASSERT_EQ(run_virtual(tell_apart_main, NULL), 0);
 }
 
 /* A spawner handed the slot of the group's last child, while the body
@@ -913,9 +801,8 @@ static int late_spawner(void *arg)
     return cio_group_spawn(shared_group, NULL, mark_c2, NULL, "c2");
 }
 
-static int exit_waits_reserved_main(void *arg)
+TASK_TEST_VIRTUAL(group_exit_waits_for_a_spawner_handed_the_last_slot)
 {
-    (void)arg;
     c2_ran = 0;
     cio_group g;
     shared_group = &g;
@@ -928,12 +815,6 @@ static int exit_waits_reserved_main(void *arg)
     ASSERT_EQ(c2_ran, 1);
     ASSERT_EQ(join_release(s), 0);
     cio_group_destroy(&g);
-    return 0;
-}
-
-TEST(group_exit_waits_for_a_spawner_handed_the_last_slot)
-{
-    ASSERT_EQ(run_virtual(exit_waits_reserved_main, NULL), 0);
 }
 
 static int ready_then_fail(void *arg)
@@ -944,9 +825,8 @@ static int ready_then_fail(void *arg)
     return rc ? rc : -EIO;
 }
 
-static int start_then_fail_main(void *arg)
+TASK_TEST_VIRTUAL(group_start_child_failing_after_started_is_the_groups_error)
 {
-    (void)arg;
     cio_group g;
     cio_group_enter(&g);
     cio_group_set_limit(&g, 1);
@@ -968,21 +848,14 @@ static int start_then_fail_main(void *arg)
     ASSERT_STREQ(cio_task_name(cio_group_error(&g, 0)), "r");
     ASSERT_EQ(cio_now(), 5 * CIO_MSEC);
     cio_group_destroy(&g);
-    return 0;
-}
-
-TEST(group_start_child_failing_after_started_is_the_groups_error)
-{
-    ASSERT_EQ(run_virtual(start_then_fail_main, NULL), 0);
 }
 
 /* The same while the body's exit is cancelled at the moment the last child
  * ends: exit must not leave while the slot is handed out (the spawner
  * would then spawn into a group that is gone), and the spawner is refused
  * because the group is cancelled. */
-static int exit_cancelled_reserved_main(void *arg)
+TASK_TEST_VIRTUAL(group_exit_cancelled_still_waits_for_a_spawner_handed_the_last_slot)
 {
-    (void)arg;
     c2_ran = 0;
     cio_scope sc;
     cio_scope_enter(&sc);
@@ -1002,12 +875,6 @@ static int exit_cancelled_reserved_main(void *arg)
     /* Refused with the code the child would have seen: the deadline of the
      * scope around the group. */
     ASSERT_EQ(join_release(s), -ETIMEDOUT);
-    return 0;
-}
-
-TEST(group_exit_cancelled_still_waits_for_a_spawner_handed_the_last_slot)
-{
-    ASSERT_EQ(run_virtual(exit_cancelled_reserved_main, NULL), 0);
 }
 
 /* Cancellation at each new await: a body that waits for a slot, then for a
@@ -1084,9 +951,8 @@ static int ready_then_cancel_starter(void *arg)
     return cio_sleep(CIO_HOUR);
 }
 
-static int start_handed_main(void *arg)
+TASK_TEST_VIRTUAL(group_start_cancelled_after_the_child_signalled_succeeds)
 {
-    (void)arg;
     cio_scope s;
     cio_scope_enter(&s);
     starter_scope = &s;
@@ -1100,12 +966,6 @@ static int start_handed_main(void *arg)
     ASSERT_EQ(cio_group_exit(&g), -ECANCELED);
     cio_group_destroy(&g);
     ASSERT_EQ(cio_scope_exit(&s), -ECANCELED);
-    return 0;
-}
-
-TEST(group_start_cancelled_after_the_child_signalled_succeeds)
-{
-    ASSERT_EQ(run_virtual(start_handed_main, NULL), 0);
 }
 
 /* ---- queries across groups ------------------------------------------------ */
@@ -1121,9 +981,8 @@ static int child_sleeps_past_outer_deadline(void *arg)
     return cio_sleep(CIO_SEC);
 }
 
-static int deadline_through_group_main(void *arg)
+TASK_TEST_VIRTUAL(scope_queries_see_the_scopes_around_a_childs_group)
 {
-    (void)arg;
     cio_scope outer;
     cio_timeout_enter(&outer, 50 * CIO_MSEC);
     cio_group g;
@@ -1147,10 +1006,4 @@ static int deadline_through_group_main(void *arg)
     ASSERT_EQ(cio_group_error_count(&g), 0); /* cancelled, not failed */
     cio_group_destroy(&g);
     ASSERT_EQ(cio_scope_exit(&outer), -ETIMEDOUT);
-    return 0;
-}
-
-TEST(scope_queries_see_the_scopes_around_a_childs_group)
-{
-    ASSERT_EQ(run_virtual(deadline_through_group_main, NULL), 0);
 }

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -76,9 +77,8 @@ static int timed(void *arg)
     return rc;
 }
 
-static int timers_main(void *arg)
+TASK_TEST_VIRTUAL(loop_timers_fire_in_order_with_cancellations)
 {
-    (void)arg;
     wake_n = 0;
     srand(1234);
     cio_task *t[2000];
@@ -99,12 +99,6 @@ static int timers_main(void *arg)
         ASSERT_LE(wake_log[i - 1], wake_log[i]);
     for (int i = 0; i < 2000; i++)
         cio_task_release(t[i]);
-    return 0;
-}
-
-TEST(loop_timers_fire_in_order_with_cancellations)
-{
-    ASSERT_EQ(run_virtual(timers_main, NULL), 0);
 }
 
 static int eq_seq[8], eq_n;
@@ -115,9 +109,8 @@ static int eq_sleeper(void *arg)
     return rc;
 }
 
-static int order_main(void *arg)
+TASK_TEST_VIRTUAL(loop_equal_deadlines)
 {
-    (void)arg;
     eq_n = 0;
     cio_task *t[8];
     /* Spawned in reverse so that spawn order != index order. */
@@ -129,27 +122,14 @@ static int order_main(void *arg)
         ASSERT_EQ(eq_seq[i], 7 - i);
         cio_task_release(t[i]);
     }
-    return 0;
-}
-
-TEST(loop_equal_deadlines)
-{
-    ASSERT_EQ(run_virtual(order_main, NULL), 0);
 }
 
 /* The real clock moves forward and sleep sleeps at least as long as asked. */
-static int real_clock_main(void *arg)
+TASK_TEST(loop_real_clock_sleep)
 {
-    (void)arg;
     int64_t a = cio_now();
     ASSERT_EQ(cio_sleep(2 * CIO_MSEC), 0);
     ASSERT_GE(cio_now() - a, 2 * CIO_MSEC);
-    return 0;
-}
-
-TEST(loop_real_clock_sleep)
-{
-    ASSERT_EQ(cio_run(real_clock_main, NULL), 0);
 }
 
 /* Runner: a loop that outlives several runs, tasks carried across. */
@@ -350,9 +330,8 @@ static int big_frame(void *arg)
     return buf[0] + buf[sizeof buf - 1];
 }
 
-static int stack_size_main(void *arg)
+TASK_TEST(loop_per_task_stack_size)
 {
-    (void)arg;
     cio_task *t;
     cio_task_options o = {.stack_size = 512 * 1024};
     ASSERT_EQ(cio_spawn_ex(&t, &o, big_frame, NULL, "big"), 0);
@@ -360,18 +339,11 @@ static int stack_size_main(void *arg)
     ASSERT_EQ(cio_join(t, &status), 0);
     ASSERT_EQ(status, 3);
     cio_task_release(t);
-    return 0;
-}
-
-TEST(loop_per_task_stack_size)
-{
-    ASSERT_EQ(cio_run(stack_size_main, NULL), 0);
 }
 
 /* Task dumps list every task with its state and await site. */
-static int dump_main(void *arg)
+TASK_TEST_VIRTUAL(loop_task_dump)
 {
-    (void)arg;
     cio_task *t;
     ASSERT_EQ(cio_spawn(&t, timed, (void *)(intptr_t)CIO_SEC, "dumped-sleeper"), 0);
     ASSERT_EQ(cio_yield(), 0);
@@ -391,12 +363,6 @@ static int dump_main(void *arg)
     ASSERT_TRUE(strstr(buf, "cancelling=1") != NULL);
     ASSERT_EQ(cio_join(t, NULL), 0);
     cio_task_release(t);
-    return 0;
-}
-
-TEST(loop_task_dump)
-{
-    ASSERT_EQ(run_virtual(dump_main, NULL), 0);
 }
 
 /* Tasks that only yield, each hop taking real time (CPU-bound work done
@@ -425,9 +391,8 @@ static int spinner(void *arg)
     return 0;
 }
 
-static int busy_hops_main(void *arg)
+TASK_TEST(loop_deadline_fires_on_time_between_busy_yields)
 {
-    (void)arg;
     /* No timer armed: the clock still moves across yields. */
     int64_t t0 = cio_now();
     spin_ms(2);
@@ -449,12 +414,6 @@ static int busy_hops_main(void *arg)
     cio_task_cancel(other);
     ASSERT_EQ(cio_join(other, NULL), 0);
     cio_task_release(other);
-    return 0;
-}
-
-TEST(loop_deadline_fires_on_time_between_busy_yields)
-{
-    ASSERT_EQ(cio_run(busy_hops_main, NULL), 0);
 }
 
 /* A callback that queues itself again for ever: the close must still end
@@ -483,4 +442,370 @@ TEST(loop_close_ends_a_callback_that_requeues_itself)
     ASSERT_EQ(rc, 0);
     ASSERT_GE(requeue_runs, 10000);
     ASSERT_TRUE(strstr(buf, "kept queueing more") != NULL);
+}
+
+/* ---- regressions (from the core review) ---------------------------------- */
+
+/* Regression: cio_run / cio_loop_run return once the main task has returned,
+ * even if another task keeps yielding. (Light turns never handed control
+ * back to drive(), the only place that checked `until`: the run never
+ * ended.) */
+static long rg_spins;
+static int rg_spinner(void *arg)
+{
+    (void)arg;
+    for (rg_spins = 0; rg_spins < 2000000; rg_spins++)
+        if (cio_yield() != 0)
+            return -ECANCELED;
+    return 0; /* gave up: nobody stopped us */
+}
+
+static int spawn_spinner_and_return(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_spawn(NULL, rg_spinner, NULL, "rg_spinner"), 0);
+    return 5;
+}
+
+TEST(loop_run_returns_when_main_returns_while_another_task_yields)
+{
+    ASSERT_EQ(cio_run(spawn_spinner_and_return, NULL), 5);
+    /* With the run returning when main is done, close cancels the rg_spinner
+     * at its first or second yield. */
+    ASSERT_LT(rg_spins, 1000);
+}
+
+/* The Runner form: loop_run must return with the rg_spinner still alive. */
+static int spawn_spinner_runner(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_spawn(NULL, rg_spinner, NULL, "rg_spinner"), 0);
+    return 0;
+}
+
+TEST(loop_run_returns_when_main_returns_while_another_task_yields_runner_form)
+{
+    cio_loop *loop;
+    ASSERT_EQ(cio_loop_new(&loop, NULL), 0);
+    ASSERT_EQ(cio_loop_run(loop, spawn_spinner_runner, NULL), 0);
+    ASSERT_LT(rg_spins, 1000);
+    cio_loop_close(loop);
+}
+
+/* Regression: a timer callback that re-arms itself at a time already due
+ * (cio_call_at(cio_now(), ...)) fires once per loop turn, so tasks, I/O
+ * and call_soon callbacks run in between. (It was fired again inside the
+ * same run of due timers, forever.) */
+static int rearm_count;
+static void rearm_at_now(void *arg)
+{
+    (void)arg;
+    if (++rearm_count < 100000)
+        ASSERT_EQ(cio_call_at(cio_now(), rearm_at_now, NULL, NULL), 0);
+}
+
+static int rearm_main(void *arg)
+{
+    (void)arg;
+    rearm_count = 0;
+    ASSERT_EQ(cio_call_at(cio_now(), rearm_at_now, NULL, NULL), 0);
+    ASSERT_EQ(cio_yield(), 0);
+    int seen = rearm_count;
+    rearm_count = 1000000; /* stop it */
+    /* One loop turn fires what was due when the turn started, once. */
+    ASSERT_LT(seen, 10);
+    return 0;
+}
+
+TEST(loop_timer_rearmed_at_now_does_not_starve_tasks)
+{
+    ASSERT_EQ(run_virtual(rearm_main, NULL), 0);
+}
+
+/* Regression: callbacks run by cio_loop_close after its last drive() (the
+ * threadsafe queue is drained, executor completions run) may try to spawn
+ * tasks and arm timers: either refused or run, never accepted and lost
+ * (the task never ran and its stack, struct and the timer leaked). */
+static int late_ran;
+static int late_spawn_rc = 1;
+static int late_timer_rc = 1;
+static int mark_late(void *arg)
+{
+    (void)arg;
+    late_ran = 1;
+    return 0;
+}
+static void never_cb(void *arg) { (void)arg; }
+static void spawn_from_drain(void *arg)
+{
+    (void)arg;
+    late_spawn_rc = cio_spawn(NULL, mark_late, NULL, "late");
+    late_timer_rc = cio_call_later(CIO_SEC, never_cb, NULL, NULL);
+}
+
+static int post_and_return(void *arg)
+{
+    ASSERT_EQ(cio_call_soon_threadsafe((cio_loop *)arg, spawn_from_drain, NULL), 0);
+    return 0;
+}
+
+TEST(loop_close_spawn_from_a_callback_drained_at_close_runs_or_is_refused)
+{
+    cio_loop *loop;
+    ASSERT_EQ(cio_loop_new(&loop, NULL), 0);
+    ASSERT_EQ(cio_loop_run(loop, post_and_return, loop), 0);
+    cio_loop_close(loop);
+    ASSERT_NE(late_spawn_rc, 1); /* the queued call did run at close */
+    /* Either refused ("loop is closing") or run: never accepted and lost. */
+    if (late_spawn_rc == 0)
+        ASSERT_EQ(late_ran, 1);
+    LEAK_CHECK_NOW();
+}
+
+/* Regression: cio_loop_close cancels the tasks alive when it starts and also
+ * a task spawned by one of them while it unwinds (a supervisor restarting
+ * a worker, a cleanup helper); close used to wait for it to finish on its
+ * own: here an hour (virtual; a real hour with the real clock). */
+static int b_rc = 1;
+static int late_sleeper(void *arg)
+{
+    (void)arg;
+    b_rc = cio_sleep(CIO_HOUR);
+    return b_rc;
+}
+
+static int restarter(void *arg)
+{
+    (void)arg;
+    int rc = cio_sleep(24 * CIO_HOUR);
+    cio_spawn(NULL, late_sleeper, NULL, "restarted");
+    return rc;
+}
+
+static int close_spawn_main(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_spawn(NULL, restarter, NULL, "restarter"), 0);
+    ASSERT_EQ(cio_yield(), 0);
+    return 0;
+}
+
+TEST(loop_close_cancels_tasks_spawned_while_closing)
+{
+    ASSERT_EQ(run_virtual(close_spawn_main, NULL), 0);
+    ASSERT_EQ(b_rc, -ECANCELED);
+}
+
+/* The same for a task that uncancels itself while the loop closes and
+ * waits again: close cancels it again rather than wait (only shielded
+ * waits can hold a close up). */
+static int stubborn_rc = 1;
+static int64_t stubborn_woke = -1;
+static int uncancels_and_sleeps(void *arg)
+{
+    (void)arg;
+    int rc = cio_sleep(24 * CIO_HOUR);
+    if (rc == -ECANCELED && cio_task_uncancel(cio_current()) == 0) {
+        stubborn_rc = cio_sleep(CIO_HOUR);
+        stubborn_woke = cio_now();
+    }
+    return rc;
+}
+
+static int uncancel_main(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_spawn(NULL, uncancels_and_sleeps, NULL, "stubborn"), 0);
+    ASSERT_EQ(cio_yield(), 0);
+    return 0;
+}
+
+TEST(loop_close_cancels_again_a_task_that_uncancels)
+{
+    ASSERT_EQ(run_virtual(uncancel_main, NULL), 0);
+    ASSERT_EQ(stubborn_rc, -ECANCELED);
+    ASSERT_EQ(stubborn_woke, 0); /* virtual time: no hour went by */
+}
+
+/* Regression: force-freed deadlocked tasks (cio_loop_close after -EDEADLK)
+ * drop the references held by their group and by their done callbacks:
+ * the done callbacks run (the task reported cancelled), so that what was
+ * handed to them is released. (The task struct, its name, the callback
+ * and its handle leaked.) Shown by LeakSanitizer / valgrind. */
+static int cb_runs, cb_status = 1;
+static void free_on_done(cio_task *t, void *arg)
+{
+    cb_runs++;
+    cb_status = cio_task_status(t);
+    free(arg);
+}
+
+static int rg_shielded_join(void *arg)
+{
+    cio_scope sh;
+    cio_shield_enter(&sh, CIO_FOREVER);
+    int rc = cio_join((cio_task *)arg, NULL);
+    cio_scope_exit(&sh);
+    return rc;
+}
+
+static int stuck_group_main(void *arg)
+{
+    (void)arg;
+    cio_group g;
+    cio_group_enter(&g);
+    cio_task *child;
+    ASSERT_EQ(cio_group_spawn(&g, &child, rg_shielded_join, cio_current(),
+                              "stuck-child-with-a-long-name-%d", 12345),
+              0);
+    ASSERT_EQ(cio_task_add_done_callback(child, free_on_done, malloc(64)), 0);
+    cio_task_release(child);
+    int rc = cio_group_exit(&g); /* shielded wait for a child that waits for us */
+    cio_group_destroy(&g);
+    return rc;
+}
+
+TEST(loop_close_force_freed_tasks_run_their_done_callbacks_and_leak_nothing)
+{
+    int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 2); /* the deadlock dump */
+    int rc = cio_run(stuck_group_main, NULL);
+    dup2(saved, 2);
+    close(saved);
+    close(devnull);
+    ASSERT_EQ(rc, -EDEADLK);
+    ASSERT_EQ(cb_runs, 1);
+    ASSERT_EQ(cb_status, -ECANCELED);
+    LEAK_CHECK_NOW();
+}
+
+/* Regression: cio_loop_close frees the loop (free()'s contract: after it
+ * the pointer is invalid; calls on it used to read freed memory). What
+ * close does check: NULL (-EINVAL), and a close from inside the loop (a
+ * task, a callback) or from another thread (-EBUSY, nothing done: the
+ * loop still works and is closed later). */
+static int rg_nop(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+static int close_in_task_rc = 1, close_in_cb_rc = 1;
+static void close_from_callback(void *arg) { close_in_cb_rc = cio_loop_close(arg); }
+
+static int close_from_task(void *arg)
+{
+    close_in_task_rc = cio_loop_close(arg);
+    ASSERT_EQ(cio_call_soon(close_from_callback, arg, NULL), 0);
+    ASSERT_EQ(cio_yield(), 0); /* the callback runs in between */
+    return 7;
+}
+
+static void *close_from_thread(void *arg)
+{
+    return (void *)(intptr_t)cio_loop_close(arg);
+}
+
+TEST(loop_close_refuses_null_and_calls_from_inside_the_loop_or_another_thread)
+{
+    ASSERT_EQ(cio_loop_close(NULL), -EINVAL);
+    cio_loop *loop;
+    ASSERT_EQ(cio_loop_new(&loop, NULL), 0);
+    ASSERT_EQ(cio_loop_run(loop, close_from_task, loop), 7);
+    ASSERT_EQ(close_in_task_rc, -EBUSY);
+    ASSERT_EQ(close_in_cb_rc, -EBUSY);
+    pthread_t th;
+    void *ret = NULL;
+    ASSERT_EQ(pthread_create(&th, NULL, close_from_thread, loop), 0);
+    ASSERT_EQ(pthread_join(th, &ret), 0);
+    ASSERT_EQ((intptr_t)ret, -EBUSY);
+    ASSERT_EQ(cio_loop_run(loop, rg_nop, NULL), 0); /* untouched */
+    ASSERT_EQ(cio_loop_close(loop), 0);
+    ASSERT_PTR_EQ(cio_loop_current(), NULL);
+    ASSERT_EQ(cio_loop_run(NULL, rg_nop, NULL), -EINVAL);
+    ASSERT_EQ(cio_run(rg_nop, NULL), 0); /* a new loop may follow */
+}
+
+/* Regression: a second, unrelated deadlock later in the same run (after
+ * the first one unwound and the program went on) is reported and broken
+ * too; drive() used to remember "already cancelled everyone" for the
+ * rest of the run and give up with -EDEADLK. */
+static int join_target(void *arg) { return cio_join((cio_task *)arg, NULL); }
+
+static int two_deadlocks_main(void *arg)
+{
+    (void)arg;
+    for (int round = 0; round < 2; round++) {
+        cio_task *a;
+        ASSERT_EQ(cio_spawn(&a, join_target, cio_current(), "a%d", round), 0);
+        ASSERT_EQ(cio_join(a, NULL), -ECANCELED); /* deadlock broken */
+        ASSERT_EQ(cio_task_uncancel(cio_current()), 0);
+        int st;
+        ASSERT_EQ(cio_join(a, &st), 0);
+        ASSERT_EQ(st, -ECANCELED);
+        cio_task_release(a);
+    }
+    return 0;
+}
+
+TEST(loop_second_deadlock_in_a_run_is_broken_too)
+{
+    int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 2);
+    int rc = cio_run(two_deadlocks_main, NULL);
+    dup2(saved, 2);
+    ASSERT_EQ(rc, 0);
+}
+
+/* Regression: cio_loop_close called from inside the loop (a task) is
+ * refused, like cio_loop_run (-EBUSY); it used to run drive() on the
+ * task's stack and force-free the very stack it ran on (SIGSEGV). */
+static int close_from_inside(void *arg)
+{
+    (void)arg;
+    cio_loop_close(cio_loop_current()); /* must be refused, not obeyed */
+    return 0;
+}
+
+TEST(loop_close_from_inside_a_task_is_refused)
+{
+    int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 2);
+    int rc = cio_run(close_from_inside, NULL);
+    dup2(saved, 2);
+    ASSERT_EQ(rc, 0);
+}
+
+/* Regression: a force-freed task that is inside a group (on its stack,
+ * never to be exited) leaves what the group keeps on the heap: the errors
+ * array and its references to the failed children. The close releases
+ * them. Shown by LeakSanitizer / valgrind. */
+static int fails_at_once(void *arg)
+{
+    (void)arg;
+    return -EIO;
+}
+
+static int group_then_stuck_main(void *arg)
+{
+    (void)arg;
+    cio_group g;
+    cio_group_enter(&g);
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ(cio_group_spawn(&g, NULL, fails_at_once, NULL, "failing-%d", i), 0);
+    ASSERT_EQ(cio_sleep(0), -ECANCELED); /* the first failure cancels the body */
+    cio_task *b;
+    ASSERT_EQ(cio_spawn(&b, rg_shielded_join, cio_current(), "stuck-peer"), 0);
+    cio_task_release(b);
+    return rg_shielded_join(b); /* never returns: the group is never exited */
+}
+
+TEST(loop_close_force_freed_task_inside_a_group_leaks_nothing)
+{
+    int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 2); /* the deadlock dump */
+    int rc = cio_run(group_then_stuck_main, NULL);
+    dup2(saved, 2);
+    ASSERT_EQ(rc, -EDEADLK);
+    LEAK_CHECK_NOW();
 }

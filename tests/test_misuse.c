@@ -463,9 +463,8 @@ static void on_usr1(int signo, void *arg)
     cio_event_set(&s->called);
 }
 
-static int server_close_from_signal_main(void *arg)
+TASK_TEST(misuse_server_close_from_signal_handler_is_eperm)
 {
-    (void)arg;
     sig_close s = {0};
     cio_event_init(&s.called);
     ASSERT_EQ(cio_start_server(&s.srv, "127.0.0.1", "0", handler, NULL, NULL), 0);
@@ -475,12 +474,6 @@ static int server_close_from_signal_main(void *arg)
     ASSERT_EQ(s.rc, -EPERM);
     ASSERT_EQ(cio_signal_remove(SIGUSR1), 0);
     ASSERT_EQ(cio_server_close(s.srv), 0); /* still ours to close */
-    return 0;
-}
-
-TEST(misuse_server_close_from_signal_handler_is_eperm)
-{
-    ASSERT_EQ(cio_run(server_close_from_signal_main, NULL), 0);
 }
 
 /* ---- joining is reading the status ------------------------------------------ */
@@ -574,9 +567,8 @@ TEST(misuse_cancelled_tcp_connect_reports_no_attempt_failure)
 
 /* ---- sizes that would wrap ------------------------------------------------- */
 
-static int huge_n_main(void *arg)
+TASK_TEST(misuse_gather_and_wait_of_a_count_that_wraps_is_enomem)
 {
-    (void)arg;
     cio_task *t = spawn(return_7, NULL, "t");
     /* A count whose array size wraps: refused, not a short array that the
      * watches then overrun. */
@@ -584,10 +576,4 @@ static int huge_n_main(void *arg)
     ASSERT_EQ(cio_gather(&t, huge, NULL, CIO_GATHER_ALL), -ENOMEM);
     ASSERT_EQ(cio_wait(&t, huge, CIO_ALL_COMPLETED, 0), -ENOMEM);
     ASSERT_EQ(join_release(t), 7);
-    return 0;
-}
-
-TEST(misuse_gather_and_wait_of_a_count_that_wraps_is_enomem)
-{
-    ASSERT_EQ(cio_run(huge_n_main, NULL), 0);
 }

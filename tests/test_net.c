@@ -4,6 +4,7 @@
  * left open. */
 #include "cio.h"
 #include "harness.h"
+#include "util.h"
 #include "peer.h"
 
 #include <arpa/inet.h>
@@ -99,9 +100,8 @@ static int echo_server(void *arg)
     return rc ? rc : grc;
 }
 
-static int echo_main(void *arg)
+TASK_TEST(net_tcp_echo_over_loopback)
 {
-    (void)arg;
     int fds_before = count_open_fds();
     int lfd = cio_tcp_listen("127.0.0.1", "0", 16, false);
     ASSERT_GE(lfd, 0);
@@ -134,17 +134,10 @@ static int echo_main(void *arg)
     ASSERT_GE(fd, 0);
     cio_close(fd);
     cio_close(lfd);
-    return 0;
 }
 
-TEST(net_tcp_echo_over_loopback)
+TASK_TEST(net_connect_refused_and_unknown_host)
 {
-    ASSERT_EQ(cio_run(echo_main, NULL), 0);
-}
-
-static int refused_main(void *arg)
-{
-    (void)arg;
     /* A port nobody listens on: bind one, note it, close it. */
     int lfd = cio_tcp_listen("127.0.0.1", "0", 1, false);
     char port[16];
@@ -152,12 +145,6 @@ static int refused_main(void *arg)
     cio_close(lfd);
     ASSERT_EQ(cio_tcp_connect("127.0.0.1", port, 0), -ECONNREFUSED);
     ASSERT_TRUE(cio_tcp_connect("cio-test.invalid", "80", 0) < CIO_EAI_BASE);
-    return 0;
-}
-
-TEST(net_connect_refused_and_unknown_host)
-{
-    ASSERT_EQ(cio_run(refused_main, NULL), 0);
 }
 
 /* Reset mid-read: the peer sends a little, then aborts (SO_LINGER 0). */
@@ -175,9 +162,8 @@ static int resetter(void *arg)
     return 0;
 }
 
-static int reset_main(void *arg)
+TASK_TEST(net_peer_reset_mid_read)
 {
-    (void)arg;
     int lfd = cio_tcp_listen("127.0.0.1", "0", 4, false);
     char port[16];
     snprintf(port, sizeof port, "%d", local_port(lfd));
@@ -192,18 +178,11 @@ static int reset_main(void *arg)
     cio_task_release(t);
     cio_close(fd);
     cio_close(lfd);
-    return 0;
-}
-
-TEST(net_peer_reset_mid_read)
-{
-    ASSERT_EQ(cio_run(reset_main, NULL), 0);
 }
 
 /* A stalled peer: the deadline fires (virtual clock). */
-static int stall_main(void *arg)
+TASK_TEST_VIRTUAL(net_stalled_peer_deadline)
 {
-    (void)arg;
     int lfd = cio_tcp_listen("127.0.0.1", "0", 4, false);
     char port[16];
     snprintf(port, sizeof port, "%d", local_port(lfd));
@@ -217,13 +196,6 @@ static int stall_main(void *arg)
     ASSERT_EQ(cio_now(), 5 * CIO_SEC);
     cio_close(fd);
     cio_close(lfd);
-    return 0;
-}
-
-TEST(net_stalled_peer_deadline)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    ASSERT_EQ(cio_run_opts(&o, stall_main, NULL), 0);
 }
 
 /* Closing a socket another task waits on wakes it with -EBADF. */
@@ -233,9 +205,8 @@ static int blocked_reader(void *arg)
     return (int)cio_recv(*(int *)arg, buf, sizeof buf, 0);
 }
 
-static int close_main(void *arg)
+TASK_TEST(net_close_wakes_a_blocked_reader)
 {
-    (void)arg;
     int sv[2];
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
     cio_task *t;
@@ -247,17 +218,10 @@ static int close_main(void *arg)
     ASSERT_EQ(status, -EBADF);
     cio_task_release(t);
     cio_close(sv[1]);
-    return 0;
 }
 
-TEST(net_close_wakes_a_blocked_reader)
+TASK_TEST(net_udp_over_ipv6_loopback)
 {
-    ASSERT_EQ(cio_run(close_main, NULL), 0);
-}
-
-static int udp_main(void *arg)
-{
-    (void)arg;
     int a = cio_socket(AF_INET6, SOCK_DGRAM, 0), b = cio_socket(AF_INET6, SOCK_DGRAM, 0);
     ASSERT_GE(a, 0);
     ASSERT_GE(b, 0);
@@ -277,12 +241,6 @@ static int udp_main(void *arg)
     ASSERT_STREQ(buf, "back");
     cio_close(a);
     cio_close(b);
-    return 0;
-}
-
-TEST(net_udp_over_ipv6_loopback)
-{
-    ASSERT_EQ(cio_run(udp_main, NULL), 0);
 }
 
 /* ---- happy eyeballs ------------------------------------------------------ */
@@ -319,9 +277,8 @@ static struct addrinfo make_ai(struct sockaddr_in *sa, struct addrinfo *next)
                              .ai_next = next};
 }
 
-static int eyeballs_main(void *arg)
+TASK_TEST_VIRTUAL(net_happy_eyeballs_stagger_and_failover)
 {
-    (void)arg;
     int fds_before = count_open_fds();
     struct blackhole bh;
     blackhole_open(&bh);
@@ -374,13 +331,6 @@ static int eyeballs_main(void *arg)
     cio_close(good);
     blackhole_close(&bh);
     ASSERT_EQ(count_open_fds(), fds_before);
-    return 0;
-}
-
-TEST(net_happy_eyeballs_stagger_and_failover)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    ASSERT_EQ(cio_run_opts(&o, eyeballs_main, NULL), 0);
 }
 
 /* ---- cancellation at every await ---------------------------------------- */
@@ -528,9 +478,8 @@ TEST(net_cancel_at_every_await_by_name_leaves_no_fd)
 
 /* ---- IPv6, Unix sockets, SO_REUSEPORT, shutdown, UDP echo ---------------- */
 
-static int ipv6_main(void *arg)
+TASK_TEST(net_tcp_over_ipv6_loopback_and_half_close)
 {
-    (void)arg;
     int lfd = cio_tcp_listen("::1", "0", 4, false);
     ASSERT_GE(lfd, 0);
     char port[16];
@@ -556,12 +505,6 @@ static int ipv6_main(void *arg)
     cio_close(fd);
     cio_close(lfd);
     ASSERT_EQ(cio_shutdown(lfd, SHUT_RDWR), -EBADF);
-    return 0;
-}
-
-TEST(net_tcp_over_ipv6_loopback_and_half_close)
-{
-    ASSERT_EQ(cio_run(ipv6_main, NULL), 0);
 }
 
 /* accept4 without waiting, closing connections from other processes:
@@ -576,9 +519,8 @@ static int accept_ours_nowait(int lfd)
     }
 }
 
-static int reuseport_main(void *arg)
+TASK_TEST(net_reuse_port_shares_a_port)
 {
-    (void)arg;
     int a = cio_tcp_listen("127.0.0.1", "0", 4, true);
     ASSERT_GE(a, 0);
     char port[16];
@@ -606,18 +548,11 @@ static int reuseport_main(void *arg)
     ASSERT_TRUE(seen_a > 0 && seen_b > 0);
     cio_close(a);
     cio_close(b);
-    return 0;
-}
-
-TEST(net_reuse_port_shares_a_port)
-{
-    ASSERT_EQ(cio_run(reuseport_main, NULL), 0);
 }
 
 /* Unix stream sockets on a path in /tmp, and Unix datagrams. */
-static int unix_main(void *arg)
+TASK_TEST(net_unix_stream_and_datagram_sockets)
 {
-    (void)arg;
     int fds_before = count_open_fds();
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     snprintf(sun.sun_path, sizeof sun.sun_path, "/tmp/cio-test-%d.sock", (int)getpid());
@@ -660,12 +595,6 @@ static int unix_main(void *arg)
     cio_close(a);
     cio_close(b);
     ASSERT_EQ(count_open_fds(), fds_before);
-    return 0;
-}
-
-TEST(net_unix_stream_and_datagram_sockets)
-{
-    ASSERT_EQ(cio_run(unix_main, NULL), 0);
 }
 
 /* UDP echo server task, many datagrams, IPv4. */
@@ -686,9 +615,8 @@ static int udp_echo(void *arg)
     }
 }
 
-static int udp_echo_main(void *arg)
+TASK_TEST(net_udp_echo_ipv4)
 {
-    (void)arg;
     int s = cio_socket(AF_INET, SOCK_DGRAM, 0), c = cio_socket(AF_INET, SOCK_DGRAM, 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     ASSERT_EQ(bind(s, (struct sockaddr *)&addr, sizeof addr), 0);
@@ -711,12 +639,6 @@ static int udp_echo_main(void *arg)
     cio_task_release(t);
     cio_close(s);
     cio_close(c);
-    return 0;
-}
-
-TEST(net_udp_echo_ipv4)
-{
-    ASSERT_EQ(cio_run(udp_echo_main, NULL), 0);
 }
 
 /* ---- happy eyeballs across families ------------------------------------ */
@@ -725,9 +647,8 @@ TEST(net_udp_echo_ipv4)
  * IPv4 address second: the IPv4 attempt starts 250 ms later (virtual
  * clock) and wins; the IPv6 one is cancelled and closed. A refused IPv6
  * address fails over to IPv4 at once. */
-static int eyeballs_families_main(void *arg)
+TASK_TEST_VIRTUAL(net_happy_eyeballs_ipv6_black_hole_then_ipv4)
 {
-    (void)arg;
     int fds_before = count_open_fds();
     int bh = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     struct sockaddr_in6 bha = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
@@ -767,21 +688,13 @@ static int eyeballs_families_main(void *arg)
         close(c);
     cio_close(good);
     ASSERT_EQ(count_open_fds(), fds_before);
-    return 0;
-}
-
-TEST(net_happy_eyeballs_ipv6_black_hole_then_ipv4)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    ASSERT_EQ(cio_run_opts(&o, eyeballs_families_main, NULL), 0);
 }
 
 /* By name: "localhost" goes through cio_getaddrinfo, the family
  * interleaving and the race (with both families only where the system's
  * resolver gives both). */
-static int eyeballs_name_main(void *arg)
+TASK_TEST(net_happy_eyeballs_by_name)
 {
-    (void)arg;
     int lfd = cio_tcp_listen("127.0.0.1", "0", 4, false);
     char port[16];
     snprintf(port, sizeof port, "%d", local_port(lfd));
@@ -795,12 +708,6 @@ static int eyeballs_name_main(void *arg)
     ASSERT_EQ(ss.ss_family, AF_INET);
     cio_close(fd);
     cio_close(lfd);
-    return 0;
-}
-
-TEST(net_happy_eyeballs_by_name)
-{
-    ASSERT_EQ(cio_run(eyeballs_name_main, NULL), 0);
 }
 
 /* Several acceptor tasks on one listening socket (a common server shape):
@@ -817,9 +724,8 @@ static int acceptor(void *arg)
     return 0;
 }
 
-static int acceptors_main(void *arg)
+TASK_TEST(net_several_acceptors_share_a_listener)
 {
-    (void)arg;
     acceptor_lfd = cio_tcp_listen("127.0.0.1", "0", 16, false);
     ASSERT_GE(acceptor_lfd, 0);
     char port[16];
@@ -843,12 +749,6 @@ static int acceptors_main(void *arg)
         cio_close(c[i]);
     }
     cio_close(acceptor_lfd);
-    return 0;
-}
-
-TEST(net_several_acceptors_share_a_listener)
-{
-    ASSERT_EQ(cio_run(acceptors_main, NULL), 0);
 }
 
 /* The short-read shortcut of cio_recv on stream sockets (a short read
@@ -857,9 +757,8 @@ TEST(net_several_acceptors_share_a_listener)
  * after a cio_wait_fd that consumed the readiness, after MSG_PEEK, and
  * after the peer closed. Each step runs under a deadline that a wrong wait
  * would hit. */
-static int shortcut_main(void *arg)
+TASK_TEST(net_short_read_shortcut_never_waits_with_bytes_queued)
 {
-    (void)arg;
     int lfd = cio_tcp_listen("127.0.0.1", "0", 4, false);
     ASSERT_GE(lfd, 0);
     char port[16];
@@ -900,18 +799,11 @@ static int shortcut_main(void *arg)
     ASSERT_EQ(cio_scope_exit(&deadline), 0);
     cio_close(s);
     cio_close(lfd);
-    return 0;
-}
-
-TEST(net_short_read_shortcut_never_waits_with_bytes_queued)
-{
-    ASSERT_EQ(cio_run(shortcut_main, NULL), 0);
 }
 
 /* The wildcard listener takes both families: one dual-stack socket. */
-static int wildcard_main(void *arg)
+TASK_TEST(net_wildcard_listener_takes_ipv4_and_ipv6)
 {
-    (void)arg;
     int lfd = cio_tcp_listen(NULL, "0", 4, false);
     ASSERT_GE(lfd, 0);
     char port[16];
@@ -935,12 +827,6 @@ static int wildcard_main(void *arg)
         cio_close(c);
     }
     cio_close(lfd);
-    return 0;
-}
-
-TEST(net_wildcard_listener_takes_ipv4_and_ipv6)
-{
-    ASSERT_EQ(cio_run(wildcard_main, NULL), 0);
 }
 
 /* Reads that stop short with bytes still queued, where the short-read
@@ -966,9 +852,8 @@ static int short_reader(void *arg)
     return 0;
 }
 
-static int urgent_main(void *arg)
+TASK_TEST(net_short_read_at_tcp_urgent_mark_does_not_wait)
 {
-    (void)arg;
     int lfd = cio_tcp_listen("127.0.0.1", "0", 4, false);
     ASSERT_GE(lfd, 0);
     char port[16];
@@ -989,12 +874,6 @@ static int urgent_main(void *arg)
     cio_close(short_fd);
     cio_close(peer);
     cio_close(lfd);
-    return 0;
-}
-
-TEST(net_short_read_at_tcp_urgent_mark_does_not_wait)
-{
-    ASSERT_EQ(cio_run(urgent_main, NULL), 0);
 }
 
 /* arg non-NULL: read through a stream (which used to take the shortcut
@@ -1148,9 +1027,8 @@ static uint64_t spawned_since(uint64_t *mark)
     return n;
 }
 
-static int single_address_main(void *arg)
+TASK_TEST_VIRTUAL(net_tcp_connect_to_a_single_address_spawns_no_task)
 {
-    (void)arg;
     int lfd = cio_tcp_listen("127.0.0.1", "0", 8, false);
     ASSERT_GE(lfd, 0);
     char port[16];
@@ -1191,13 +1069,6 @@ static int single_address_main(void *arg)
     ASSERT_EQ(spawned_since(&mark), 1); /* the first attempt won at once */
     cio_close(fd);
     cio_close(lfd);
-    return 0;
-}
-
-TEST(net_tcp_connect_to_a_single_address_spawns_no_task)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    ASSERT_EQ(cio_run_opts(&o, single_address_main, NULL), 0);
 }
 
 /* ---- the tests' own guard against foreign connections (peer.h) ----------- */
@@ -1285,4 +1156,60 @@ TEST(net_dump_tasks_to_closed_pipe_is_no_sigpipe)
     cio_dump_tasks(p[1]);
     ASSERT_FALSE(sigpipe_pending());
     close(p[1]);
+}
+
+/* ---- the race itself: staggered starts, fail-over, cancellation ----------- */
+
+/* Two black holes, a deadline in the middle of the race: both attempts were
+ * started (the second after the stagger), the deadline is returned, and
+ * both half-open sockets are closed before the call returns. Then a refused
+ * address, a black hole and a listener: the refusal starts the black hole at
+ * once, the stagger starts the listener, which wins; the black hole's
+ * socket is closed too. */
+TASK_TEST_VIRTUAL(net_race_starts_on_stagger_or_failure_and_closes_every_loser)
+{
+    int fds_before = count_open_fds();
+    struct blackhole bh;
+    blackhole_open(&bh);
+    uint64_t mark = 0;
+    spawned_since(&mark);
+    struct addrinfo bh2 = make_ai(&bh.addr, NULL);
+    struct addrinfo bh1 = make_ai(&bh.addr, &bh2);
+    cio_scope s;
+    cio_timeout_enter(&s, 2 * CIO_SEC);
+    ASSERT_EQ(cio_connect_race(&bh1, 100 * CIO_MSEC), -ETIMEDOUT);
+    ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
+    ASSERT_EQ(cio_now(), 2 * CIO_SEC);
+    ASSERT_EQ(spawned_since(&mark), 2);
+    ASSERT_EQ(count_open_fds(), fds_before + 2); /* bh's own two */
+
+    int good = cio_tcp_listen("127.0.0.1", "0", 4, false);
+    struct sockaddr_in gaddr = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)local_port(good)),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int closed = cio_tcp_listen("127.0.0.1", "0", 1, false);
+    struct sockaddr_in caddr = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)local_port(closed)),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cio_close(closed);
+    struct addrinfo g = make_ai(&gaddr, NULL);
+    struct addrinfo hole = make_ai(&bh.addr, &g);
+    struct addrinfo refused = make_ai(&caddr, &hole);
+    int64_t t0 = cio_now();
+    spawned_since(&mark);
+    int fd = cio_connect_race(&refused, 100 * CIO_MSEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(cio_now() - t0, 100 * CIO_MSEC); /* one stagger: after the hole */
+    ASSERT_EQ(spawned_since(&mark), 3);
+    struct sockaddr_in peer;
+    socklen_t len = sizeof peer;
+    ASSERT_EQ(getpeername(fd, (struct sockaddr *)&peer, &len), 0);
+    ASSERT_EQ(peer.sin_port, gaddr.sin_port);
+    cio_close(fd);
+    int c;
+    while ((c = accept4(good, NULL, NULL, SOCK_CLOEXEC)) >= 0)
+        close(c);
+    cio_close(good);
+    blackhole_close(&bh);
+    ASSERT_EQ(count_open_fds(), fds_before);
 }

@@ -110,9 +110,8 @@ static int getter(void *arg)
     return rc;
 }
 
-static int blocking_main(void *arg)
+TASK_TEST_VIRTUAL(queue_blocking_put_get_fifo_waiters)
 {
-    (void)arg;
     cio_queue_options o = {.maxsize = 2};
     ASSERT_EQ(cio_queue_init(&Q, &o), 0);
     ASSERT_EQ(cio_queue_put(&Q, V(1)), 0);
@@ -169,19 +168,12 @@ static int blocking_main(void *arg)
     ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
     ASSERT_EQ(cio_now(), 50 * CIO_MSEC);
     ASSERT_EQ(cio_queue_destroy(&Q), 0);
-    return 0;
-}
-
-TEST(queue_blocking_put_get_fifo_waiters)
-{
-    ASSERT_EQ(run_virtual(blocking_main, NULL), 0);
 }
 
 /* Priority queue with putters waiting: each freed slot takes the next
  * putter's item, which then competes by priority. */
-static int prio_block_main(void *arg)
+TASK_TEST_VIRTUAL(queue_priority_with_blocked_putters)
 {
-    (void)arg;
     cio_queue_options o = {.kind = CIO_QUEUE_PRIORITY, .maxsize = 2, .cmp = by_tens};
     ASSERT_EQ(cio_queue_init(&Q, &o), 0);
     ASSERT_EQ(cio_queue_put(&Q, V(50)), 0);
@@ -202,12 +194,6 @@ static int prio_block_main(void *arg)
     for (int i = 0; i < 3; i++)
         ASSERT_EQ(join_release(p[i]), 0);
     ASSERT_EQ(cio_queue_destroy(&Q), 0);
-    return 0;
-}
-
-TEST(queue_priority_with_blocked_putters)
-{
-    ASSERT_EQ(run_virtual(prio_block_main, NULL), 0);
 }
 
 /* ---- task_done / join ---------------------------------------------------------- */
@@ -218,9 +204,8 @@ static int joiner(void *arg)
     return cio_queue_join(&Q);
 }
 
-static int join_main(void *arg)
+TASK_TEST_VIRTUAL(queue_task_done_and_join)
 {
-    (void)arg;
     ASSERT_EQ(cio_queue_init(&Q, NULL), 0);
     ASSERT_EQ(cio_queue_join(&Q), 0); /* nothing unfinished */
     ASSERT_EQ(cio_queue_task_done(&Q), -EOVERFLOW);
@@ -243,12 +228,6 @@ static int join_main(void *arg)
     ASSERT_EQ(join_release(j[0]), 0);
     ASSERT_EQ(join_release(j[1]), 0);
     ASSERT_EQ(cio_queue_destroy(&Q), 0);
-    return 0;
-}
-
-TEST(queue_task_done_and_join)
-{
-    ASSERT_EQ(run_virtual(join_main, NULL), 0);
 }
 
 /* ---- shutdown ------------------------------------------------------------------ */
@@ -294,9 +273,8 @@ static int drain_getter(void *arg)
     return rc == -ESHUTDOWN ? n : -1000 + rc;
 }
 
-static int graceful_main(void *arg)
+TASK_TEST_VIRTUAL(queue_shutdown_graceful)
 {
-    (void)arg;
     cio_queue_options o = {.maxsize = 3, .item_free = count_free, .ctx = &n_freed};
     ASSERT_EQ(cio_queue_init(&Q, &o), 0);
     /* Getters waiting on an empty queue are told at once. */
@@ -331,17 +309,10 @@ static int graceful_main(void *arg)
     ASSERT_EQ(cio_queue_unfinished(&Q), 3); /* a graceful shutdown drops nothing */
     cio_queue_shutdown(&Q, false); /* again: harmless */
     ASSERT_EQ(cio_queue_destroy(&Q), 0);
-    return 0;
 }
 
-TEST(queue_shutdown_graceful)
+TASK_TEST_VIRTUAL(queue_shutdown_immediate_drops_and_frees)
 {
-    ASSERT_EQ(run_virtual(graceful_main, NULL), 0);
-}
-
-static int immediate_main(void *arg)
-{
-    (void)arg;
     n_freed = 0;
     freed_sum = 0;
     cio_queue_options o = {.kind = CIO_QUEUE_LIFO, .maxsize = 4, .item_free = count_free,
@@ -393,12 +364,6 @@ static int immediate_main(void *arg)
     ASSERT_EQ(n_freed, 2);
     ASSERT_EQ(cio_queue_unfinished(&Q), 0);
     ASSERT_EQ(cio_queue_destroy(&Q), 0);
-    return 0;
-}
-
-TEST(queue_shutdown_immediate_drops_and_frees)
-{
-    ASSERT_EQ(run_virtual(immediate_main, NULL), 0);
 }
 
 /* destroy hands what is left to item_free; without one, items are values

@@ -1,5 +1,6 @@
 /* Cancel scopes, deadlines, shields and wait_for, on the virtual clock. */
 #include "cio.h"
+#include "cio_internal.h" /* cio__shielded_wait */
 #include "harness.h"
 #include "util.h"
 
@@ -7,9 +8,8 @@
 #include <stdint.h>
 #include <time.h>
 
-static int timeout_main(void *arg)
+TASK_TEST_VIRTUAL(scope_timeout_fires_and_is_absorbed)
 {
-    (void)arg;
     cio_scope s;
     cio_timeout_enter(&s, 100 * CIO_MSEC);
     ASSERT_EQ(cio_scope_deadline(&s), 100 * CIO_MSEC);
@@ -26,19 +26,12 @@ static int timeout_main(void *arg)
     cio_timeout_enter(&s, CIO_SEC);
     ASSERT_EQ(cio_sleep(CIO_MSEC), 0);
     ASSERT_EQ(cio_scope_exit(&s), 0);
-    return 0;
-}
-
-TEST(scope_timeout_fires_and_is_absorbed)
-{
-    ASSERT_EQ(run_virtual(timeout_main, NULL), 0);
 }
 
 /* The inner deadline is later than the outer one: the outer fires first
  * and both scopes see it; the outer absorbs it. */
-static int nested_main(void *arg)
+TASK_TEST_VIRTUAL(scope_nested_inner_deadline_later_than_outer)
 {
-    (void)arg;
     cio_scope outer, inner;
     cio_timeout_enter(&outer, 50 * CIO_MSEC);
     cio_timeout_enter(&inner, 500 * CIO_MSEC);
@@ -56,17 +49,10 @@ static int nested_main(void *arg)
     ASSERT_EQ(cio_scope_exit(&inner), -ETIMEDOUT);
     ASSERT_EQ(cio_sleep(10 * CIO_MSEC), 0);
     ASSERT_EQ(cio_scope_exit(&outer), 0);
-    return 0;
 }
 
-TEST(scope_nested_inner_deadline_later_than_outer)
+TASK_TEST_VIRTUAL(scope_reschedule_moves_deadline)
 {
-    ASSERT_EQ(run_virtual(nested_main, NULL), 0);
-}
-
-static int reschedule_main(void *arg)
-{
-    (void)arg;
     cio_scope s;
     cio_timeout_enter(&s, 10 * CIO_MSEC);
     cio_scope_reschedule(&s, cio_now() + CIO_SEC); /* later */
@@ -87,12 +73,6 @@ static int reschedule_main(void *arg)
     cio_scope_reschedule(&s, CIO_FOREVER);
     ASSERT_EQ(cio_sleep(CIO_SEC), 0);
     ASSERT_EQ(cio_scope_exit(&s), 0);
-    return 0;
-}
-
-TEST(scope_reschedule_moves_deadline)
-{
-    ASSERT_EQ(run_virtual(reschedule_main, NULL), 0);
 }
 
 /* Cancel during a shielded region: held back until the region ends. */
@@ -108,9 +88,8 @@ static int shielded_worker(void *arg)
     return log[3];
 }
 
-static int shield_main(void *arg)
+TASK_TEST_VIRTUAL(scope_shield_holds_back_cancel)
 {
-    (void)arg;
     int log[4] = {-1, -1, -1, -1};
     cio_task *t;
     ASSERT_EQ(cio_spawn(&t, shielded_worker, log, "shielded"), 0);
@@ -125,18 +104,11 @@ static int shield_main(void *arg)
     ASSERT_EQ(status, -ECANCELED);
     ASSERT_EQ(cio_now(), 100 * CIO_MSEC);
     cio_task_release(t);
-    return 0;
-}
-
-TEST(scope_shield_holds_back_cancel)
-{
-    ASSERT_EQ(run_virtual(shield_main, NULL), 0);
 }
 
 /* A shield's own deadline still applies inside it. */
-static int shield_deadline_main(void *arg)
+TASK_TEST_VIRTUAL(scope_shield_own_deadline_applies)
 {
-    (void)arg;
     cio_scope outer, sh;
     cio_timeout_enter(&outer, 10 * CIO_MSEC);
     cio_shield_enter(&sh, cio_now() + 50 * CIO_MSEC);
@@ -145,12 +117,6 @@ static int shield_deadline_main(void *arg)
     ASSERT_EQ(cio_scope_exit(&sh), -ETIMEDOUT);
     ASSERT_EQ(cio_yield(), -ETIMEDOUT); /* the outer's, now visible */
     ASSERT_EQ(cio_scope_exit(&outer), -ETIMEDOUT);
-    return 0;
-}
-
-TEST(scope_shield_own_deadline_applies)
-{
-    ASSERT_EQ(run_virtual(shield_deadline_main, NULL), 0);
 }
 
 /* Explicit cancel of a scope from another task. */
@@ -169,9 +135,8 @@ static int scoped_sleeper(void *arg)
     return cio_yield(); /* 0: the task itself is not cancelled */
 }
 
-static int scope_cancel_main(void *arg)
+TASK_TEST_VIRTUAL(scope_cancel_from_another_task)
 {
-    (void)arg;
     cio_scope *slot = NULL;
     cio_task *t;
     ASSERT_EQ(cio_spawn(&t, scoped_sleeper, &slot, "scoped"), 0);
@@ -183,12 +148,6 @@ static int scope_cancel_main(void *arg)
     ASSERT_EQ(status, 0);
     ASSERT_EQ(cio_now(), 0);
     cio_task_release(t);
-    return 0;
-}
-
-TEST(scope_cancel_from_another_task)
-{
-    ASSERT_EQ(run_virtual(scope_cancel_main, NULL), 0);
 }
 
 /* Task cancellation wins over a scope's timeout: outermost reason. */
@@ -202,9 +161,8 @@ static int both_worker(void *arg)
     return rc;
 }
 
-static int both_main(void *arg)
+TASK_TEST_VIRTUAL(scope_task_cancel_reported_over_timeout)
 {
-    (void)arg;
     cio_task *t;
     ASSERT_EQ(cio_spawn(&t, both_worker, NULL, "both"), 0);
     ASSERT_EQ(cio_sleep(5 * CIO_MSEC), 0);
@@ -213,12 +171,6 @@ static int both_main(void *arg)
     ASSERT_EQ(cio_join(t, &status), 0);
     ASSERT_EQ(status, -ECANCELED);
     cio_task_release(t);
-    return 0;
-}
-
-TEST(scope_task_cancel_reported_over_timeout)
-{
-    ASSERT_EQ(run_virtual(both_main, NULL), 0);
 }
 
 static int slow_op(void *arg)
@@ -228,21 +180,14 @@ static int slow_op(void *arg)
     return rc ? rc : 17;
 }
 
-static int wait_for_main(void *arg)
+TASK_TEST_VIRTUAL(scope_wait_for)
 {
-    (void)arg;
     int64_t d = 10 * CIO_MSEC;
     ASSERT_EQ(cio_wait_for(slow_op, &d, 20 * CIO_MSEC), 17);
     d = CIO_SEC;
     ASSERT_EQ(cio_wait_for(slow_op, &d, 20 * CIO_MSEC), -ETIMEDOUT);
     ASSERT_EQ(cio_now(), 30 * CIO_MSEC);
     ASSERT_EQ(cio_yield(), 0);
-    return 0;
-}
-
-TEST(scope_wait_for)
-{
-    ASSERT_EQ(run_virtual(wait_for_main, NULL), 0);
 }
 
 /* An hour of virtual sleeps finishes in milliseconds of real time. */
@@ -291,9 +236,8 @@ static int stepper(void *arg)
     return 0;
 }
 
-static int each_await_main(void *arg)
+TASK_TEST_VIRTUAL(scope_cancel_at_each_await)
 {
-    (void)arg;
     for (int k = 0; k <= 6; k++) {
         struct steps s = {0, k};
         cio_task *t;
@@ -308,10 +252,45 @@ static int each_await_main(void *arg)
         ASSERT_EQ(status, k == 6 ? 0 : -ECANCELED);
         cio_task_release(t);
     }
-    return 0;
 }
 
-TEST(scope_cancel_at_each_await)
+/* The internal "once cancelled, keep waiting shielded" helper that group
+ * exit, gather, group start, the executor and the condition's lock
+ * re-acquire share: before a cancellation check returns 0 and waits are
+ * interruptible; the first check after it returns the code once and
+ * shields the rest of the wait (a sleep then runs to its end); end leaves
+ * the shield and the cancellation is seen again. */
+TASK_TEST_VIRTUAL(scope_shielded_wait_helper_reports_the_cancellation_once_and_shields_the_rest)
 {
-    ASSERT_EQ(run_virtual(each_await_main, NULL), 0);
+    cio_task *self = cio__running();
+    cio__shielded_wait sw = CIO__SHIELDED_WAIT_INIT;
+    ASSERT_EQ(cio__shielded_wait_check(&sw, self), 0);
+    ASSERT_FALSE(sw.entered);
+    cio_scope s;
+    cio_timeout_enter(&s, 10 * CIO_MSEC);
+    ASSERT_EQ(cio_sleep(CIO_SEC), -ETIMEDOUT);
+    ASSERT_EQ(cio__shielded_wait_check(&sw, self), -ETIMEDOUT);
+    ASSERT_TRUE(sw.entered);
+    ASSERT_EQ(cio__shielded_wait_check(&sw, self), 0); /* once only */
+    ASSERT_EQ(sw.code, -ETIMEDOUT);
+    int64_t t0 = cio_now();
+    ASSERT_EQ(cio_sleep(50 * CIO_MSEC), 0); /* shielded: runs to its end */
+    ASSERT_EQ(cio_now(), t0 + 50 * CIO_MSEC);
+    cio__shielded_wait_enter(&sw, -ECANCELED); /* entered: does nothing */
+    ASSERT_EQ(sw.code, -ETIMEDOUT);
+    cio__shielded_wait_end(&sw);
+    ASSERT_FALSE(sw.entered);
+    ASSERT_EQ(cio_yield(), -ETIMEDOUT); /* the cancellation is still there */
+    ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
+
+    /* Entered with a code the caller has (0: shielded from the start). */
+    cio__shielded_wait sw2 = CIO__SHIELDED_WAIT_INIT;
+    cio_timeout_enter(&s, 0);
+    cio__shielded_wait_enter(&sw2, 0);
+    ASSERT_EQ(cio__shielded_wait_check(&sw2, self), 0);
+    ASSERT_EQ(cio_sleep(CIO_MSEC), 0);
+    cio__shielded_wait_end(&sw2);
+    cio__shielded_wait_end(&sw2); /* not entered: does nothing */
+    ASSERT_EQ(cio_yield(), -ETIMEDOUT);
+    ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
 }

@@ -5,6 +5,7 @@
  * once with 130). */
 #include "cio.h"
 #include "harness.h"
+#include "util.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -279,9 +280,8 @@ static void *send_usr1_later(void *arg)
     return NULL;
 }
 
-static int only_signal_main(void *arg)
+TASK_TEST(signal_handler_counts_as_a_wake_source)
 {
-    (void)arg;
     cio_event ev;
     cio_event_init(&ev);
     ASSERT_EQ(cio_signal_add(SIGUSR1, set_event, &ev), 0);
@@ -293,12 +293,6 @@ static int only_signal_main(void *arg)
     ASSERT_EQ(pthread_join(th, NULL), 0);
     ASSERT_EQ(cio_signal_remove(SIGUSR1), 0);
     cio_event_destroy(&ev);
-    return 0;
-}
-
-TEST(signal_handler_counts_as_a_wake_source)
-{
-    ASSERT_EQ(cio_run(only_signal_main, NULL), 0);
 }
 
 /* ---- a second signal while a task holds the loop ------------------------------ */

@@ -364,7 +364,7 @@ static int finish(void *arg)
     return 0;
 }
 
-static size_t pool_hot(cio_loop *l) { return l->stack_pool_len - l->stack_pool_cold; }
+static size_t pool_hot(cio_loop *l) { return l->stacks.pool_len - l->stacks.pool_cold; }
 
 static int pool_main(void *arg)
 {
@@ -379,7 +379,7 @@ static int pool_main(void *arg)
         while (finished < 1000)
             cio_yield();
         ASSERT_EQ(pool_hot(l), 1000);
-        ASSERT_EQ(l->stack_pool_cold, 0);
+        ASSERT_EQ(l->stacks.pool_cold, 0);
     }
     /* Idle: the first trim still keeps what the last peak needed... */
     cio_sleep(CIO__STACK_TRIM_PERIOD);
@@ -387,20 +387,20 @@ static int pool_main(void *arg)
     /* ...then half of what is beyond stack_pool_max (100) goes per trim. */
     cio_sleep(CIO__STACK_TRIM_PERIOD);
     ASSERT_EQ(pool_hot(l), 1000 - 450);
-    ASSERT_EQ(l->stack_pool_cold, 450);
+    ASSERT_EQ(l->stacks.pool_cold, 450);
     cio_sleep(CIO__STACK_TRIM_PERIOD);
     ASSERT_EQ(pool_hot(l), 550 - 225);
-    ASSERT_EQ(l->stack_pool_cold, 450 - 225 + 225);
+    ASSERT_EQ(l->stacks.pool_cold, 450 - 225 + 225);
     for (int i = 0; i < 30; i++)
         cio_sleep(CIO__STACK_TRIM_PERIOD);
     ASSERT_EQ(pool_hot(l), 100);
-    ASSERT_EQ(l->stack_pool_cold, 0);
-    ASSERT_EQ(l->stack_pool_len, 100);
+    ASSERT_EQ(l->stacks.pool_cold, 0);
+    ASSERT_EQ(l->stacks.pool_len, 100);
     /* A new burst reuses the pool and maps the rest afresh. */
     finished = 0;
     for (int i = 0; i < 300; i++)
         ASSERT_EQ(cio_spawn(NULL, finish, NULL, "w"), 0);
-    ASSERT_EQ(l->stack_pool_len, 0);
+    ASSERT_EQ(l->stacks.pool_len, 0);
     while (finished < 300)
         cio_yield();
     ASSERT_EQ(pool_hot(l), 300);
@@ -433,4 +433,26 @@ TEST(stack_pool_trims_at_most_once_per_period)
 {
     cio_loop_options o = {.virtual_clock = true, .stack_pool_max = 10};
     ASSERT_EQ(cio_run_opts(&o, busy_main, NULL), 0);
+}
+
+/* ---- regressions (from the core review) ---------------------------------- */
+
+/* Regression: the SIGSEGV/SIGBUS overflow reporter does not swallow a
+ * SIGSEGV sent with kill/raise when the previous disposition was SIG_DFL
+ * (restoring SIG_DFL and returning only re-delivers a signal caused by a
+ * faulting instruction, not one sent by a process). */
+TEST(stack_overflow_reporter_does_not_swallow_a_sent_sigsegv)
+{
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        cio_loop *loop;
+        if (cio_loop_new(&loop, NULL) != 0)
+            _exit(3);
+        raise(SIGSEGV);
+        _exit(0); /* swallowed */
+    }
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }

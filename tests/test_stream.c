@@ -30,9 +30,8 @@ static int pair(cio_stream **a, cio_stream **b, const cio_stream_options *o)
     return 0;
 }
 
-static int lines_main(void *arg)
+TASK_TEST(stream_readline_readuntil_and_eof)
 {
-    (void)arg;
     cio_stream *a, *b;
     pair(&a, &b, NULL);
     ASSERT_EQ(cio_stream_write(a, "one\ntwo\nthr", 11), 0);
@@ -53,17 +52,10 @@ static int lines_main(void *arg)
     ASSERT_EQ(cio_stream_write(a, "x", 1), -EPIPE); /* write side shut */
     ASSERT_EQ(cio_stream_close(a), 0);
     ASSERT_EQ(cio_stream_close(b), 0);
-    return 0;
 }
 
-TEST(stream_readline_readuntil_and_eof)
+TASK_TEST(stream_limits_and_short_reads)
 {
-    ASSERT_EQ(cio_run(lines_main, NULL), 0);
-}
-
-static int limits_main(void *arg)
-{
-    (void)arg;
     cio_stream_options o = {.limit = 16};
     cio_stream *a, *b;
     pair(&a, &b, &o);
@@ -85,12 +77,6 @@ static int limits_main(void *arg)
     ASSERT_EQ(cio_stream_readuntil(b, "\n", 1, buf, sizeof buf), 0);
     ASSERT_EQ(cio_stream_readuntil(b, "", 0, buf, sizeof buf), -EINVAL);
     cio_stream_abort(b);
-    return 0;
-}
-
-TEST(stream_limits_and_short_reads)
-{
-    ASSERT_EQ(cio_run(limits_main, NULL), 0);
 }
 
 /* A peer that trickles one byte per millisecond (virtual clock). */
@@ -107,9 +93,8 @@ static int trickler(void *arg)
     return 0;
 }
 
-static int trickle_main(void *arg)
+TASK_TEST_VIRTUAL(stream_trickling_and_stalled_peer)
 {
-    (void)arg;
     cio_stream *a, *b;
     pair(&a, &b, NULL);
     cio_task *t;
@@ -129,13 +114,6 @@ static int trickle_main(void *arg)
     cio_task_release(t);
     cio_stream_close(a);
     cio_stream_close(b);
-    return 0;
-}
-
-TEST(stream_trickling_and_stalled_peer)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    ASSERT_EQ(cio_run_opts(&o, trickle_main, NULL), 0);
 }
 
 /* Backpressure: drain waits while the peer does not read. */
@@ -151,9 +129,8 @@ static int slow_reader(void *arg)
     return n < 0 ? (int)n : (int)(total / 1024);
 }
 
-static int backpressure_main(void *arg)
+TASK_TEST_VIRTUAL(stream_backpressure_and_close_flushes)
 {
-    (void)arg;
     cio_stream_options o = {.high_water = 64 * 1024, .low_water = 16 * 1024};
     cio_stream *a, *b;
     pair(&a, &b, &o);
@@ -177,13 +154,6 @@ static int backpressure_main(void *arg)
     ASSERT_EQ(status, 2048);
     cio_task_release(r);
     cio_stream_close(b);
-    return 0;
-}
-
-TEST(stream_backpressure_and_close_flushes)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    ASSERT_EQ(cio_run_opts(&o, backpressure_main, NULL), 0);
 }
 
 /* TCP: open_connection against a line echo server; peer reset. */
@@ -206,9 +176,8 @@ static int line_echo(void *arg)
     return n < 0 ? (int)n : 0;
 }
 
-static int tcp_main(void *arg)
+TASK_TEST(stream_tcp_open_connection_line_echo)
 {
-    (void)arg;
     int lfd = cio_tcp_listen("127.0.0.1", "0", 8, false);
     ASSERT_GE(lfd, 0);
     struct sockaddr_storage ss;
@@ -243,12 +212,6 @@ static int tcp_main(void *arg)
     cio_task_release(srv);
     ASSERT_EQ(cio_open_unix_connection(&c, "@cio-test-nobody-listens", NULL), -ECONNREFUSED);
     cio_close(lfd);
-    return 0;
-}
-
-TEST(stream_tcp_open_connection_line_echo)
-{
-    ASSERT_EQ(cio_run(tcp_main, NULL), 0);
 }
 
 /* ---- servers ----------------------------------------------------------- */
@@ -308,9 +271,8 @@ static int client_roundtrip(void *arg)
     return rc;
 }
 
-static int server_main(void *arg)
+TASK_TEST(stream_server_serves_counts_failures_and_closes)
 {
-    (void)arg;
     cio_server *srv;
     ASSERT_EQ(cio_start_server(&srv, "127.0.0.1", "0", echo_handler, NULL, NULL), 0);
     char port[16];
@@ -344,17 +306,10 @@ static int server_main(void *arg)
     /* The port is free again: nobody accepts any more. */
     cio_stream *late;
     ASSERT_EQ(cio_open_connection(&late, "127.0.0.1", port, NULL), -ECONNREFUSED);
-    return 0;
 }
 
-TEST(stream_server_serves_counts_failures_and_closes)
+TASK_TEST(stream_unix_server_and_connection)
 {
-    ASSERT_EQ(cio_run(server_main, NULL), 0);
-}
-
-static int unix_main(void *arg)
-{
-    (void)arg;
     cio_server *srv;
     char path[64];
     snprintf(path, sizeof path, "@cio-test-%d", (int)getpid());
@@ -367,12 +322,6 @@ static int unix_main(void *arg)
     ASSERT_STREQ(buf, "over unix\n");
     cio_stream_close(c);
     ASSERT_EQ(cio_server_close(srv), 0);
-    return 0;
-}
-
-TEST(stream_unix_server_and_connection)
-{
-    ASSERT_EQ(cio_run(unix_main, NULL), 0);
 }
 
 /* ---- a peer that resets mid-read ----------------------------------------- */
@@ -392,9 +341,8 @@ static int reset_after_lines(void *arg)
     return 0;
 }
 
-static int stream_reset_main(void *arg)
+TASK_TEST(stream_peer_resets_mid_read)
 {
-    (void)arg;
     int lfd = cio_tcp_listen("127.0.0.1", "0", 4, false);
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
@@ -418,19 +366,12 @@ static int stream_reset_main(void *arg)
     ASSERT_EQ(cio_stream_write(s, "x", 1) == 0 || cio_stream_write(s, "x", 1) < 0, 1);
     cio_stream_abort(s);
     cio_close(lfd);
-    return 0;
-}
-
-TEST(stream_peer_resets_mid_read)
-{
-    ASSERT_EQ(cio_run(stream_reset_main, NULL), 0);
 }
 
 /* ---- streams over pipes (subprocess pipes use this) ----------------------- */
 
-static int pipe_main(void *arg)
+TASK_TEST(stream_over_a_pipe)
 {
-    (void)arg;
     int p[2];
     ASSERT_EQ(pipe2(p, O_CLOEXEC), 0); /* blocking: the stream fixes that */
     cio_stream *r, *w;
@@ -464,12 +405,6 @@ static int pipe_main(void *arg)
     ASSERT_EQ(cio_stream_open_fd(&r, -1, NULL), -EINVAL);
     (void)ss;
     (void)len;
-    return 0;
-}
-
-TEST(stream_over_a_pipe)
-{
-    ASSERT_EQ(cio_run(pipe_main, NULL), 0);
 }
 
 /* ---- cancellation at every await of open + write + drain + readline ------- */
@@ -513,9 +448,8 @@ static int stream_sequence(void *arg)
     return rc ? rc : crc;
 }
 
-static int stream_cancel_main(void *arg)
+TASK_TEST_VIRTUAL(stream_cancel_at_every_await_leaves_no_fd)
 {
-    (void)arg;
     cio_server *srv;
     ASSERT_EQ(cio_start_server(&srv, "127.0.0.1", "0", echo_handler, NULL, NULL), 0);
     char port[16];
@@ -549,13 +483,6 @@ static int stream_cancel_main(void *arg)
     ASSERT_GT(cancelled, 6); /* connect, 3 x (drain?, readline) at least */
     cio_test_note("%d cancellation points", cancelled);
     ASSERT_EQ(cio_server_close(srv), 0);
-    return 0;
-}
-
-TEST(stream_cancel_at_every_await_leaves_no_fd)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    ASSERT_EQ(cio_run_opts(&o, stream_cancel_main, NULL), 0);
 }
 
 /* ---- servers: SO_REUSEPORT, close while a handler is stuck in drain ------- */
@@ -578,9 +505,8 @@ static int flood_handler(cio_stream *s, void *arg)
     }
 }
 
-static int server_close_main(void *arg)
+TASK_TEST_VIRTUAL(stream_server_reuse_port_and_close_with_stuck_handler)
 {
-    (void)arg;
     int stuck = 0;
     cio_server_options o = {.reuse_port = true};
     cio_server *a, *b;
@@ -602,13 +528,6 @@ static int server_close_main(void *arg)
     ASSERT_EQ(stuck, 0);
     ASSERT_LE(cio_now() - t0, 5 * CIO_SEC);
     cio_stream_abort(c);
-    return 0;
-}
-
-TEST(stream_server_reuse_port_and_close_with_stuck_handler)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    ASSERT_EQ(cio_run_opts(&o, server_close_main, NULL), 0);
 }
 
 /* After a short read a stream waits without trying the read again; data
@@ -636,9 +555,8 @@ static int bystander(void *arg)
     return (int)cio_recv(*(int *)arg, &c, 1, 0);
 }
 
-static int short_read_main(void *arg)
+TASK_TEST_VIRTUAL(stream_data_arriving_after_a_short_read_is_not_missed)
 {
-    (void)arg;
     cio_stream *a, *b;
     pair(&a, &b, NULL);
     int quiet[2];
@@ -676,13 +594,6 @@ static int short_read_main(void *arg)
     cio_close(quiet[1]);
     cio_stream_close(a);
     cio_stream_close(b);
-    return 0;
-}
-
-TEST(stream_data_arriving_after_a_short_read_is_not_missed)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    ASSERT_EQ(cio_run_opts(&o, short_read_main, NULL), 0);
 }
 
 /* ---- closing a stream that other tasks are inside ------------------------ */
@@ -756,9 +667,8 @@ TEST(stream_closed_under_a_reader_and_a_drainer)
  * must return at once with the sender's -ECANCELED, not spin or wait for
  * a flush that nobody performs. Each wait runs under a deadline on the
  * virtual clock that a wrong wait would reach. */
-static int cancel_sender_main(void *arg)
+TASK_TEST_VIRTUAL(stream_cancelled_sender_breaks_drain_and_close)
 {
-    (void)arg;
     cio_stream *a, *b;
     pair(&a, &b, NULL);
     static char big[1 << 20];
@@ -778,13 +688,6 @@ static int cancel_sender_main(void *arg)
     ASSERT_EQ(cio_stream_close(a), -ECANCELED);
     ASSERT_EQ(cio_scope_exit(&deadline), 0);
     cio_stream_abort(b);
-    return 0;
-}
-
-TEST(stream_cancelled_sender_breaks_drain_and_close)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    ASSERT_EQ(cio_run_opts(&o, cancel_sender_main, NULL), 0);
 }
 
 /* The same through the loop's close, as a server's connection task meets
@@ -848,9 +751,8 @@ static int late_client(void *arg)
     return 0;
 }
 
-static int close_refuses_main(void *arg)
+TASK_TEST_VIRTUAL(stream_server_close_refuses_new_clients_at_once)
 {
-    (void)arg;
     int stuck = 0;
     cio_server *srv;
     ASSERT_EQ(cio_start_server(&srv, "127.0.0.1", "0", flood_handler, &stuck, NULL), 0);
@@ -869,13 +771,6 @@ static int close_refuses_main(void *arg)
     cio_task_release(lc);
     ASSERT_EQ(late_connect_rc, -ECONNREFUSED);
     cio_close(c);
-    return 0;
-}
-
-TEST(stream_server_close_refuses_new_clients_at_once)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    ASSERT_EQ(cio_run_opts(&o, close_refuses_main, NULL), 0);
 }
 
 /* A stream over a pipe whose reader has gone: the write fails with -EPIPE,
@@ -965,9 +860,8 @@ TEST(stream_write_of_a_size_that_wraps_is_refused_not_a_spin)
     ASSERT_EQ(cio_run(huge_write_main, NULL), 0);
 }
 
-static int huge_limit_main(void *arg)
+TASK_TEST(stream_limit_of_size_max_does_not_wrap)
 {
-    (void)arg;
     /* limit SIZE_MAX ("no limit") and a separator: max + seplen and
      * max + 1 must not wrap into "over the limit". */
     cio_stream_options o = {.limit = SIZE_MAX};
@@ -983,12 +877,6 @@ static int huge_limit_main(void *arg)
     ASSERT_EQ(cio_stream_read_all(b, SIZE_MAX, &all), 0);
     free(all);
     ASSERT_EQ(cio_stream_close(b), 0);
-    return 0;
-}
-
-TEST(stream_limit_of_size_max_does_not_wrap)
-{
-    ASSERT_EQ(cio_run(huge_limit_main, NULL), 0);
 }
 
 /* ---- handles used after close ---------------------------------------------- */
@@ -1066,9 +954,8 @@ static int read_all_trickler(void *arg)
     return cio_stream_close(t->s);
 }
 
-static int read_all_main(void *arg)
+TASK_TEST_VIRTUAL(stream_read_all_reads_to_the_end)
 {
-    (void)arg;
     cio_stream *a, *b;
     pair(&a, &b, NULL);
     /* Bytes trickling in, some already buffered by a readline. */
@@ -1088,17 +975,10 @@ static int read_all_main(void *arg)
     ASSERT_STREQ(all, "");
     free(all);
     ASSERT_EQ(cio_stream_close(b), 0);
-    return 0;
 }
 
-TEST(stream_read_all_reads_to_the_end)
+TASK_TEST(stream_read_all_over_the_cap_is_emsgsize_and_consumes_nothing)
 {
-    ASSERT_EQ(run_virtual(read_all_main, NULL), 0);
-}
-
-static int read_all_cap_main(void *arg)
-{
-    (void)arg;
     cio_stream *a, *b;
     pair(&a, &b, NULL);
     static char big[100000];
@@ -1115,17 +995,10 @@ static int read_all_cap_main(void *arg)
     free(all);
     ASSERT_EQ(cio_stream_read_all(b, 10, NULL), -EINVAL);
     ASSERT_EQ(cio_stream_close(b), 0);
-    return 0;
 }
 
-TEST(stream_read_all_over_the_cap_is_emsgsize_and_consumes_nothing)
+TASK_TEST_VIRTUAL(stream_read_all_cancelled_loses_nothing)
 {
-    ASSERT_EQ(cio_run(read_all_cap_main, NULL), 0);
-}
-
-static int read_all_cancel_main(void *arg)
-{
-    (void)arg;
     cio_stream *a, *b;
     pair(&a, &b, NULL);
     ASSERT_EQ(cio_stream_write(a, "first half, ", 12), 0);
@@ -1143,17 +1016,10 @@ static int read_all_cancel_main(void *arg)
     ASSERT_STREQ(all, "first half, second half");
     free(all);
     ASSERT_EQ(cio_stream_close(b), 0);
-    return 0;
 }
 
-TEST(stream_read_all_cancelled_loses_nothing)
+TASK_TEST(stream_read_all_until_the_peer_closes)
 {
-    ASSERT_EQ(run_virtual(read_all_cancel_main, NULL), 0);
-}
-
-static int read_all_reset_main(void *arg)
-{
-    (void)arg;
     int sv[2];
     ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     cio_stream *b;
@@ -1165,17 +1031,10 @@ static int read_all_reset_main(void *arg)
     ASSERT_STREQ(all, "partial");
     free(all);
     ASSERT_EQ(cio_stream_close(b), 0);
-    return 0;
 }
 
-TEST(stream_read_all_until_the_peer_closes)
+TASK_TEST(stream_readexactly_of_a_count_over_ssize_max_is_einval)
 {
-    ASSERT_EQ(cio_run(read_all_reset_main, NULL), 0);
-}
-
-static int readexactly_huge_main(void *arg)
-{
-    (void)arg;
     cio_stream *a, *b;
     pair(&a, &b, NULL);
     char buf[4];
@@ -1183,12 +1042,6 @@ static int readexactly_huge_main(void *arg)
     ASSERT_EQ(cio_stream_readexactly(b, buf, (size_t)SSIZE_MAX + 1), -EINVAL);
     ASSERT_EQ(cio_stream_close(a), 0);
     ASSERT_EQ(cio_stream_close(b), 0);
-    return 0;
-}
-
-TEST(stream_readexactly_of_a_count_over_ssize_max_is_einval)
-{
-    ASSERT_EQ(cio_run(readexactly_huge_main, NULL), 0);
 }
 
 static int conn_nop(cio_stream *s, void *arg)

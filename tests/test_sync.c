@@ -46,9 +46,8 @@ static int barger(void *arg)
     return cio_lock_release(&L);
 }
 
-static int lock_fifo_main(void *arg)
+TASK_TEST_VIRTUAL(sync_lock_fifo_direct_hand_off)
 {
-    (void)arg;
     cio_lock_init(&L);
     ASSERT_EQ(cio_lock_acquire(&L), 0);
     ASSERT_TRUE(cio_lock_locked(&L));
@@ -70,12 +69,6 @@ static int lock_fifo_main(void *arg)
     ASSERT_EQ(order_log[5], 99);
     ASSERT_FALSE(cio_lock_locked(&L));
     ASSERT_EQ(cio_lock_destroy(&L), 0);
-    return 0;
-}
-
-TEST(sync_lock_fifo_direct_hand_off)
-{
-    ASSERT_EQ(run_virtual(lock_fifo_main, NULL), 0);
 }
 
 static int holder(void *arg)
@@ -249,9 +242,8 @@ static int cond_waiter(void *arg)
     return rc;
 }
 
-static int cond_notify_main(void *arg)
+TASK_TEST_VIRTUAL(sync_cond_notify_n_and_all_fifo)
 {
-    (void)arg;
     cio_cond_init(&C, NULL);
     cio_lock *l = cio_cond_lock(&C);
     cio_task *t[5];
@@ -278,12 +270,6 @@ static int cond_notify_main(void *arg)
     ASSERT_EQ(order_log[3], 4);
     ASSERT_EQ(cio_cond_wait(&C), -EPERM); /* lock not held */
     ASSERT_EQ(cio_cond_destroy(&C), 0);
-    return 0;
-}
-
-TEST(sync_cond_notify_n_and_all_fifo)
-{
-    ASSERT_EQ(run_virtual(cond_notify_main, NULL), 0);
 }
 
 static bool state_ge_3(void *arg)
@@ -304,9 +290,8 @@ static int pred_waiter(void *arg)
     return 0;
 }
 
-static int cond_pred_main(void *arg)
+TASK_TEST_VIRTUAL(sync_cond_wait_for_predicate)
 {
-    (void)arg;
     cio_lock shared;
     cio_lock_init(&shared);
     cio_cond_init(&C, &shared);
@@ -328,12 +313,6 @@ static int cond_pred_main(void *arg)
     ASSERT_EQ(cio_cond_wait_for(&C, state_ge_3, NULL), -EPERM);
     ASSERT_EQ(cio_cond_destroy(&C), 0);
     ASSERT_EQ(cio_lock_destroy(&shared), 0);
-    return 0;
-}
-
-TEST(sync_cond_wait_for_predicate)
-{
-    ASSERT_EQ(run_virtual(cond_pred_main, NULL), 0);
 }
 
 /* Cancellation around the re-acquisition: the waiter returns only once it
@@ -509,9 +488,8 @@ static int barrier_party(void *arg)
     return 0;
 }
 
-static int barrier_main(void *arg)
+TASK_TEST_VIRTUAL(sync_barrier_indices_and_rounds)
 {
-    (void)arg;
     ASSERT_EQ(cio_barrier_init(&B, 0), -EINVAL);
     ASSERT_EQ(cio_barrier_init(&B, 3), 0);
     ASSERT_EQ(cio_barrier_parties(&B), 3);
@@ -535,17 +513,10 @@ static int barrier_main(void *arg)
     ASSERT_EQ(cio_barrier_wait(&B), 0);
     ASSERT_EQ(cio_barrier_wait(&B), 0);
     ASSERT_EQ(cio_barrier_destroy(&B), 0);
-    return 0;
 }
 
-TEST(sync_barrier_indices_and_rounds)
+TASK_TEST_VIRTUAL(sync_barrier_abort_and_reset_while_parties_wait)
 {
-    ASSERT_EQ(run_virtual(barrier_main, NULL), 0);
-}
-
-static int barrier_abort_main(void *arg)
-{
-    (void)arg;
     ASSERT_EQ(cio_barrier_init(&B, 4), 0);
     for (int pass = 0; pass < 2; pass++) { /* pass 0: abort, pass 1: reset */
         cio_task *t[3];
@@ -585,19 +556,12 @@ static int barrier_abort_main(void *arg)
         ASSERT_EQ(barrier_rc[i], i);
     }
     ASSERT_EQ(cio_barrier_destroy(&B), 0);
-    return 0;
-}
-
-TEST(sync_barrier_abort_and_reset_while_parties_wait)
-{
-    ASSERT_EQ(run_virtual(barrier_abort_main, NULL), 0);
 }
 
 /* A cancelled party leaves without breaking the barrier and does not count:
  * the round needs another party, and indices stay 0..parties-1. */
-static int barrier_cancel_main(void *arg)
+TASK_TEST_VIRTUAL(sync_barrier_cancelled_party_leaves)
 {
-    (void)arg;
     for (int k = -1; k < 3; k++) { /* when party 0 is cancelled */
         ASSERT_EQ(cio_barrier_init(&B, 3), 0);
         cio_task *t[4];
@@ -638,12 +602,6 @@ static int barrier_cancel_main(void *arg)
             ASSERT_EQ(join_release(t[i]), 0);
         ASSERT_EQ(cio_barrier_destroy(&B), 0);
     }
-    return 0;
-}
-
-TEST(sync_barrier_cancelled_party_leaves)
-{
-    ASSERT_EQ(run_virtual(barrier_cancel_main, NULL), 0);
 }
 
 /* ===========================================================================
@@ -1080,9 +1038,8 @@ static int barrier_deadline_party(void *arg)
     return 0;
 }
 
-static int barrier_deadline_main(void *arg)
+TASK_TEST_VIRTUAL(sync_barrier_deadline_leaves)
 {
-    (void)arg;
     ASSERT_EQ(cio_barrier_init(&B, 2), 0);
     cio_task *t0 = spawn(barrier_deadline_party, (void *)(intptr_t)0, "p0");
     cio_task *t1 = spawn(barrier_deadline_party, (void *)(intptr_t)2, "p2");
@@ -1104,12 +1061,6 @@ static int barrier_deadline_main(void *arg)
     ASSERT_EQ(join_release(t0), 0);
     ASSERT_EQ(join_release(t1), 0);
     ASSERT_EQ(cio_barrier_destroy(&B), 0);
-    return 0;
-}
-
-TEST(sync_barrier_deadline_leaves)
-{
-    ASSERT_EQ(run_virtual(barrier_deadline_main, NULL), 0);
 }
 
 /* ===========================================================================

@@ -39,9 +39,8 @@ static int set_result_fn(void *arg)
     return 0;
 }
 
-static int result_main(void *arg)
+TASK_TEST(task_result_and_names)
 {
-    (void)arg;
     static int value = 5;
     cio_task *t;
     ASSERT_EQ(cio_spawn(&t, set_result_fn, &value, NULL), 0);
@@ -53,12 +52,6 @@ static int result_main(void *arg)
     ASSERT_EQ(cio_task_set_name(t, "renamed-%s-%d", "a-rather-long-name-to-overflow-the-buffer", 3), 0);
     ASSERT_STREQ(cio_task_name(t), "renamed-a-rather-long-name-to-overflow-the-buffer-3");
     cio_task_release(t);
-    return 0;
-}
-
-TEST(task_result_and_names)
-{
-    ASSERT_EQ(cio_run(result_main, NULL), 0);
 }
 
 /* FIFO fairness: a task that yields goes behind every ready task. */
@@ -107,9 +100,8 @@ static int count_cancels(void *arg)
     return cio_yield();
 }
 
-static int level_main(void *arg)
+TASK_TEST_VIRTUAL(task_cancel_is_level_triggered)
 {
-    (void)arg;
     int seen = 0;
     cio_task *t;
     ASSERT_EQ(cio_spawn(&t, count_cancels, &seen, "victim"), 0);
@@ -123,13 +115,6 @@ static int level_main(void *arg)
     ASSERT_TRUE(cio_task_cancelled(t));
     ASSERT_FALSE(cio_task_cancel(t));
     cio_task_release(t);
-    return 0;
-}
-
-TEST(task_cancel_is_level_triggered)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    ASSERT_EQ(cio_run_opts(&o, level_main, NULL), 0);
 }
 
 /* A task cancelled before it starts still runs its function (so it can free
@@ -142,9 +127,8 @@ static int owns_arg(void *arg)
     return rc;
 }
 
-static int cancel_before_start_main(void *arg)
+TASK_TEST(task_cancelled_before_start_still_runs)
 {
-    (void)arg;
     int flag = 0;
     cio_task *t;
     ASSERT_EQ(cio_spawn(&t, owns_arg, &flag, "late"), 0);
@@ -154,12 +138,6 @@ static int cancel_before_start_main(void *arg)
     ASSERT_EQ(status, -ECANCELED);
     ASSERT_EQ(flag, 1);
     cio_task_release(t);
-    return 0;
-}
-
-TEST(task_cancelled_before_start_still_runs)
-{
-    ASSERT_EQ(cio_run(cancel_before_start_main, NULL), 0);
 }
 
 /* uncancel brings the count back; at 0 the task is no longer cancelled. */
@@ -177,9 +155,8 @@ static int uncancel_fn(void *arg)
     return cio_sleep(CIO_MSEC); /* 0: not cancelled any more */
 }
 
-static int uncancel_main(void *arg)
+TASK_TEST_VIRTUAL(task_uncancel_restores)
 {
-    (void)arg;
     cio_task *t;
     ASSERT_EQ(cio_spawn(&t, uncancel_fn, NULL, "u"), 0);
     ASSERT_EQ(cio_yield(), 0);
@@ -188,13 +165,6 @@ static int uncancel_main(void *arg)
     ASSERT_EQ(cio_join(t, &status), 0);
     ASSERT_EQ(status, 0);
     cio_task_release(t);
-    return 0;
-}
-
-TEST(task_uncancel_restores)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    ASSERT_EQ(cio_run_opts(&o, uncancel_main, NULL), 0);
 }
 
 /* A joiner that is itself cancelled returns -ECANCELED and the joined task
@@ -211,9 +181,8 @@ static int joiner(void *arg)
     return cio_join(target, &status);
 }
 
-static int join_cancel_main(void *arg)
+TASK_TEST_VIRTUAL(task_join_cancelled_leaves_target_running)
 {
-    (void)arg;
     cio_task *target, *j;
     ASSERT_EQ(cio_spawn(&target, sleeper, (void *)(intptr_t)CIO_SEC, "target"), 0);
     ASSERT_EQ(cio_spawn(&j, joiner, target, "joiner"), 0);
@@ -228,25 +197,11 @@ static int join_cancel_main(void *arg)
     ASSERT_EQ(cio_now(), CIO_SEC);
     cio_task_release(target);
     cio_task_release(j);
-    return 0;
 }
 
-TEST(task_join_cancelled_leaves_target_running)
+TASK_TEST(task_self_join_is_edeadlk)
 {
-    cio_loop_options o = {.virtual_clock = true};
-    ASSERT_EQ(cio_run_opts(&o, join_cancel_main, NULL), 0);
-}
-
-static int self_join_main(void *arg)
-{
-    (void)arg;
     ASSERT_EQ(cio_join(cio_current(), NULL), -EDEADLK);
-    return 0;
-}
-
-TEST(task_self_join_is_edeadlk)
-{
-    ASSERT_EQ(cio_run(self_join_main, NULL), 0);
 }
 
 TEST(task_suspending_call_outside_task_is_eperm)
@@ -267,9 +222,8 @@ static int eager_child(void *arg)
     return 0;
 }
 
-static int eager_main(void *arg)
+TASK_TEST(task_eager_start)
 {
-    (void)arg;
     int step = 0;
     cio_task *t;
     cio_task_options o = {.eager = true};
@@ -285,12 +239,6 @@ static int eager_main(void *arg)
     ASSERT_EQ(step, 0);
     ASSERT_EQ(cio_join(t, NULL), 0);
     cio_task_release(t);
-    return 0;
-}
-
-TEST(task_eager_start)
-{
-    ASSERT_EQ(cio_run(eager_main, NULL), 0);
 }
 
 static int done_calls;
@@ -330,9 +278,8 @@ TEST(task_done_callbacks)
     ASSERT_EQ(cio_run(done_cb_main, NULL), 0);
 }
 
-static int all_tasks_main(void *arg)
+TASK_TEST_VIRTUAL(task_all_tasks_and_sites)
 {
-    (void)arg;
     cio_task *t[3];
     for (int i = 0; i < 3; i++)
         ASSERT_EQ(cio_spawn(&t[i], sleeper, (void *)(intptr_t)CIO_SEC, "s%d", i), 0);
@@ -351,13 +298,6 @@ static int all_tasks_main(void *arg)
         cio_task_release(t[i]);
     }
     ASSERT_EQ(cio_all_tasks(buf, 8), 1);
-    return 0;
-}
-
-TEST(task_all_tasks_and_sites)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    ASSERT_EQ(cio_run_opts(&o, all_tasks_main, NULL), 0);
 }
 
 /* 10,000 concurrent tasks, each sleeping a different virtual time. */
@@ -417,9 +357,8 @@ TEST(task_run_cancels_leftovers)
 
 /* Renaming from the old name: the new name is made before the old one is
  * freed (the format read freed memory for a name on the heap). */
-static int rename_main(void *arg)
+TASK_TEST(task_set_name_may_use_the_old_name)
 {
-    (void)arg;
     cio_task *self = cio_current();
     const char *long_name = "a-task-name-too-long-for-the-inline-buffer";
     ASSERT_EQ(cio_task_set_name(self, "%s", long_name), 0);
@@ -432,12 +371,6 @@ static int rename_main(void *arg)
     ASSERT_STREQ(cio_task_name(self), "short-short");
     ASSERT_EQ(cio_task_set_name(self, NULL), 0);
     ASSERT_EQ(strncmp(cio_task_name(self), "task-", 5), 0);
-    return 0;
-}
-
-TEST(task_set_name_may_use_the_old_name)
-{
-    ASSERT_EQ(cio_run(rename_main, NULL), 0);
 }
 
 /* An eager spawn suspends its caller: task dumps show the caller waiting
@@ -545,9 +478,8 @@ static int same_handle_child(void *arg)
     return 0;
 }
 
-static int handles_compare_main(void *arg)
+TASK_TEST(task_handles_compare_equal_wherever_they_come_from)
 {
-    (void)arg;
     cio_task *self_seen = NULL;
     cio_task *t = spawn(same_handle_child, &self_seen, "child");
     ASSERT_EQ(cio_task_add_done_callback(t, note_task, NULL), 0);
@@ -585,10 +517,50 @@ static int handles_compare_main(void *arg)
     ASSERT_PTR_EQ(cio_group_error(&g, 0), failing);
     cio_task_release(failing);
     cio_group_destroy(&g);
+}
+
+/* ---- regressions (from the core review) ---------------------------------- */
+
+/* Regression: cio_task_add_done_callback on a finished task whose loop has
+ * been closed (handles may outlive their loop) is refused with
+ * -ESHUTDOWN, also when a newer loop runs on the thread (possibly at the
+ * same address); it used to queue on the freed loop. */
+static cio_task *kept;
+static int kept_nop(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+static int keep_finished(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_spawn(&kept, kept_nop, NULL, "kept"), 0);
+    ASSERT_EQ(cio_join(kept, NULL), 0);
+    return 0;
+}
+static int done_noop_runs;
+static void done_noop(cio_task *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+    done_noop_runs++;
+}
+
+static int add_to_kept(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_task_add_done_callback(kept, done_noop, NULL), -ESHUTDOWN);
     return 0;
 }
 
-TEST(task_handles_compare_equal_wherever_they_come_from)
+TEST(task_add_done_callback_after_its_loop_closed_is_eshutdown)
 {
-    ASSERT_EQ(cio_run(handles_compare_main, NULL), 0);
+    ASSERT_EQ(cio_run(keep_finished, NULL), 0);
+    int rc = cio_task_add_done_callback(kept, done_noop, NULL);
+    ASSERT_EQ(rc, -ESHUTDOWN); /* nothing can ever run it */
+    ASSERT_TRUE(cio_task_done(kept));
+    ASSERT_EQ(cio_task_status(kept), 0);
+    ASSERT_EQ(cio_run(add_to_kept, NULL), 0); /* another loop: still refused */
+    ASSERT_EQ(done_noop_runs, 0);
+    cio_task_release(kept);
 }

@@ -2,6 +2,7 @@
  * test names contain "thread"). */
 #include "cio.h"
 #include "harness.h"
+#include "util.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -126,9 +127,8 @@ static void *late_waker(void *arg)
     return NULL;
 }
 
-static int wake_main(void *arg)
+TASK_TEST(threadsafe_call_wakes_a_sleeping_loop)
 {
-    (void)arg;
     struct waker_arg w = {cio_loop_current(), cio_current()};
     pthread_t th;
     ASSERT_EQ(pthread_create(&th, NULL, late_waker, &w), 0);
@@ -141,12 +141,6 @@ static int wake_main(void *arg)
      * timing threshold on speed. */
     ASSERT_LT(waited, CIO_MINUTE);
     cio_task_uncancel(cio_current());
-    return 0;
-}
-
-TEST(threadsafe_call_wakes_a_sleeping_loop)
-{
-    ASSERT_EQ(cio_run(wake_main, NULL), 0);
 }
 
 /* Loops on two threads starting at the same moment: the process-wide
@@ -199,4 +193,112 @@ TEST(thread_loops_on_two_threads_start_together)
         ASSERT_EQ((int)(intptr_t)rc, 0);
     }
     pthread_barrier_destroy(&start_line);
+}
+
+/* ---- regressions (from the core review) ---------------------------------- */
+
+/* Regression: a call_soon_threadsafe already queued when every task waits
+ * is work, not a deadlock (the loop polls its eventfd instead of
+ * cancelling every task). The poster thread has finished, so no external
+ * ref is held - but its call is in the queue. */
+static cio_loop *ts_loop;
+static cio_task *ts_victim;
+
+static void cancel_cb(void *arg) { cio_task_cancel(arg); }
+
+static void *post_cancel(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_call_soon_threadsafe(ts_loop, cancel_cb, ts_victim), 0);
+    return NULL;
+}
+
+static int join_arg(void *arg) { return cio_join((cio_task *)arg, NULL); }
+
+static int pending_main(void *arg)
+{
+    (void)arg;
+    ts_loop = cio_loop_current();
+    ASSERT_EQ(cio_spawn(&ts_victim, join_arg, cio_current(), "victim"), 0);
+    ASSERT_EQ(cio_yield(), 0); /* the victim now waits for us */
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, post_cancel, NULL), 0);
+    pthread_join(th, NULL); /* the call is queued for sure */
+    int status = 1;
+    ASSERT_EQ(cio_join(ts_victim, &status), 0); /* not a deadlock */
+    ASSERT_EQ(status, -ECANCELED);
+    cio_task_release(ts_victim);
+    return 0;
+}
+
+TEST(threadsafe_queued_call_is_not_a_deadlock)
+{
+    ASSERT_EQ(cio_run(pending_main, NULL), 0);
+}
+
+/* Same root cause on the virtual clock: with a threadsafe call queued
+ * and a task sleeping an hour, the clock jumps the hour first and the
+ * call runs afterwards (loop_turn skips the poll in virtual mode when
+ * timeout > 0 and no I/O is watched). */
+static int64_t cb_time = -1;
+static void record_time(void *arg)
+{
+    (void)arg;
+    cb_time = cio_now();
+}
+
+static void *post_record(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(cio_call_soon_threadsafe(ts_loop, record_time, NULL), 0);
+    return NULL;
+}
+
+static int virtual_pending_main(void *arg)
+{
+    (void)arg;
+    ts_loop = cio_loop_current();
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, post_record, NULL), 0);
+    pthread_join(th, NULL);
+    ASSERT_EQ(cio_sleep(CIO_HOUR), 0);
+    ASSERT_EQ(cb_time, 0); /* ran before the jump, at time 0 */
+    return 0;
+}
+
+TEST(threadsafe_virtual_clock_does_not_jump_over_a_queued_call)
+{
+    ASSERT_EQ(run_virtual(virtual_pending_main, NULL), 0);
+}
+
+/* Regression: a cio_call_soon_threadsafe racing with close either runs or
+ * is refused, never half done. Calls queued after close's last drain but
+ * before the queue was marked closed used to be accepted and dropped.
+ * Made deterministic here by queueing from a call run by that drain. */
+static int ts2_rc = 1, ts2_ran;
+static void second_cb(void *arg)
+{
+    (void)arg;
+    ts2_ran = 1;
+}
+static void first_cb(void *arg)
+{
+    ts2_rc = cio_call_soon_threadsafe((cio_loop *)arg, second_cb, NULL);
+}
+
+static int post_first_and_return(void *arg)
+{
+    ASSERT_EQ(cio_call_soon_threadsafe((cio_loop *)arg, first_cb, arg), 0);
+    return 0;
+}
+
+TEST(threadsafe_call_queued_during_close_runs_or_is_refused)
+{
+    cio_loop *loop;
+    ASSERT_EQ(cio_loop_new(&loop, NULL), 0);
+    ASSERT_EQ(cio_loop_run(loop, post_first_and_return, loop), 0);
+    cio_loop_close(loop);
+    ASSERT_NE(ts2_rc, 1);
+    if (ts2_rc == 0)
+        ASSERT_EQ(ts2_ran, 1);
 }

@@ -5,6 +5,7 @@
 #include "cio.h"
 #include "cio/tls.h"
 #include "harness.h"
+#include "util.h"
 #include "peer.h"
 
 #include <errno.h>
@@ -815,9 +816,8 @@ static int stalled_client_handshake(cio_tls_config *cfg, int64_t session_timeout
     return rc;
 }
 
-static int handshake_timeout_main(void *arg)
+TASK_TEST_VIRTUAL(tls_handshake_with_stalled_server_times_out_at_60s_by_default)
 {
-    (void)arg;
     cio_tls_config *cfg;
     ASSERT_EQ(cio_tls_config_new(&cfg, CIO_TLS_CLIENT), 0);
     cio_tls_config_set_verify(cfg, false);
@@ -852,13 +852,6 @@ static int handshake_timeout_main(void *arg)
               -ETIMEDOUT);
     ASSERT_EQ(elapsed, CIO_TLS_HANDSHAKE_TIMEOUT);
     cio_tls_config_free(cfg);
-    return 0;
-}
-
-TEST(tls_handshake_with_stalled_server_times_out_at_60s_by_default)
-{
-    cio_loop_options o = {.virtual_clock = true};
-    ASSERT_EQ(cio_run_opts(&o, handshake_timeout_main, NULL), 0);
 }
 
 /* A server's handshake against a client that sends part of a ClientHello

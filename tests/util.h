@@ -21,6 +21,53 @@ static inline int run_virtual(cio_task_fn fn, void *arg)
     return cio_run_opts(&o, fn, arg);
 }
 
+/* Report leaks now, under ASan (the harness child ends with _exit, which
+ * skips LeakSanitizer's own atexit check); elsewhere nothing (valgrind
+ * --leak-check=full finds them). */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CIO_TEST__ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define CIO_TEST__ASAN 1
+#endif
+#ifdef CIO_TEST__ASAN
+#include <sanitizer/lsan_interface.h>
+#define LEAK_CHECK_NOW() ASSERT_EQ(__lsan_do_recoverable_leak_check(), 0)
+#else
+#define LEAK_CHECK_NOW() ((void)0)
+#endif
+
+/* A test whose body runs as the main task of a loop, in one step:
+ *
+ *   TASK_TEST(sleep_orders_wakeups) { ...body in a task...; }
+ *   TASK_TEST_VIRTUAL(deadline_fires) { ... }    // on the virtual clock
+ *
+ * defines the body as a task and the test that runs it with cio_run (or
+ * the virtual clock) and asserts the run returns 0. An assertion failing
+ * in the body ends the test as usual; `return;` ends the body early. */
+#define CIO_TASK_TEST__DEFINE(name, virtual_clock_, timeout)                   \
+    static void name##__body(void);                                            \
+    static int name##__task(void *cio__arg)                                    \
+    {                                                                          \
+        (void)cio__arg;                                                        \
+        name##__body();                                                        \
+        return 0;                                                              \
+    }                                                                          \
+    CIO_TEST__DEFINE(name, timeout)                                            \
+    {                                                                          \
+        cio_loop_options cio__o = {.virtual_clock = (virtual_clock_)};         \
+        ASSERT_EQ(cio_run_opts(&cio__o, name##__task, NULL), 0);               \
+    }                                                                          \
+    static void name##__body(void)
+
+#define TASK_TEST(name) CIO_TASK_TEST__DEFINE(name, false, 0)
+#define TASK_TEST_VIRTUAL(name) CIO_TASK_TEST__DEFINE(name, true, 0)
+#define TASK_TEST_TIMEOUT(name, seconds) CIO_TASK_TEST__DEFINE(name, false, seconds)
+#define TASK_TEST_VIRTUAL_TIMEOUT(name, seconds)                               \
+    CIO_TASK_TEST__DEFINE(name, true, seconds)
+
 static inline void yield_n(int n)
 {
     for (int i = 0; i < n; i++)
