@@ -71,6 +71,10 @@ static unsigned from_epoll(uint32_t e)
         ready |= CIO__FD_URGENT;
     if (e & EPOLLRDHUP)
         ready |= CIO__FD_RDHUP;
+    if (e & EPOLLERR)
+        ready |= CIO__FD_ERROR;
+    if (e & (EPOLLHUP | EPOLLRDHUP))
+        ready |= CIO__FD_HUP;
     return ready;
 }
 
@@ -177,7 +181,8 @@ int cio__backend_poll(cio__backend *b, int64_t timeout)
             continue;
         }
         cio__io_watch *w = events[i].data.ptr;
-        w->revents = from_epoll(e) & (CIO_READABLE | CIO_WRITABLE);
+        w->revents = from_epoll(e) &
+                     (CIO_READABLE | CIO_WRITABLE | CIO__FD_ERROR | CIO__FD_HUP);
         w->fn(w); /* a one-shot watch is disarmed now, still registered */
     }
     return n;

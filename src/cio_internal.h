@@ -152,11 +152,16 @@ typedef struct cio__backend cio__backend;
  * may stop short with bytes still queued. */
 #define CIO__FD_RDHUP 4u
 #define CIO__FD_URGENT 8u
+/* An error / a hang-up on the descriptor (also reported as both
+ * directions); the values of CIO_POLL_ERROR / CIO_POLL_HANGUP (poll.c). */
+#define CIO__FD_ERROR 16u
+#define CIO__FD_HUP 32u
 
 typedef struct cio__io_watch {
     int fd;
     unsigned events;    /* CIO_READABLE / CIO_WRITABLE wanted */
-    unsigned revents;   /* what happened (the same bits) */
+    unsigned revents;   /* what happened (the same bits, plus
+                         * CIO__FD_ERROR / CIO__FD_HUP) */
     void (*fn)(struct cio__io_watch *);
     bool persistent;    /* stays registered after firing; not counted as
                          * something a task waits on */
@@ -288,6 +293,19 @@ ssize_t cio__write_nosigpipe(int fd, const void *buf, size_t n);
  * on a socket, cio__write_nosigpipe on anything else (remembered per fd
  * until it is reset). Returns as write(2) does. */
 ssize_t cio__fd_write(int fd, const void *buf, size_t n);
+
+/* The fd layer's side of cio_poll (poll.c): on = a cio_poll takes fd
+ * (-EBUSY when the fd layer holds a registration or waiters for it, or a
+ * cio_poll has it already; -ENOMEM), off = it lets go. While taken, task
+ * waits on fd fail with -EBUSY. */
+int cio__fd_poll_claim(cio_loop *loop, int fd, bool on);
+
+/* ---- callback fd watches (poll.c) ------------------------------------------- */
+/* Free the watches stopped since the last call (after each backend poll:
+ * a stopped watch may still be named by the batch being dispatched). */
+void cio__poll_reap(cio_loop *loop);
+/* Loop close: stop and free every watch. */
+void cio__poll_close_all(cio_loop *loop);
 
 /* ---- name resolution (dns.c) ------------------------------------------------ */
 /* The function pool threads call for cio_getaddrinfo: getaddrinfo. Tests
@@ -442,6 +460,8 @@ struct cio_loop {
     const atomic_bool *threadsafe_pending;
     struct cio__executor *executor; /* thread pool, created on first use */
     struct cio__signals *signals; /* signal handlers (signal.c), or NULL */
+    struct cio_poll *polls;        /* started cio_poll watches (poll.c) */
+    struct cio_poll *poll_zombies; /* stopped, freed after the batch */
     cio_task *main_task;     /* the task cio_loop_run runs, while it runs */
     size_t executor_threads;  /* its size, 0 = default */
     cio_task *zombie;        /* finished task whose stack must be released */

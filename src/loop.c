@@ -511,6 +511,8 @@ static int poll_io(cio_loop *loop, int64_t timeout)
         cio__hooks_before_poll(loop, timeout);
     int n = cio__backend_poll(loop->backend, timeout);
     loop->clock_stale = true;
+    if (CIO__UNLIKELY(loop->poll_zombies != NULL))
+        cio__poll_reap(loop); /* after the batch that may still name them */
     if (CIO__UNLIKELY(n < 0))
         cio__panic("the event loop's I/O wait failed: %s (%d); was its descriptor "
                    "closed behind its back?",
@@ -859,6 +861,7 @@ int cio_loop_close(cio_loop *loop)
     }
     cio__hooks_free(loop);
     cio__signals_close(loop);
+    cio__poll_close_all(loop);
     cio__fd_table_free(loop);
     cio__timer_heap_free(&loop->timers);
     cio__stack_pool_drain(loop);
