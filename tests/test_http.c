@@ -1,0 +1,417 @@
+/* libcio_http (include/cio/http.h) against the local test server
+ * (tests/http_server.h), loopback only. */
+#include "cio.h"
+#include "cio/http.h"
+#include "harness.h"
+#include "http_server.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+
+static http_server hs;
+static cio_http_client *cl;
+
+static void url(char *out, size_t n, const char *path)
+{
+    snprintf(out, n, "%s%s", hs.base, path);
+}
+
+/* GET path; returns send's code and *out. */
+static int get(const char *path, cio_http_response **out)
+{
+    char u[256];
+    url(u, sizeof u, path);
+    cio_http_request req = {.url = u};
+    return cio_http_send(cl, &req, out);
+}
+
+static void setup(const cio_http_client_options *o)
+{
+    ASSERT_EQ(http_server_start(&hs), 0);
+    ASSERT_EQ(cio_http_client_new(&cl, o), 0);
+}
+
+static void teardown(void)
+{
+    ASSERT_EQ(cio_http_client_active(cl), 0);
+    ASSERT_EQ(cio_http_client_free(cl), 0);
+    ASSERT_EQ(http_server_stop(&hs), 0);
+}
+
+static int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static int basics_main(void *arg)
+{
+    (void)arg;
+    setup(NULL);
+    cio_http_response *r;
+    /* Content-Length */
+    ASSERT_EQ(get("/ok", &r), 0);
+    ASSERT_EQ(cio_http_status(r), 200);
+    ASSERT_EQ(cio_http_version(r), 11);
+    ASSERT_STREQ(cio_http_header(r, "content-type", 0), "text/plain");
+    ASSERT_STREQ(cio_http_header(r, "CONTENT-LENGTH", 0), "5");
+    char *body;
+    ASSERT_EQ(cio_http_read_all(r, 0, &body), 5);
+    ASSERT_STREQ(body, "hello");
+    free(body);
+    char c;
+    ASSERT_EQ(cio_http_read(r, &c, 1), 0); /* the end, again */
+    cio_http_timings t;
+    ASSERT_EQ(cio_http_timings_get(r, &t), 0);
+    ASSERT_GT(t.total, 0);
+    ASSERT_LE(t.first_byte, t.total);
+    cio_http_response_free(r);
+    /* chunked */
+    ASSERT_EQ(get("/chunked", &r), 0);
+    ASSERT_EQ(cio_http_read_all(r, 0, &body), 11);
+    ASSERT_STREQ(body, "hello world");
+    free(body);
+    cio_http_response_free(r);
+    /* repeated headers, in order */
+    ASSERT_EQ(get("/headers", &r), 0);
+    ASSERT_STREQ(cio_http_header(r, "set-cookie", 0), "a=1");
+    ASSERT_STREQ(cio_http_header(r, "Set-Cookie", 1), "b=2");
+    ASSERT_TRUE(cio_http_header(r, "set-cookie", 2) == NULL);
+    ASSERT_STREQ(cio_http_header(r, "x-mixed-case", 0), "yes");
+    const char *name, *value;
+    ASSERT_EQ(cio_http_header_at(r, 0, &name, &value), 0);
+    ASSERT_STREQ(name, "Content-Length");
+    ASSERT_EQ(cio_http_header_at(r, cio_http_header_count(r), &name, &value), -ERANGE);
+    cio_http_response_free(r); /* body unread: the transfer is dropped */
+    /* 404 and 500 are responses */
+    ASSERT_EQ(get("/status/404", &r), 0);
+    ASSERT_EQ(cio_http_status(r), 404);
+    ASSERT_EQ(cio_http_read_all(r, 0, &body), 10);
+    ASSERT_STREQ(body, "status 404");
+    free(body);
+    cio_http_response_free(r);
+    ASSERT_EQ(get("/status/500", &r), 0);
+    ASSERT_EQ(cio_http_status(r), 500);
+    cio_http_response_free(r);
+    /* keep-alive: all of that on few connections */
+    ASSERT_LE(hs.connections, 3);
+    teardown();
+    return 0;
+}
+
+TEST_TIMEOUT(http_get_content_length_chunked_headers_and_error_statuses, 20)
+{
+    ASSERT_EQ(cio_run(basics_main, NULL), 0);
+}
+
+static int gzip_main(void *arg)
+{
+    (void)arg;
+    setup(NULL);
+    char u[256];
+    url(u, sizeof u, "/gzip");
+    cio_http_request req = {.url = u, .accept_encoding = ""};
+    cio_http_response *r;
+    ASSERT_EQ(cio_http_send(cl, &req, &r), 0);
+    ASSERT_STREQ(cio_http_header(r, "content-encoding", 0), "gzip");
+    char *body;
+    ASSERT_EQ(cio_http_read_all(r, 0, &body), 10);
+    ASSERT_STREQ(body, "hello gzip");
+    free(body);
+    cio_http_response_free(r);
+    /* The decoded size is capped (max_body counts decoded bytes). */
+    req.max_body = 5;
+    ASSERT_EQ(cio_http_send(cl, &req, &r), 0);
+    ASSERT_EQ(cio_http_read_all(r, 0, &body), CIO_EHTTP_BODY_TOO_LARGE);
+    ASSERT_TRUE(body == NULL);
+    cio_http_response_free(r);
+    /* read_all's own limit */
+    req.max_body = 0;
+    ASSERT_EQ(cio_http_send(cl, &req, &r), 0);
+    ASSERT_EQ(cio_http_read_all(r, 4, &body), CIO_EHTTP_BODY_TOO_LARGE);
+    cio_http_response_free(r);
+    teardown();
+    return 0;
+}
+
+TEST_TIMEOUT(http_gzip_is_decoded_and_the_decoded_size_capped, 20)
+{
+    ASSERT_EQ(cio_run(gzip_main, NULL), 0);
+}
+
+static int redirect_main(void *arg)
+{
+    (void)arg;
+    cio_http_client_options o = {.max_redirects = 5};
+    setup(&o);
+    cio_http_response *r;
+    ASSERT_EQ(get("/redirect/3", &r), 0);
+    ASSERT_EQ(cio_http_status(r), 200);
+    char want[256];
+    url(want, sizeof want, "/ok");
+    ASSERT_STREQ(cio_http_effective_url(r), want);
+    ASSERT_STREQ(cio_http_header(r, "content-length", 0), "5"); /* the final one's */
+    ASSERT_TRUE(cio_http_header(r, "location", 0) == NULL);
+    cio_http_timings t;
+    cio_http_timings_get(r, &t);
+    ASSERT_EQ(t.redirects, 4);
+    char *body;
+    ASSERT_EQ(cio_http_read_all(r, 0, &body), 5);
+    free(body);
+    cio_http_response_free(r);
+    /* a loop */
+    ASSERT_EQ(get("/loop", &r), CIO_EHTTP_REDIRECTS);
+    ASSERT_TRUE(r == NULL);
+    ASSERT_TRUE(strlen(cio_http_client_error(cl)) > 0);
+    cio_test_note("loop: %s", cio_http_client_error(cl));
+    ASSERT_STREQ(cio_strerror(CIO_EHTTP_REDIRECTS), "HTTP: too many redirects");
+    /* not followed */
+    url(want, sizeof want, "/redirect/1");
+    cio_http_request req = {.url = want, .no_redirects = true};
+    ASSERT_EQ(cio_http_send(cl, &req, &r), 0);
+    ASSERT_EQ(cio_http_status(r), 302);
+    ASSERT_STREQ(cio_http_header(r, "location", 0), "/redirect/0");
+    cio_http_response_free(r);
+    teardown();
+    return 0;
+}
+
+TEST_TIMEOUT(http_redirects_followed_capped_and_not_followed_on_request, 20)
+{
+    ASSERT_EQ(cio_run(redirect_main, NULL), 0);
+}
+
+static int errors_main(void *arg)
+{
+    (void)arg;
+    setup(NULL);
+    cio_http_response *r;
+    /* truncated: Content-Length 100, 10 bytes, clean close */
+    ASSERT_EQ(get("/truncated", &r), 0);
+    ASSERT_EQ(cio_http_status(r), 200);
+    char *body;
+    ASSERT_EQ(cio_http_read_all(r, 0, &body), CIO_EHTTP_TRUNCATED);
+    cio_test_note("truncated: %s", cio_http_response_error(r));
+    cio_http_response_free(r);
+    /* reset mid-body */
+    ASSERT_EQ(get("/reset", &r), 0);
+    ssize_t n = cio_http_read_all(r, 0, &body);
+    ASSERT_TRUE(n == CIO_EHTTP_CONNECTION || n == CIO_EHTTP_TRUNCATED);
+    cio_http_response_free(r);
+    /* not HTTP */
+    ASSERT_EQ(get("/garbage", &r), CIO_EHTTP_PROTOCOL);
+    cio_test_note("garbage: %s", cio_http_client_error(cl));
+    /* connection refused: a loopback port nobody listens on */
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+    socklen_t len = sizeof sa;
+    ASSERT_EQ(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
+    ASSERT_EQ(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+    close(l);
+    char u[128];
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/", ntohs(sa.sin_port));
+    cio_http_request req = {.url = u};
+    ASSERT_EQ(cio_http_send(cl, &req, &r), CIO_EHTTP_CONNECT);
+    /* bad URL */
+    req.url = "gopher://127.0.0.1/";
+    ASSERT_EQ(cio_http_send(cl, &req, &r), CIO_EHTTP_URL);
+    req.url = NULL;
+    ASSERT_EQ(cio_http_send(cl, &req, &r), -EINVAL);
+    /* the pool still works */
+    ASSERT_EQ(get("/ok", &r), 0);
+    ASSERT_EQ(cio_http_read_all(r, 0, &body), 5);
+    free(body);
+    cio_http_response_free(r);
+    teardown();
+    return 0;
+}
+
+TEST_TIMEOUT(http_truncated_reset_garbage_refused_and_bad_url_are_errors, 20)
+{
+    ASSERT_EQ(cio_run(errors_main, NULL), 0);
+}
+
+static int deadline_main(void *arg)
+{
+    (void)arg;
+    setup(NULL);
+    int fds0 = count_fds();
+    cio_http_response *r;
+    /* slow first byte: the scope's deadline ends send, the transfer goes */
+    cio_scope s;
+    cio_timeout_enter(&s, 1 * CIO_SEC);
+    ASSERT_EQ(get("/slow", &r), -ETIMEDOUT);
+    ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
+    ASSERT_EQ(cio_http_client_active(cl), 0);
+    /* stall mid-body: the deadline ends the read */
+    ASSERT_EQ(get("/stall", &r), 0);
+    char buf[64];
+    ASSERT_EQ(cio_http_read(r, buf, sizeof buf), 10);
+    cio_timeout_enter(&s, 1 * CIO_SEC);
+    ASSERT_EQ(cio_http_read(r, buf, sizeof buf), -ETIMEDOUT);
+    ASSERT_EQ(cio_scope_exit(&s), -ETIMEDOUT);
+    ASSERT_EQ(cio_http_read(r, buf, sizeof buf), -ETIMEDOUT); /* stays */
+    ASSERT_EQ(cio_http_client_active(cl), 0);
+    cio_http_response_free(r);
+    /* the pool is usable */
+    ASSERT_EQ(get("/ok", &r), 0);
+    char *body;
+    ASSERT_EQ(cio_http_read_all(r, 0, &body), 5);
+    free(body);
+    cio_http_response_free(r);
+    teardown();
+    /* (the server's sockets are gone too) */
+    ASSERT_LE(count_fds(), fds0);
+    return 0;
+}
+
+TEST_TIMEOUT(http_deadline_on_slow_first_byte_and_on_a_stalled_body, 20)
+{
+    ASSERT_EQ(run_virtual(deadline_main, NULL), 0);
+}
+
+static int big_main(void *arg)
+{
+    (void)arg;
+    setup(NULL);
+    char u[256];
+    const size_t total = 8u << 20;
+    snprintf(u, sizeof u, "%s/big/%zu", hs.base, total);
+    cio_http_request req = {.url = u, .buffer_size = 32 * 1024};
+    cio_http_response *r;
+    ASSERT_EQ(cio_http_send(cl, &req, &r), 0);
+    size_t got = 0;
+    char buf[4096];
+    ssize_t n;
+    while ((n = cio_http_read(r, buf, sizeof buf)) > 0) {
+        for (ssize_t i = 0; i < n; i++)
+            ASSERT_EQ(buf[i], (char)('a' + (got + (size_t)i) % 26));
+        got += (size_t)n;
+        if (got % (256 * 1024) < sizeof buf)
+            ASSERT_EQ(cio_sleep(CIO_MSEC), 0); /* a slow reader */
+    }
+    ASSERT_EQ(n, 0);
+    ASSERT_EQ(got, total);
+    cio_test_note("buffer grew to %zu", (size_t)0);
+    cio_http_response_free(r);
+    teardown();
+    return 0;
+}
+
+TEST_TIMEOUT(http_large_body_read_slowly_in_a_bounded_buffer, 60)
+{
+    ASSERT_EQ(cio_run(big_main, NULL), 0);
+}
+
+typedef struct one {
+    int status;
+} one;
+
+static int one_get(void *arg)
+{
+    one *o = arg;
+    cio_http_response *r;
+    int rc = get("/hold", &r);
+    if (rc)
+        return rc;
+    char *body;
+    ssize_t n = cio_http_read_all(r, 0, &body);
+    o->status = cio_http_status(r);
+    cio_http_response_free(r);
+    if (n < 0)
+        return (int)n;
+    free(body);
+    return 0;
+}
+
+static int concurrent_main(void *arg)
+{
+    (void)arg;
+    cio_http_client_options o = {.max_per_host = 4};
+    setup(&o);
+    enum { N = 100 };
+    static one res[N];
+    cio_task *t[N];
+    for (int i = 0; i < N; i++)
+        t[i] = spawn(one_get, &res[i], "get");
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ(join_release(t[i]), 0);
+        ASSERT_EQ(res[i].status, 200);
+    }
+    cio_test_note("max concurrent at the server: %d, connections %d", hs.max_active,
+                  hs.connections);
+    ASSERT_LE(hs.max_active, 4);
+    ASSERT_GE(hs.max_active, 2);
+    ASSERT_LE(hs.connections, 4);
+    teardown();
+    return 0;
+}
+
+TEST_TIMEOUT(http_many_concurrent_requests_respect_the_per_host_cap, 30)
+{
+    ASSERT_EQ(cio_run(concurrent_main, NULL), 0);
+}
+
+/* Cancel at each await of send + read, by a deadline at 0..K yields. */
+static int cancel_main(void *arg)
+{
+    (void)arg;
+    setup(NULL);
+    /* one request first so that fds of the pool, the server and the
+     * client's resolver are all opened */
+    cio_http_response *r;
+    char *body;
+    ASSERT_EQ(get("/ok", &r), 0);
+    ASSERT_EQ(cio_http_read_all(r, 0, &body), 5);
+    free(body);
+    cio_http_response_free(r);
+    int cancelled = 0;
+    for (int k = 0; k < 40; k++) {
+        cio_scope s;
+        cio_scope_enter(&s);
+        cio_task *self = NULL;
+        (void)self;
+        /* cancel after k yields of a helper */
+        int rc = 0;
+        char u[256];
+        snprintf(u, sizeof u, "%s/big/200000", hs.base);
+        cio_http_request req = {.url = u, .buffer_size = 16384};
+        rc = cio_http_send(cl, &req, &r);
+        int steps = 0;
+        if (rc == 0) {
+            char buf[1000];
+            ssize_t n;
+            while ((n = cio_http_read(r, buf, sizeof buf)) > 0)
+                if (++steps == k) {
+                    cio_scope_cancel(&s);
+                }
+            rc = (int)n;
+            cio_http_response_free(r);
+        }
+        cio_scope_exit(&s);
+        if (rc == -ECANCELED)
+            cancelled++;
+        else
+            ASSERT_EQ(rc, 0);
+        ASSERT_EQ(cio_http_client_active(cl), 0);
+    }
+    ASSERT_GT(cancelled, 30);
+    /* the pool is usable */
+    ASSERT_EQ(get("/ok", &r), 0);
+    ASSERT_EQ(cio_http_read_all(r, 0, &body), 5);
+    free(body);
+    cio_http_response_free(r);
+    teardown();
+    return 0;
+}
+
+TEST_TIMEOUT(http_cancel_mid_body_removes_the_transfer_and_keeps_the_pool, 30)
+{
+    ASSERT_EQ(cio_run(cancel_main, NULL), 0);
+}
