@@ -676,6 +676,16 @@ int cio_http_timings_get(const cio_http_response *r, cio_http_timings *t)
     return 0;
 }
 
+size_t cio_http_buffered(const cio_http_response *r)
+{
+    return r ? r->len - r->off : 0;
+}
+
+size_t cio_http_buffer_capacity(const cio_http_response *r)
+{
+    return r ? r->cap : 0;
+}
+
 const char *cio_http_response_error(const cio_http_response *r)
 {
     return r ? r->error : "";

@@ -2,6 +2,7 @@
  * (tests/http_server.h), loopback only. */
 #include "cio.h"
 #include "cio/http.h"
+#include "cio_internal.h"
 #include "harness.h"
 #include "http_server.h"
 #include "util.h"
@@ -36,6 +37,8 @@ static void teardown(void)
 {
     ASSERT_EQ(cio_http_client_active(cl), 0);
     ASSERT_EQ(cio_http_client_free(cl), 0);
+    /* every socket libcurl had is unwatched: no cio_poll left behind */
+    ASSERT_TRUE(cio_loop_current()->polls == NULL);
     ASSERT_EQ(http_server_stop(&hs), 0);
 }
 
@@ -286,10 +289,13 @@ static int big_main(void *arg)
     cio_http_request req = {.url = u, .buffer_size = 32 * 1024};
     cio_http_response *r;
     ASSERT_EQ(cio_http_send(cl, &req, &r), 0);
-    size_t got = 0;
+    size_t got = 0, peak = 0;
     char buf[4096];
     ssize_t n;
     while ((n = cio_http_read(r, buf, sizeof buf)) > 0) {
+        if (cio_http_buffer_capacity(r) > peak)
+            peak = cio_http_buffer_capacity(r);
+        ASSERT_LE(cio_http_buffered(r), 32 * 1024);
         for (ssize_t i = 0; i < n; i++)
             ASSERT_EQ(buf[i], (char)('a' + (got + (size_t)i) % 26));
         got += (size_t)n;
@@ -298,7 +304,8 @@ static int big_main(void *arg)
     }
     ASSERT_EQ(n, 0);
     ASSERT_EQ(got, total);
-    cio_test_note("buffer grew to %zu", (size_t)0);
+    cio_test_note("8 MiB read through a buffer of at most %zu bytes", peak);
+    ASSERT_EQ(peak, 32 * 1024); /* bounded: the transfer was paused */
     cio_http_response_free(r);
     teardown();
     return 0;
@@ -414,4 +421,77 @@ static int cancel_main(void *arg)
 TEST_TIMEOUT(http_cancel_mid_body_removes_the_transfer_and_keeps_the_pool, 30)
 {
     ASSERT_EQ(cio_run(cancel_main, NULL), 0);
+}
+
+typedef struct canceller {
+    cio_scope *scope;
+    int yields;
+} canceller;
+
+static int cancel_after(void *arg)
+{
+    canceller *c = arg;
+    for (int i = 0; i < c->yields; i++)
+        if (cio_yield() < 0)
+            return 0;
+    cio_scope_cancel(c->scope);
+    return 0;
+}
+
+/* One request (send + read to the end) cancelled from another task after
+ * `yields` of its turns: returns send's / read's code. */
+static int cancelled_get(int yields, const char *path)
+{
+    cio_scope s;
+    cio_scope_enter(&s);
+    canceller c = {.scope = &s, .yields = yields};
+    cio_task *t = spawn(cancel_after, &c, "canceller");
+    cio_http_response *r;
+    char u[256];
+    url(u, sizeof u, path);
+    cio_http_request req = {.url = u, .buffer_size = 16384};
+    int rc = cio_http_send(cl, &req, &r);
+    if (rc == 0) {
+        char buf[512];
+        ssize_t n;
+        while ((n = cio_http_read(r, buf, sizeof buf)) > 0)
+            ;
+        rc = (int)n;
+        cio_http_response_free(r);
+    }
+    cio_scope_exit(&s);
+    cio_task_cancel(t);
+    join_release(t);
+    return rc;
+}
+
+static int every_await_main(void *arg)
+{
+    (void)arg;
+    setup(NULL);
+    int base = -1, cancelled = 0, done = 0;
+    for (int k = 0; k < 2000 && done < 3; k++) {
+        int rc = cancelled_get(k, "/big/1000000");
+        if (rc == 0)
+            done++;
+        else {
+            ASSERT_EQ(rc, -ECANCELED);
+            cancelled++;
+        }
+        ASSERT_EQ(cio_http_client_active(cl), 0);
+        if (base < 0)
+            base = count_fds();
+    }
+    cio_test_note("%d cancelled at successive awaits, then %d done", cancelled, done);
+    ASSERT_GT(cancelled, 10);
+    ASSERT_EQ(done, 3);
+    /* fds back to baseline: cancelled transfers' sockets were closed */
+    ASSERT_LE(count_fds(), base + 1);
+    teardown();
+    return 0;
+}
+
+TEST_TIMEOUT(http_cancel_at_every_await_of_send_and_read_leaves_no_transfer_or_fd, 60)
+{
+    ASSERT_EQ(cio_run(every_await_main, NULL), 0);
 }

@@ -132,6 +132,11 @@ CIO_EXTERN ssize_t cio_http_read_site(cio_http_response *r, void *buf, size_t n,
 #define cio_http_read_all(r, max, out) cio_http_read_all_site((r), (max), (out), CIO__HERE)
 CIO_EXTERN ssize_t cio_http_read_all_site(cio_http_response *r, size_t max, char **out,
                                           const char *file, int line, const char *func);
+/* Body bytes received and not read yet, and the memory held for them
+ * (about the request's buffer_size, whatever the body's size: the
+ * transfer is paused while the reader is behind). */
+CIO_EXTERN size_t cio_http_buffered(const cio_http_response *r);
+CIO_EXTERN size_t cio_http_buffer_capacity(const cio_http_response *r);
 /* libcurl's text for the response's failure ("" if none). Owned by r. */
 CIO_EXTERN const char *cio_http_response_error(const cio_http_response *r);
 /* Free r, aborting its transfer if the body was not read to the end (the
