@@ -474,8 +474,13 @@ static int setup(cio_http_response *r, const cio_http_request *req)
     SET(CURLOPT_WRITEDATA, r);
     SET(CURLOPT_USERAGENT, c->user_agent);
     SET(CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85: the _STR forms; the others deprecated */
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+    SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    SET(CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
     if (c->ca_file)
         SET(CURLOPT_CAINFO, c->ca_file);
     r->follow = !req->no_redirects && c->max_redirects > 0;
