@@ -19,7 +19,8 @@
  *   /garbage            "NOT HTTP AT ALL\r\n\r\n" then close
  *
  * Start with http_server_start (TCP on 127.0.0.1, any port), its URL base
- * in srv->base ("http://127.0.0.1:PORT"); stop with http_server_stop. */
+ * in srv->base ("http://127.0.0.1:PORT"); stop with http_server_stop. Set
+ * wrap (a TLS handshake: cio_stream_start_tls) before the start for HTTPS. */
 #ifndef CIO_TEST_HTTP_SERVER_H
 #define CIO_TEST_HTTP_SERVER_H
 
@@ -42,6 +43,11 @@ typedef struct http_server {
     int requests;         /* requests parsed */
     int active, max_active; /* /hold: concurrent now, at most */
     int connections;      /* accepted */
+    /* Called first on each connection when set (a TLS handshake, say);
+     * non-zero ends the connection. */
+    int (*wrap)(cio_stream *s, void *ctx);
+    void *wrap_ctx;
+    int wrap_failures;
 } http_server;
 
 static uint32_t hs_crc32(const unsigned char *p, size_t n)
@@ -203,14 +209,23 @@ static int hs_conn(cio_stream *s, void *arg)
     http_server *hs = arg;
     hs->connections++;
     int rc;
+    if (hs->wrap && (rc = hs->wrap(s, hs->wrap_ctx)) != 0) {
+        hs->wrap_failures++;
+        return 0;
+    }
     while ((rc = hs_request(hs, s)) > 0)
         ;
     return rc < 0 && rc != -ECANCELED ? rc : 0;
 }
 
+/* (hs->wrap and wrap_ctx are kept; everything else is reset.) */
 static int http_server_start(http_server *hs)
 {
+    int (*wrap)(cio_stream *, void *) = hs->wrap;
+    void *wrap_ctx = hs->wrap_ctx;
     memset(hs, 0, sizeof *hs);
+    hs->wrap = wrap;
+    hs->wrap_ctx = wrap_ctx;
     int rc = cio_start_server(&hs->srv, "127.0.0.1", "0", hs_conn, hs, NULL);
     if (rc)
         return rc;
