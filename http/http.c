@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define DEFAULT_BUFFER (64 * 1024)
 
@@ -503,6 +504,22 @@ static int setup(cio_http_response *r, const cio_http_request *req)
         SET(CURLOPT_POSTFIELDS, req->body);
         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
     }
+    const char *cond[2][2] = {{"If-None-Match: ", req->etag},
+                              {"If-Modified-Since: ", req->last_modified}};
+    for (int i = 0; i < 2; i++) {
+        if (!cond[i][1])
+            continue;
+        char *line = malloc(strlen(cond[i][0]) + strlen(cond[i][1]) + 1);
+        if (!line)
+            return -ENOMEM;
+        strcpy(line, cond[i][0]);
+        strcat(line, cond[i][1]);
+        struct curl_slist *l = curl_slist_append(r->req_headers, line);
+        free(line);
+        if (!l)
+            return -ENOMEM;
+        r->req_headers = l;
+    }
     for (const char *const *h = req->headers; h && *h; h++) {
         struct curl_slist *l = curl_slist_append(r->req_headers, *h);
         if (!l)
@@ -679,6 +696,39 @@ int cio_http_timings_get(const cio_http_response *r, cio_http_timings *t)
 #undef GET
     curl_easy_getinfo(r->easy, CURLINFO_REDIRECT_COUNT, &t->redirects);
     return 0;
+}
+
+int cio_http_parse_retry_after(const char *value, int64_t now, int64_t *delay)
+{
+    if (!value || !delay)
+        return -EINVAL;
+    while (*value == ' ' || *value == '\t')
+        value++;
+    if (*value >= '0' && *value <= '9') {
+        char *end;
+        errno = 0;
+        unsigned long long secs = strtoull(value, &end, 10);
+        while (*end == ' ' || *end == '\t')
+            end++;
+        if (*end || errno)
+            return -EINVAL;
+        *delay = secs > (unsigned long long)(INT64_MAX / CIO_SEC) ? INT64_MAX
+                                                                   : (int64_t)secs * CIO_SEC;
+        return 0;
+    }
+    time_t when = curl_getdate(value, NULL); /* IMF-fixdate and the obsolete forms */
+    if (when == (time_t)-1)
+        return -EINVAL;
+    *delay = (int64_t)when > now ? ((int64_t)when - now) * CIO_SEC : 0;
+    return 0;
+}
+
+int cio_http_retry_after(const cio_http_response *r, int64_t *delay)
+{
+    const char *v = cio_http_header(r, "retry-after", 0);
+    if (!v)
+        return -ENOENT;
+    return cio_http_parse_retry_after(v, (int64_t)time(NULL), delay);
 }
 
 size_t cio_http_buffered(const cio_http_response *r)

@@ -17,6 +17,11 @@
  *   /truncated          Content-Length 100, 10 bytes, then a clean close
  *   /hold               counts concurrent requests, holds each 5 ms
  *   /garbage            "NOT HTTP AT ALL\r\n\r\n" then close
+ *   /etag               200 with ETag "v1" and a Last-Modified; 304 when the
+ *                       request's If-None-Match is exactly "v1" (quotes
+ *                       included) or If-Modified-Since is exactly that date
+ *   /retry/S            429 with Retry-After: S (S as given: seconds or a
+ *                       date with %20 for spaces)
  *
  * Start with http_server_start (TCP on 127.0.0.1, any port), its URL base
  * in srv->base ("http://127.0.0.1:PORT"); stop with http_server_stop. Set
@@ -111,7 +116,7 @@ static int hs_request(http_server *hs, cio_stream *s)
         return (int)n;
     if (sscanf(line, "%*s %1023s", path) != 1)
         return -EPROTO;
-    bool gzip_ok = false;
+    bool gzip_ok = false, unchanged = false;
     for (;;) {
         n = cio_stream_readline(s, line, sizeof line);
         if (n <= 0)
@@ -120,6 +125,9 @@ static int hs_request(http_server *hs, cio_stream *s)
             break;
         if (strncasecmp(line, "Accept-Encoding:", 16) == 0 && strstr(line, "gzip"))
             gzip_ok = true;
+        if (strcasecmp(line, "If-None-Match: \"v1\"\r\n") == 0 ||
+            strcasecmp(line, "If-Modified-Since: Wed, 21 Oct 2015 07:28:00 GMT\r\n") == 0)
+            unchanged = true;
     }
     hs->requests++;
     int rc, code;
@@ -196,6 +204,26 @@ static int hs_request(http_server *hs, cio_stream *s)
         rc = cio_sleep(5 * CIO_MSEC);
         hs->active--;
         return (rc ?: hs_reply(s, 200, NULL, "held")) ?: 1;
+    }
+    if (strcmp(path, "/etag") == 0) {
+        if (unchanged)
+            return hs_send(s, "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n") ?: 1;
+        return hs_reply(s, 200, "ETag: \"v1\"\r\n"
+                                "Last-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\n",
+                        "tagged") ?: 1;
+    }
+    if (strncmp(path, "/retry/", 7) == 0) {
+        char v[256], *o = v;
+        for (const char *p = path + 7; *p && o < v + sizeof v - 1; p++) {
+            if (strncmp(p, "%20", 3) == 0)
+                *o++ = ' ', p += 2;
+            else
+                *o++ = *p;
+        }
+        *o = 0;
+        char extra[300];
+        snprintf(extra, sizeof extra, "Retry-After: %s\r\n", v);
+        return hs_reply(s, 429, extra, "slow down") ?: 1;
     }
     if (strcmp(path, "/garbage") == 0) {
         rc = hs_send(s, "NOT HTTP AT ALL\r\n\r\n");

@@ -495,3 +495,70 @@ TEST_TIMEOUT(http_cancel_at_every_await_of_send_and_read_leaves_no_transfer_or_f
 {
     ASSERT_EQ(cio_run(every_await_main, NULL), 0);
 }
+
+static int conditional_main(void *arg)
+{
+    (void)arg;
+    setup(NULL);
+    cio_http_response *r;
+    char u[256];
+    url(u, sizeof u, "/etag");
+    ASSERT_EQ(get("/etag", &r), 0);
+    ASSERT_EQ(cio_http_status(r), 200);
+    char *etag = strdup(cio_http_header(r, "etag", 0));
+    char *lm = strdup(cio_http_header(r, "last-modified", 0));
+    ASSERT_STREQ(etag, "\"v1\"");
+    cio_http_response_free(r);
+    /* echoed back exactly: 304, no body */
+    cio_http_request req = {.url = u, .etag = etag};
+    ASSERT_EQ(cio_http_send(cl, &req, &r), 0);
+    ASSERT_EQ(cio_http_status(r), 304);
+    char *body;
+    ASSERT_EQ(cio_http_read_all(r, 0, &body), 0);
+    free(body);
+    cio_http_response_free(r);
+    req = (cio_http_request){.url = u, .last_modified = lm};
+    ASSERT_EQ(cio_http_send(cl, &req, &r), 0);
+    ASSERT_EQ(cio_http_status(r), 304);
+    cio_http_response_free(r);
+    free(etag);
+    free(lm);
+    /* 429 with Retry-After in seconds, and as a date */
+    ASSERT_EQ(get("/retry/120", &r), 0);
+    ASSERT_EQ(cio_http_status(r), 429);
+    int64_t d;
+    ASSERT_EQ(cio_http_retry_after(r, &d), 0);
+    ASSERT_EQ(d, 120 * CIO_SEC);
+    cio_http_response_free(r);
+    ASSERT_EQ(get("/retry/Wed,%2021%20Oct%202015%2007:28:00%20GMT", &r), 0);
+    ASSERT_EQ(cio_http_retry_after(r, &d), 0);
+    ASSERT_EQ(d, 0); /* in the past */
+    cio_http_response_free(r);
+    ASSERT_EQ(get("/ok", &r), 0);
+    ASSERT_EQ(cio_http_retry_after(r, &d), -ENOENT);
+    cio_http_response_free(r);
+    teardown();
+    return 0;
+}
+
+TEST_TIMEOUT(http_conditional_get_echoes_validators_and_retry_after_is_parsed, 20)
+{
+    ASSERT_EQ(cio_run(conditional_main, NULL), 0);
+}
+
+TEST(http_parse_retry_after_seconds_dates_and_garbage)
+{
+    int64_t d;
+    ASSERT_EQ(cio_http_parse_retry_after("0", 0, &d), 0);
+    ASSERT_EQ(d, 0);
+    ASSERT_EQ(cio_http_parse_retry_after(" 30 ", 0, &d), 0);
+    ASSERT_EQ(d, 30 * CIO_SEC);
+    /* 1445412480 is Wed, 21 Oct 2015 07:28:00 GMT */
+    ASSERT_EQ(cio_http_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412480 - 90, &d), 0);
+    ASSERT_EQ(d, 90 * CIO_SEC);
+    ASSERT_EQ(cio_http_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412480 + 5, &d), 0);
+    ASSERT_EQ(d, 0);
+    ASSERT_EQ(cio_http_parse_retry_after("soon", 0, &d), -EINVAL);
+    ASSERT_EQ(cio_http_parse_retry_after("12abc", 0, &d), -EINVAL);
+    ASSERT_EQ(cio_http_parse_retry_after("", 0, &d), -EINVAL);
+}

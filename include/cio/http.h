@@ -80,6 +80,11 @@ typedef struct cio_http_request {
      * the server sends it), "" = every encoding libcurl supports. The
      * body is decoded before max_body counts it. */
     const char *accept_encoding;
+    /* Conditional GET: a previous response's ETag and Last-Modified
+     * values, sent back exactly as If-None-Match / If-Modified-Since (NULL:
+     * not sent). A 304 status then means "unchanged". */
+    const char *etag;
+    const char *last_modified;
 } cio_http_request;
 
 /* Send req on c and wait for the final response's status and headers (after
@@ -137,6 +142,13 @@ CIO_EXTERN ssize_t cio_http_read_all_site(cio_http_response *r, size_t max, char
  * transfer is paused while the reader is behind). */
 CIO_EXTERN size_t cio_http_buffered(const cio_http_response *r);
 CIO_EXTERN size_t cio_http_buffer_capacity(const cio_http_response *r);
+/* Retry-After of r (429, 503, 3xx), as a delay: 0 and *delay in ns from
+ * now (a date in the past: 0), -ENOENT without the header, -EINVAL when
+ * it is neither a number of seconds nor an HTTP date. Does not suspend. */
+CIO_EXTERN int cio_http_retry_after(const cio_http_response *r, int64_t *delay);
+/* The same for a header value, with `now` the wall-clock time (time(2))
+ * that a date is measured from. */
+CIO_EXTERN int cio_http_parse_retry_after(const char *value, int64_t now, int64_t *delay);
 /* libcurl's text for the response's failure ("" if none). Owned by r. */
 CIO_EXTERN const char *cio_http_response_error(const cio_http_response *r);
 /* Free r, aborting its transfer if the body was not read to the end (the
