@@ -81,6 +81,8 @@ struct cio_http_response {
     char *buf;
     size_t off, len, cap, limit;
     size_t max_body, received;
+    int64_t timeout;      /* ns from the first request sent, 0 = none */
+    cio_handle *deadline; /* its timer, once armed */
     cio_event ev;         /* set when something changed for the waiter */
     char error[CURL_ERROR_SIZE];
 };
@@ -153,8 +155,18 @@ static int map_curl(cio_http_response *r, CURLcode cc)
 
 static void drain_done(cio_http_client *c);
 
+static void stop_deadline(cio_http_response *r)
+{
+    if (r->deadline) {
+        cio_handle_cancel(r->deadline);
+        cio_handle_release(r->deadline);
+        r->deadline = NULL;
+    }
+}
+
 static void finish(cio_http_response *r, int result)
 {
+    stop_deadline(r);
     r->done = true;
     if (!r->result)
         r->result = result;
@@ -444,6 +456,7 @@ static long to_ms(int64_t ns)
  * closed, not reused; the pool and the other transfers go on. */
 static void abort_transfer(cio_http_response *r, int why)
 {
+    stop_deadline(r);
     if (r->in_multi) {
         curl_multi_remove_handle(r->client->multi, r->easy);
         r->in_multi = false;
@@ -454,6 +467,36 @@ static void abort_transfer(cio_http_response *r, int why)
         r->result = why;
     }
 }
+
+/* The request's timeout fired (a loop callback, not libcurl's): the
+ * transfer goes at once. */
+static void on_deadline(void *arg)
+{
+    cio_http_response *r = arg;
+    cio_handle_release(r->deadline);
+    r->deadline = NULL;
+    snprintf(r->error, sizeof r->error, "no complete response within %lld ms of sending",
+             (long long)(r->timeout / CIO_MSEC));
+    abort_transfer(r, CIO_EHTTP_TIMEOUT);
+    cio_event_set(&r->ev);
+}
+
+#if LIBCURL_VERSION_NUM >= 0x075000 /* 7.80: CURLOPT_PREREQFUNCTION */
+#define OWN_TIMEOUT 1
+/* A connection is there (made or reused) and the first request is about
+ * to go: the request's timeout starts now, so that the time spent waiting
+ * for a per-host slot or connecting does not count (libcurl's
+ * CURLOPT_TIMEOUT counts both). Only arms a loop timer. */
+static int prereq_cb(void *arg, char *ip, char *local_ip, int port, int local_port)
+{
+    (void)ip, (void)local_ip, (void)port, (void)local_port;
+    cio_http_response *r = arg;
+    if (r->timeout > 0 && !r->deadline && !r->done &&
+        cio_call_later(r->timeout, on_deadline, r, &r->deadline) != 0)
+        return CURL_PREREQFUNC_ABORT;
+    return CURL_PREREQFUNC_OK;
+}
+#endif
 
 static int setup(cio_http_response *r, const cio_http_request *req)
 {
@@ -491,8 +534,14 @@ static int setup(cio_http_response *r, const cio_http_request *req)
     if (ct > 0)
         SET(CURLOPT_CONNECTTIMEOUT_MS, to_ms(ct));
     int64_t tt = req->timeout ? req->timeout : c->timeout;
+#ifdef OWN_TIMEOUT
+    r->timeout = tt > 0 ? tt : 0;
+    SET(CURLOPT_PREREQFUNCTION, prereq_cb);
+    SET(CURLOPT_PREREQDATA, r);
+#else
     if (tt > 0)
         SET(CURLOPT_TIMEOUT_MS, to_ms(tt));
+#endif
     if (req->accept_encoding)
         SET(CURLOPT_ACCEPT_ENCODING, req->accept_encoding);
     const char *method = req->method ? req->method : "GET";

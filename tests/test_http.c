@@ -562,3 +562,68 @@ TEST(http_parse_retry_after_seconds_dates_and_garbage)
     ASSERT_EQ(cio_http_parse_retry_after("12abc", 0, &d), -EINVAL);
     ASSERT_EQ(cio_http_parse_retry_after("", 0, &d), -EINVAL);
 }
+
+/* Request timeout on the loop's (virtual) clock: counted from the request
+ * sent, not while queued for the one connection the host cap allows. */
+static cio_http_request queued_req;
+static int queued_result;
+
+static int queued_get(void *arg)
+{
+    (void)arg;
+    cio_http_response *r;
+    int rc = cio_http_send(cl, &queued_req, &r);
+    if (rc) {
+        queued_result = rc;
+        return 0;
+    }
+    char *body;
+    ssize_t n = cio_http_read_all(r, 0, &body);
+    queued_result = n < 0 ? (int)n : cio_http_status(r);
+    if (n >= 0)
+        free(body);
+    cio_http_response_free(r);
+    return 0;
+}
+
+static int timeout_main(void *arg)
+{
+    (void)arg;
+    cio_http_client_options o = {.max_per_host = 1};
+    setup(&o);
+    char u[256];
+    url(u, sizeof u, "/stall");
+    cio_http_request req = {.url = u, .timeout = 2 * CIO_SEC};
+    cio_http_response *r;
+    int64_t t0 = cio_now();
+    ASSERT_EQ(cio_http_send(cl, &req, &r), 0);
+    char buf[64];
+    ASSERT_EQ(cio_http_read(r, buf, sizeof buf), 10);
+    ASSERT_EQ(cio_http_read(r, buf, sizeof buf), CIO_EHTTP_TIMEOUT);
+    ASSERT_GE(cio_now() - t0, 2 * CIO_SEC);
+    ASSERT_LT(cio_now() - t0, 3 * CIO_SEC);
+    cio_test_note("%s", cio_http_response_error(r));
+    ASSERT_EQ(cio_http_client_active(cl), 0);
+    cio_http_response_free(r);
+    /* The only connection is held by a stalled transfer for 5 s; a request
+     * with a 1 s timeout queued behind it still succeeds. */
+    cio_http_response *held;
+    ASSERT_EQ(get("/stall", &held), 0);
+    char u2[256];
+    url(u2, sizeof u2, "/ok");
+    queued_req = (cio_http_request){.url = u2, .timeout = 1 * CIO_SEC};
+    cio_task *t = spawn(queued_get, NULL, "queued");
+    ASSERT_EQ(cio_sleep(5 * CIO_SEC), 0);
+    ASSERT_EQ(queued_result, 0); /* still waiting for the connection */
+    ASSERT_EQ(cio_http_client_active(cl), 2);
+    cio_http_response_free(held);
+    ASSERT_EQ(join_release(t), 0);
+    ASSERT_EQ(queued_result, 200);
+    teardown();
+    return 0;
+}
+
+TEST_TIMEOUT(http_request_timeout_counts_from_sending_not_while_queued_for_a_slot, 30)
+{
+    ASSERT_EQ(run_virtual(timeout_main, NULL), 0);
+}

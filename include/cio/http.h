@@ -45,7 +45,7 @@ typedef struct cio_http_client_options {
     long max_per_host;        /* to one host, 0 = 8 (requests beyond it wait) */
     const char *user_agent;   /* NULL = "cio_http/<version>" */
     int64_t connect_timeout;  /* ns; default for requests, 0 = 30 s */
-    int64_t timeout;          /* ns; whole-transfer default, 0 = none */
+    int64_t timeout;          /* ns; default request timeout, 0 = none */
     const char *ca_file;      /* PEM CA bundle, NULL = the system's */
     long max_redirects;       /* 0 = 10; < 0: follow none */
 } cio_http_client_options;
@@ -72,7 +72,11 @@ typedef struct cio_http_request {
     const void *body;            /* sent as is (with Content-Length) */
     size_t body_len;
     int64_t connect_timeout;     /* ns, 0 = the client's, < 0 = curl's (300 s) */
-    int64_t timeout;             /* ns, whole transfer, 0 = the client's, < 0 none */
+    /* ns, 0 = the client's, < 0 none: from the moment the first request
+     * is sent (a connection made or reused: time spent waiting for a
+     * per-host slot or connecting does not count) to the end of the body,
+     * redirects included, on the loop's clock. Then CIO_EHTTP_TIMEOUT. */
+    int64_t timeout;
     size_t max_body;             /* decoded body bytes, 0 = unlimited */
     size_t buffer_size;          /* body bytes held for the reader, 0 = 64 KiB */
     bool no_redirects;           /* do not follow 3xx Location */
