@@ -53,6 +53,7 @@ struct cio_http_client {
     size_t n_active;         /* in the multi handle */
     char *user_agent;
     char *ca_file;
+    char *unix_socket;
     int64_t connect_timeout, timeout;
     long max_redirects;
     char error[CURL_ERROR_SIZE];
@@ -144,8 +145,21 @@ static int map_curl(cio_http_response *r, CURLcode cc)
     }
     case CURLE_URL_MALFORMAT:
         return CIO_EHTTP_URL;
-    case CURLE_OUT_OF_MEMORY:
+    case CURLE_OUT_OF_MEMORY: {
+        /* libcurl (7.88) also says this for a response header line over
+         * its limit (100 KiB): a status line was parsed, the headers never
+         * ended. That is the server's doing far more often than memory. */
+        long code = 0;
+        if (r && r->easy && !r->headers_done)
+            curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
+        if (code) {
+            if (!r->error[0])
+                snprintf(r->error, sizeof r->error,
+                         "response header too large for libcurl (or out of memory)");
+            return CIO_EHTTP_PROTOCOL;
+        }
         return -ENOMEM;
+    }
     default:
         return CIO_EHTTP_OTHER;
     }
@@ -287,9 +301,11 @@ int cio_http_client_new(cio_http_client **out, const cio_http_client_options *op
     snprintf(ua, sizeof ua, "cio_http/%s", cio_version_string());
     c->user_agent = strdup(o.user_agent ? o.user_agent : ua);
     c->ca_file = o.ca_file ? strdup(o.ca_file) : NULL;
+    c->unix_socket = o.unix_socket ? strdup(o.unix_socket) : NULL;
     c->multi = curl_multi_init();
     c->share = curl_share_init();
-    if (!c->user_agent || (o.ca_file && !c->ca_file) || !c->multi || !c->share) {
+    if (!c->user_agent || (o.ca_file && !c->ca_file) ||
+        (o.unix_socket && !c->unix_socket) || !c->multi || !c->share) {
         cio_http_client_free(c);
         return -ENOMEM;
     }
@@ -323,6 +339,7 @@ int cio_http_client_free(cio_http_client *c)
     }
     free(c->user_agent);
     free(c->ca_file);
+    free(c->unix_socket);
     free(c);
     return 0;
 }
@@ -527,6 +544,10 @@ static int setup(cio_http_response *r, const cio_http_request *req)
 #endif
     if (c->ca_file)
         SET(CURLOPT_CAINFO, c->ca_file);
+    if (c->unix_socket && c->unix_socket[0] == '@')
+        SET(CURLOPT_ABSTRACT_UNIX_SOCKET, c->unix_socket + 1);
+    else if (c->unix_socket)
+        SET(CURLOPT_UNIX_SOCKET_PATH, c->unix_socket);
     r->follow = !req->no_redirects && c->max_redirects > 0;
     SET(CURLOPT_FOLLOWLOCATION, r->follow ? 1L : 0L);
     SET(CURLOPT_MAXREDIRS, c->max_redirects);

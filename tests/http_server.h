@@ -16,6 +16,8 @@
  *   /reset              Content-Length 100, 10 bytes, then a TCP reset
  *   /truncated          Content-Length 100, 10 bytes, then a clean close
  *   /hold               counts concurrent requests, holds each 5 ms
+ *   /headers/N          200 with N headers "X-Filler-i: " + 1000 bytes
+ *   /longheader/K       200 with one header of K KiB
  *   /garbage            "NOT HTTP AT ALL\r\n\r\n" then close
  *   /etag               200 with ETag "v1" and a Last-Modified; 304 when the
  *                       request's If-None-Match is exactly "v1" (quotes
@@ -161,6 +163,33 @@ static int hs_request(http_server *hs, cio_stream *s)
         }
         return rc ?: 1;
     }
+    if (strncmp(path, "/headers/", 9) == 0) {
+        int count = atoi(path + 9);
+        char filler[1001];
+        memset(filler, 'f', 1000);
+        filler[1000] = 0;
+        rc = hs_send(s, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n");
+        for (int i = 0; !rc && i < count; i++) {
+            char h[32];
+            int hn = snprintf(h, sizeof h, "X-Filler-%d: ", i);
+            rc = cio_stream_write(s, h, (size_t)hn);
+            rc = rc ?: cio_stream_write(s, filler, 1000);
+            rc = rc ?: cio_stream_write(s, "\r\n", 2);
+            rc = rc ?: cio_stream_drain(s);
+        }
+        return (rc ?: hs_send(s, "\r\nok")) ?: 1;
+    }
+    if (strncmp(path, "/longheader/", 12) == 0) {
+        size_t k = strtoull(path + 12, NULL, 10) * 1024;
+        char *v = malloc(k);
+        if (!v)
+            return -ENOMEM;
+        memset(v, 'v', k);
+        rc = hs_send(s, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Long: ");
+        rc = rc ?: cio_stream_write(s, v, k);
+        free(v);
+        return (rc ?: hs_send(s, "\r\n\r\nok")) ?: 1;
+    }
     if (strcmp(path, "/headers") == 0)
         return hs_reply(s, 200, "Set-Cookie: a=1\r\nX-Mixed-Case: yes\r\nSet-Cookie: b=2\r\n",
                         "h") ?: 1;
@@ -247,7 +276,7 @@ static int hs_conn(cio_stream *s, void *arg)
 }
 
 /* (hs->wrap and wrap_ctx are kept; everything else is reset.) */
-static int http_server_start(http_server *hs)
+static inline int http_server_start(http_server *hs)
 {
     int (*wrap)(cio_stream *, void *) = hs->wrap;
     void *wrap_ctx = hs->wrap_ctx;
@@ -267,7 +296,24 @@ static int http_server_start(http_server *hs)
     return 0;
 }
 
-static int http_server_stop(http_server *hs)
+/* The same on a Unix socket (path; '@' first: abstract), for tests that
+ * count connections (no other process can reach it by accident); base is
+ * "http://localhost". */
+static inline int http_server_start_unix(http_server *hs, const char *path)
+{
+    int (*wrap)(cio_stream *, void *) = hs->wrap;
+    void *wrap_ctx = hs->wrap_ctx;
+    memset(hs, 0, sizeof *hs);
+    hs->wrap = wrap;
+    hs->wrap_ctx = wrap_ctx;
+    int rc = cio_start_unix_server(&hs->srv, path, hs_conn, hs, NULL);
+    if (rc)
+        return rc;
+    snprintf(hs->base, sizeof hs->base, "http://localhost");
+    return 0;
+}
+
+static inline int http_server_stop(http_server *hs)
 {
     return cio_server_close(hs->srv);
 }

@@ -340,9 +340,14 @@ static int one_get(void *arg)
 static int concurrent_main(void *arg)
 {
     (void)arg;
-    cio_http_client_options o = {.max_per_host = 4};
-    setup(&o);
-    enum { N = 100 };
+    /* a Unix socket: the server's counts are ours alone */
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/cio-http-test-%d.sock", (int)getpid());
+    unlink(path);
+    cio_http_client_options o = {.max_per_host = 4, .unix_socket = path};
+    ASSERT_EQ(http_server_start_unix(&hs, path), 0);
+    ASSERT_EQ(cio_http_client_new(&cl, &o), 0);
+    enum { N = 1000 };
     static one res[N];
     cio_task *t[N];
     for (int i = 0; i < N; i++)
@@ -357,6 +362,7 @@ static int concurrent_main(void *arg)
     ASSERT_GE(hs.max_active, 2);
     ASSERT_LE(hs.connections, 4);
     teardown();
+    unlink(path);
     return 0;
 }
 
@@ -626,4 +632,35 @@ static int timeout_main(void *arg)
 TEST_TIMEOUT(http_request_timeout_counts_from_sending_not_while_queued_for_a_slot, 30)
 {
     ASSERT_EQ(run_virtual(timeout_main, NULL), 0);
+}
+
+static int big_headers_main(void *arg)
+{
+    (void)arg;
+    setup(NULL);
+    cio_http_response *r;
+    /* 60 KiB of headers: fine */
+    ASSERT_EQ(get("/headers/60", &r), 0);
+    ASSERT_EQ(cio_http_header_count(r), 61);
+    ASSERT_EQ(strlen(cio_http_header(r, "x-filler-59", 0)), 1000);
+    char *body;
+    ASSERT_EQ(cio_http_read_all(r, 0, &body), 2);
+    free(body);
+    cio_http_response_free(r);
+    /* 150 KiB of them: still fine (libcurl limits each line) */
+    ASSERT_EQ(get("/headers/150", &r), 0);
+    ASSERT_EQ(cio_http_header_count(r), 151);
+    cio_http_response_free(r);
+    /* one header line of 120 KiB: over libcurl's limit (100 KiB) */
+    int rc = get("/longheader/120", &r);
+    cio_test_note("a 120 KiB header: %s (%s)", cio_strerror(rc), cio_http_client_error(cl));
+    ASSERT_EQ(rc, CIO_EHTTP_PROTOCOL);
+    ASSERT_EQ(cio_http_client_active(cl), 0);
+    teardown();
+    return 0;
+}
+
+TEST_TIMEOUT(http_headers_over_100_kib_are_refused_under_that_kept, 20)
+{
+    ASSERT_EQ(cio_run(big_headers_main, NULL), 0);
 }

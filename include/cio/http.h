@@ -48,6 +48,11 @@ typedef struct cio_http_client_options {
     int64_t timeout;          /* ns; default request timeout, 0 = none */
     const char *ca_file;      /* PEM CA bundle, NULL = the system's */
     long max_redirects;       /* 0 = 10; < 0: follow none */
+    /* Connect every request to this Unix socket instead of the URL's host
+     * and port (the URL still names the host for Host: and the per-host
+     * cap); '@' first: the abstract namespace (libcurl 7.88 reuses no
+     * connection to an abstract socket: a path reuses them). NULL: TCP. */
+    const char *unix_socket;
 } cio_http_client_options;
 
 /* Make a client on the current loop. Does not suspend. Returns 0 and
