@@ -8,6 +8,7 @@
 #include "util.h"
 
 #include <dirent.h>
+#include <sys/resource.h>
 #include <errno.h>
 
 static http_server hs;
@@ -663,4 +664,50 @@ static int big_headers_main(void *arg)
 TEST_TIMEOUT(http_headers_over_100_kib_are_refused_under_that_kept, 20)
 {
     ASSERT_EQ(cio_run(big_headers_main, NULL), 0);
+}
+
+static long max_rss_kib(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* 1 GiB read by a reader that falls behind (a pause every 4 MiB): memory
+ * stays about the buffer, whatever the body's size. */
+static int gib_main(void *arg)
+{
+    (void)arg;
+    setup(NULL);
+    size_t total = cio_test_slow() ? (size_t)64 << 20 : (size_t)1 << 30;
+    char u[256];
+    snprintf(u, sizeof u, "%s/big/%zu", hs.base, total);
+    cio_http_request req = {.url = u}; /* default buffer: 64 KiB */
+    cio_http_response *r;
+    ASSERT_EQ(cio_http_send(cl, &req, &r), 0);
+    long rss0 = max_rss_kib();
+    static char buf[65536];
+    size_t got = 0;
+    ssize_t n;
+    while ((n = cio_http_read(r, buf, sizeof buf)) > 0) {
+        size_t before = got;
+        got += (size_t)n;
+        if (before >> 22 != got >> 22)
+            ASSERT_EQ(cio_sleep(10 * CIO_MSEC), 0); /* fall behind */
+    }
+    ASSERT_EQ(n, 0);
+    ASSERT_EQ(got, total);
+    long grew = max_rss_kib() - rss0;
+    cio_test_note("%zu MiB read; peak RSS grew by %ld KiB; buffer %zu bytes", total >> 20,
+                  grew, cio_http_buffer_capacity(r));
+    ASSERT_LT(grew, 16 * 1024);
+    ASSERT_LE(cio_http_buffer_capacity(r), 64 * 1024);
+    cio_http_response_free(r);
+    teardown();
+    return 0;
+}
+
+TEST_TIMEOUT(http_one_gib_body_read_slowly_keeps_memory_bounded, 300)
+{
+    ASSERT_EQ(run_virtual(gib_main, NULL), 0);
 }
