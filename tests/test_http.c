@@ -700,7 +700,11 @@ static int gib_main(void *arg)
     long grew = max_rss_kib() - rss0;
     cio_test_note("%zu MiB read; peak RSS grew by %ld KiB; buffer %zu bytes", total >> 20,
                   grew, cio_http_buffer_capacity(r));
+#ifndef CIO_ASAN
+    /* (ASan's quarantine keeps every freed block a while: the server's
+     * write queue churns through 1 GiB of them) */
     ASSERT_LT(grew, 16 * 1024);
+#endif
     ASSERT_LE(cio_http_buffer_capacity(r), 64 * 1024);
     cio_http_response_free(r);
     teardown();
