@@ -46,7 +46,14 @@ else
     echo "curl: not installed, skipped"
 fi
 
-if python3 -c 'import aiohttp' 2>/dev/null; then
+py=""
+for p in python3 /usr/bin/python3; do   # (Debian's python3-aiohttp is /usr/bin's)
+    if command -v "$p" >/dev/null && "$p" -c 'import aiohttp' 2>/dev/null; then
+        py=$p
+        break
+    fi
+done
+if [ -n "$py" ]; then
     cat >"$tmp/a.py" <<PY
 import asyncio, aiohttp
 async def main():
@@ -60,7 +67,7 @@ async def main():
         await asyncio.gather(*(one() for _ in range($n)))
 asyncio.run(main())
 PY
-    cpu_of "python aiohttp" python3 "$tmp/a.py"
+    cpu_of "python aiohttp" "$py" "$tmp/a.py"
 else
     echo "python aiohttp: not installed (Debian: python3-aiohttp), skipped"
 fi
