@@ -89,6 +89,20 @@ int cio__backend_watch(cio__backend *b, cio__io_watch *w)
     return 0;
 }
 
+int cio__backend_rewatch(cio__backend *b, cio__io_watch *w)
+{
+    struct epoll_event ev = {
+        .events = to_epoll(w->events) | (w->persistent ? 0 : EPOLLONESHOT),
+        .data.ptr = w};
+    w->revents = 0;
+    if (epoll_ctl(b->epfd, EPOLL_CTL_MOD, w->fd, &ev) != 0) {
+        int rc = -errno;
+        cio__backend_unwatch(b, w);
+        return rc;
+    }
+    return 0;
+}
+
 void cio__backend_unwatch(cio__backend *b, cio__io_watch *w)
 {
     if (w->fd < 0)

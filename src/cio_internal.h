@@ -182,6 +182,10 @@ void cio__backend_close(cio__backend *b);
  * (still registered until unwatched); a persistent one is reported again
  * on every poll while its descriptor stays ready (level-triggered). */
 int cio__backend_watch(cio__backend *b, cio__io_watch *w);
+/* Change a registered watch's events (w->events) in place: one call.
+ * Returns 0 or a negative errno code (w is then no longer registered, and
+ * w->fd is -1). */
+int cio__backend_rewatch(cio__backend *b, cio__io_watch *w);
 /* Forget w (w->fd < 0: nothing to do); sets w->fd to -1. */
 void cio__backend_unwatch(cio__backend *b, cio__io_watch *w);
 /* The fd layer's registrations (fd.c), one per descriptor, for both

@@ -124,11 +124,15 @@ int cio_poll_change(cio_poll *p, unsigned events)
         return -EINVAL;
     if (events == p->events)
         return 0;
-    /* (Two backend calls rather than a modify: the backend keeps its watch
-     * interface small, and a change is rare next to readiness.) */
-    cio__backend_unwatch(p->loop->backend, &p->watch);
     p->events = events;
-    int rc = arm(p);
+    int rc;
+    if (events && p->watch.fd >= 0) {
+        p->watch.events = events; /* (libcurl changes events often: one call) */
+        rc = cio__backend_rewatch(p->loop->backend, &p->watch);
+    } else {
+        cio__backend_unwatch(p->loop->backend, &p->watch);
+        rc = arm(p);
+    }
     if (rc)
         p->events = 0;
     return rc;

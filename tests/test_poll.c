@@ -81,6 +81,18 @@ static int readiness_main(void *arg)
     ASSERT_EQ(cio_sleep(CIO_MSEC), 0);
     ASSERT_EQ(r.calls, n);
     ASSERT_EQ(cio_poll_change(p, 4), -EINVAL);
+    /* Back from 0 to readable (registered again), then both. */
+    ASSERT_EQ(write(sv[1], "z", 1), 1);
+    ASSERT_EQ(cio_poll_change(p, CIO_READABLE), 0);
+    cio_event_clear(&r.ev);
+    ASSERT_EQ(cio_event_wait(&r.ev), 0);
+    ASSERT_EQ(r.last, CIO_READABLE); /* (drained by the callback) */
+    ASSERT_EQ(cio_poll_change(p, CIO_READABLE | CIO_WRITABLE), 0);
+    cio_event_clear(&r.ev);
+    ASSERT_EQ(cio_event_wait(&r.ev), 0);
+    ASSERT_EQ(r.last, CIO_WRITABLE);
+    ASSERT_EQ(cio_poll_change(p, 0), 0);
+    n = r.calls;
     cio_poll_stop(p);
     /* Stopped: nothing more, the fd is free for a new watch. */
     ASSERT_EQ(write(sv[1], "c", 1), 1);
