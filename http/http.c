@@ -82,6 +82,10 @@ struct cio_http_response {
     char *buf;
     size_t off, len, cap, limit;
     size_t max_body, received;
+    cio_http_body_fn body_fn; /* upload by callback, or NULL */
+    void *body_fn_arg;
+    bool upload_paused;
+    int upload_error;     /* the callback's negative code */
     int64_t timeout;      /* ns from the first request sent, 0 = none */
     cio_handle *deadline; /* its timer, once armed */
     cio_event ev;         /* set when something changed for the waiter */
@@ -122,6 +126,9 @@ static int map_curl(cio_http_response *r, CURLcode cc)
         return CIO_EHTTP_REDIRECTS;
     case CURLE_FILESIZE_EXCEEDED:
         return CIO_EHTTP_BODY_TOO_LARGE;
+    case CURLE_ABORTED_BY_CALLBACK:
+    case CURLE_READ_ERROR:
+        return r && r->upload_error ? r->upload_error : CIO_EHTTP_OTHER;
     case CURLE_WRITE_ERROR:
         return r && r->too_large ? CIO_EHTTP_BODY_TOO_LARGE : CIO_EHTTP_OTHER;
     case CURLE_WEIRD_SERVER_REPLY:
@@ -462,6 +469,32 @@ static size_t write_cb(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
+/* libcurl wants upload bytes: ask the user's callback (which cannot call
+ * libcurl: it gets no curl handle, and resume is refused from inside). */
+static size_t read_cb(char *buf, size_t size, size_t n, void *arg)
+{
+    cio_http_response *r = arg;
+    ssize_t k = r->body_fn((cio_http_upload *)r, buf, size * n, r->body_fn_arg);
+    if (k == CIO_HTTP_BODY_WAIT) {
+        r->upload_paused = true;
+        return CURL_READFUNC_PAUSE;
+    }
+    if (k < 0 || (size_t)k > size * n) {
+        r->upload_error = k < 0 ? (int)k : -EINVAL;
+        return CURL_READFUNC_ABORT;
+    }
+    return (size_t)k;
+}
+
+void cio_http_upload_resume(cio_http_upload *u)
+{
+    cio_http_response *r = (cio_http_response *)u;
+    if (!r || !r->upload_paused || !r->in_multi)
+        return;
+    r->upload_paused = false;
+    curl_easy_pause(r->easy, CURLPAUSE_CONT); /* (may call read_cb at once) */
+}
+
 /* ---- requests ------------------------------------------------------------------- */
 
 static long to_ms(int64_t ns)
@@ -565,14 +598,39 @@ static int setup(cio_http_response *r, const cio_http_request *req)
 #endif
     if (req->accept_encoding)
         SET(CURLOPT_ACCEPT_ENCODING, req->accept_encoding);
-    const char *method = req->method ? req->method : "GET";
+    if (req->body && req->body_fn)
+        return -EINVAL;
+    const char *method = req->method ? req->method : req->body_fn ? "POST" : "GET";
     if (strcmp(method, "HEAD") == 0)
         SET(CURLOPT_NOBODY, 1L);
-    else if (strcmp(method, "GET") != 0)
+    else if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
         SET(CURLOPT_CUSTOMREQUEST, method);
     if (req->body) {
         SET(CURLOPT_POSTFIELDS, req->body);
         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    } else if (req->body_fn) {
+        r->body_fn = req->body_fn;
+        r->body_fn_arg = req->body_fn_arg;
+        SET(CURLOPT_POST, 1L);
+        SET(CURLOPT_READFUNCTION, read_cb);
+        SET(CURLOPT_READDATA, r);
+        SET(CURLOPT_POSTFIELDSIZE_LARGE,
+            (curl_off_t)(req->body_fn_len >= 0 ? req->body_fn_len : -1));
+        if (req->body_fn_len < 0) {
+            struct curl_slist *l = curl_slist_append(r->req_headers,
+                                                     "Transfer-Encoding: chunked");
+            if (!l)
+                return -ENOMEM;
+            r->req_headers = l;
+        }
+        /* (no "Expect: 100-continue" wait: the body goes at once) */
+        struct curl_slist *l = curl_slist_append(r->req_headers, "Expect:");
+        if (!l)
+            return -ENOMEM;
+        r->req_headers = l;
+    } else if (strcmp(method, "POST") == 0) {
+        SET(CURLOPT_POSTFIELDS, "");
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
     }
     const char *cond[2][2] = {{"If-None-Match: ", req->etag},
                               {"If-Modified-Since: ", req->last_modified}};

@@ -18,6 +18,8 @@
  *   /hold               counts concurrent requests, holds each 5 ms
  *   /headers/N          200 with N headers "X-Filler-i: " + 1000 bytes
  *   /longheader/K       200 with one header of K KiB
+ *   /echo               200, "len=N sum=S" of the request's body (any
+ *                       route reads a Content-Length or chunked body)
  *   /garbage            "NOT HTTP AT ALL\r\n\r\n" then close
  *   /etag               200 with ETag "v1" and a Last-Modified; 304 when the
  *                       request's If-None-Match is exactly "v1" (quotes
@@ -108,6 +110,23 @@ static int hs_reply(cio_stream *s, int status, const char *extra, const char *bo
                    strlen(body), extra ? extra : "", body);
 }
 
+/* Read `want` body bytes, counting and summing them. */
+static int hs_read_body(cio_stream *s, long long want, unsigned long long *len,
+                        unsigned long long *sum)
+{
+    while (want > 0) {
+        char b[4096];
+        ssize_t k = cio_stream_read(s, b, want < (long long)sizeof b ? (size_t)want : sizeof b);
+        if (k <= 0)
+            return k ? (int)k : -EPROTO;
+        for (ssize_t i = 0; i < k; i++)
+            *sum += (unsigned char)b[i];
+        *len += (unsigned long long)k;
+        want -= k;
+    }
+    return 0;
+}
+
 /* One request: returns 1 to go on with the connection, 0 to close it
  * cleanly, < 0 on error. */
 static int hs_request(http_server *hs, cio_stream *s)
@@ -118,13 +137,18 @@ static int hs_request(http_server *hs, cio_stream *s)
         return (int)n;
     if (sscanf(line, "%*s %1023s", path) != 1)
         return -EPROTO;
-    bool gzip_ok = false, unchanged = false;
+    bool gzip_ok = false, unchanged = false, chunked = false;
+    long long content_length = 0;
     for (;;) {
         n = cio_stream_readline(s, line, sizeof line);
         if (n <= 0)
             return n ? (int)n : -EPROTO;
         if (strcmp(line, "\r\n") == 0 || strcmp(line, "\n") == 0)
             break;
+        if (strncasecmp(line, "Content-Length:", 15) == 0)
+            content_length = atoll(line + 15);
+        if (strncasecmp(line, "Transfer-Encoding:", 18) == 0 && strstr(line, "chunked"))
+            chunked = true;
         if (strncasecmp(line, "Accept-Encoding:", 16) == 0 && strstr(line, "gzip"))
             gzip_ok = true;
         if (strcasecmp(line, "If-None-Match: \"v1\"\r\n") == 0 ||
@@ -133,6 +157,37 @@ static int hs_request(http_server *hs, cio_stream *s)
     }
     hs->requests++;
     int rc, code;
+    /* The request's body (any route): counted and summed, then dropped. */
+    unsigned long long body_len = 0, body_sum = 0;
+    if (!chunked) {
+        rc = hs_read_body(s, content_length, &body_len, &body_sum);
+        if (rc)
+            return rc;
+    } else {
+        for (;;) {
+            n = cio_stream_readline(s, line, sizeof line);
+            if (n <= 0)
+                return n ? (int)n : -EPROTO;
+            long long size = strtoll(line, NULL, 16);
+            if (size == 0)
+                break;
+            rc = hs_read_body(s, size, &body_len, &body_sum);
+            n = rc ? rc : cio_stream_readline(s, line, sizeof line); /* its CRLF */
+            if (n <= 0)
+                return n ? (int)n : -EPROTO;
+        }
+        do { /* trailers, up to the empty line */
+            n = cio_stream_readline(s, line, sizeof line);
+            if (n <= 0)
+                return n ? (int)n : -EPROTO;
+        } while (strcmp(line, "\r\n") != 0 && strcmp(line, "\n") != 0);
+    }
+    if (strcmp(path, "/echo") == 0) {
+        char body[64];
+        snprintf(body, sizeof body, "len=%llu sum=%llu%s", body_len, body_sum,
+                 chunked ? " chunked" : "");
+        return hs_reply(s, 200, NULL, body) ?: 1;
+    }
     if (strcmp(path, "/ok") == 0)
         return hs_reply(s, 200, "Content-Type: text/plain\r\n", "hello") ?: 1;
     if (strcmp(path, "/chunked") == 0)

@@ -715,3 +715,98 @@ TEST_TIMEOUT(http_one_gib_body_read_slowly_keeps_memory_bounded, 300)
 {
     ASSERT_EQ(run_virtual(gib_main, NULL), 0);
 }
+
+/* Upload by callback: 100,000 bytes in pieces, with a wait in the middle
+ * that a task ends later; with a known length and chunked. */
+typedef struct up {
+    size_t total, sent;
+    bool waited;
+    cio_http_upload *paused;
+    unsigned long long sum;
+} up;
+
+static ssize_t body_fn(cio_http_upload *u, void *buf, size_t n, void *arg)
+{
+    up *p = arg;
+    if (p->sent >= p->total)
+        return 0;
+    if (p->sent >= p->total / 2 && !p->waited) {
+        p->waited = true;
+        p->paused = u; /* a task resumes it */
+        return CIO_HTTP_BODY_WAIT;
+    }
+    size_t k = p->total - p->sent < n ? p->total - p->sent : n;
+    if (k > 1000)
+        k = 1000;
+    for (size_t i = 0; i < k; i++) {
+        unsigned char c = (unsigned char)((p->sent + i) * 7);
+        ((unsigned char *)buf)[i] = c;
+        p->sum += c;
+    }
+    p->sent += k;
+    return (ssize_t)k;
+}
+
+static int resumer(void *arg)
+{
+    up *p = arg;
+    while (!p->paused) {
+        int rc = cio_sleep(CIO_MSEC);
+        if (rc)
+            return rc;
+    }
+    cio_http_upload_resume(p->paused);
+    return 0;
+}
+
+static ssize_t failing_body(cio_http_upload *u, void *buf, size_t n, void *arg)
+{
+    (void)u, (void)buf, (void)n, (void)arg;
+    return -EIO;
+}
+
+static int upload_main(void *arg)
+{
+    (void)arg;
+    setup(NULL);
+    char u[256];
+    url(u, sizeof u, "/echo");
+    for (int chunked = 0; chunked < 2; chunked++) {
+        up p = {.total = 100000};
+        cio_http_request req = {.url = u, .body_fn = body_fn, .body_fn_arg = &p,
+                                .body_fn_len = chunked ? -1 : 100000};
+        cio_task *t = spawn(resumer, &p, "resumer");
+        cio_http_response *r;
+        ASSERT_EQ(cio_http_send(cl, &req, &r), 0);
+        ASSERT_EQ(join_release(t), 0);
+        ASSERT_TRUE(p.waited);
+        char *body;
+        ASSERT_GT(cio_http_read_all(r, 0, &body), 0);
+        char want[64];
+        snprintf(want, sizeof want, "len=100000 sum=%llu%s", p.sum, chunked ? " chunked" : "");
+        ASSERT_STREQ(body, want);
+        free(body);
+        cio_http_response_free(r);
+    }
+    /* a buffer body with a PUT */
+    cio_http_request req = {.url = u, .method = "PUT", .body = "abc", .body_len = 3};
+    cio_http_response *r;
+    ASSERT_EQ(cio_http_send(cl, &req, &r), 0);
+    char *body;
+    ASSERT_GT(cio_http_read_all(r, 0, &body), 0);
+    ASSERT_STREQ(body, "len=3 sum=294");
+    free(body);
+    cio_http_response_free(r);
+    /* the callback's error aborts the transfer and is what send returns */
+    req = (cio_http_request){.url = u, .body_fn = failing_body, .body_fn_len = 10};
+    ASSERT_EQ(cio_http_send(cl, &req, &r), -EIO);
+    req = (cio_http_request){.url = u, .body = "x", .body_len = 1, .body_fn = failing_body};
+    ASSERT_EQ(cio_http_send(cl, &req, &r), -EINVAL);
+    teardown();
+    return 0;
+}
+
+TEST_TIMEOUT(http_upload_by_callback_with_a_wait_known_length_and_chunked, 20)
+{
+    ASSERT_EQ(cio_run(upload_main, NULL), 0);
+}

@@ -70,12 +70,32 @@ CIO_EXTERN const char *cio_http_client_error(const cio_http_client *c);
 /* Transfers in flight (sent, not finished nor freed). */
 CIO_EXTERN size_t cio_http_client_active(const cio_http_client *c);
 
+/* Uploads by callback: libcurl asks for the body as it sends it. The
+ * callback runs on the loop's thread outside any task (it must not
+ * suspend): it fills buf with up to n bytes and returns how many, 0 at the
+ * end of the body, CIO_HTTP_BODY_WAIT when it has nothing yet (the upload
+ * pauses until cio_http_upload_resume(u)), or a negative code, which
+ * aborts the transfer (send or read then return it). */
+typedef struct cio_http_upload cio_http_upload;
+typedef ssize_t (*cio_http_body_fn)(cio_http_upload *u, void *buf, size_t n, void *arg);
+#define CIO_HTTP_BODY_WAIT (-14500)
+/* Let a paused upload go on (its callback is asked again). From a task or
+ * a loop callback, never from inside a cio_http_body_fn. Does not
+ * suspend. */
+CIO_EXTERN void cio_http_upload_resume(cio_http_upload *u);
+
 typedef struct cio_http_request {
     const char *method;          /* NULL = "GET" ("HEAD": no body) */
     const char *url;             /* required */
     const char *const *headers;  /* "Name: value" strings, NULL-terminated */
     const void *body;            /* sent as is (with Content-Length) */
     size_t body_len;
+    /* Or the body from a callback (body must be NULL): body_fn_len bytes
+     * with Content-Length, or < 0: unknown, sent chunked. The method is
+     * POST unless `method` says otherwise. */
+    cio_http_body_fn body_fn;
+    void *body_fn_arg;
+    int64_t body_fn_len;
     int64_t connect_timeout;     /* ns, 0 = the client's, < 0 = curl's (300 s) */
     /* ns, 0 = the client's, < 0 none: from the moment the first request
      * is sent (a connection made or reused: time spent waiting for a
