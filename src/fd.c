@@ -54,6 +54,10 @@
  *   (cio__fd_fresh; a task still waiting on the old descriptor gets
  *   -EBADF); a stream adopting an fd checks its registration once
  *   (cio__fd_check); cio_wait_fd's MOD notices ENOENT and registers again.
+ * - cio_poll (poll.c) holds the backend's one registration for a
+ *   descriptor it watches: while `polled`, task waits on it fail with
+ *   -EBUSY, and cio_poll_start refuses a descriptor this layer has
+ *   registered (cio__fd_poll_claim), unless that registration is stale.
  * - Left: a number closed with close(2), reused by a descriptor made
  *   outside cio, then waited on by cio_recv & co. before any cio_wait_fd:
  *   that wait expects an edge that never comes. cio_close is the
