@@ -810,3 +810,46 @@ TEST_TIMEOUT(http_upload_by_callback_with_a_wait_known_length_and_chunked, 20)
 {
     ASSERT_EQ(cio_run(upload_main, NULL), 0);
 }
+
+static int from_callback_rc = 1;
+
+static void send_from_callback(void *arg)
+{
+    (void)arg;
+    cio_http_response *r;
+    from_callback_rc = get("/ok", &r);
+}
+
+static int misuse_main(void *arg)
+{
+    (void)arg;
+    setup(NULL);
+    cio_http_response *r;
+    ASSERT_EQ(get("/ok", &r), 0);
+    /* a response still there: the client stays */
+    ASSERT_EQ(cio_http_client_free(cl), -EBUSY);
+    cio_http_response_free(r);
+    /* send suspends: outside a task it is refused, nothing left behind */
+    ASSERT_EQ(cio_call_soon(send_from_callback, NULL, NULL), 0);
+    ASSERT_EQ(cio_sleep(CIO_MSEC), 0);
+    ASSERT_EQ(from_callback_rc, -EPERM);
+    ASSERT_EQ(cio_http_client_active(cl), 0);
+    /* bad arguments */
+    cio_http_request req = {0};
+    ASSERT_EQ(cio_http_send(cl, &req, &r), -EINVAL);
+    ASSERT_TRUE(r == NULL);
+    ASSERT_EQ(cio_http_send(NULL, &req, &r), -EINVAL);
+    cio_http_client_options bad = {.max_per_host = -1};
+    cio_http_client *c2;
+    ASSERT_EQ(cio_http_client_new(&c2, &bad), -EINVAL);
+    ASSERT_EQ(cio_http_client_free(NULL), 0);
+    teardown();
+    return 0;
+}
+
+TEST_TIMEOUT(http_misuse_outside_a_task_busy_client_and_bad_arguments, 20)
+{
+    ASSERT_EQ(cio_run(misuse_main, NULL), 0);
+    cio_http_client *c;
+    ASSERT_EQ(cio_http_client_new(&c, NULL), -EPERM); /* no loop */
+}
