@@ -54,6 +54,8 @@ struct cio_http_client {
     char *user_agent;
     char *ca_file;
     char *unix_socket;
+    char *proxy;
+    long http_version;    /* CURL_HTTP_VERSION_* */
     int64_t connect_timeout, timeout;
     long max_redirects;
     char error[CURL_ERROR_SIZE];
@@ -294,6 +296,23 @@ int cio_http_client_new(cio_http_client **out, const cio_http_client_options *op
         o = *opts;
     if (o.max_connections < 0 || o.max_per_host < 0 || o.connect_timeout < 0 || o.timeout < 0)
         return -EINVAL;
+    long version;
+    switch (o.http_version) {
+    case 0:
+        version = CURL_HTTP_VERSION_NONE;
+        break;
+    case 10:
+        version = CURL_HTTP_VERSION_1_0;
+        break;
+    case 11:
+        version = CURL_HTTP_VERSION_1_1;
+        break;
+    case 20:
+        version = CURL_HTTP_VERSION_2TLS;
+        break;
+    default:
+        return -EINVAL;
+    }
     pthread_once(&global_once, global_init);
     if (global_rc != CURLE_OK)
         return CIO_EHTTP_OTHER;
@@ -309,10 +328,13 @@ int cio_http_client_new(cio_http_client **out, const cio_http_client_options *op
     c->user_agent = strdup(o.user_agent ? o.user_agent : ua);
     c->ca_file = o.ca_file ? strdup(o.ca_file) : NULL;
     c->unix_socket = o.unix_socket ? strdup(o.unix_socket) : NULL;
+    c->proxy = o.proxy ? strdup(o.proxy) : NULL;
+    c->http_version = version;
     c->multi = curl_multi_init();
     c->share = curl_share_init();
     if (!c->user_agent || (o.ca_file && !c->ca_file) ||
-        (o.unix_socket && !c->unix_socket) || !c->multi || !c->share) {
+        (o.unix_socket && !c->unix_socket) || (o.proxy && !c->proxy) || !c->multi ||
+        !c->share) {
         cio_http_client_free(c);
         return -ENOMEM;
     }
@@ -347,6 +369,7 @@ int cio_http_client_free(cio_http_client *c)
     free(c->user_agent);
     free(c->ca_file);
     free(c->unix_socket);
+    free(c->proxy);
     free(c);
     return 0;
 }
@@ -577,6 +600,10 @@ static int setup(cio_http_response *r, const cio_http_request *req)
 #endif
     if (c->ca_file)
         SET(CURLOPT_CAINFO, c->ca_file);
+    if (c->proxy)
+        SET(CURLOPT_PROXY, c->proxy);
+    if (c->http_version != CURL_HTTP_VERSION_NONE)
+        SET(CURLOPT_HTTP_VERSION, c->http_version);
     if (c->unix_socket && c->unix_socket[0] == '@')
         SET(CURLOPT_ABSTRACT_UNIX_SOCKET, c->unix_socket + 1);
     else if (c->unix_socket)

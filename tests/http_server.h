@@ -52,6 +52,8 @@ typedef struct http_server {
     int requests;         /* requests parsed */
     int active, max_active; /* /hold: concurrent now, at most */
     int connections;      /* accepted */
+    char last_target[1024]; /* the last request's target, as sent */
+    char last_version[16];  /* and its HTTP version ("HTTP/1.1") */
     /* Called first on each connection when set (a TLS handshake, say);
      * non-zero ends the connection. */
     int (*wrap)(cio_stream *s, void *ctx);
@@ -135,8 +137,16 @@ static int hs_request(http_server *hs, cio_stream *s)
     ssize_t n = cio_stream_readline(s, line, sizeof line);
     if (n <= 0)
         return (int)n;
-    if (sscanf(line, "%*s %1023s", path) != 1)
+    char version[16] = "";
+    if (sscanf(line, "%*s %1023s %15s", path, version) < 1)
         return -EPROTO;
+    snprintf(hs->last_target, sizeof hs->last_target, "%s", path);
+    snprintf(hs->last_version, sizeof hs->last_version, "%s", version);
+    /* A proxy's request names the whole URL: serve its path. */
+    if (strncmp(path, "http://", 7) == 0) {
+        char *slash = strchr(path + 7, '/');
+        memmove(path, slash ? slash : "/", strlen(slash ? slash : "/") + 1);
+    }
     bool gzip_ok = false, unchanged = false, chunked = false;
     long long content_length = 0;
     for (;;) {

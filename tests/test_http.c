@@ -853,3 +853,38 @@ TEST_TIMEOUT(http_misuse_outside_a_task_busy_client_and_bad_arguments, 20)
     cio_http_client *c;
     ASSERT_EQ(cio_http_client_new(&c, NULL), -EPERM); /* no loop */
 }
+
+static int proxy_version_main(void *arg)
+{
+    (void)arg;
+    ASSERT_EQ(http_server_start(&hs), 0);
+    /* The test server as the proxy: the target host is never resolved nor
+     * connected to; the proxy sees the whole URL. */
+    cio_http_client_options o = {.proxy = hs.base, .http_version = 10};
+    ASSERT_EQ(cio_http_client_new(&cl, &o), 0);
+    cio_http_request req = {.url = "http://cio-test.invalid/ok"};
+    cio_http_response *r;
+    ASSERT_EQ(cio_http_send(cl, &req, &r), 0);
+    ASSERT_EQ(cio_http_status(r), 200);
+    ASSERT_STREQ(hs.last_target, "http://cio-test.invalid/ok");
+    ASSERT_STREQ(hs.last_version, "HTTP/1.0");
+    cio_http_response_free(r);
+    ASSERT_EQ(cio_http_client_free(cl), 0);
+    /* no proxy: "" (whatever the environment says) */
+    o = (cio_http_client_options){.proxy = "", .http_version = 11};
+    ASSERT_EQ(cio_http_client_new(&cl, &o), 0);
+    ASSERT_EQ(get("/ok", &r), 0);
+    ASSERT_STREQ(hs.last_target, "/ok");
+    ASSERT_STREQ(hs.last_version, "HTTP/1.1");
+    cio_http_response_free(r);
+    o.http_version = 12;
+    cio_http_client *c2;
+    ASSERT_EQ(cio_http_client_new(&c2, &o), -EINVAL);
+    teardown();
+    return 0;
+}
+
+TEST_TIMEOUT(http_proxy_and_http_version_options_reach_the_wire, 20)
+{
+    ASSERT_EQ(cio_run(proxy_version_main, NULL), 0);
+}

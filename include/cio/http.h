@@ -48,6 +48,14 @@ typedef struct cio_http_client_options {
     int64_t timeout;          /* ns; default request timeout, 0 = none */
     const char *ca_file;      /* PEM CA bundle, NULL = the system's */
     long max_redirects;       /* 0 = 10; < 0: follow none */
+    /* Proxy URL ("http://host:port", "socks5h://..."), "" for none;
+     * NULL: the environment as curl reads it (http_proxy, https_proxy,
+     * no_proxy, ...). */
+    const char *proxy;
+    /* HTTP version: 0 = libcurl's default (HTTP/2 when TLS negotiates it,
+     * else 1.1), 10 = HTTP/1.0, 11 = HTTP/1.1 only, 20 = HTTP/2 over TLS
+     * (1.1 in clear). Other values: -EINVAL. */
+    int http_version;
     /* Connect every request to this Unix socket instead of the URL's host
      * and port (the URL still names the host for Host: and the per-host
      * cap); '@' first: the abstract namespace (libcurl 7.88 reuses no
