@@ -94,6 +94,20 @@ CIO_EXTERN const char *cio_strerror(int err);
 #define CIO_EAI_AGAIN (CIO_EAI_BASE - 3)   /* EAI_AGAIN: temporary failure */
 #define CIO_EAI_FAIL (CIO_EAI_BASE - 4)    /* EAI_FAIL: non-recoverable */
 #define CIO_EAI_MIN (CIO_EAI_BASE - 200)   /* the range is (MIN, BASE) */
+/* HTTP client failures (libcio_http, cio/http.h). */
+#define CIO_EHTTP_DNS (-14001)             /* host name not resolved */
+#define CIO_EHTTP_CONNECT (-14002)         /* connection refused or unreachable */
+#define CIO_EHTTP_CONNECT_TIMEOUT (-14003) /* the connect timeout fired */
+#define CIO_EHTTP_TIMEOUT (-14004)         /* the transfer (or idle) timeout fired */
+#define CIO_EHTTP_TLS_VERIFY (-14005)      /* server certificate rejected */
+#define CIO_EHTTP_TLS (-14006)             /* other TLS failure */
+#define CIO_EHTTP_REDIRECTS (-14007)       /* too many redirects */
+#define CIO_EHTTP_BODY_TOO_LARGE (-14008)  /* body over the size limit */
+#define CIO_EHTTP_PROTOCOL (-14009)        /* the server sent garbage */
+#define CIO_EHTTP_TRUNCATED (-14010)       /* closed before the end of the body */
+#define CIO_EHTTP_CONNECTION (-14011)      /* connection lost (reset, nothing sent) */
+#define CIO_EHTTP_URL (-14012)             /* bad or unsupported URL */
+#define CIO_EHTTP_OTHER (-14099)           /* any other libcurl failure */
 
 /* ---------------------------------------------------------------------------
  * Time. All times are int64_t nanoseconds.

@@ -24,6 +24,7 @@ CIO_DEB_PACKAGES=(
     pkg-config
     libc6-dev
     libssl-dev              # libcio_tls (TLS on OpenSSL)
+    libcurl4-openssl-dev    # libcio_http (HTTP client on libcurl)
 )
 # Debian packages for the extra check stages (required when CI=true).
 CIO_DEB_OPTIONAL=(

@@ -71,6 +71,10 @@ static unsigned from_epoll(uint32_t e)
         ready |= CIO__FD_URGENT;
     if (e & EPOLLRDHUP)
         ready |= CIO__FD_RDHUP;
+    if (e & EPOLLERR)
+        ready |= CIO__FD_ERROR;
+    if (e & (EPOLLHUP | EPOLLRDHUP))
+        ready |= CIO__FD_HUP;
     return ready;
 }
 
@@ -82,6 +86,20 @@ int cio__backend_watch(cio__backend *b, cio__io_watch *w)
     w->revents = 0;
     if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, w->fd, &ev) != 0)
         return -errno;
+    return 0;
+}
+
+int cio__backend_rewatch(cio__backend *b, cio__io_watch *w)
+{
+    struct epoll_event ev = {
+        .events = to_epoll(w->events) | (w->persistent ? 0 : EPOLLONESHOT),
+        .data.ptr = w};
+    w->revents = 0;
+    if (epoll_ctl(b->epfd, EPOLL_CTL_MOD, w->fd, &ev) != 0) {
+        int rc = -errno;
+        cio__backend_unwatch(b, w);
+        return rc;
+    }
     return 0;
 }
 
@@ -177,7 +195,8 @@ int cio__backend_poll(cio__backend *b, int64_t timeout)
             continue;
         }
         cio__io_watch *w = events[i].data.ptr;
-        w->revents = from_epoll(e) & (CIO_READABLE | CIO_WRITABLE);
+        w->revents = from_epoll(e) &
+                     (CIO_READABLE | CIO_WRITABLE | CIO__FD_ERROR | CIO__FD_HUP);
         w->fn(w); /* a one-shot watch is disarmed now, still registered */
     }
     return n;

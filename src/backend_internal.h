@@ -19,11 +19,16 @@ typedef struct cio__backend cio__backend;
  * may stop short with bytes still queued. */
 #define CIO__FD_RDHUP 4u
 #define CIO__FD_URGENT 8u
+/* An error / a hang-up on the descriptor (also reported as both
+ * directions); the values of CIO_POLL_ERROR / CIO_POLL_HANGUP (poll.c). */
+#define CIO__FD_ERROR 16u
+#define CIO__FD_HUP 32u
 
 typedef struct cio__io_watch {
     int fd;
     unsigned events;    /* CIO_READABLE / CIO_WRITABLE wanted */
-    unsigned revents;   /* what happened (the same bits) */
+    unsigned revents;   /* what happened (the same bits, plus
+                         * CIO__FD_ERROR / CIO__FD_HUP) */
     void (*fn)(struct cio__io_watch *);
     bool persistent;    /* stays registered after firing; not counted as
                          * something a task waits on */
@@ -44,6 +49,10 @@ void cio__backend_close(cio__backend *b);
  * (still registered until unwatched); a persistent one is reported again
  * on every poll while its descriptor stays ready (level-triggered). */
 int cio__backend_watch(cio__backend *b, cio__io_watch *w);
+/* Change a registered watch's events (w->events) in place: one call.
+ * Returns 0 or a negative errno code (w is then no longer registered, and
+ * w->fd is -1). */
+int cio__backend_rewatch(cio__backend *b, cio__io_watch *w);
 /* Forget w (w->fd < 0: nothing to do); sets w->fd to -1. */
 void cio__backend_unwatch(cio__backend *b, cio__io_watch *w);
 /* The fd layer's registrations (fd.c), one per descriptor, for both

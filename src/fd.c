@@ -54,6 +54,10 @@
  *   (cio__fd_fresh; a task still waiting on the old descriptor gets
  *   -EBADF); a stream adopting an fd checks its registration once
  *   (cio__fd_check); cio_wait_fd's MOD notices ENOENT and registers again.
+ * - cio_poll (poll.c) holds the backend's one registration for a
+ *   descriptor it watches: while `polled`, task waits on it fail with
+ *   -EBUSY, and cio_poll_start refuses a descriptor this layer has
+ *   registered (cio__fd_poll_claim), unless that registration is stale.
  * - Left: a number closed with close(2), reused by a descriptor made
  *   outside cio, then waited on by cio_recv & co. before any cio_wait_fd:
  *   that wait expects an edge that never comes. cio_close is the
@@ -89,6 +93,7 @@ typedef struct cio__fd {
     bool urgent;       /* CIO__FD_URGENT seen: short reads prove nothing now */
     bool drained;      /* tcp: the last read came back short */
     bool not_socket;   /* cio_write found it is no socket (cio__fd_write) */
+    bool polled;       /* a cio_poll watches it (poll.c): no task waits */
 } cio__fd;
 
 /* The slot of fd, growing the table if needed (NULL: out of memory). */
@@ -288,6 +293,8 @@ static int wait_fd(int fd, unsigned events, enum wait_mode mode, const char *fil
     cio__fd *f = slot(loop, fd);
     if (!f)
         return -ENOMEM;
+    if (CIO__UNLIKELY(f->polled))
+        return -EBUSY; /* the backend's one registration is the cio_poll's */
     if (events & CIO_READABLE)
         f->drained = false; /* whatever the wait says, the next read tries */
     bool rearm = mode == WAIT_ASK || cio__debug_enabled();
@@ -414,6 +421,30 @@ ssize_t cio__fd_write(int fd, const void *buf, size_t n)
             f->not_socket = true; /* until the number is reset (cio_close) */
     }
     return cio__write_nosigpipe(fd, buf, n);
+}
+
+int cio__fd_poll_claim(cio_loop *loop, int fd, bool on)
+{
+    cio__fd *f = on ? slot(loop, fd) : slot_if_any(loop, fd);
+    if (!on) {
+        if (f)
+            f->polled = false;
+        return 0;
+    }
+    if (!f)
+        return -ENOMEM;
+    if (f->polled || has_waiters(f))
+        return -EBUSY;
+    if (f->registered) {
+        /* Registered by an earlier wait: still open under that number
+         * (busy), or closed with close(2) and the number reused (stale:
+         * the kernel dropped it; forget it and go ahead). */
+        if (cio__backend_fd_mod(loop->backend, fd, f->gen) != -ENOENT)
+            return -EBUSY;
+        reset_slot(loop, f, -EBADF);
+    }
+    f->polled = true;
+    return 0;
 }
 
 int cio_close(int fd)

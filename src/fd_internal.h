@@ -58,6 +58,17 @@ ssize_t cio__write_nosigpipe(int fd, const void *buf, size_t n);
  * until it is reset). Returns as write(2) does. */
 ssize_t cio__fd_write(int fd, const void *buf, size_t n);
 
+/* The fd layer's side of cio_poll (poll.c): on = a cio_poll takes fd
+ * (-EBUSY when the fd layer holds a registration or waiters for it, or a
+ * cio_poll has it already; -ENOMEM), off = it lets go. While taken, task
+ * waits on fd fail with -EBUSY. */
+int cio__fd_poll_claim(cio_loop *loop, int fd, bool on);
+
+/* ---- callback fd watches (poll.c) ------------------------------------------- */
+/* Free the watches stopped since the last call (after each backend poll:
+ * a stopped watch may still be named by the batch being dispatched). */
+void cio__poll_reap(cio_loop *loop);
+
 /* The fd layer's state in the loop (fd.c; loop->fds): per-fd state, by fd,
  * grown on demand. */
 struct cio__fd;

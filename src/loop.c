@@ -84,6 +84,32 @@ const char *cio_strerror(int err)
         return "TLS: connection closed without close_notify";
     case -CIO_ETLS_CONFIG:
         return "TLS: unusable certificate, key, CA or setting";
+    case -CIO_EHTTP_DNS:
+        return "HTTP: host name not resolved";
+    case -CIO_EHTTP_CONNECT:
+        return "HTTP: could not connect (refused or unreachable)";
+    case -CIO_EHTTP_CONNECT_TIMEOUT:
+        return "HTTP: connect timed out";
+    case -CIO_EHTTP_TIMEOUT:
+        return "HTTP: transfer timed out";
+    case -CIO_EHTTP_TLS_VERIFY:
+        return "HTTP: server certificate rejected";
+    case -CIO_EHTTP_TLS:
+        return "HTTP: TLS failure";
+    case -CIO_EHTTP_REDIRECTS:
+        return "HTTP: too many redirects";
+    case -CIO_EHTTP_BODY_TOO_LARGE:
+        return "HTTP: body larger than the limit";
+    case -CIO_EHTTP_PROTOCOL:
+        return "HTTP: the server's reply is not valid HTTP";
+    case -CIO_EHTTP_TRUNCATED:
+        return "HTTP: connection closed before the end of the body";
+    case -CIO_EHTTP_CONNECTION:
+        return "HTTP: connection lost";
+    case -CIO_EHTTP_URL:
+        return "HTTP: bad or unsupported URL";
+    case -CIO_EHTTP_OTHER:
+        return "HTTP: transfer failed";
     default:
         return strerror(err);
     }
@@ -511,6 +537,8 @@ static int poll_io(cio_loop *loop, int64_t timeout)
         cio__hooks_before_poll(loop, timeout);
     int n = cio__backend_poll(loop->backend, timeout);
     loop->clock_stale = true;
+    if (CIO__UNLIKELY(loop->poll_zombies != NULL))
+        cio__poll_reap(loop); /* after the batch that may still name them */
     if (CIO__UNLIKELY(n < 0))
         cio__panic("the event loop's I/O wait failed: %s (%d); was its descriptor "
                    "closed behind its back?",

@@ -78,6 +78,8 @@ struct cio_loop {
     const atomic_bool *threadsafe_pending;
     struct cio__executor *executor; /* thread pool, created on first use */
     struct cio__signals *signals; /* signal handlers (signal.c), or NULL */
+    struct cio_poll *polls;        /* started cio_poll watches (poll.c) */
+    struct cio_poll *poll_zombies; /* stopped, freed after the batch */
     cio_task *main_task;     /* the task cio_loop_run runs, while it runs */
     size_t executor_threads;  /* its size, 0 = default */
     cio_task *zombie;        /* finished task whose stack must be released */
