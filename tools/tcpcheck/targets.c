@@ -250,9 +250,11 @@ int tc_parse_target(const char *s, const char *default_ports, tc_target *t,
         return -1;
     if (ports)
         memcpy(t->text, s, len + 1);
-    else
-        snprintf(t->text, sizeof t->text, "%s%s%s:%s", bracketed ? "[" : "", s,
-                 bracketed ? "]" : "", default_ports);
+    else {
+        int v6 = t->kind == TC_ADDR6 || t->kind == TC_CIDR6;
+        snprintf(t->text, sizeof t->text, "%s%.*s%s:%s", v6 ? "[" : "",
+                 (int)(he - hs), hs, v6 ? "]" : "", default_ports);
+    }
     return 0;
 }
 
