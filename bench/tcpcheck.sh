@@ -4,7 +4,7 @@
 # listeners are open (issue 12). Never a timed test: figures to read.
 #
 #   tcpcheck -c 1024        the tool (one loop)
-#   tcpcheck -j N           a loop per core, if the binary has -j
+#   tcpcheck -j N           a loop per core (N = nproc)
 #   floor                   bench_tcpcheck_floor: blocking connect()/close()
 #                           in a loop, one core, no event loop
 #   nmap -sT -T5 -p-        installed from Debian when missing and root;
@@ -109,5 +109,5 @@ echo "  asyncio / tcpcheck      $(ratio "${T[asyncio]}" "${T[tcpcheck]}")   (tar
 # peak RSS at -c 10000 (GNU time's %M, KiB)
 if [ -x /usr/bin/time ]; then
     /usr/bin/time -f '%M' -o "$work/rss" "$tc" -c 10000 -p 1-65535 127.0.0.1 --open-only >/dev/null 2>&1
-    echo "tcpcheck -c 10000 peak RSS: $(cat "$work/rss") KiB"
+    echo "tcpcheck -c 10000 peak RSS: $(tail -1 "$work/rss") KiB"
 fi

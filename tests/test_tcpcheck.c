@@ -664,13 +664,9 @@ TEST_TIMEOUT(tcpcheck_sigint_prints_partial_results_and_exits_130, 60)
     char t1[64], t2[64];
     snprintf(t1, sizeof t1, "127.0.0.1:%d", port_of(open_fd));
     snprintf(t2, sizeof t2, "127.0.0.1:%d", port_of(full_fd));
-    const char *argv[] = {"tcpcheck", "-c", "4", "-t", "30s", "--sort", "--json", t1, t1, t1,
-                          t2, t2, t2, t2, t2, t2, t2, t2, NULL};
-    /* --sort prints nothing before the end: wait for the streamed run's
-     * first rows instead, then interrupt */
+    /* streamed: the first rows arrive before the end; then interrupt */
     const char *sargv[] = {"tcpcheck", "-c", "4", "-t", "30s", t1, t1, t1,
                            t2, t2, t2, t2, t2, t2, t2, t2, NULL};
-    (void)argv;
     run *r = malloc(sizeof *r);
     start(r, sargv);
     pump(r, 4); /* header + 3 open rows, flushed within 100 ms */
@@ -706,4 +702,21 @@ TEST_TIMEOUT(tcpcheck_rate_is_never_exceeded, 60)
     cio_test_note("60 probes at --rate 200 took %.3f s (ideal 0.295)", s);
     ASSERT_EQ(r->status, 1);
     ASSERT_TRUE(s >= 0.295 * 0.9);
+}
+
+TEST_TIMEOUT(tcpcheck_jobs_split_the_probes_between_loops, 30)
+{
+    /* -j 3: three loops, each its share; every probe reported once */
+    int open_fd = listener(64), closed_fd = bound();
+    char t[64];
+    snprintf(t, sizeof t, "127.0.0.1:%d,%d", port_of(open_fd), port_of(closed_fd));
+    const char *argv[] = {"tcpcheck", "-j", "3", "--csv", t, t, t, t, t, NULL};
+    run *r = tool(argv);
+    ASSERT_EQ(r->status, 1);
+    int rows = 0;
+    for (const char *p = r->out; (p = strchr(p, '\n')); p++)
+        rows++;
+    ASSERT_EQ(rows, 11); /* header + 10 */
+    ASSERT_TRUE(strstr(r->err, "10 probes in ") != NULL);
+    ASSERT_TRUE(strstr(r->err, ": 5 open, 5 closed, 0 timeout, 0 unreachable, 0 error\n"));
 }

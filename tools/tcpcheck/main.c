@@ -28,6 +28,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -81,7 +82,8 @@ static struct {
     bool open_only, sort, first_address, demo, timeout_given;
     enum mode mode;
     uint64_t max_probes;
-} opt = {.concurrency = 1024, .timeout = CIO_SEC, .max_probes = 1u << 20};
+    long jobs;            /* -j: loops (threads), each with its share */
+} opt = {.jobs = 1, .concurrency = 1024, .timeout = CIO_SEC, .max_probes = 1u << 20};
 
 /* Run state (one loop, one thread: plain globals). */
 static addr *addrs;
@@ -291,12 +293,18 @@ static void print_probe(const probe *p)
 }
 
 /* A result is final: count it and (streaming) print it. */
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void record(probe *p)
 {
+    if (opt.jobs > 1) /* -j: loops on several threads share the output */
+        pthread_mutex_lock(&out_lock);
     n_done++;
     counts[p->state]++;
     if (!opt.sort)
         print_probe(p);
+    if (opt.jobs > 1)
+        pthread_mutex_unlock(&out_lock);
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -466,15 +474,19 @@ static int ticker_task(void *arg)
 {
     (void)arg;
     while (cio_sleep(100 * CIO_MSEC) == 0) {
+        pthread_mutex_lock(&out_lock);
         fflush(stdout);
         double el = (double)(mono_ns() - t_start) / 1e9;
-        if (!progress_tty || el < 1.0)
+        if (!progress_tty || el < 1.0) {
+            pthread_mutex_unlock(&out_lock);
             continue;
+        }
         double rate = (double)n_done / el;
         double eta = rate > 0 ? (double)(n_probes - n_done) / rate : 0;
         fprintf(stderr, "\r\033[K%zu/%zu done, %zu open, %.0f/s, ETA %.0f s", n_done,
                 n_probes, counts[ST_OPEN], rate, eta);
         progress_shown = true;
+        pthread_mutex_unlock(&out_lock);
     }
     return 0;
 }
@@ -757,22 +769,18 @@ static int demo_open(cio_group *g, char *text, size_t cap, int *fds, int *n_fds)
 
 /* ---- main task -------------------------------------------------------------------- */
 
-static int run_probes(void)
+/* Spawn share k of jobs (probes k, k + jobs, ...) into a group limited to
+ * this loop's part of the cap, paced by this loop's part of --rate. */
+static void launch(size_t k, size_t jobs)
 {
-    cio_group aux;
-    cio_group_enter(&aux);
-    cio_group_spawn(&aux, NULL, ticker_task, NULL, "ticker");
-    print_header();
-    /* rows known before probing (resolution failures) */
-    for (size_t i = 0; i < n_probes; i++)
-        if (probes[i].state != ST_PENDING)
-            record(&probes[i]);
     cio_group g;
     cio_group_enter(&g);
-    cio_group_set_limit(&g, (size_t)opt.concurrency);
-    int64_t interval = opt.rate > 0 ? (int64_t)(1e9 / opt.rate) : 0;
+    size_t cap = (size_t)opt.concurrency / jobs;
+    cio_group_set_limit(&g, cap ? cap : 1);
+    double rate = opt.rate / (double)jobs;
+    int64_t interval = rate > 0 ? (int64_t)(1e9 / rate) : 0;
     int64_t next = cio_now();
-    for (size_t i = 0; i < n_probes; i++) {
+    for (size_t i = k; i < n_probes; i += jobs) {
         if (probes[i].state != ST_PENDING)
             continue;
         if (interval) {
@@ -790,6 +798,79 @@ static int run_probes(void)
     }
     cio_group_exit(&g);
     cio_group_destroy(&g);
+}
+
+typedef struct share {
+    size_t k;
+    pthread_t th;
+    int rc;
+} share;
+
+static int share_main(void *arg)
+{
+    share *sh = arg;
+    int rc = cio_shutdown_on_signals(); /* every loop stops on Ctrl-C */
+    if (rc < 0)
+        return rc;
+    launch(sh->k, (size_t)opt.jobs);
+    return 0;
+}
+
+static void *share_thread(void *arg)
+{
+    share *sh = arg;
+    cio_loop_options lo = {.stack_size = 64 * 1024};
+    sh->rc = cio_run_opts(&lo, share_main, sh);
+    return NULL;
+}
+
+static int join_shares(void *arg)
+{
+    share *sh = arg;
+    for (long j = 1; j < opt.jobs; j++)
+        pthread_join(sh[j].th, NULL);
+    return 0;
+}
+
+static int run_probes(void)
+{
+    cio_group aux;
+    cio_group_enter(&aux);
+    cio_group_spawn(&aux, NULL, ticker_task, NULL, "ticker");
+    print_header();
+    /* rows known before probing (resolution failures) */
+    for (size_t i = 0; i < n_probes; i++)
+        if (probes[i].state != ST_PENDING)
+            record(&probes[i]);
+    share *sh = NULL;
+    long started = 1;
+    if (opt.jobs > 1) {
+        /* -j N: N - 1 more loops on threads of their own (the signals are
+         * blocked in them until their loop arms the shutdown) */
+        sh = calloc((size_t)opt.jobs, sizeof *sh);
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        for (; sh && started < opt.jobs; started++) {
+            sh[started].k = (size_t)started;
+            if (pthread_create(&sh[started].th, NULL, share_thread, &sh[started]) != 0)
+                break;
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        opt.jobs = started; /* (a thread that could not start: its share
+                               falls to nobody; reported below) */
+    }
+    launch(0, (size_t)opt.jobs);
+    if (sh) {
+        /* wait for the other loops on a pool thread, so that this loop
+         * keeps drawing the progress; shielded: Ctrl-C stops those loops
+         * by itself, and their results must be in before the summary */
+        cio_scope shield;
+        cio_shield_enter(&shield, CIO_FOREVER);
+        cio_to_thread(join_shares, sh);
+        cio_scope_exit(&shield);
+        free(sh);
+    }
     cio_group_cancel(&aux);
     cio_group_exit(&aux);
     cio_group_destroy(&aux);
@@ -878,6 +959,8 @@ static void usage(FILE *f)
 "      --csv               CSV with a header row\n"
 "      --max-probes=N      allow more than 1048576 probes\n"
 "      --demo              probe listeners of its own on 127.0.0.1 (every state)\n"
+"  -j, --jobs=N            N event loops on N threads, each with its share of\n"
+"                          the probes, the cap and the rate (default 1)\n"
 "  -h, --help              this help\n"
 "  -V, --version           version\n"
 "\n"
@@ -974,12 +1057,13 @@ int main(int argc, char **argv)
         {"first-address", no_argument, NULL, O_FIRST},
         {"max-probes", required_argument, NULL, O_MAXP},
         {"demo", no_argument, NULL, O_DEMO},
+        {"jobs", required_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {0, 0, 0, 0}};
     const char *files[64];
     int n_files = 0, c;
-    while ((c = getopt_long(argc, argv, "p:f:c:t:r:46hV", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:f:c:t:r:j:46hV", longs, NULL)) != -1) {
         switch (c) {
         case 'p': {
             tc_range *r;
@@ -1003,6 +1087,7 @@ int main(int argc, char **argv)
                 die_usage("-t wants a duration like 500ms or 2s (up to 1h), not '%s'", optarg);
             opt.timeout_given = true;
             break;
+        case 'j': opt.jobs = parse_long(optarg, "-j", 1, 64); break;
         case 'r': opt.retries = parse_long(optarg, "-r", 0, 100); break;
         case O_RATE: opt.rate = (double)parse_long(optarg, "--rate", 1, 100000000); break;
         case '4': opt.family = AF_INET; break;
