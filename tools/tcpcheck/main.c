@@ -803,7 +803,8 @@ static void launch(size_t k, size_t jobs)
 typedef struct share {
     size_t k;
     pthread_t th;
-    int rc;
+    bool started; /* its thread runs (set before it starts) */
+    int rc;       /* its loop's status (written by its thread) */
 } share;
 
 static int share_main(void *arg)
@@ -828,7 +829,8 @@ static int join_shares(void *arg)
 {
     share *sh = arg;
     for (long j = 1; j < opt.jobs; j++)
-        pthread_join(sh[j].th, NULL);
+        if (sh[j].started)
+            pthread_join(sh[j].th, NULL);
     return 0;
 }
 
@@ -843,7 +845,6 @@ static int run_probes(void)
         if (probes[i].state != ST_PENDING)
             record(&probes[i]);
     share *sh = NULL;
-    long started = 1;
     if (opt.jobs > 1) {
         /* -j N: N - 1 more loops on threads of their own (the signals are
          * blocked in them until their loop arms the shutdown) */
@@ -851,16 +852,21 @@ static int run_probes(void)
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &old);
-        for (; sh && started < opt.jobs; started++) {
-            sh[started].k = (size_t)started;
-            if (pthread_create(&sh[started].th, NULL, share_thread, &sh[started]) != 0)
-                break;
+        for (long j = 1; sh && j < opt.jobs; j++) {
+            sh[j].k = (size_t)j;
+            sh[j].started = true;
+            if (pthread_create(&sh[j].th, NULL, share_thread, &sh[j]) != 0)
+                sh[j].started = false;
         }
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        opt.jobs = started; /* (a thread that could not start: its share
-                               falls to nobody; reported below) */
+        if (!sh)
+            opt.jobs = 1; /* no thread started yet: nobody reads it */
     }
     launch(0, (size_t)opt.jobs);
+    /* a share whose thread could not start runs here, after ours */
+    for (long j = 1; sh && j < opt.jobs; j++)
+        if (!sh[j].started)
+            launch((size_t)j, (size_t)opt.jobs);
     if (sh) {
         /* wait for the other loops on a pool thread, so that this loop
          * keeps drawing the progress; shielded: Ctrl-C stops those loops
