@@ -739,3 +739,32 @@ TEST_TIMEOUT(tcpcheck_jobs_split_the_probes_between_loops, 30)
     ASSERT_TRUE(strstr(r->err, "10 probes in ") != NULL);
     ASSERT_TRUE(strstr(r->err, ": 5 open, 5 closed, 0 timeout, 0 unreachable, 0 error\n"));
 }
+
+TEST_TIMEOUT(tcpcheck_sort_prints_in_target_order_and_family_filters, 30)
+{
+    require_tool();
+    /* streamed, the refusal (at once) comes before the timeout (200 ms);
+     * --sort prints them in the order of the targets */
+    int closed_fd = bound(), fillers[4], nf;
+    int full_fd = full_listener(fillers, &nf);
+    char t1[64], t2[64];
+    snprintf(t1, sizeof t1, "127.0.0.1:%d", port_of(full_fd));
+    snprintf(t2, sizeof t2, "127.0.0.1:%d", port_of(closed_fd));
+    const char *sargv[] = {"tcpcheck", "-t", "200ms", t1, t2, NULL};
+    run *r = tool(sargv);
+    ASSERT_TRUE(strstr(r->out, " closed ") < strstr(r->out, " timeout "));
+    const char *argv[] = {"tcpcheck", "--sort", "-t", "200ms", t1, t2, NULL};
+    r = tool(argv);
+    ASSERT_EQ(r->status, 1);
+    ASSERT_TRUE(strstr(r->out, " timeout ") && strstr(r->out, " closed "));
+    ASSERT_TRUE(strstr(r->out, " timeout ") < strstr(r->out, " closed "));
+    /* -6: an IPv4 address is an error row, never probed */
+    const char *fargv[] = {"tcpcheck", "-6", "--json", t2, NULL};
+    r = tool(fargv);
+    ASSERT_EQ(r->status, 1);
+    char line[512];
+    ASSERT_TRUE(line_with(r->out, "\"state\"", line, sizeof line));
+    expect_field(line, "state", "error");
+    expect_field(line, "attempts", "0");
+    expect_field(line, "error", "Address family not supported by protocol");
+}
