@@ -768,3 +768,62 @@ TEST_TIMEOUT(tcpcheck_sort_prints_in_target_order_and_family_filters, 30)
     expect_field(line, "attempts", "0");
     expect_field(line, "error", "Address family not supported by protocol");
 }
+
+/* Run the tool with stdout on a pseudo-terminal (stderr to /dev/null),
+ * NO_COLOR set to no_color (NULL: unset); returns what it wrote. */
+static void run_on_pty(const char *const *argv, const char *no_color, char *out, size_t cap)
+{
+    int m = posix_openpt(O_RDWR | O_NOCTTY);
+    if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0)
+        cio_test_skip("no pseudo-terminals here");
+    char *name = ptsname(m);
+    ASSERT_TRUE(name != NULL);
+    pid_t pid = fork();
+    ASSERT_TRUE(pid >= 0);
+    if (pid == 0) {
+        int s = open(name, O_RDWR);
+        int null = open("/dev/null", O_RDWR);
+        dup2(s, 1);
+        dup2(null, 2);
+        dup2(null, 0);
+        if (no_color)
+            setenv("NO_COLOR", no_color, 1);
+        else
+            unsetenv("NO_COLOR");
+        execv(TCPCHECK_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    size_t n = 0;
+    for (;;) {
+        ssize_t k = read(m, out + n, cap - 1 - n);
+        if (k <= 0)
+            break; /* EIO once the child has closed the terminal */
+        n += (size_t)k;
+    }
+    out[n] = 0;
+    close(m);
+    int st;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    cio_test_note("on the terminal:\n%s", out);
+}
+
+TEST_TIMEOUT(tcpcheck_colours_only_a_terminal_and_never_with_no_color, 30)
+{
+    require_tool();
+    int open_fd = listener(16);
+    char t[64];
+    snprintf(t, sizeof t, "127.0.0.1:%d", port_of(open_fd));
+    const char *argv[] = {"tcpcheck", t, NULL};
+    char out[4096];
+    run_on_pty(argv, NULL, out, sizeof out);
+    ASSERT_TRUE(strstr(out, "\033[32mopen") != NULL);
+    run_on_pty(argv, "1", out, sizeof out);
+    ASSERT_TRUE(strstr(out, " open") != NULL);
+    ASSERT_TRUE(strchr(out, '\033') == NULL);
+    run_on_pty(argv, "", out, sizeof out); /* empty NO_COLOR: colour */
+    ASSERT_TRUE(strstr(out, "\033[32mopen") != NULL);
+    run *r = tool(argv); /* a pipe */
+    ASSERT_TRUE(strstr(r->out, " open") != NULL);
+    ASSERT_TRUE(strchr(r->out, '\033') == NULL);
+    ASSERT_TRUE(strchr(r->err, '\033') == NULL);
+}
