@@ -11,9 +11,11 @@
 #                           skipped with a message otherwise
 #   asyncio                 a Python asyncio prober, 512 in flight
 #
-# Prints each wall time (best of RUNS, default 3) and the ratios to the
+# Prints each wall time (best of RUNS interleaved rounds, default 3; every
+# run listed) and the ratios to the
 # floor, and tcpcheck's peak RSS at -c 10000.
 set -u
+declare -A all
 build=${1:-build}
 runs=${RUNS:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -67,37 +69,53 @@ if ! command -v nmap >/dev/null; then
     fi
 fi
 
-# best wall time of $runs runs of "$@" (seconds), output to $work/out
-best() {
-    local b= t
-    for _ in $(seq "$runs"); do
-        local s=$(date +%s.%N)
-        "$@" >"$work/out" 2>"$work/err"
-        t=$(echo "$(date +%s.%N) - $s" | bc -l)
-        if [ -z "$b" ] || [ "$(echo "$t < $b" | bc -l)" = 1 ]; then b=$t; fi
-    done
-    printf '%.3f' "$b"
+# wall time of one run of "$@" (seconds); output in $work/out, $work/err
+wall() {
+    local s=$(date +%s.%N)
+    "$@" >"$work/out" 2>"$work/err"
+    printf '%.3f' "$(echo "$(date +%s.%N) - $s" | bc -l)"
 }
 
+# The contenders run in turn, round after round (best of $runs each), so
+# that a change in the machine's load hits them all alike.
 declare -A T
-echo "ports 1-65535 on 127.0.0.1, $(cat "$work/ready" | tr -d '\n') listeners open, $(nproc) cores, best of $runs"
-T[floor]=$(best "$floor" 127.0.0.1 1 65535); echo "  floor (blocking loop)   ${T[floor]} s   $(cat "$work/out")"
-T[tcpcheck]=$(best "$tc" -p 1-65535 127.0.0.1 --open-only)
-echo "  tcpcheck -c 1024        ${T[tcpcheck]} s   $(grep -o '[0-9]* open' "$work/err" | head -1)"
-if "$tc" --help | grep -q -- '-j, --jobs'; then
-    n=$(nproc)
-    T[jobs]=$(best "$tc" -j "$n" -p 1-65535 127.0.0.1 --open-only)
-    echo "  tcpcheck -j $n           ${T[jobs]} s   $(grep -o '[0-9]* open' "$work/err" | head -1)"
-fi
-if command -v nmap >/dev/null; then
-    T[nmap]=$(best nmap -sT -T5 -p- -n -Pn 127.0.0.1)
-    echo "  nmap -sT -T5 -p-        ${T[nmap]} s   $(grep -c '/tcp *open' "$work/out") open"
+have_jobs=0
+"$tc" --help | grep -q -- '-j, --jobs' && have_jobs=1
+n=$(nproc)
+names=(floor tcpcheck)
+[ "$have_jobs" = 1 ] && names+=(jobs)
+command -v nmap >/dev/null && names+=(nmap)
+declare -A what
+for r in $(seq "$runs"); do
+    for name in "${names[@]}"; do
+        case $name in
+        floor) t=$(wall "$floor" 127.0.0.1 1 65535); found=$(cat "$work/out") ;;
+        tcpcheck) t=$(wall "$tc" -p 1-65535 127.0.0.1 --open-only)
+                  found=$(grep -o '[0-9]* open' "$work/err" | head -1) ;;
+        jobs) t=$(wall "$tc" -j "$n" -p 1-65535 127.0.0.1 --open-only)
+              found=$(grep -o '[0-9]* open' "$work/err" | head -1) ;;
+        nmap) t=$(wall nmap -sT -T5 -p- -n -Pn 127.0.0.1)
+              found="$(grep -c '/tcp *open' "$work/out") open" ;;
+        esac
+        all[$name]="${all[$name]:-} $t"
+        if [ -z "${T[$name]:-}" ] || [ "$(echo "$t < ${T[$name]}" | bc -l)" = 1 ]; then
+            T[$name]=$t
+        fi
+        what[$name]=$found
+    done
+done
+T[asyncio]=$(wall python3 "$work/aio.py"); what[asyncio]=$(cat "$work/out")
+
+echo "ports 1-65535 on 127.0.0.1, $(tr -d '\n' <"$work/ready") listeners open, $n cores, load $(cut -d' ' -f1-3 /proc/loadavg); best of $runs interleaved rounds"
+printf '  %-26s %s s   (runs:%s)  %s\n' "floor (blocking loop)" "${T[floor]}" "${all[floor]}" "${what[floor]}"
+printf '  %-26s %s s   (runs:%s)  %s\n' "tcpcheck -c 1024" "${T[tcpcheck]}" "${all[tcpcheck]}" "${what[tcpcheck]}"
+[ -n "${T[jobs]:-}" ] && printf '  %-26s %s s   (runs:%s)  %s\n' "tcpcheck -j $n" "${T[jobs]}" "${all[jobs]}" "${what[jobs]}"
+if [ -n "${T[nmap]:-}" ]; then
+    printf '  %-26s %s s   (runs:%s)  %s\n' "nmap -sT -T5 -p-" "${T[nmap]}" "${all[nmap]}" "${what[nmap]}"
 else
     echo "  nmap: not installed (and not root, or apt-get failed): skipped"
 fi
-runs_saved=$runs; runs=1
-T[asyncio]=$(best python3 "$work/aio.py"); echo "  asyncio (512 in flight) ${T[asyncio]} s   $(cat "$work/out") (1 run)"
-runs=$runs_saved
+printf '  %-26s %s s   (1 run)  %s\n' "asyncio (512 in flight)" "${T[asyncio]}" "${what[asyncio]}"
 
 ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
 echo "ratios:"
