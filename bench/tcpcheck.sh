@@ -36,6 +36,16 @@ import socket, sys, time
 socks = []
 for _ in range(300):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(512); socks.append(s)
+# and one whose accept queue is full: connecting to it hangs (for -c 10000)
+full = socket.socket(); full.bind(("127.0.0.1", 0)); full.listen(0)
+fillers = []
+for _ in range(4):
+    c = socket.socket(); c.setblocking(False)
+    try: c.connect(full.getsockname())
+    except BlockingIOError: pass
+    fillers.append(c)
+time.sleep(0.3)
+open(sys.argv[1] + ".full", "w").write("%d\n" % full.getsockname()[1])
 open(sys.argv[1], "w").write("%d\n" % len(socks))
 time.sleep(3600)
 PY
@@ -124,8 +134,13 @@ echo "  tcpcheck / floor        $(ratio "${T[tcpcheck]}" "${T[floor]}")   (targe
 [ -n "${T[nmap]:-}" ] && echo "  nmap / tcpcheck         $(ratio "${T[nmap]}" "${T[tcpcheck]}")   (target >= 2)"
 echo "  asyncio / tcpcheck      $(ratio "${T[asyncio]}" "${T[tcpcheck]}")   (target >= 10)"
 
-# peak RSS at -c 10000 (GNU time's %M, KiB)
+# peak RSS at -c 10000 (GNU time's %M, KiB): the scan above, and 10000
+# probes that all wait (the full listener) so that every slot is taken
 if [ -x /usr/bin/time ]; then
     /usr/bin/time -f '%M' -o "$work/rss" "$tc" -c 10000 -p 1-65535 127.0.0.1 --open-only >/dev/null 2>&1
-    echo "tcpcheck -c 10000 peak RSS: $(tail -1 "$work/rss") KiB"
+    echo "tcpcheck -c 10000 peak RSS, the scan: $(tail -1 "$work/rss") KiB"
+    full=$(cat "$work/ready.full")
+    yes "127.0.0.1:$full" | head -10000 >"$work/t10k"
+    /usr/bin/time -f '%M' -o "$work/rss" "$tc" -c 10000 -t 1s -f "$work/t10k" --open-only >/dev/null 2>"$work/err"
+    echo "tcpcheck -c 10000 peak RSS, 10000 probes waiting at once: $(tail -1 "$work/rss") KiB ($(grep -o '[0-9]* timeout' "$work/err"))"
 fi
