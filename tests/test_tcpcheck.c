@@ -204,6 +204,7 @@ typedef struct run {
 } run;
 
 static int nofile_limit; /* for the child, 0: unchanged */
+static const char *stdin_text; /* for the child, NULL: /dev/null */
 
 static void start(run *r, const char *const *argv)
 {
@@ -216,8 +217,16 @@ static void start(run *r, const char *const *argv)
     if (r->pid == 0) {
         dup2(po[1], 1);
         dup2(pe[1], 2);
-        int null = open("/dev/null", O_RDONLY);
-        dup2(null, 0);
+        if (stdin_text) {
+            int pi[2];
+            if (pipe(pi) < 0 || write(pi[1], stdin_text, strlen(stdin_text)) < 0)
+                _exit(126);
+            close(pi[1]);
+            dup2(pi[0], 0);
+        } else {
+            int null = open("/dev/null", O_RDONLY);
+            dup2(null, 0);
+        }
         if (nofile_limit) {
             struct rlimit rl = {nofile_limit, nofile_limit};
             setrlimit(RLIMIT_NOFILE, &rl);
@@ -771,7 +780,8 @@ TEST_TIMEOUT(tcpcheck_sort_prints_in_target_order_and_family_filters, 30)
 
 /* Run the tool with stdout on a pseudo-terminal (stderr to /dev/null),
  * NO_COLOR set to no_color (NULL: unset); returns what it wrote. */
-static void run_on_pty(const char *const *argv, const char *no_color, char *out, size_t cap)
+static void run_on_pty(const char *const *argv, const char *no_color, char *out, size_t cap,
+                       int fd)
 {
     int m = posix_openpt(O_RDWR | O_NOCTTY);
     if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0)
@@ -783,8 +793,9 @@ static void run_on_pty(const char *const *argv, const char *no_color, char *out,
     if (pid == 0) {
         int s = open(name, O_RDWR);
         int null = open("/dev/null", O_RDWR);
-        dup2(s, 1);
+        dup2(null, 1);
         dup2(null, 2);
+        dup2(s, fd); /* the terminal: stdout or stderr */
         dup2(null, 0);
         if (no_color)
             setenv("NO_COLOR", no_color, 1);
@@ -815,15 +826,63 @@ TEST_TIMEOUT(tcpcheck_colours_only_a_terminal_and_never_with_no_color, 30)
     snprintf(t, sizeof t, "127.0.0.1:%d", port_of(open_fd));
     const char *argv[] = {"tcpcheck", t, NULL};
     char out[4096];
-    run_on_pty(argv, NULL, out, sizeof out);
+    run_on_pty(argv, NULL, out, sizeof out, 1);
     ASSERT_TRUE(strstr(out, "\033[32mopen") != NULL);
-    run_on_pty(argv, "1", out, sizeof out);
+    run_on_pty(argv, "1", out, sizeof out, 1);
     ASSERT_TRUE(strstr(out, " open") != NULL);
     ASSERT_TRUE(strchr(out, '\033') == NULL);
-    run_on_pty(argv, "", out, sizeof out); /* empty NO_COLOR: colour */
+    run_on_pty(argv, "", out, sizeof out, 1); /* empty NO_COLOR: colour */
     ASSERT_TRUE(strstr(out, "\033[32mopen") != NULL);
     run *r = tool(argv); /* a pipe */
     ASSERT_TRUE(strstr(r->out, " open") != NULL);
     ASSERT_TRUE(strchr(r->out, '\033') == NULL);
     ASSERT_TRUE(strchr(r->err, '\033') == NULL);
+}
+
+TEST_TIMEOUT(tcpcheck_progress_on_a_terminal_is_erased_before_the_summary, 30)
+{
+    require_tool();
+    /* a run over a second with stderr on a terminal: progress lines, the
+     * last one erased before the summary */
+    int fillers[4], nf;
+    int full_fd = full_listener(fillers, &nf);
+    char t[64];
+    snprintf(t, sizeof t, "127.0.0.1:%d", port_of(full_fd));
+    const char *argv[] = {"tcpcheck", "-t", "1500ms", "--json", t, t, NULL};
+    char err[8192];
+    run_on_pty(argv, NULL, err, sizeof err, 2);
+    const char *prog = strstr(err, "\r\033[K0/2 done, 0 open, 0/s, ETA -");
+    ASSERT_TRUE(prog != NULL);
+    const char *sum = strstr(err, "tcpcheck: 2 probes in ");
+    ASSERT_TRUE(sum != NULL && sum > prog);
+    ASSERT_TRUE(strncmp(sum - 4, "\r\033[K", 4) == 0); /* erased first */
+    /* stderr not a terminal: no progress at all */
+    run *r = tool(argv);
+    ASSERT_TRUE(strstr(r->err, "done,") == NULL);
+    ASSERT_TRUE(strstr(r->out, "done,") == NULL);
+}
+
+TEST_TIMEOUT(tcpcheck_reads_targets_from_stdin, 30)
+{
+    require_tool();
+    int open_fd = listener(16), closed_fd = bound();
+    char text[256];
+    snprintf(text, sizeof text, "# from stdin\n127.0.0.1\n\n127.0.0.1:%d  # closed\n",
+             port_of(closed_fd));
+    char p[16];
+    snprintf(p, sizeof p, "%d", port_of(open_fd));
+    const char *argv[] = {"tcpcheck", "-p", p, "-f", "-", "--csv", NULL};
+    stdin_text = text;
+    run *r = tool(argv);
+    stdin_text = NULL;
+    ASSERT_EQ(r->status, 1);
+    ASSERT_TRUE(strstr(r->err, "2 probes in ") != NULL);
+    ASSERT_TRUE(strstr(r->err, ": 1 open, 1 closed,") != NULL);
+    /* a bad line on stdin is named as (stdin):LINE */
+    stdin_text = "127.0.0.1:1\n127.0.0.1:0\n";
+    r = tool(argv);
+    stdin_text = NULL;
+    ASSERT_EQ(r->status, 2);
+    ASSERT_STREQ(r->err, "tcpcheck: (stdin):2: bad target '127.0.0.1:0': port 0 out of "
+                         "range (1-65535)\n");
 }

@@ -482,8 +482,10 @@ static int ticker_task(void *arg)
             continue;
         }
         double rate = (double)n_done / el;
-        double eta = rate > 0 ? (double)(n_probes - n_done) / rate : 0;
-        fprintf(stderr, "\r\033[K%zu/%zu done, %zu open, %.0f/s, ETA %.0f s", n_done,
+        char eta[32] = "-"; /* nothing done yet: no estimate */
+        if (rate > 0)
+            snprintf(eta, sizeof eta, "%.0f s", (double)(n_probes - n_done) / rate);
+        fprintf(stderr, "\r\033[K%zu/%zu done, %zu open, %.0f/s, ETA %s", n_done,
                 n_probes, counts[ST_OPEN], rate, eta);
         progress_shown = true;
         pthread_mutex_unlock(&out_lock);
