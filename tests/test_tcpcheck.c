@@ -643,7 +643,10 @@ TEST_TIMEOUT(tcpcheck_never_exceeds_the_concurrency_cap, 60)
     char target[64];
     snprintf(target, sizeof target, "127.0.0.1:%d", port_of(lfd));
     enum { N = 30, CAP = 5 };
-    const char *argv[N + 8] = {"tcpcheck", "-c", "5", "--banner", "-t", "150ms", "--json"};
+    /* long enough for this thread to accept each one while it is open
+     * (its /proc entry is how we know it is the prober's) */
+    const char *argv[N + 8] = {"tcpcheck", "-c", "5", "--banner", "-t",
+                               cio_test_slow() ? "2s" : "400ms", "--json"};
     for (int i = 0; i < N; i++)
         argv[7 + i] = target;
     struct counter c = {.lfd = lfd, .stop_fd = pp[0]};
