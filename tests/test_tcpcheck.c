@@ -889,3 +889,33 @@ TEST_TIMEOUT(tcpcheck_reads_targets_from_stdin, 30)
     ASSERT_STREQ(r->err, "tcpcheck: (stdin):2: bad target '127.0.0.1:0': port 0 out of "
                          "range (1-65535)\n");
 }
+
+TEST_TIMEOUT(tcpcheck_reused_sockets_report_each_state, 30)
+{
+    require_tool();
+    /* A socket whose connect was refused is used again for the next probe
+     * (connect_fast): one at a time (-c 1), each state after a refusal. */
+    int open_fd = listener(16), closed_fd = bound(), fillers[4], nf;
+    int full_fd = full_listener(fillers, &nf);
+    char t[96];
+    snprintf(t, sizeof t, "127.0.0.1:%d,%d,%d,%d,%d,%d,%d", port_of(closed_fd),
+             port_of(open_fd), port_of(closed_fd), port_of(full_fd), port_of(closed_fd),
+             port_of(closed_fd), port_of(open_fd));
+    const char *argv[] = {"tcpcheck", "-c", "1", "-t", "200ms", "--csv", t, NULL};
+    run *r = tool(argv);
+    ASSERT_EQ(r->status, 1);
+    /* the port list has duplicates: rows come in its order with -c 1 */
+    const char *want[] = {"closed", "open", "closed", "timeout", "closed", "closed", "open"};
+    const char *p = strchr(r->out, '\n') + 1;
+    for (int i = 0; i < 7; i++) {
+        char key[32];
+        snprintf(key, sizeof key, ",%s,", want[i]);
+        const char *e = strchr(p, '\n');
+        ASSERT_TRUE(e != NULL);
+        char line[256];
+        snprintf(line, sizeof line, "%.*s", (int)(e - p), p);
+        if (!strstr(line, key))
+            cio_test_fail(__FILE__, __LINE__, "row %d: want %s, got %s", i, want[i], line);
+        p = e + 1;
+    }
+}
