@@ -36,16 +36,6 @@ import socket, sys, time
 socks = []
 for _ in range(300):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(512); socks.append(s)
-# and one whose accept queue is full: connecting to it hangs (for -c 10000)
-full = socket.socket(); full.bind(("127.0.0.1", 0)); full.listen(0)
-fillers = []
-for _ in range(4):
-    c = socket.socket(); c.setblocking(False)
-    try: c.connect(full.getsockname())
-    except BlockingIOError: pass
-    fillers.append(c)
-time.sleep(0.3)
-open(sys.argv[1] + ".full", "w").write("%d\n" % full.getsockname()[1])
 open(sys.argv[1], "w").write("%d\n" % len(socks))
 time.sleep(3600)
 PY
@@ -139,8 +129,24 @@ echo "  asyncio / tcpcheck      $(ratio "${T[asyncio]}" "${T[tcpcheck]}")   (tar
 if [ -x /usr/bin/time ]; then
     /usr/bin/time -f '%M' -o "$work/rss" "$tc" -c 10000 -p 1-65535 127.0.0.1 --open-only >/dev/null 2>&1
     echo "tcpcheck -c 10000 peak RSS, the scan: $(tail -1 "$work/rss") KiB"
-    full=$(cat "$work/ready.full")
-    yes "127.0.0.1:$full" | head -10000 >"$work/t10k"
+    # (opened only now: a blocking connect to it would hang the floor)
+    python3 - "$work/t10k" <<'PY' &
+import socket, sys, time
+full = socket.socket(); full.bind(("127.0.0.1", 0)); full.listen(0)
+fillers = []
+for _ in range(4):
+    c = socket.socket(); c.setblocking(False)
+    try: c.connect(full.getsockname())
+    except BlockingIOError: pass
+    fillers.append(c)
+time.sleep(0.3)
+open(sys.argv[1] + ".tmp", "w").write(("127.0.0.1:%d\n" % full.getsockname()[1]) * 10000)
+import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(60)
+PY
+    full_pid=$!
+    for _ in $(seq 100); do [ -s "$work/t10k" ] && break; sleep 0.1; done
     /usr/bin/time -f '%M' -o "$work/rss" "$tc" -c 10000 -t 1s -f "$work/t10k" --open-only >/dev/null 2>"$work/err"
+    kill "$full_pid" 2>/dev/null
     echo "tcpcheck -c 10000 peak RSS, 10000 probes waiting at once: $(tail -1 "$work/rss") KiB ($(grep -o '[0-9]* timeout' "$work/err"))"
 fi
