@@ -610,6 +610,9 @@ int cio__context_inherit(cio_task *child, const cio_task *parent);
 void cio__context_release(cio_task *t);
 /* Free a task whose references are all gone. */
 void cio__task_free(cio_task *t);
+/* Write t's initial frame and mark it started: the switch that runs t for
+ * the first time calls it (loop.c), spawn does not touch the stack. */
+void cio__task_boot(cio_task *t);
 /* Free the thread's cache of task structs (at loop close). */
 void cio__task_cache_drain(void);
 /* Free cached task structs beyond max(keep, 256) (stack.c's trims). */
