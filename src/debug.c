@@ -149,8 +149,8 @@ int cio_task_snapshot(const cio_task *handle, cio_task_info *info)
     info->cancel_code = cio__cancel_code(t);
     if (t->state == CIO__TASK_WAITING) {
         const cio__wait_on *w = &t->wait_on;
-        info->wait = (cio_wait_kind)w->kind;
-        switch (w->kind) {
+        info->wait = (cio_wait_kind)t->wait_kind;
+        switch (t->wait_kind) {
         case CIO_WAIT_FD:
             info->wait_fd = w->fd;
             info->wait_events = w->events;

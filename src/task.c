@@ -83,7 +83,7 @@ int cio__park(cio_task *self)
 {
     cio__task_set_state(self, CIO__TASK_WAITING);
     cio__switch_away(self->loop, self);
-    self->wait_on.kind = CIO_WAIT_NONE; /* (what it waited on is over) */
+    self->wait_kind = CIO_WAIT_NONE; /* (what it waited on is over) */
     return self->wake_rc;
 }
 
@@ -313,7 +313,9 @@ static int spawn_at(cio_loop *loop, cio_task **out, const cio_task_options *opts
     cio_task *t = task_alloc();
     if (!t)
         return -ENOMEM;
+    uint16_t gen = t->gen; /* (the only field a reused struct keeps) */
     memset(t, 0, offsetof(cio_task, name_buf));
+    t->gen = gen;
     size_t size = opts && opts->stack_size ? opts->stack_size : loop->stack_size;
     int rc = cio__stack_alloc(loop, &t->stack, size);
     if (rc) {
@@ -327,7 +329,7 @@ static int spawn_at(cio_loop *loop, cio_task **out, const cio_task_options *opts
     t->loop_serial = loop->serial;
     t->parent_id = loop->current ? loop->current->id : 0;
     t->spawned_at = pc;
-    t->wait_on.kind = CIO_WAIT_NONE;
+    /* (wait_kind: CIO_WAIT_NONE, 0) */
     t->refs = 1 + (out != NULL);
     /* A task spawned while the loop closes is cancelled from the start, as
      * the tasks alive when the close began were: it runs its function and
@@ -692,7 +694,7 @@ int cio_join_site(cio_task *handle, int *status, const char *file, int line,
         return -EDEADLK;
     cio__watch w;
     cio__watch_add(task, &w, join_watch_fired, self);
-    self->wait_on.kind = CIO_WAIT_TASK;
+    self->wait_kind = CIO_WAIT_TASK;
     self->wait_on.object = task;
     rc = cio__park(self);
     cio__watch_remove(&w);
@@ -729,7 +731,7 @@ int cio_sleep_until_site(int64_t deadline, const char *file, int line,
     st.task = self;
     cio__timer_init(&st.timer, sleep_timer_fired);
     cio__timer_start(&loop->timers, &st.timer, deadline);
-    self->wait_on.kind = CIO_WAIT_SLEEP;
+    self->wait_kind = CIO_WAIT_SLEEP;
     self->wait_on.deadline = deadline;
     rc = cio__park(self);
     cio__timer_stop(&loop->timers, &st.timer);
