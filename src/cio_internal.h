@@ -372,14 +372,17 @@ struct cio_task {
     cio__list group_node;    /* in group->children while running */
     struct cio__context *context; /* task-local context (context.c), may be NULL */
     cio__stack stack;
+    char *name;              /* name_buf or heap */
+    struct cio_errors *errtree; /* failures of the last group it exited
+                              * (group.c), with the code that exit returned */
+    /* (Up to here, what running a task to its end and freeing it reads:
+     * three lines. From here on, what spawn writes and nothing on the way
+     * to the end reads.) */
     uint64_t id;
     uint64_t loop_serial;    /* loop->serial: tells whether the loop is alive
                               * once the task is done (handles outlive it) */
     uint64_t parent_id;      /* the spawning task's id, 0 if none */
     const void *spawned_at;  /* return address of the spawn call, or NULL */
-    char *name;              /* name_buf or heap */
-    struct cio_errors *errtree; /* failures of the last group it exited
-                              * (group.c), with the code that exit returned */
     void *result;
     struct cio__start *start; /* cio_group_start's record until signalled */
     /* Spawn zeroes everything above (but gen) and sets the fields it needs. */
