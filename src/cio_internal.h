@@ -318,6 +318,9 @@ enum cio__task_state {
     CIO__TASK_RUNNING,   /* the current task */
     CIO__TASK_WAITING,   /* suspended, woken by cio__task_wake */
     CIO__TASK_DONE,      /* function returned */
+    CIO__TASK_NEW,       /* in the ready queue, never run yet: READY to
+                          * everything outside the switch (snapshots say
+                          * ready); see cio__task_set_state */
 };
 
 /* What a waiting task waits on (cio_task_info's wait fields): set by the
@@ -536,21 +539,29 @@ static inline cio_task *cio__task_get(const cio_task *h, const char *what)
 #endif
 
 /* Transition a task's state, asserting the transition is legal:
- * new -> READY, new -> RUNNING, READY -> RUNNING, RUNNING -> READY (yield,
- * eager spawn), RUNNING -> WAITING -> READY, RUNNING -> DONE. Inline: with a
- * constant `to` the check is one bit test (it runs twice per yield). */
-_Noreturn void cio__task_bad_state(const cio_task *t, int to);
+ * new (0) -> NEW (spawned), NEW -> RUNNING (its first switch),
+ * READY -> RUNNING, RUNNING -> READY (yield, eager spawn),
+ * RUNNING -> WAITING -> READY, RUNNING -> DONE. Inline: with a constant
+ * `to` the check is one bit test (it runs twice per yield).
+ *
+ * NEW -> RUNNING is left out of the table on purpose: it takes the
+ * unlikely branch to cio__task_state_slow, which writes the task's initial
+ * frame (cio__task_boot) right before the switch that runs it. Spawning
+ * then never touches the new task's stack, and the check costs the yield
+ * path nothing. */
+void cio__task_state_slow(cio_task *t, int to);
 static inline void cio__task_set_state(cio_task *t, int to)
 {
-    static const unsigned char legal_from[CIO__TASK_DONE + 1] = {
-        [CIO__TASK_READY] = 1u << 0 | 1u << CIO__TASK_RUNNING | 1u << CIO__TASK_WAITING,
+    static const unsigned char legal_from[CIO__TASK_NEW + 1] = {
+        [CIO__TASK_READY] = 1u << CIO__TASK_RUNNING | 1u << CIO__TASK_WAITING,
         [CIO__TASK_RUNNING] = 1u << 0 | 1u << CIO__TASK_READY,
         [CIO__TASK_WAITING] = 1u << CIO__TASK_RUNNING,
         [CIO__TASK_DONE] = 1u << CIO__TASK_RUNNING,
+        [CIO__TASK_NEW] = 1u << 0,
     };
-    if (CIO__UNLIKELY((unsigned)to > CIO__TASK_DONE ||
+    if (CIO__UNLIKELY((unsigned)to > CIO__TASK_NEW ||
                       !((legal_from[to] >> t->state) & 1u)))
-        cio__task_bad_state(t, to);
+        cio__task_state_slow(t, to);
     t->state = to;
 }
 /* Make a WAITING task ready; its suspension returns rc. Returns false (and
@@ -626,9 +637,6 @@ int cio__context_inherit(cio_task *child, const cio_task *parent);
 void cio__context_release(cio_task *t);
 /* Free a task whose references are all gone. */
 void cio__task_free(cio_task *t);
-/* Write t's initial frame and mark it started: the switch that runs t for
- * the first time calls it (loop.c), spawn does not touch the stack. */
-void cio__task_boot(cio_task *t);
 /* Free the thread's cache of task structs (at loop close). */
 void cio__task_cache_drain(void);
 /* Free cached task structs beyond max(keep, 256) (stack.c's trims). */

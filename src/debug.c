@@ -130,8 +130,10 @@ int cio_task_snapshot(const cio_task *handle, cio_task_info *info)
     memset(info, 0, sizeof *info);
     info->id = t->id;
     info->name = t->name;
-    /* (0, "new", only inside cio__spawn, before the task is queued.) */
-    info->state = t->state ? (cio_task_state)t->state : CIO_TASK_READY;
+    /* (0, "new", only inside cio__spawn, before the task is queued; NEW:
+     * queued, never run.) */
+    info->state = t->state && t->state != CIO__TASK_NEW ? (cio_task_state)t->state
+                                                        : CIO_TASK_READY;
     info->started = t->started;
     info->parent_id = t->parent_id;
     info->group = t->group;

@@ -163,8 +163,6 @@ static inline void do_switch(cio_loop *loop, cio_task *from, cio_task *to,
 #else
     (void)from_dying;
 #endif
-    if (to && CIO__UNLIKELY(!to->started))
-        cio__task_boot(to);
     cio__ctx_switch(from ? &from->ctx : &loop->sched_ctx,
                     to ? &to->ctx : &loop->sched_ctx);
 #ifdef CIO_ASAN

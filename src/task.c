@@ -23,13 +23,21 @@ static const char *state_name(int s)
         return "waiting";
     case CIO__TASK_DONE:
         return "done";
+    case CIO__TASK_NEW:
+        return "ready (never run)";
     default:
         return "new";
     }
 }
 
-void cio__task_bad_state(const cio_task *t, int to)
+static void task_boot(cio_task *t);
+
+void cio__task_state_slow(cio_task *t, int to)
 {
+    if (t->state == CIO__TASK_NEW && to == CIO__TASK_RUNNING) {
+        task_boot(t);
+        return;
+    }
     cio__panic("task '%s': illegal state change %s -> %s", t->name,
                state_name(t->state), state_name(to));
 }
@@ -207,12 +215,13 @@ static void task_entry(void *arg)
     task_complete(t, status);
 }
 
-/* The first switch into t: its initial frame is written here rather than
- * at spawn, so that spawning touches only the task struct. With thousands
- * of tasks spawned before any runs, writing each stack's top at spawn cost
- * a TLB miss and a cache line that were both gone again by the time the
- * task ran (bench/README.md, bench_width). */
-void cio__task_boot(cio_task *t)
+/* Right before the first switch into t (its NEW -> RUNNING transition):
+ * its initial frame is written here rather than at spawn, so that spawning
+ * touches only the task struct. With thousands of tasks spawned before any
+ * runs, writing each stack's top at spawn cost a TLB miss and a cache line
+ * that were both gone again by the time the task ran (bench/README.md,
+ * bench_width). */
+static void task_boot(cio_task *t)
 {
     t->started = true;
     cio__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);
@@ -364,7 +373,7 @@ static int spawn_at(cio_loop *loop, cio_task **out, const cio_task_options *opts
         cio__task_set_state(parent, CIO__TASK_READY);
         cio__ready_push_front(loop, parent);
         loop->batch_left++;
-        cio__task_set_state(t, CIO__TASK_READY);
+        cio__task_set_state(t, CIO__TASK_NEW);
         cio__ready_push_front(loop, t);
         loop->batch_left++;
         if (CIO__UNLIKELY(loop->hooks != NULL))
@@ -372,7 +381,7 @@ static int spawn_at(cio_loop *loop, cio_task **out, const cio_task_options *opts
         cio__switch_away(loop, parent);
         return 0;
     }
-    cio__task_set_state(t, CIO__TASK_READY);
+    cio__task_set_state(t, CIO__TASK_NEW);
     cio__ready_push(loop, t);
     if (CIO__UNLIKELY(loop->hooks != NULL))
         cio__hooks_spawn(loop, t);
