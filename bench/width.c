@@ -1,7 +1,7 @@
 /* bench_width: fan-out at any width. Spawn + finish per task when W tasks
  * are alive at the same time, for W = 10, 100, 1,000, 10,000, 100,000.
  *
- *   bench_width [--quick] [--no-pin] [--widths W,W,...]
+ *   bench_width [--quick] [--no-pin] [--widths W,W,...] [--pairs N]
  *
  * One round: the main task spawns W detached tasks (cio_spawn(NULL, ...),
  * each one increments a counter and returns), then yields until all W have
@@ -17,6 +17,11 @@
  * its RSS, then lets the loop sit idle for 60 s of virtual time (60 x
  * cio_sleep(1 s) on the virtual clock: no real waiting) and reports the RSS again: what
  * the stack pool gave back once the burst was over.
+ *
+ * --pairs N: one child process and one loop time W = 100 and W = 10,000
+ * alternately, N times each (after a warm-up of both), and print the median
+ * of the N per-pair ratios: on a noisy machine a slow phase then affects
+ * both widths of a pair alike.
  *
  * CIO_GUARD=mprotect in the environment runs the same with guard pages by
  * mprotect (pre-6.13 kernels). Numbers only: the exit status is 0 whatever
@@ -41,6 +46,7 @@
 #define OPS 200000L
 
 static bool opt_quick, opt_pin = true;
+static int opt_pairs;
 
 static int64_t now_ns(void)
 {
@@ -166,6 +172,59 @@ static int run_width(long w, result *out)
     return got == (ssize_t)sizeof *out ? 0 : -1;
 }
 
+typedef struct pairs_result {
+    int rc;
+    double ratio, narrow, wide; /* medians: ratio, ns per task at 100, 10,000 */
+} pairs_result;
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof v[0], cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static int pairs_main(void *arg)
+{
+    pairs_result *r = arg;
+    long ops = opt_quick ? OPS / 10 : OPS;
+    if (ops < 10000)
+        ops = 10000;
+    double ratio[64], narrow[64], wide[64];
+    int n = opt_pairs > 64 ? 64 : opt_pairs;
+    if (rounds(10000, ops / 5, &r->rc) < 0 || rounds(100, ops / 5, &r->rc) < 0)
+        return 0;
+    for (int i = 0; i < n; i++) {
+        narrow[i] = rounds(100, ops, &r->rc);
+        wide[i] = rounds(10000, ops, &r->rc);
+        if (narrow[i] < 0 || wide[i] < 0)
+            return 0;
+        ratio[i] = wide[i] / narrow[i];
+    }
+    r->ratio = median(ratio, n);
+    r->narrow = median(narrow, n);
+    r->wide = median(wide, n);
+    return 0;
+}
+
+static int run_pairs(void)
+{
+    pairs_result r;
+    memset(&r, 0, sizeof r);
+    cio_loop_options o;
+    memset(&o, 0, sizeof o);
+    o.virtual_clock = true;
+    int rc = cio_run_opts(&o, pairs_main, &r);
+    if (rc < 0 || r.rc) {
+        printf("pairs FAILED: %s\n", cio_strerror(r.rc ? r.rc : rc));
+        return 0;
+    }
+    printf("%d pairs, medians: 100 alive %.1f ns/task, 10,000 alive %.1f ns/task, "
+           "ratio of each pair %.2fx (target <= 2x) %s\n",
+           opt_pairs > 64 ? 64 : opt_pairs, r.narrow, r.wide, r.ratio,
+           r.ratio <= 2.0 ? "PASS" : "MISS");
+    return 0;
+}
+
 static void pin_cpu(void)
 {
     cpu_set_t set;
@@ -201,8 +260,13 @@ int main(int argc, char **argv)
                 else
                     break;
             }
+        } else if (!strcmp(argv[i], "--pairs") && i + 1 < argc) {
+            opt_pairs = atoi(argv[++i]);
+            if (opt_pairs < 1)
+                opt_pairs = 1;
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--no-pin] [--widths W,W,...]\n",
+            fprintf(stderr,
+                    "usage: %s [--quick] [--no-pin] [--widths W,W,...] [--pairs N]\n",
                     argv[0]);
             return 2;
         }
@@ -214,6 +278,8 @@ int main(int argc, char **argv)
            "guard method %s; median of %d repetitions\n",
            cio_version_string(), opt_quick ? " --quick" : "",
            guard && *guard ? guard : "default", REPS);
+    if (opt_pairs)
+        return run_pairs();
     printf("%8s %10s %10s %10s %8s %8s %12s %12s\n", "alive", "ns/task", "min",
            "max", "vs 100", "faults", "RSS busy", "RSS idle");
     result res[16];

@@ -134,8 +134,10 @@ int cio_task_snapshot(const cio_task *handle, cio_task_info *info)
     memset(info, 0, sizeof *info);
     info->id = t->id;
     info->name = t->name;
-    /* (0, "new", only inside cio__spawn, before the task is queued.) */
-    info->state = t->state ? (cio_task_state)t->state : CIO_TASK_READY;
+    /* (0, "new", only inside cio__spawn, before the task is queued; NEW:
+     * queued, never run.) */
+    info->state = t->state && t->state != CIO__TASK_NEW ? (cio_task_state)t->state
+                                                        : CIO_TASK_READY;
     info->started = t->started;
     info->parent_id = t->parent_id;
     info->group = t->group;
@@ -153,8 +155,8 @@ int cio_task_snapshot(const cio_task *handle, cio_task_info *info)
     info->cancel_code = cio__cancel_code(t);
     if (t->state == CIO__TASK_WAITING) {
         const cio__wait_on *w = &t->wait_on;
-        info->wait = (cio_wait_kind)w->kind;
-        switch (w->kind) {
+        info->wait = (cio_wait_kind)t->wait_kind;
+        switch (t->wait_kind) {
         case CIO_WAIT_FD:
             info->wait_fd = w->fd;
             info->wait_events = w->events;

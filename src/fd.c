@@ -322,7 +322,7 @@ static int wait_fd(int fd, unsigned events, enum wait_mode mode, const char *fil
         }
     }
     uint32_t gen = f->gen;
-    self->wait_on.kind = CIO_WAIT_FD;
+    self->wait_kind = CIO_WAIT_FD;
     self->wait_on.fd = fd;
     self->wait_on.events = events;
     rc = cio__park(self);

@@ -201,8 +201,6 @@ int cio__stack_round(size_t size, size_t *out)
 
 static void set_geometry(cio__stack *st, void *map, size_t size, int kind)
 {
-    st->map = map;
-    st->map_size = CIO__STACK_GUARD + size;
     st->lo = (char *)map + CIO__STACK_GUARD;
     st->size = size;
     st->kind = kind;
@@ -271,7 +269,7 @@ int cio__stack_alloc(cio_loop *loop, cio__stack *st, size_t size)
 
 void cio__stack_free(cio_loop *loop, cio__stack *st)
 {
-    if (!st->map)
+    if (!st->lo)
         return;
 #ifdef CIO_HAVE_VALGRIND
     VALGRIND_STACK_DEREGISTER(st->valgrind_id);
@@ -291,13 +289,14 @@ void cio__stack_free(cio_loop *loop, cio__stack *st)
             }
         }
         if (loop->stacks.pool_len < loop->stacks.pool_cap) {
-            loop->stacks.pool[loop->stacks.pool_len++] = (uintptr_t)st->map | (uintptr_t)st->kind;
-            st->map = NULL;
+            loop->stacks.pool[loop->stacks.pool_len++] =
+                (uintptr_t)cio__stack_map(st) | (uintptr_t)st->kind;
+            st->lo = NULL;
             return;
         }
     }
-    unmap_stack(st->map, st->map_size, st->kind);
-    st->map = NULL;
+    unmap_stack(cio__stack_map(st), CIO__STACK_GUARD + st->size, st->kind);
+    st->lo = NULL;
 }
 
 static void *entry_map(uintptr_t e) { return (void *)(e & ~(uintptr_t)(cio__page_size() - 1)); }
@@ -477,9 +476,9 @@ static void overflow_handler(int sig, siginfo_t *info, void *uctx)
 {
     cio_loop *loop = cio__tls_loop;
     cio_task *t = loop ? loop->current : NULL;
-    if (t && t->stack.map) {
+    if (t && t->stack.lo) {
         char *addr = info->si_addr;
-        char *guard_lo = t->stack.map;
+        char *guard_lo = cio__stack_map(&t->stack);
         char *lo = t->stack.lo;
         /* The guard region, or a little below it (a frame larger than the
          * guard, in code built without stack-clash probes). */

@@ -19,14 +19,19 @@ enum {
  * pages may be resident when the task ends). */
 #define CIO__STACK_GUARD (64 * 1024)
 
+/* The mapping is the guard region (CIO__STACK_GUARD bytes) and the usable
+ * stack right above it: cio__stack_map gives its start. */
 typedef struct cio__stack {
-    void *map;        /* whole mapping: guard region + usable stack */
-    size_t map_size;
-    void *lo;         /* lowest usable byte (just above the guard) */
+    void *lo;         /* lowest usable byte (just above the guard); NULL: none */
     size_t size;      /* usable bytes */
     unsigned valgrind_id;
     int kind;         /* CIO__STACK_* */
 } cio__stack;
+
+static inline void *cio__stack_map(const cio__stack *st)
+{
+    return (char *)st->lo - CIO__STACK_GUARD;
+}
 
 size_t cio__page_size(void);
 /* A requested stack size rounded up to whole pages (at least 4), or

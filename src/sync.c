@@ -52,7 +52,7 @@ int cio__waiter_park(cio__list *l, cio__waiter *w, cio_task *self)
 {
     w->task = self;
     cio__list_push_back(l, &w->node);
-    self->wait_on.kind = CIO_WAIT_SYNC;
+    self->wait_kind = CIO_WAIT_SYNC;
     self->wait_on.object = l;
     int rc = cio__park(self);
     if (cio__list_linked(&w->node))

@@ -23,13 +23,21 @@ static const char *state_name(int s)
         return "waiting";
     case CIO__TASK_DONE:
         return "done";
+    case CIO__TASK_NEW:
+        return "ready (never run)";
     default:
         return "new";
     }
 }
 
-void cio__task_bad_state(const cio_task *t, int to)
+static void task_boot(cio_task *t);
+
+void cio__task_state_slow(cio_task *t, int to)
 {
+    if (t->state == CIO__TASK_NEW && to == CIO__TASK_RUNNING) {
+        task_boot(t);
+        return;
+    }
     cio__panic("task '%s': illegal state change %s -> %s", t->name,
                state_name(t->state), state_name(to));
 }
@@ -83,7 +91,7 @@ int cio__park(cio_task *self)
 {
     cio__task_set_state(self, CIO__TASK_WAITING);
     cio__switch_away(self->loop, self);
-    self->wait_on.kind = CIO_WAIT_NONE; /* (what it waited on is over) */
+    self->wait_kind = CIO_WAIT_NONE; /* (what it waited on is over) */
     return self->wake_rc;
 }
 
@@ -203,9 +211,20 @@ static void task_entry(void *arg)
 {
     cio_task *t = arg;
     cio__task_entry_prologue(t->loop);
-    t->started = true;
     int status = t->fn(t->arg);
     task_complete(t, status);
+}
+
+/* Right before the first switch into t (its NEW -> RUNNING transition):
+ * its initial frame is written here rather than at spawn, so that spawning
+ * touches only the task struct. With thousands of tasks spawned before any
+ * runs, writing each stack's top at spawn cost a TLB miss and a cache line
+ * that were both gone again by the time the task ran (bench/README.md,
+ * bench_width). */
+static void task_boot(cio_task *t)
+{
+    t->started = true;
+    cio__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);
 }
 
 /* set_name's printf case, out of its way (its buffer and va_copy cost
@@ -303,7 +322,9 @@ static int spawn_at(cio_loop *loop, cio_task **out, const cio_task_options *opts
     cio_task *t = task_alloc();
     if (!t)
         return -ENOMEM;
+    uint16_t gen = t->gen; /* (the only field a reused struct keeps) */
     memset(t, 0, offsetof(cio_task, name_buf));
+    t->gen = gen;
     size_t size = opts && opts->stack_size ? opts->stack_size : loop->stack_size;
     int rc = cio__stack_alloc(loop, &t->stack, size);
     if (rc) {
@@ -317,7 +338,7 @@ static int spawn_at(cio_loop *loop, cio_task **out, const cio_task_options *opts
     t->loop_serial = loop->serial;
     t->parent_id = loop->current ? loop->current->id : 0;
     t->spawned_at = pc;
-    t->wait_on.kind = CIO_WAIT_NONE;
+    /* (wait_kind: CIO_WAIT_NONE, 0) */
     t->refs = 1 + (out != NULL);
     /* A task spawned while the loop closes is cancelled from the start, as
      * the tasks alive when the close began were: it runs its function and
@@ -333,7 +354,6 @@ static int spawn_at(cio_loop *loop, cio_task **out, const cio_task_options *opts
         return rc;
     }
     set_name(t, fmt, ap, true);
-    cio__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);
     cio__list_push_back(&loop->tasks, &t->all_node);
     loop->n_tasks++;
     if (adopt)
@@ -348,7 +368,7 @@ static int spawn_at(cio_loop *loop, cio_task **out, const cio_task_options *opts
         cio__task_set_state(parent, CIO__TASK_READY);
         cio__ready_push_front(loop, parent);
         loop->batch_left++;
-        cio__task_set_state(t, CIO__TASK_READY);
+        cio__task_set_state(t, CIO__TASK_NEW);
         cio__ready_push_front(loop, t);
         loop->batch_left++;
         if (CIO__UNLIKELY(loop->hooks != NULL))
@@ -356,7 +376,7 @@ static int spawn_at(cio_loop *loop, cio_task **out, const cio_task_options *opts
         cio__switch_away(loop, parent);
         return 0;
     }
-    cio__task_set_state(t, CIO__TASK_READY);
+    cio__task_set_state(t, CIO__TASK_NEW);
     cio__ready_push(loop, t);
     if (CIO__UNLIKELY(loop->hooks != NULL))
         cio__hooks_spawn(loop, t);
@@ -680,7 +700,7 @@ int cio_join_site(cio_task *handle, int *status, const char *file, int line,
         return -EDEADLK;
     cio__watch w;
     cio__watch_add(task, &w, join_watch_fired, self);
-    self->wait_on.kind = CIO_WAIT_TASK;
+    self->wait_kind = CIO_WAIT_TASK;
     self->wait_on.object = task;
     rc = cio__park(self);
     cio__watch_remove(&w);
@@ -719,7 +739,7 @@ int cio_sleep_until_site(int64_t deadline, const char *file, int line,
     st.task = self;
     cio__timer_init(&st.timer, sleep_timer_fired);
     cio__timer_start(&loop->timers, &st.timer, deadline);
-    self->wait_on.kind = CIO_WAIT_SLEEP;
+    self->wait_kind = CIO_WAIT_SLEEP;
     self->wait_on.deadline = deadline;
     rc = cio__park(self);
     cio__timer_stop(&loop->timers, &st.timer);
