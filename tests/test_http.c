@@ -635,6 +635,109 @@ TEST_TIMEOUT(http_request_timeout_counts_from_sending_not_while_queued_for_a_slo
     ASSERT_EQ(run_virtual(timeout_main, NULL), 0);
 }
 
+/* The idle timeout on the loop's (virtual) clock: a body trickling one
+ * byte per 100 ms outlives an idle timeout of 1 s but not a total timeout
+ * of 2 s; a stall mid-body fails the idle timeout exactly 1 s after the
+ * last byte, a slow first byte 1 s after sending. */
+static int idle_main(void *arg)
+{
+    (void)arg;
+    setup(NULL);
+    char u[256];
+    url(u, sizeof u, "/trickle/30");
+    cio_http_request req = {.url = u, .idle_timeout = 1 * CIO_SEC};
+    cio_http_response *r;
+    int64_t t0 = cio_now();
+    ASSERT_EQ(cio_http_send(cl, &req, &r), 0);
+    char *body;
+    ASSERT_EQ(cio_http_read_all(r, 0, &body), 30);
+    ASSERT_EQ(memcmp(body, "abcdefghijklmnopqrstuvwxyzabcd", 30), 0);
+    free(body);
+    ASSERT_GE(cio_now() - t0, 3 * CIO_SEC);
+    cio_http_response_free(r);
+    /* the same trickle, a total timeout of 2 s: fails, and says which */
+    req = (cio_http_request){.url = u, .idle_timeout = 1 * CIO_SEC, .timeout = 2 * CIO_SEC};
+    t0 = cio_now();
+    ASSERT_EQ(cio_http_send(cl, &req, &r), 0);
+    ASSERT_EQ(cio_http_read_all(r, 0, &body), CIO_EHTTP_TIMEOUT);
+    ASSERT_EQ(cio_now() - t0, 2 * CIO_SEC);
+    ASSERT_TRUE(strstr(cio_http_response_error(r), "within 2000 ms") != NULL);
+    cio_http_response_free(r);
+    /* a stall mid-body: 10 bytes at once, then nothing */
+    url(u, sizeof u, "/stall");
+    req = (cio_http_request){.url = u, .idle_timeout = 1 * CIO_SEC, .timeout = 5 * CIO_SEC};
+    ASSERT_EQ(cio_http_send(cl, &req, &r), 0);
+    char buf[64];
+    ASSERT_EQ(cio_http_read(r, buf, sizeof buf), 10);
+    t0 = cio_now();
+    ASSERT_EQ(cio_http_read(r, buf, sizeof buf), CIO_EHTTP_TIMEOUT);
+    ASSERT_EQ(cio_now() - t0, 1 * CIO_SEC); /* the bytes came at t0 (virtual) */
+    cio_test_note("%s", cio_http_response_error(r));
+    ASSERT_TRUE(strstr(cio_http_response_error(r), "idle timeout") != NULL);
+    ASSERT_EQ(cio_http_read(r, buf, sizeof buf), CIO_EHTTP_TIMEOUT); /* stays */
+    ASSERT_EQ(cio_http_client_active(cl), 0);
+    cio_http_response_free(r);
+    /* a slow first byte (10 s): send fails 1 s after the request went */
+    url(u, sizeof u, "/slow");
+    req = (cio_http_request){.url = u, .idle_timeout = 1 * CIO_SEC};
+    t0 = cio_now();
+    ASSERT_EQ(cio_http_send(cl, &req, &r), CIO_EHTTP_TIMEOUT);
+    ASSERT_EQ(cio_now() - t0, 1 * CIO_SEC);
+    ASSERT_TRUE(strstr(cio_http_client_error(cl), "idle timeout") != NULL);
+    /* the client's default applies; a request's < 0 turns it off */
+    teardown();
+    cio_http_client_options o = {.idle_timeout = 500 * CIO_MSEC};
+    setup(&o);
+    url(u, sizeof u, "/slow");
+    req = (cio_http_request){.url = u};
+    ASSERT_EQ(cio_http_send(cl, &req, &r), CIO_EHTTP_TIMEOUT);
+    req = (cio_http_request){.url = u, .idle_timeout = -1};
+    t0 = cio_now();
+    ASSERT_EQ(cio_http_send(cl, &req, &r), 0);
+    ASSERT_EQ(cio_now() - t0, 10 * CIO_SEC);
+    ASSERT_EQ(cio_http_read_all(r, 0, &body), 5);
+    free(body);
+    cio_http_response_free(r);
+    teardown();
+    return 0;
+}
+
+TEST_TIMEOUT(http_idle_timeout_survives_a_trickle_and_fails_a_stall_on_the_loop_clock, 30)
+{
+    ASSERT_EQ(run_virtual(idle_main, NULL), 0);
+}
+
+/* A reader slower than the idle timeout is not the server's fault: the
+ * time the transfer is paused for the reader does not count. */
+static int idle_paused_main(void *arg)
+{
+    (void)arg;
+    setup(NULL);
+    char u[256];
+    url(u, sizeof u, "/big/1000000");
+    cio_http_request req = {.url = u, .idle_timeout = 1 * CIO_SEC, .buffer_size = 16384};
+    cio_http_response *r;
+    ASSERT_EQ(cio_http_send(cl, &req, &r), 0);
+    char buf[16384];
+    size_t total = 0;
+    ssize_t n;
+    for (int i = 0; (n = cio_http_read(r, buf, sizeof buf)) > 0; i++) {
+        total += (size_t)n;
+        if (i < 3)
+            ASSERT_EQ(cio_sleep(3 * CIO_SEC), 0); /* the reader dawdles */
+    }
+    ASSERT_EQ(n, 0);
+    ASSERT_EQ(total, 1000000);
+    cio_http_response_free(r);
+    teardown();
+    return 0;
+}
+
+TEST_TIMEOUT(http_idle_timeout_does_not_count_while_paused_for_the_reader, 30)
+{
+    ASSERT_EQ(run_virtual(idle_paused_main, NULL), 0);
+}
+
 static int big_headers_main(void *arg)
 {
     (void)arg;
