@@ -8,6 +8,8 @@
 #include "util.h"
 
 #include <dirent.h>
+#include <netdb.h>
+#include <time.h>
 #include <sys/resource.h>
 #include <errno.h>
 
@@ -736,6 +738,47 @@ static int idle_paused_main(void *arg)
 TEST_TIMEOUT(http_idle_timeout_does_not_count_while_paused_for_the_reader, 30)
 {
     ASSERT_EQ(run_virtual(idle_paused_main, NULL), 0);
+}
+
+/* A name under .invalid (RFC 6761: never resolves) fails with the DNS
+ * code and libcurl's text, without a packet on the network beyond the
+ * local resolver's answer. */
+static int dns_main(void *arg)
+{
+    (void)arg;
+    setup(NULL);
+    cio_http_request req = {.url = "http://nosuch.invalid/"};
+    cio_http_response *r;
+    int64_t t0 = cio_now();
+    ASSERT_EQ(cio_http_send(cl, &req, &r), CIO_EHTTP_DNS);
+    ASSERT_TRUE(r == NULL);
+    cio_test_note("%s (%lld ms)", cio_http_client_error(cl),
+                  (long long)((cio_now() - t0) / CIO_MSEC));
+    ASSERT_TRUE(strstr(cio_http_client_error(cl), "nosuch.invalid") != NULL);
+    ASSERT_STREQ(cio_strerror(CIO_EHTTP_DNS), "HTTP: host name not resolved");
+    ASSERT_EQ(cio_http_client_active(cl), 0);
+    teardown();
+    return 0;
+}
+
+TEST_TIMEOUT(http_dns_failure_for_a_name_under_invalid_is_the_dns_code, 20)
+{
+    /* The resolver must answer "no such name" quickly here (a resolver
+     * that has to time out would make this a test of the network). */
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    int rc = getaddrinfo("nosuch.invalid", "80", &hints, &ai);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    if (ai)
+        freeaddrinfo(ai);
+    long ms = (long)(b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+    if (rc == 0)
+        cio_test_skip("the resolver here answers for nosuch.invalid");
+    if (rc != EAI_NONAME || ms > 2000)
+        cio_test_skip("the resolver here does not answer quickly (%s after %ld ms)",
+                      gai_strerror(rc), ms);
+    ASSERT_EQ(cio_run(dns_main, NULL), 0);
 }
 
 static int big_headers_main(void *arg)
