@@ -958,6 +958,54 @@ static ssize_t failing_body(cio_http_upload *u, void *buf, size_t n, void *arg)
     return -EIO;
 }
 
+static int slow_resumer(void *arg)
+{
+    up *p = arg;
+    while (!p->paused) {
+        int rc = cio_sleep(CIO_MSEC);
+        if (rc)
+            return rc;
+    }
+    int rc = cio_sleep(3 * CIO_SEC); /* longer than the idle timeout */
+    if (rc)
+        return rc;
+    cio_http_upload_resume(p->paused);
+    return 0;
+}
+
+/* An upload waiting for its callback's data is not the server's fault
+ * either: the idle timeout does not count that wait. */
+static int idle_upload_main(void *arg)
+{
+    (void)arg;
+    setup(NULL);
+    char u[256];
+    url(u, sizeof u, "/echo");
+    up p = {.total = 100000};
+    cio_http_request req = {.url = u, .body_fn = body_fn, .body_fn_arg = &p,
+                            .body_fn_len = 100000, .idle_timeout = 1 * CIO_SEC};
+    cio_task *t = spawn(slow_resumer, &p, "resumer");
+    cio_http_response *r;
+    int64_t t0 = cio_now();
+    ASSERT_EQ(cio_http_send(cl, &req, &r), 0);
+    ASSERT_EQ(join_release(t), 0);
+    ASSERT_GE(cio_now() - t0, 3 * CIO_SEC);
+    char *body;
+    ASSERT_GT(cio_http_read_all(r, 0, &body), 0);
+    char want[64];
+    snprintf(want, sizeof want, "len=100000 sum=%llu", p.sum);
+    ASSERT_STREQ(body, want);
+    free(body);
+    cio_http_response_free(r);
+    teardown();
+    return 0;
+}
+
+TEST_TIMEOUT(http_idle_timeout_does_not_count_while_the_upload_waits_for_its_callback, 20)
+{
+    ASSERT_EQ(run_virtual(idle_upload_main, NULL), 0);
+}
+
 static int upload_main(void *arg)
 {
     (void)arg;
