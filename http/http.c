@@ -56,7 +56,7 @@ struct cio_http_client {
     char *unix_socket;
     char *proxy;
     long http_version;    /* CURL_HTTP_VERSION_* */
-    int64_t connect_timeout, timeout;
+    int64_t connect_timeout, timeout, idle_timeout;
     long max_redirects;
     char error[CURL_ERROR_SIZE];
 };
@@ -90,6 +90,9 @@ struct cio_http_response {
     int upload_error;     /* the callback's negative code */
     int64_t timeout;      /* ns from the first request sent, 0 = none */
     cio_handle *deadline; /* its timer, once armed */
+    int64_t idle_timeout; /* ns without a byte, 0 = none */
+    int64_t last_active;  /* loop time of the last byte (or unpause) */
+    cio_handle *idle;     /* its timer, once armed */
     cio_event ev;         /* set when something changed for the waiter */
     char error[CURL_ERROR_SIZE];
 };
@@ -178,13 +181,20 @@ static int map_curl(cio_http_response *r, CURLcode cc)
 
 static void drain_done(cio_http_client *c);
 
+static void stop_timer(cio_handle **h)
+{
+    if (*h) {
+        cio_handle_cancel(*h);
+        cio_handle_release(*h);
+        *h = NULL;
+    }
+}
+
+/* The request's own timers (total and idle). */
 static void stop_deadline(cio_http_response *r)
 {
-    if (r->deadline) {
-        cio_handle_cancel(r->deadline);
-        cio_handle_release(r->deadline);
-        r->deadline = NULL;
-    }
+    stop_timer(&r->deadline);
+    stop_timer(&r->idle);
 }
 
 static void finish(cio_http_response *r, int result)
@@ -294,7 +304,8 @@ int cio_http_client_new(cio_http_client **out, const cio_http_client_options *op
     cio_http_client_options o = {0};
     if (opts)
         o = *opts;
-    if (o.max_connections < 0 || o.max_per_host < 0 || o.connect_timeout < 0 || o.timeout < 0)
+    if (o.max_connections < 0 || o.max_per_host < 0 || o.connect_timeout < 0 || o.timeout < 0 ||
+        o.idle_timeout < 0)
         return -EINVAL;
     long version;
     switch (o.http_version) {
@@ -322,6 +333,7 @@ int cio_http_client_new(cio_http_client **out, const cio_http_client_options *op
     c->loop = loop;
     c->connect_timeout = o.connect_timeout ? o.connect_timeout : 30 * CIO_SEC;
     c->timeout = o.timeout;
+    c->idle_timeout = o.idle_timeout;
     c->max_redirects = o.max_redirects ? o.max_redirects : 10;
     char ua[64];
     snprintf(ua, sizeof ua, "cio_http/%s", cio_version_string());
@@ -397,6 +409,7 @@ static size_t header_cb(char *data, size_t size, size_t n, void *arg)
 {
     cio_http_response *r = arg;
     size_t len = size * n;
+    r->last_active = cio_now();
     if (r->headers_done)
         return len; /* trailers */
     if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) {
@@ -456,6 +469,7 @@ static size_t write_cb(char *data, size_t size, size_t n, void *arg)
 {
     cio_http_response *r = arg;
     size_t len = size * n;
+    r->last_active = cio_now();
     if (!r->headers_done) { /* (a body without the blank line seen: HTTP/0.9...) */
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
         r->headers_done = true;
@@ -506,6 +520,7 @@ static size_t read_cb(char *buf, size_t size, size_t n, void *arg)
         r->upload_error = k < 0 ? (int)k : -EINVAL;
         return CURL_READFUNC_ABORT;
     }
+    r->last_active = cio_now(); /* (bytes going out count as activity) */
     return (size_t)k;
 }
 
@@ -554,6 +569,33 @@ static void on_deadline(void *arg)
     cio_event_set(&r->ev);
 }
 
+/* The idle timeout: no byte in either direction for idle_timeout ns. The
+ * callbacks only note the time of the last byte (no timer churn per
+ * chunk); when the timer fires early it is re-armed for the rest. While
+ * the transfer is paused for the reader (or the upload waits for its
+ * callback) the wait is ours, not the server's: it does not count. */
+static void on_idle(void *arg)
+{
+    cio_http_response *r = arg;
+    cio_handle_release(r->idle);
+    r->idle = NULL;
+    int64_t now = cio_now();
+    if (r->paused || r->upload_paused)
+        r->last_active = now;
+    int64_t due = r->last_active + r->idle_timeout;
+    if (now < due) {
+        if (cio_call_later(due - now, on_idle, r, &r->idle) == 0)
+            return;
+        snprintf(r->error, sizeof r->error, "cannot re-arm the idle timeout");
+        abort_transfer(r, -ENOMEM);
+    } else {
+        snprintf(r->error, sizeof r->error, "no data for %lld ms (idle timeout)",
+                 (long long)(r->idle_timeout / CIO_MSEC));
+        abort_transfer(r, CIO_EHTTP_TIMEOUT);
+    }
+    cio_event_set(&r->ev);
+}
+
 #if LIBCURL_VERSION_NUM >= 0x075000 /* 7.80: CURLOPT_PREREQFUNCTION */
 #define OWN_TIMEOUT 1
 /* A connection is there (made or reused) and the first request is about
@@ -566,6 +608,11 @@ static int prereq_cb(void *arg, char *ip, char *local_ip, int port, int local_po
     cio_http_response *r = arg;
     if (r->timeout > 0 && !r->deadline && !r->done &&
         cio_call_later(r->timeout, on_deadline, r, &r->deadline) != 0)
+        return CURL_PREREQFUNC_ABORT;
+    /* The idle clock starts with each request sent (redirects too). */
+    r->last_active = cio_now();
+    if (r->idle_timeout > 0 && !r->idle && !r->done &&
+        cio_call_later(r->idle_timeout, on_idle, r, &r->idle) != 0)
         return CURL_PREREQFUNC_ABORT;
     return CURL_PREREQFUNC_OK;
 }
@@ -622,6 +669,16 @@ static int setup(cio_http_response *r, const cio_http_request *req)
 #else
     if (tt > 0)
         SET(CURLOPT_TIMEOUT_MS, to_ms(tt));
+#endif
+    int64_t it = req->idle_timeout ? req->idle_timeout : c->idle_timeout;
+#ifdef OWN_TIMEOUT
+    r->idle_timeout = it > 0 ? it : 0;
+#else
+    /* (old libcurl: its own low-speed check, whole seconds of real time) */
+    if (it > 0) {
+        SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+        SET(CURLOPT_LOW_SPEED_TIME, (long)((it + CIO_SEC - 1) / CIO_SEC));
+    }
 #endif
     if (req->accept_encoding)
         SET(CURLOPT_ACCEPT_ENCODING, req->accept_encoding);
@@ -926,6 +983,7 @@ ssize_t cio_http_read_site(cio_http_response *r, void *buf, size_t n, const char
      * write_cb right here, which is fine: we are done with the buffer. */
     if (r->paused && r->in_multi && r->len - r->off <= r->limit / 2) {
         r->paused = false;
+        r->last_active = cio_now(); /* (the idle wait restarts here) */
         curl_easy_pause(r->easy, CURLPAUSE_CONT);
     }
     return (ssize_t)k;

@@ -9,8 +9,8 @@
 # root or have passwordless sudo; otherwise the script prints the missing
 # packages and the command that installs them, and exits 1 if a required one
 # is missing. Optional packages enable the extra check stages (clang for
-# ASan/UBSan, valgrind, the aarch64 cross compiler and qemu-user); without
-# them those stages are skipped. With CI=true the optional ones are required.
+# ASan/UBSan, valgrind, the aarch64 cross compiler and qemu-user, nghttpd
+# for the HTTP/2 test); without them those stages (tests) are skipped. With CI=true the optional ones are required.
 # Quick and silent-ish when everything is present: one dpkg-query, no
 # apt-get update.
 set -euo pipefail
@@ -33,13 +33,14 @@ CIO_DEB_OPTIONAL=(
     gcc-aarch64-linux-gnu   # aarch64 stage: cross compiler ...
     libc6-dev-arm64-cross   # ... its libc ...
     qemu-user               # ... and qemu-aarch64 to run the tests
+    nghttp2-server          # nghttpd: the local HTTP/2 server of test_http_tls.c
 )
 # Without dpkg (not Debian): the command each package provides, to check at
 # least that much.
 declare -A CIO_PKG_COMMAND=(
     [cmake]=cmake [gcc]=cc [make]=make [pkg-config]=pkg-config
     [clang]=clang [valgrind]=valgrind [gcc-aarch64-linux-gnu]=aarch64-linux-gnu-gcc
-    [qemu-user]=qemu-aarch64
+    [qemu-user]=qemu-aarch64 [nghttp2-server]=nghttpd
 )
 # ---------------------------------------------------------------------------
 

@@ -18,8 +18,13 @@ trap 'rm -rf "$out"; [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null'
 # check NAME PATTERN CMD...: run CMD (20 s limit); pass when it exits 0 and
 # its output matches the extended regex PATTERN.
 check() {
-    local name=$1 pattern=$2
-    shift 2
+    check_status "$1" 0 "$2" "${@:3}"
+}
+
+# check_status NAME STATUS PATTERN CMD...: the same, for exit status STATUS.
+check_status() {
+    local name=$1 want=$2 pattern=$3
+    shift 3
     if [ ! -x "$1" ]; then
         echo "SKIP $name: $1 not built"
         skipped=$((skipped + 1))
@@ -27,11 +32,11 @@ check() {
     fi
     local rc=0
     timeout -k 5 20 "$@" >"$out/$name" 2>&1 </dev/null || rc=$?
-    if [ "$rc" = 0 ] && grep -qE "$pattern" "$out/$name"; then
+    if [ "$rc" = "$want" ] && grep -qE "$pattern" "$out/$name"; then
         echo "PASS $name"
         passed=$((passed + 1))
     else
-        echo "FAIL $name: exit status $rc, wanted output matching /$pattern/; it printed:"
+        echo "FAIL $name: exit status $rc (wanted $want), wanted output matching /$pattern/; it printed:"
         sed 's/^/    /' "$out/$name" | tail -n 20
         failed=$((failed + 1))
     fi
@@ -81,6 +86,40 @@ if [ -x "$build/example_echo_server" ] && [ -x "$build/example_tcp_client" ]; th
     server_pid=""
 else
     echo "SKIP echo_server + tcp_client: not built"
+    skipped=$((skipped + 2))
+fi
+
+# http_get against a local HTTP server (python3 -m http.server on a free
+# loopback port), then a refused URL: the error line names the URL, and the
+# exit status is 1.
+if [ -x "$build/example_http_get" ] && command -v python3 >/dev/null; then
+    mkdir -p "$out/www"
+    printf 'hello, http\n' >"$out/www/hello.txt"
+    timeout -k 5 30 python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$out/www" \
+        >"$out/http_server" 2>&1 </dev/null &
+    server_pid=$!
+    port=""
+    for _ in $(seq 100); do
+        port=$(sed -n 's/.*Serving HTTP on 127.0.0.1 port \([0-9][0-9]*\).*/\1/p' "$out/http_server")
+        [ -n "$port" ] && break
+        sleep 0.05
+    done
+    if [ -z "$port" ]; then
+        echo "FAIL http_get: the python3 HTTP server did not start; it printed:"
+        sed 's/^/    /' "$out/http_server"
+        failed=$((failed + 1))
+    else
+        url="http://127.0.0.1:$port/hello.txt"
+        check http_get "^${url//./\\.}: 200, 12 bytes, [0-9]+ ms\$" "$build/example_http_get" "$url"
+    fi
+    kill "$server_pid" 2>/dev/null
+    wait "$server_pid" 2>/dev/null
+    server_pid=""
+    # (port 1 on loopback: nothing listens there)
+    check_status http_get_refused 1 '^http://127\.0\.0\.1:1/: HTTP: could not connect .*\(.*\)$' \
+        "$build/example_http_get" http://127.0.0.1:1/
+else
+    echo "SKIP http_get: example_http_get not built or no python3 for its server"
     skipped=$((skipped + 2))
 fi
 

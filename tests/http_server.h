@@ -13,6 +13,7 @@
  *   /status/N           N, body "status N"
  *   /slow               first byte after 10 s (loop time), then as /ok
  *   /stall              Content-Length 100, 10 bytes, then nothing
+ *   /trickle/N          200, N bytes 'a'..'z' one per 100 ms (loop time)
  *   /reset              Content-Length 100, 10 bytes, then a TCP reset
  *   /truncated          Content-Length 100, 10 bytes, then a clean close
  *   /hold               counts concurrent requests, holds each 5 ms
@@ -277,6 +278,15 @@ static int hs_request(http_server *hs, cio_stream *s)
     if (strcmp(path, "/slow") == 0) {
         rc = cio_sleep(10 * CIO_SEC);
         return (rc ?: hs_reply(s, 200, NULL, "hello")) ?: 1;
+    }
+    if (strncmp(path, "/trickle/", 9) == 0) {
+        int total = atoi(path + 9);
+        rc = hs_send(s, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", total);
+        for (int i = 0; !rc && i < total; i++) {
+            rc = cio_sleep(100 * CIO_MSEC);
+            rc = rc ?: hs_send(s, "%c", 'a' + i % 26);
+        }
+        return rc ?: 1;
     }
     if (strcmp(path, "/stall") == 0 || strcmp(path, "/reset") == 0 ||
         strcmp(path, "/truncated") == 0) {

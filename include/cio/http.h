@@ -46,6 +46,7 @@ typedef struct cio_http_client_options {
     const char *user_agent;   /* NULL = "cio_http/<version>" */
     int64_t connect_timeout;  /* ns; default for requests, 0 = 30 s */
     int64_t timeout;          /* ns; default request timeout, 0 = none */
+    int64_t idle_timeout;     /* ns; default request idle timeout, 0 = none */
     const char *ca_file;      /* PEM CA bundle, NULL = the system's */
     long max_redirects;       /* 0 = 10; < 0: follow none */
     /* Proxy URL ("http://host:port", "socks5h://..."), "" for none;
@@ -110,6 +111,14 @@ typedef struct cio_http_request {
      * per-host slot or connecting does not count) to the end of the body,
      * redirects included, on the loop's clock. Then CIO_EHTTP_TIMEOUT. */
     int64_t timeout;
+    /* ns, 0 = the client's, < 0 none: the longest time without a byte
+     * received or sent, from the moment a request is sent (as timeout) to
+     * the end of the body, on the loop's clock (libcurl's low-speed limit
+     * counts whole seconds of real time). Time the transfer spends paused
+     * because the reader is behind does not count. Then CIO_EHTTP_TIMEOUT,
+     * and cio_http_response_error / cio_http_client_error say "idle
+     * timeout" (the total timeout's text says "within N ms of sending"). */
+    int64_t idle_timeout;
     size_t max_body;             /* decoded body bytes, 0 = unlimited */
     size_t buffer_size;          /* body bytes held for the reader, 0 = 64 KiB */
     bool no_redirects;           /* do not follow 3xx Location */
