@@ -895,8 +895,11 @@ static int gib_main(void *arg)
                   grew, cio_http_buffer_capacity(r));
 #ifndef CIO_ASAN
     /* (ASan's quarantine keeps every freed block a while: the server's
-     * write queue churns through 1 GiB of them) */
-    ASSERT_LT(grew, 16 * 1024);
+     * write queue churns through 1 GiB of them; valgrind's allocator and
+     * its own bookkeeping grow RSS too: the buffer's capacity is checked
+     * below everywhere) */
+    if (!cio_test_slow())
+        ASSERT_LT(grew, 16 * 1024);
 #endif
     ASSERT_LE(cio_http_buffer_capacity(r), 64 * 1024);
     cio_http_response_free(r);
