@@ -90,28 +90,33 @@ static void hooks_free(cio_loop *loop)
     loop->hooks = NULL;
 }
 
-void cio__hooks_spawn(cio_loop *loop, cio_task *t) { EACH_HOOK(loop, spawn, t); }
+/* Hooks are public API: they get the tasks' handles (tagged, equal to what
+ * cio_spawn and cio_current give), never the bare structs. */
+void cio__hooks_spawn(cio_loop *loop, cio_task *t)
+{
+    EACH_HOOK(loop, spawn, cio__task_handle(t));
+}
 
 cio_task *cio__hooks_hop(cio_loop *loop, cio_task *from, cio_task *to)
 {
     if (from)
-        EACH_HOOK(loop, after_step, from);
+        EACH_HOOK(loop, after_step, cio__task_handle(from));
     if (to)
-        EACH_HOOK(loop, before_step, to);
+        EACH_HOOK(loop, before_step, cio__task_handle(to));
     return to;
 }
 
 void cio__hooks_final(cio_loop *loop, cio_task *t, cio_task *next)
 {
-    EACH_HOOK(loop, after_step, t);
-    EACH_HOOK(loop, task_end, t, t->status);
+    EACH_HOOK(loop, after_step, cio__task_handle(t));
+    EACH_HOOK(loop, task_end, cio__task_handle(t), t->status);
     if (next)
-        EACH_HOOK(loop, before_step, next);
+        EACH_HOOK(loop, before_step, cio__task_handle(next));
 }
 
 void cio__hooks_end(cio_loop *loop, cio_task *t, int status)
 {
-    EACH_HOOK(loop, task_end, t, status);
+    EACH_HOOK(loop, task_end, cio__task_handle(t), status);
 }
 
 void cio__hooks_before_poll(cio_loop *loop, int64_t timeout)

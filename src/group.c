@@ -174,6 +174,9 @@ static void child_done(cio__watch *w)
     }
     if (g->n_running == 0 && g->n_reserved == 0 && g->waiter)
         cio__task_wake(g->waiter, 0);
+    /* The group may be gone long before the task's last handle (it often
+     * lives on its parent's stack): a finished task names no group. */
+    t->group = NULL;
 }
 
 static void attach_tree(cio_task *self, cio_group *g, int rc);

@@ -563,3 +563,82 @@ TEST(debug_hooks_set_before_run_see_the_main_task_from_spawn_to_end)
     ASSERT_EQ(R.spawn_parent[1], 0u);
     ASSERT_STREQ(R.log, "s1 b1 a1 b1 a1 e1 ");
 }
+
+/* ---- handles in hooks and snapshots of finished group children ------------- */
+
+/* Hooks get the same handles the API hands out (tagged): equal to what
+ * cio_spawn stored and to cio_current() inside the task. */
+static cio_task *hooked_spawned, *hooked_stepped, *hooked_ended;
+static cio_task *inside_current;
+static void h_spawn(void *arg, cio_task *t)
+{
+    (void)arg;
+    if (!hooked_spawned)
+        hooked_spawned = t;
+}
+static void h_before(void *arg, cio_task *t)
+{
+    (void)arg;
+    if (t == hooked_spawned)
+        hooked_stepped = t;
+}
+static void h_end(void *arg, cio_task *t, int status)
+{
+    (void)arg;
+    (void)status;
+    if (t == hooked_spawned)
+        hooked_ended = t;
+}
+static int note_current(void *arg)
+{
+    (void)arg;
+    inside_current = cio_current();
+    return 0;
+}
+static const cio_hooks handle_hooks = {.spawn = h_spawn, .before_step = h_before,
+                                       .task_end = h_end};
+
+TASK_TEST(debug_hooks_get_the_handles_the_api_hands_out)
+{
+    ASSERT_EQ(cio_loop_add_hooks(NULL, &handle_hooks), 0);
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, note_current, NULL, "noted"), 0);
+    ASSERT_PTR_EQ(hooked_spawned, t);
+    ASSERT_EQ(cio_join(t, NULL), 0);
+    ASSERT_PTR_EQ(inside_current, t);
+    ASSERT_PTR_EQ(hooked_stepped, t);
+    ASSERT_PTR_EQ(hooked_ended, t);
+    ASSERT_EQ(cio_loop_remove_hooks(NULL, &handle_hooks), 0);
+    cio_task_release(t);
+}
+
+/* A finished child's handle outlives its group (on a stack frame that is
+ * gone): its snapshot names no group instead of reading the dead frame. */
+static int quick_child(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+__attribute__((noinline)) static cio_task *child_of_a_group_that_is_gone(void)
+{
+    cio_group g;
+    cio_group_enter(&g);
+    cio_task *keep;
+    ASSERT_EQ(cio_group_spawn(&g, &keep, quick_child, NULL, "kept"), 0);
+    ASSERT_EQ(cio_group_exit(&g), 0);
+    cio_group_destroy(&g);
+    memset(&g, 0xa5, sizeof g); /* what a later call would leave there */
+    return keep;
+}
+
+TASK_TEST(debug_snapshot_of_a_finished_child_names_no_group)
+{
+    cio_task *keep = child_of_a_group_that_is_gone();
+    cio_task_info ti;
+    ASSERT_EQ(cio_task_snapshot(keep, &ti), 0);
+    ASSERT_EQ(ti.state, CIO_TASK_DONE);
+    ASSERT_PTR_EQ(ti.group, NULL);
+    ASSERT_EQ(ti.group_owner_id, 0);
+    cio_task_release(keep);
+}

@@ -56,7 +56,8 @@ typedef struct cio_task_info {
     bool started;             /* it has run at least once */
     uint64_t parent_id;       /* the task that spawned it; 0 when none (the
                                * main task, a spawn from a callback) */
-    const cio_group *group;   /* the group it is a child of, or NULL */
+    const cio_group *group;   /* the group it is a child of while it runs;
+                               * NULL once done (the group may be gone) */
     uint64_t group_owner_id;  /* the id of the task that entered that group */
     /* Creation: the task's function, and the code address of the spawn call
      * (a return address: `addr2line -e PROGRAM` turns it, less the module's

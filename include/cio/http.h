@@ -71,7 +71,9 @@ typedef struct cio_http_client_options {
 CIO_EXTERN int cio_http_client_new(cio_http_client **out,
                                    const cio_http_client_options *opts);
 /* Free the client. Returns 0, or -EBUSY (nothing freed) while responses
- * made by it are not freed. NULL: 0. Does not suspend. */
+ * made by it are not freed. NULL: 0. Does not suspend. Call it on the
+ * client's loop thread before cio_loop_close: it stops the loop's timer
+ * and fd watches that libcurl uses. */
 CIO_EXTERN int cio_http_client_free(cio_http_client *c);
 /* libcurl's text for the last cio_http_send on c that failed ("" if none):
  * valid until the next call on c. */
@@ -145,6 +147,7 @@ CIO_EXTERN int cio_http_send_site(cio_http_client *c, const cio_http_request *re
                                   cio_http_response **out, const char *file, int line,
                                   const char *func);
 
+/* The getters below do not suspend; strings are owned by r. */
 /* Status code (200, 404, ...). */
 CIO_EXTERN int cio_http_status(const cio_http_response *r);
 /* HTTP version of the response: 10, 11, 20 or 30 (0 unknown). */

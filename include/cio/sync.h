@@ -251,6 +251,7 @@ CIO_EXTERN void cio_barrier_abort(cio_barrier *barrier);
 /* Return to the empty, unbroken state; tasks waiting now return -EPIPE.
  * Does not suspend. */
 CIO_EXTERN void cio_barrier_reset(cio_barrier *barrier);
+/* The number of tasks each round waits for (as given to init). */
 CIO_EXTERN size_t cio_barrier_parties(const cio_barrier *barrier);
 /* Tasks waiting in the current round. */
 CIO_EXTERN size_t cio_barrier_n_waiting(cio_barrier *barrier);
@@ -356,6 +357,7 @@ CIO_EXTERN size_t cio_queue_maxsize(const cio_queue *queue);
 CIO_EXTERN bool cio_queue_empty(const cio_queue *queue);
 /* True if bounded and size == maxsize. */
 CIO_EXTERN bool cio_queue_full(const cio_queue *queue);
+/* True once cio_queue_shutdown was called. Does not suspend. */
 CIO_EXTERN bool cio_queue_is_shutdown(const cio_queue *queue);
 /* Items put and not yet marked done. */
 CIO_EXTERN size_t cio_queue_unfinished(const cio_queue *queue);

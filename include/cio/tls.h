@@ -40,6 +40,8 @@ typedef struct cio_tls_config cio_tls_config;
  * -EINVAL or -ENOMEM. The caller owns *out (cio_tls_config_free); sessions
  * keep their own reference, so the config may be freed while they live. */
 CIO_EXTERN int cio_tls_config_new(cio_tls_config **out, int mode);
+/* Drop the caller's reference (sessions keep theirs: the configuration is
+ * freed with the last one). NULL is ignored. Does not suspend. */
 CIO_EXTERN void cio_tls_config_free(cio_tls_config *cfg);
 
 /* Trust these CA certificates (PEM) instead of the system store: a file, or
