@@ -567,9 +567,14 @@ static int resolve_all(void)
     cio_group g;
     cio_group_enter(&g);
     cio_group_set_limit(&g, 16);
-    for (size_t i = 0; i < u; i++)
-        if (cio_group_spawn(&g, NULL, lookup_task, &ls[i], "lookup %s", ls[i].name) < 0)
+    for (size_t i = 0; i < u; i++) {
+        int src = cio_group_spawn(&g, NULL, lookup_task, &ls[i], "lookup %s", ls[i].name);
+        if (src < 0) { /* (a cancellation, or out of memory): say so per name */
+            for (size_t j = i; j < u; j++)
+                ls[j].err = src;
             break;
+        }
+    }
     int rc = cio_group_exit(&g);
     cio_group_destroy(&g);
     if (rc < 0) {
