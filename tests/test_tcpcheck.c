@@ -921,3 +921,18 @@ TEST_TIMEOUT(tcpcheck_reused_sockets_report_each_state, 30)
         p = e + 1;
     }
 }
+
+/* What a new user runs first: every state, the banner included (escaped,
+ * then JSON-quoted), exit 1 (not everything is open). */
+TEST_TIMEOUT(tcpcheck_demo_shows_every_state_and_the_banner, 30)
+{
+    require_tool();
+    const char *argv[] = {"tcpcheck", "--demo", "--json", NULL};
+    run *r = tool(argv);
+    ASSERT_EQ(r->status, 1);
+    ASSERT_TRUE(strstr(r->out, "\"state\":\"open\"") != NULL);
+    ASSERT_TRUE(strstr(r->out, "\"state\":\"closed\"") != NULL);
+    ASSERT_TRUE(strstr(r->out, "\"state\":\"timeout\"") != NULL);
+    ASSERT_TRUE(strstr(r->out, "\"banner\":\"SSH-2.0-tcpcheck_demo\\\\r\\\\n\"") != NULL);
+    ASSERT_TRUE(strstr(r->err, "6 probes in ") != NULL);
+}

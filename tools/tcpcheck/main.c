@@ -1004,7 +1004,8 @@ static void usage(FILE *f)
 "      --json              one JSON object per line\n"
 "      --csv               CSV with a header row\n"
 "      --max-probes=N      allow more than 1048576 probes\n"
-"      --demo              probe listeners of its own on 127.0.0.1 (every state)\n"
+"      --demo              probe listeners of its own on 127.0.0.1 (every state,\n"
+"                          with --banner and -t 300ms unless given)\n"
 "  -j, --jobs=N            N event loops on N threads, each with its share of\n"
 "                          the probes, the cap and the rate (default 1)\n"
 "  -h, --help              this help\n"
@@ -1166,6 +1167,8 @@ int main(int argc, char **argv)
         read_file(files[i]);
     if (opt.demo && !opt.timeout_given)
         opt.timeout = 300 * CIO_MSEC;
+    if (opt.demo && !opt.banner) /* the demo shows every state: its banner too */
+        opt.banner = 128;
     if (!opt.targets.n && !opt.demo)
         die_usage("no target (tcpcheck --help for the syntax)");
     fit_fd_limit();
