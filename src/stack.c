@@ -213,18 +213,25 @@ static void unmap_stack(void *map, size_t map_size, int kind)
         __atomic_sub_fetch(&maps_spent, 2, __ATOMIC_RELAXED);
 }
 
+/* A pool entry is a map's address | its kind: maps are page-aligned and
+ * the kinds fit in the two low bits. */
+#define ENTRY_KIND_MASK ((uintptr_t)3)
+_Static_assert(CIO__STACK_CANARY <= 3, "a stack kind fits in a pool entry's low bits");
+static void *entry_map(uintptr_t e) { return (void *)(e & ~ENTRY_KIND_MASK); }
+static int entry_kind(uintptr_t e) { return (int)(e & ENTRY_KIND_MASK); }
+
 int cio__stack_alloc(cio_loop *loop, cio__stack *st, size_t size)
 {
-    if (cio__stack_round(size, &size))
+    /* (The loop's default size was rounded when the loop was made: the
+     * common spawn skips the rounding.) */
+    if (size != loop->stack_size && cio__stack_round(size, &size))
         return -EINVAL;
     bool pooled = size == loop->stack_size;
     if (pooled && loop->stacks.pool_len) {
         uintptr_t e = loop->stacks.pool[--loop->stacks.pool_len];
         if (loop->stacks.pool_cold > loop->stacks.pool_len)
             loop->stacks.pool_cold = loop->stacks.pool_len;
-        size_t page = cio__page_size();
-        set_geometry(st, (void *)(e & ~(uintptr_t)(page - 1)), size,
-                     (int)(e & (page - 1)));
+        set_geometry(st, entry_map(e), size, entry_kind(e));
     } else {
         size_t map_size = CIO__STACK_GUARD + size;
         int kind = choose_kind();
@@ -299,8 +306,6 @@ void cio__stack_free(cio_loop *loop, cio__stack *st)
     st->lo = NULL;
 }
 
-static void *entry_map(uintptr_t e) { return (void *)(e & ~(uintptr_t)(cio__page_size() - 1)); }
-static int entry_kind(uintptr_t e) { return (int)(e & (cio__page_size() - 1)); }
 
 static void trim(cio_loop *loop);
 
