@@ -350,6 +350,74 @@ static int bad_peer_main(void *arg)
     return 0;
 }
 
+/* A peer that reads `peer_reads` bytes of the ClientHello (0: none; -1:
+ * all that came) and then closes (FIN) or resets (RST): the handshake and a
+ * later write fail with an error code, never SIGPIPE (the test runs with
+ * SIGPIPE at its default action) or a hang. */
+static int peer_reads;
+static bool peer_resets;
+static int leaving_server(void *arg)
+{
+    int lfd = *(int *)arg;
+    int fd = accept_one(lfd);
+    if (fd < 0)
+        return fd;
+    char buf[4096];
+    if (peer_reads != 0) {
+        ASSERT_EQ(cio_wait_fd(fd, CIO_READABLE), CIO_READABLE);
+        ssize_t n = read(fd, buf, peer_reads < 0 ? sizeof buf : (size_t)peer_reads);
+        ASSERT_GT(n, 0);
+    }
+    if (peer_resets) {
+        struct linger l = {.l_onoff = 1, .l_linger = 0};
+        ASSERT_EQ(setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l), 0);
+    }
+    close(fd);
+    return 0;
+}
+
+static int leaving_peer_main(void *arg)
+{
+    (void)arg;
+    int port;
+    int lfd = listen_loopback(&port);
+    cio_task *srv;
+    ASSERT_EQ(cio_spawn(&srv, leaving_server, &lfd, "leaving-peer"), 0);
+    cio_tls_config *cfg;
+    ASSERT_EQ(cio_tls_config_new(&cfg, CIO_TLS_CLIENT), 0);
+    cio_tls_config_set_verify(cfg, false);
+    int fd = connect_loopback(port);
+    cio_tls *tls;
+    ASSERT_EQ(cio_tls_new(&tls, cfg, fd, NULL), 0);
+    cio_scope s;
+    cio_timeout_enter(&s, 5 * CIO_SEC);
+    int rc = cio_tls_handshake(tls);
+    ssize_t w = cio_tls_write(tls, "x", 1);
+    ASSERT_EQ(cio_scope_exit(&s), 0); /* ended by the error, not the deadline */
+    ASSERT_LT(rc, 0);
+    ASSERT_LT(w, 0);
+    ASSERT_EQ(cio_join(srv, NULL), 0);
+    cio_task_release(srv);
+    cio_tls_free(tls);
+    cio_tls_config_free(cfg);
+    close(fd);
+    close(lfd);
+    return 0;
+}
+
+TEST(tls_peer_closing_or_resetting_mid_handshake_is_an_error_not_a_signal)
+{
+    signal(SIGPIPE, SIG_DFL);
+    const int reads[] = {0, 1, -1};
+    for (int r = 0; r < 2; r++)
+        for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++) {
+            peer_reads = reads[i];
+            peer_resets = r;
+            cio_test_note("peer reads %d, %s", peer_reads, r ? "resets" : "closes");
+            ASSERT_EQ(cio_run(leaving_peer_main, NULL), 0);
+        }
+}
+
 TEST(tls_peer_not_speaking_tls_fails_handshake)
 {
     ASSERT_EQ(cio_run(bad_peer_main, (void *)garbage_server), 0);
