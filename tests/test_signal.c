@@ -17,6 +17,22 @@
 #include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define TEST_HAVE_VALGRIND_H 1
+#endif
+#endif
+
+/* 1 when this process runs under valgrind. */
+static int under_valgrind(void)
+{
+#ifdef TEST_HAVE_VALGRIND_H
+    return RUNNING_ON_VALGRIND != 0;
+#else
+    return 0;
+#endif
+}
 
 static int usr1_calls;
 static cio_task *sleeper_to_wake;
@@ -170,6 +186,12 @@ TEST(signal_sigterm_unwinds_and_exits_143)
 
 TEST(signal_second_sigint_exits_at_once)
 {
+    /* valgrind 3.19 itself dies ("the 'impossible' happened: Killed by
+     * fatal signal") delivering this second SIGINT to the shutdown
+     * handler on the loop thread's alternate signal stack while the loop
+     * waits in epoll; natively, under ASan and under qemu it passes. */
+    if (under_valgrind())
+        cio_test_skip("valgrind crashes delivering a signal on the alternate stack here");
     int rfd;
     pid_t pid = start_child(1, &rfd);
     expect_byte(rfd, 'r');
