@@ -25,6 +25,8 @@ CIO_DEB_PACKAGES=(
     libc6-dev
     libssl-dev              # libcio_tls (TLS on OpenSSL)
     libcurl4-openssl-dev    # libcio_http (HTTP client on libcurl)
+    libxml2-dev             # tools/news: RSS/Atom/RDF/OPML/HTML parsing
+    libjansson-dev          # tools/news: JSON Feed
 )
 # Debian packages for the extra check stages (required when CI=true).
 CIO_DEB_OPTIONAL=(
