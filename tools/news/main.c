@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 #include <cio.h>
 #include <cio/http.h>
+#include <cio/log.h>
 
 #include "demo.h"
 #include "feed.h"
@@ -135,30 +136,17 @@ static void erase_progress(void)
     }
 }
 
-/* -v: one line per event, "+1.234 [task#id] trace=ID: message", written
- * with one write(2) (the line format of cio_log). */
+/* -v: one line per event through cio_log: "+1.234 [task#id] trace=ID:
+ * message" (the trace id is the context variable's value). */
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logf_(const char *fmt, ...)
 {
     if (!opt.verbose)
         return;
-    erase_progress();
-    char line[1024];
-    cio_task *t = cio_current();
-    const char *name = t ? cio_task_name(t) : "-";
-    int n = snprintf(line, sizeof line, "+%.3f [%s#%" PRIu64 "] trace=%s: ",
-                     (double)(cio_now() - t0) / 1e9, name ? name : "-",
-                     t ? cio_task_id(t) : (uint64_t)0, (const char *)cio_contextvar_get(&trace_var));
     va_list ap;
     va_start(ap, fmt);
-    if (n > 0 && (size_t)n < sizeof line - 2)
-        n += vsnprintf(line + n, sizeof line - 2 - (size_t)n, fmt, ap);
+    cio_vlog(CIO_LOG_INFO, fmt, ap);
     va_end(ap);
-    if (n > (int)sizeof line - 2)
-        n = (int)sizeof line - 2;
-    line[n++] = '\n';
-    ssize_t w = write(2, line, (size_t)n);
-    (void)w;
 }
 
 static int ticker_task(void *arg)
@@ -1109,6 +1097,8 @@ int main(int argc, char **argv)
     const char *nc = getenv("NO_COLOR");
     colour = opt.mode == OUT_TEXT && isatty(1) && !(nc && *nc);
     progress_on = opt.mode == OUT_TEXT && isatty(2) && !opt.verbose;
+    if (opt.verbose)
+        cio_log_add_context("trace", &trace_var);
     /* feed parsing (libxml2) runs on the fetch tasks' stacks */
     cio_loop_options lo = {.stack_size = 256 * 1024};
     int rc = cio_run_opts(&lo, main_task, NULL);
