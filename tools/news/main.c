@@ -18,7 +18,9 @@
  * (cio_shutdown_on_signals): what was fetched is printed, the state saved,
  * exit 130; a second signal ends the process at once.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <cio.h>
 #include <cio/http.h>
 #include <cio/log.h>
@@ -466,7 +468,9 @@ static void describe(const src *s, char *buf, size_t cap)
     case ERR_DEADLINE: why = "deadline reached"; break;
     case CIO_EHTTP_DNS: why = "DNS"; break;
     case CIO_EHTTP_CONNECT:
-        why = strstr(s->detail, "efused") || !s->detail[0] ? "refused" : "unreachable";
+        /* libcurl's text rarely says which: refused unless it names a route */
+        why = strcasestr(s->detail, "unreachable") || strcasestr(s->detail, "no route")
+                  ? "unreachable" : "refused";
         break;
     case CIO_EHTTP_TIMEOUT:
     case CIO_EHTTP_CONNECT_TIMEOUT: why = "timeout"; break;

@@ -1,5 +1,7 @@
 /* news's state file: see state.h. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "state.h"
 
 #include <errno.h>
@@ -266,8 +268,8 @@ static int parse(news_state *st, char *text, size_t len, char *err, size_t errle
 
 int news_state_load(news_state *st, const char *path, char *err, size_t errlen)
 {
-    char *text;
-    size_t len;
+    char *text = NULL;
+    size_t len = 0;
     err[0] = 0;
     int rc = read_all(path, &text, &len);
     if (rc == -ENOENT)
