@@ -1022,7 +1022,7 @@ TEST_TIMEOUT(news_damaged_state_is_reported_and_set_aside, 30)
     srv_stop(v);
     ASSERT_EQ(r->status, 0);
     ASSERT_EQ(count(r->out, "after item"), 3);
-    char want[300];
+    char want[600];
     snprintf(want, sizeof want, "news: the state file %s is damaged (line 3: bad item key): "
              "moved to %s.bad, starting afresh\n", state_file(), state_file());
     ASSERT_STREQ(r->err, want);
@@ -1128,6 +1128,105 @@ TEST_TIMEOUT(news_sigint_prints_partial_results_saves_state_exits_130, 30)
     ASSERT_TRUE(strstr(st, want) != NULL);
     ASSERT_TRUE(strstr(st, "/forever") == NULL);
     free(r);
+}
+
+TEST_TIMEOUT(news_interval_spaces_requests_to_one_host, 30)
+{
+    require_tool();
+    srv *v = srv_start();
+    /* three fetches of one host, --interval 150ms: the server sees them
+     * 150 ms apart, even with slots for all of them (less 5 ms for the
+     * two requests' travel times on loopback, which may differ) */
+    const char *argv[] = {"news", "--json", "--per-host", "4", "--interval", "150ms",
+                          url(v, "/other"), url(v, "/other"), url(v, "/other"), NULL};
+    run *r = tool(argv);
+    srv_stop(v);
+    ASSERT_EQ(r->status, 0);
+    ASSERT_EQ(v->other_n, 3);
+    for (int i = 1; i < 3; i++) {
+        double gap = (double)(v->other_at[i] - v->other_at[i - 1]) / 1e9;
+        cio_test_note("gap %d: %.3f s", i, gap);
+        ASSERT_TRUE(gap >= 0.145);
+    }
+}
+
+TEST_TIMEOUT(news_demo_fetches_six_sources_concurrently, 30)
+{
+    require_tool();
+    const char *argv[] = {"news", "--demo", "--demo-delay", "100ms", "--json", "-n", "1", NULL};
+    run *r = tool(argv);
+    ASSERT_EQ(r->status, 0);
+    ASSERT_EQ(count_lines(r->out, r->n_out), 6); /* one item of each */
+    ASSERT_TRUE(strstr(r->err, "fetched 6 sources in ") != NULL);
+    ASSERT_TRUE(strstr(r->err, " s (one at a time: 0.6 s)\n") != NULL);
+}
+
+/* Run the tool with fd (1 or 2) on a pseudo-terminal, the other to
+ * /dev/null, NO_COLOR set to no_color (NULL: unset). */
+static void run_on_pty(const char *const *argv, const char *no_color, char *out, size_t cap,
+                       int fd)
+{
+    int m = posix_openpt(O_RDWR | O_NOCTTY);
+    if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0)
+        cio_test_skip("no pseudo-terminals here");
+    char *name = ptsname(m);
+    ASSERT_TRUE(name != NULL);
+    pid_t pid = fork();
+    ASSERT_TRUE(pid >= 0);
+    if (pid == 0) {
+        int s = open(name, O_RDWR);
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 1);
+        dup2(null, 2);
+        dup2(s, fd);
+        dup2(null, 0);
+        if (no_color)
+            setenv("NO_COLOR", no_color, 1);
+        else
+            unsetenv("NO_COLOR");
+        execv(NEWS_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    size_t n = 0;
+    for (;;) {
+        ssize_t k = read(m, out + n, cap - 1 - n);
+        if (k <= 0)
+            break; /* EIO once the child has closed the terminal */
+        n += (size_t)k;
+    }
+    out[n] = 0;
+    close(m);
+    int st;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    cio_test_note("on the terminal:\n%s", out);
+}
+
+TEST_TIMEOUT(news_colour_and_progress_only_on_a_terminal, 30)
+{
+    require_tool();
+    srv *v = srv_start();
+    const char *argv[] = {"news", "-n", "1", url(v, "/rss/tty"), NULL};
+    static char out[16384];
+    run_on_pty(argv, NULL, out, sizeof out, 1);
+    ASSERT_TRUE(strstr(out, "\033[1mFeed tty\033[0m") != NULL);
+    run_on_pty(argv, "1", out, sizeof out, 1);
+    ASSERT_TRUE(strstr(out, "Feed tty") != NULL);
+    ASSERT_TRUE(strchr(out, '\033') == NULL);
+    /* stderr on a terminal, a run over 200 ms: progress, erased before
+     * the summary */
+    const char *pargv[] = {"news", "--deadline", "600ms", url(v, "/rss/tty"),
+                           url(v, "/forever"), NULL};
+    run_on_pty(pargv, NULL, out, sizeof out, 2);
+    const char *prog = strstr(out, "\r\033[Knews: 1/2 sources, 3 items, 0 failed");
+    ASSERT_TRUE(prog != NULL);
+    const char *sum = strstr(out, "news: 2 sources in ");
+    ASSERT_TRUE(sum != NULL && sum > prog);
+    ASSERT_TRUE(strncmp(sum - 4, "\r\033[K", 4) == 0);
+    /* never with --json */
+    const char *jargv[] = {"news", "--json", "--deadline", "400ms", url(v, "/forever"), NULL};
+    run_on_pty(jargv, NULL, out, sizeof out, 2);
+    ASSERT_TRUE(strstr(out, "sources,") == NULL);
+    srv_stop(v);
 }
 
 #endif /* NEWS_BIN */

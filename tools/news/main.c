@@ -272,6 +272,7 @@ static int fetch_once(src *s, const char *url, bool first, int64_t *wait)
     if (!s->started)
         s->started = cio_now();
     cio_http_response *r = NULL;
+    int64_t dispatched = cio_now();
     int rc = cio_http_send(client, &req, &r);
     if (rc < 0) {
         if (cio_cancel_pending()) {
@@ -290,6 +291,11 @@ static int fetch_once(src *s, const char *url, bool first, int64_t *wait)
     cio_http_timings_get(r, &tm);
     int status = cio_http_status(r);
     s->http_status = status;
+    /* --interval counts from when the request went out, after a new
+     * connection was made (its handshake is not the server's gap) */
+    int64_t sent = dispatched + (tm.tls > tm.connect ? tm.tls : tm.connect);
+    if (opt.interval && sent + opt.interval > s->host->not_before)
+        s->host->not_before = sent + opt.interval;
     logf_("connected (%.1f ms)", (double)tm.connect / 1e6);
     logf_("first byte (%.1f ms): HTTP %d", (double)tm.first_byte / 1e6, status);
     if (status == 304) {
@@ -326,6 +332,8 @@ static int fetch_once(src *s, const char *url, bool first, int64_t *wait)
         return F_DONE;
     }
     /* the body into the parser chunk by chunk, as it arrives */
+    /* one buffer for every fetch: filled by a read and pushed into the
+     * parser before anything else runs (no suspension in between) */
     static _Thread_local char buf[32768];
     size_t total = 0;
     ssize_t n;
