@@ -253,6 +253,11 @@ static int routes(http_server *hs, cio_stream *s, const char *path, const char *
                      "<pubDate>Tue, 01 Dec 2026 10:00:00 GMT</pubDate></item>"
                      "</channel></rss>");
     }
+    if (strcmp(path, "/evil.json") == 0) /* escape sequences, legal in JSON */
+        return reply(s, 200, "Content-Type: application/feed+json\r\n",
+                     "{\"version\":\"https://jsonfeed.org/version/1.1\",\"title\":"
+                     "\"E\\u001b[2J\",\"items\":[{\"id\":\"1\",\"title\":\"clear"
+                     "\\u001b[2Jscreen\",\"url\":\"http://example.com/\\u001b]0;x\\u0007\"}]}");
     return HS_NEXT;
 }
 
@@ -1227,6 +1232,19 @@ TEST_TIMEOUT(news_colour_and_progress_only_on_a_terminal, 30)
     run_on_pty(jargv, NULL, out, sizeof out, 2);
     ASSERT_TRUE(strstr(out, "sources,") == NULL);
     srv_stop(v);
+}
+
+TEST_TIMEOUT(news_text_output_never_passes_control_bytes_to_the_terminal, 30)
+{
+    require_tool();
+    srv *v = srv_start();
+    const char *argv[] = {"news", url(v, "/evil.json"), NULL};
+    run *r = tool(argv);
+    srv_stop(v);
+    ASSERT_EQ(r->status, 0);
+    ASSERT_TRUE(strstr(r->out, "screen") != NULL);
+    ASSERT_TRUE(strchr(r->out, '\033') == NULL);
+    ASSERT_TRUE(strchr(r->out, '\a') == NULL);
 }
 
 #endif /* NEWS_BIN */

@@ -555,6 +555,14 @@ static void select_items(src *s)
 
 #define C(code) (colour ? (code) : "")
 
+/* Text for a terminal: a feed's control bytes (an escape sequence in a
+ * link, say) are printed as '?', never passed to the terminal. */
+static void put_clean(FILE *o, const char *s)
+{
+    for (; *s; s++)
+        fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, o);
+}
+
 static void print_ok(src *s)
 {
     FILE *o = stdout;
@@ -564,8 +572,11 @@ static void print_ok(src *s)
         /* --new: a source with nothing new says nothing */
         if (opt.new_only && !s->n_shown)
             return;
-        fprintf(o, "%s%s%s  %s%s%s", C("\033[1m"), name, C("\033[0m"), C("\033[2m"),
-                s->in->url, C("\033[0m"));
+        fputs(C("\033[1m"), o);
+        put_clean(o, name);
+        fprintf(o, "%s  %s", C("\033[0m"), C("\033[2m"));
+        put_clean(o, s->in->url);
+        fputs(C("\033[0m"), o);
         if (s->result == RES_NOT_MODIFIED)
             fputs("  (not modified)", o);
         else if (!s->n_shown)
@@ -583,10 +594,14 @@ static void print_ok(src *s)
             } else {
                 snprintf(date, sizeof date, "%16s", "");
             }
-            fprintf(o, "  %s%s%s  %s\n", C("\033[36m"), date, C("\033[0m"),
-                    it->title[0] ? it->title : "(untitled)");
-            if (it->link)
-                fprintf(o, "  %16s  %s%s%s\n", "", C("\033[34m"), it->link, C("\033[0m"));
+            fprintf(o, "  %s%s%s  ", C("\033[36m"), date, C("\033[0m"));
+            put_clean(o, it->title[0] ? it->title : "(untitled)");
+            fputc('\n', o);
+            if (it->link) {
+                fprintf(o, "  %16s  %s", "", C("\033[34m"));
+                put_clean(o, it->link);
+                fprintf(o, "%s\n", C("\033[0m"));
+            }
         }
         fputc('\n', o);
     } else if (opt.mode == OUT_JSON) {
@@ -655,7 +670,13 @@ static void print_failed(const src *s, bool first)
     } else {
         if (first)
             printf("%sfailed:%s\n", C("\033[1;31m"), C("\033[0m"));
-        printf("  %s  %s  %s%s%s\n", name, s->in->url, C("\033[31m"), why, C("\033[0m"));
+        fputs("  ", stdout);
+        put_clean(stdout, name);
+        fputs("  ", stdout);
+        put_clean(stdout, s->in->url);
+        printf("  %s", C("\033[31m"));
+        put_clean(stdout, why);
+        printf("%s\n", C("\033[0m"));
     }
 }
 
