@@ -868,8 +868,15 @@ static int main_task(void *arg)
         free(srcs[i].etag);
         free(srcs[i].last_modified);
     }
-    int busy = cio_http_client_free(client);
-    (void)busy;
+    free(srcs);
+    for (size_t i = 0; i < n_hosts; i++) {
+        cio_sem_destroy(&hosts[i]->slots);
+        free(hosts[i]->key);
+        free(hosts[i]);
+    }
+    free(hosts);
+    cio_sem_destroy(&global_slots);
+    cio_http_client_free(client); /* (every response was freed) */
     if (demo) {
         cio_scope shield; /* the demo's tasks must be joined, even on Ctrl-C */
         cio_shield_enter(&shield, CIO_FOREVER);
