@@ -253,6 +253,16 @@ static int routes(http_server *hs, cio_stream *s, const char *path, const char *
                      "<pubDate>Tue, 01 Dec 2026 10:00:00 GMT</pubDate></item>"
                      "</channel></rss>");
     }
+    int ms;
+    if (sscanf(path, "/wait/%d", &ms) == 1) { /* the feed after MS ms */
+        int rc = cio_sleep(ms * CIO_MSEC);
+        return rc ?: reply_feed(s, "waited", NULL);
+    }
+    if (strcmp(path, "/selfpage") == 0) /* its feed link is itself */
+        return reply(s, 200, "Content-Type: text/html\r\n",
+                     "<html><head><title>Round and round</title>"
+                     "<link rel=\"alternate\" type=\"application/rss+xml\" "
+                     "href=\"/selfpage\"></head><body></body></html>");
     if (strcmp(path, "/evil.json") == 0) /* escape sequences, legal in JSON */
         return reply(s, 200, "Content-Type: application/feed+json\r\n",
                      "{\"version\":\"https://jsonfeed.org/version/1.1\",\"title\":"
@@ -796,13 +806,16 @@ TEST_TIMEOUT(news_follows_redirects_and_autodiscovery_and_reports_loops, 30)
     require_tool();
     srv *v = srv_start();
     const char *argv[] = {"news", "--json", "-n", "1", url(v, "/redirected"), url(v, "/page"),
-                          url(v, "/plainpage"), url(v, "/loop"), url(v, "/notxml"), NULL};
+                          url(v, "/plainpage"), url(v, "/loop"), url(v, "/notxml"),
+                          url(v, "/selfpage"), NULL};
     run *r = tool(argv);
     srv_stop(v);
     ASSERT_EQ(r->status, 1);
     ASSERT_TRUE(strstr(r->out, "\"title\":\"moved item 3\"") != NULL);
     ASSERT_TRUE(strstr(r->out, "\"title\":\"discovered item 3\"") != NULL);
     expect_error(r, url(v, "/plainpage"), "not a feed (an HTML page: 'Just a page')");
+    /* autodiscovery is followed once: a page pointing at itself ends */
+    expect_error(r, url(v, "/selfpage"), "not a feed (an HTML page: 'Round and round')");
     expect_error(r, url(v, "/loop"), "too many redirects");
     expect_error(r, url(v, "/notxml"), "not a feed");
 }
@@ -1253,6 +1266,26 @@ TEST_TIMEOUT(news_text_output_never_passes_control_bytes_to_the_terminal, 30)
     ASSERT_TRUE(strstr(r->out, "screen") != NULL);
     ASSERT_TRUE(strchr(r->out, '\033') == NULL);
     ASSERT_TRUE(strchr(r->out, '\a') == NULL);
+}
+
+TEST_TIMEOUT(news_timeout_does_not_count_the_wait_for_a_host_slot, 30)
+{
+    require_tool();
+    srv *v = srv_start();
+    /* one at a time to the host, each answer 250 ms late, -t 400ms: the
+     * third waits 500 ms for its slot and still has its 400 ms */
+    const char *argv[] = {"news", "--json", "--per-host", "1", "-t", "400ms", "-r", "0",
+                          url(v, "/wait/250"), url(v, "/wait/251"), url(v, "/wait/252"),
+                          NULL};
+    run *r = tool(argv);
+    ASSERT_EQ(r->status, 0);
+    ASSERT_EQ(count(r->out, "waited item"), 9);
+    /* and it does count once sent */
+    const char *a2[] = {"news", "--json", "-t", "100ms", "-r", "0", url(v, "/wait/300"), NULL};
+    r = tool(a2);
+    srv_stop(v);
+    ASSERT_EQ(r->status, 1);
+    expect_error(r, url(v, "/wait/300"), "timeout");
 }
 
 #endif /* NEWS_BIN */
