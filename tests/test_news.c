@@ -9,6 +9,7 @@
 #include "harness.h"
 #include "http_server.h"
 #include "output.h"
+#include "schedule.h"
 #include "state.h"
 
 #include <cio.h>
@@ -639,6 +640,177 @@ TEST(news_tsv_and_json_escape_as_sfeed_and_json_want)
     fclose(f);
     ASSERT_STREQ(buf, "a\\tb\\nc\\\\de|a b c|\"q\\\"b\\\\s\\n\\u0001\"|null");
     free(buf);
+}
+
+/* ---- unit tests: the scheduler, on the virtual clock ----------------------------- */
+
+typedef struct sched_case {
+    news_sched *s;
+    news_host *h[2];
+    int active[2], max[2], active_all, max_all;
+    int64_t hold;               /* how long each request holds its slots */
+    int64_t started[2][16];     /* acquire times per host, in order */
+    int n_started[2];
+} sched_case;
+
+typedef struct sched_job {
+    sched_case *c;
+    int host;
+} sched_job;
+
+static int sched_holder(void *arg)
+{
+    sched_job *j = arg;
+    sched_case *c = j->c;
+    int rc = news_sched_acquire(c->s, c->h[j->host]);
+    if (rc < 0)
+        return rc;
+    if (c->n_started[j->host] < 16)
+        c->started[j->host][c->n_started[j->host]++] = cio_now();
+    if (++c->active[j->host] > c->max[j->host])
+        c->max[j->host] = c->active[j->host];
+    if (++c->active_all > c->max_all)
+        c->max_all = c->active_all;
+    rc = cio_sleep(c->hold);
+    c->active[j->host]--;
+    c->active_all--;
+    news_sched_release(c->s, c->h[j->host]);
+    return rc;
+}
+
+/* Run n jobs per host (hosts a and b) to the end. */
+static void sched_run(sched_case *c, int n_a, int n_b)
+{
+    static sched_job jobs[64];
+    cio_group g;
+    cio_group_enter(&g);
+    int k = 0;
+    for (int i = 0; i < n_a + n_b; i++) {
+        jobs[k] = (sched_job){c, i < n_a ? 0 : 1};
+        ASSERT_EQ(cio_group_spawn(&g, NULL, sched_holder, &jobs[k], "job %d", k), 0);
+        k++;
+    }
+    ASSERT_EQ(cio_group_exit(&g), 0);
+    cio_group_destroy(&g);
+}
+
+static int sched_caps_main(void *arg)
+{
+    (void)arg;
+    sched_case c = {.hold = 100 * CIO_MSEC};
+    ASSERT_EQ(news_sched_new(&c.s, 3, 2, 0), 0);
+    c.h[0] = news_sched_host(c.s, "http://A.example:80/x");
+    c.h[1] = news_sched_host(c.s, "https://user@b.example/y?z");
+    ASSERT_TRUE(news_sched_host(c.s, "http://a.example:80/other") == c.h[0]);
+    ASSERT_STREQ(news_host_name(c.h[0]), "http://a.example:80");
+    ASSERT_STREQ(news_host_name(c.h[1]), "https://b.example");
+    ASSERT_EQ(news_sched_n_hosts(c.s), 2);
+    sched_run(&c, 8, 8);
+    ASSERT_EQ(c.max[0], 2); /* per host */
+    ASSERT_EQ(c.max[1], 2);
+    ASSERT_EQ(c.max_all, 3); /* in all */
+    news_sched_free(c.s);
+    /* requests waiting for a busy host hold no run slot: with 2 run slots
+     * and 1 per host, b's request starts at once behind three of a's */
+    sched_case d = {.hold = 100 * CIO_MSEC};
+    ASSERT_EQ(news_sched_new(&d.s, 2, 1, 0), 0);
+    d.h[0] = news_sched_host(d.s, "http://a/");
+    d.h[1] = news_sched_host(d.s, "http://b/");
+    int64_t t0 = cio_now();
+    sched_run(&d, 3, 1);
+    ASSERT_EQ(d.started[1][0] - t0, 0);
+    ASSERT_EQ(d.started[0][2] - t0, 2 * d.hold);
+    news_sched_free(d.s);
+    return 0;
+}
+
+TEST(news_sched_caps_per_host_and_in_all)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, sched_caps_main, NULL), 0);
+}
+
+static int sched_interval_main(void *arg)
+{
+    (void)arg;
+    /* interval 1 s, slots for all: a's requests start 1 s apart, b's are
+     * not held back by a's */
+    sched_case c = {.hold = 10 * CIO_MSEC};
+    ASSERT_EQ(news_sched_new(&c.s, 16, 4, CIO_SEC), 0);
+    c.h[0] = news_sched_host(c.s, "http://a/");
+    c.h[1] = news_sched_host(c.s, "http://b/");
+    int64_t t0 = cio_now();
+    sched_run(&c, 4, 1);
+    for (int i = 0; i < 4; i++)
+        ASSERT_EQ(c.started[0][i] - t0, i * CIO_SEC);
+    ASSERT_EQ(c.started[1][0] - t0, 0);
+    /* news_sched_sent moves it on from when the request went out */
+    int64_t now = cio_now();
+    news_sched_sent(c.s, c.h[1], now + 300 * CIO_MSEC);
+    ASSERT_EQ(news_host_not_before(c.h[1]), now + 1300 * CIO_MSEC);
+    news_sched_free(c.s);
+    return 0;
+}
+
+TEST(news_sched_interval_spaces_one_hosts_requests_only)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, sched_interval_main, NULL), 0);
+}
+
+static int sched_hold_main(void *arg)
+{
+    (void)arg;
+    /* a Retry-After of 5 s on a holds every request to a, not b's */
+    sched_case c = {.hold = 10 * CIO_MSEC};
+    ASSERT_EQ(news_sched_new(&c.s, 16, 2, 0), 0);
+    c.h[0] = news_sched_host(c.s, "http://a/");
+    c.h[1] = news_sched_host(c.s, "http://b/");
+    int64_t t0 = cio_now();
+    news_sched_hold(c.h[0], t0 + 5 * CIO_SEC);
+    news_sched_hold(c.h[0], t0 + 1 * CIO_SEC); /* never shortens it */
+    sched_run(&c, 3, 1);
+    ASSERT_EQ(c.started[0][0] - t0, 5 * CIO_SEC);
+    ASSERT_EQ(c.started[0][1] - t0, 5 * CIO_SEC);
+    ASSERT_EQ(c.started[0][2] - t0, 5 * CIO_SEC + c.hold); /* (two slots per host) */
+    ASSERT_EQ(c.started[1][0] - t0, 0);
+    /* cancelled while held back: an error, and the host's slot given back */
+    news_sched_hold(c.h[0], cio_now() + 60 * CIO_SEC);
+    cio_scope sc;
+    cio_timeout_enter(&sc, CIO_SEC);
+    ASSERT_EQ(news_sched_acquire(c.s, c.h[0]), -ETIMEDOUT);
+    cio_scope_exit(&sc);
+    /* once the hold is over, both of a's slots can be taken (a slot kept
+     * by the failed call would make the second wait for ever) */
+    cio_timeout_enter(&sc, 120 * CIO_SEC);
+    ASSERT_EQ(news_sched_acquire(c.s, c.h[0]), 0);
+    ASSERT_EQ(news_sched_acquire(c.s, c.h[0]), 0);
+    ASSERT_EQ(cio_scope_exit(&sc), 0);
+    news_sched_release(c.s, c.h[0]);
+    news_sched_release(c.s, c.h[0]);
+    news_sched_free(c.s);
+    return 0;
+}
+
+TEST(news_sched_retry_after_holds_the_whole_host)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, sched_hold_main, NULL), 0);
+}
+
+TEST(news_backoff_is_full_jitter_doubling_to_a_cap)
+{
+    const int64_t base = 100 * CIO_MSEC;
+    for (int k = 1; k <= 6; k++) {
+        int64_t ceiling = base << (k - 1);
+        ASSERT_EQ(news_backoff(k, base, 0), 0);
+        ASSERT_EQ(news_backoff(k, base, (uint64_t)ceiling - 1), ceiling - 1);
+        ASSERT_EQ(news_backoff(k, base, (uint64_t)ceiling), 0); /* [0, ceiling) */
+        ASSERT_LT(news_backoff(k, base, UINT64_MAX), ceiling);
+    }
+    ASSERT_EQ(news_backoff(40, base, (uint64_t)60 * CIO_SEC - 1), 60 * CIO_SEC - 1);
+    ASSERT_LT(news_backoff(40, base, UINT64_MAX), 60 * CIO_SEC);
+    ASSERT_EQ(news_backoff(3, 0, 12345), 0);
 }
 
 /* ---- the binary: formats and basics --------------------------------------------- */
