@@ -1049,12 +1049,12 @@ static int pick_encoding(const news_parser *p, bool final, bool html, char *enc,
     const unsigned char *b = p->body;
     size_t n = p->n;
     enc[0] = 0;
+    if (n < 4 && !final) /* libxml2 looks at 4 bytes to tell UTF-16/32 */
+        return -1;
     if (n >= 2 && ((b[0] == 0xFE && b[1] == 0xFF) || (b[0] == 0xFF && b[1] == 0xFE)))
         return 0;
     if (n >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF)
         return 0;
-    if (n < 4 && !final)
-        return -1;
     if (memchr(b, 0, n < 4 ? n : 4)) /* UTF-16/32 without a BOM: libxml2 tells */
         return 0;
     if (n >= 5 && memcmp(b, "<?xml", 5) == 0) {
