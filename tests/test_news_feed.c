@@ -13,6 +13,9 @@
 #include "feed.h"
 #include "sources.h"
 
+#include <libxml/globals.h>
+#include <libxml/parser.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1068,7 +1071,9 @@ TEST(news_sources_bad_lines_name_the_input_and_line)
     bad_list("https:///path\n", 0, "urls.txt:1: not an http(s) URL: 'https:///path'");
     bad_list("# c\nhttp://a.example/\x01x\n", 0,
              "urls.txt:2: not an http(s) URL: 'http://a.example/?x'");
-    bad_list("http://a.example/\xff\n", 0, "urls.txt:1: not an http(s) URL: 'http://a.example/\xff'");
+    bad_list("http://a.example/\xff\n", 0, "urls.txt:1: not an http(s) URL: 'http://a.example/?'");
+    bad_list("http://a.example/\xc3\xa9 x\xc3\nftp://\xc3\xa9\n", 0,
+             "urls.txt:2: not an http(s) URL: 'ftp://\xc3\xa9'");
     bad_list("http://a.example/\nhttp://b\0.example/\n", 37, "urls.txt:2: NUL byte");
     char *longline = malloc(9000);
     memcpy(longline, "http://a.example/", 17);
@@ -1145,4 +1150,49 @@ TEST(news_sources_bad_opml)
     ASSERT_EQ(r, -EINVAL); /* the undeclared entity */
     ASSERT_TRUE(strstr(err, "root:") == NULL);
     news_sources_clear(&l);
+}
+
+/* libxml2 2.9's process-wide defaults (xmlSubstituteEntitiesDefault,
+ * xmlLoadExtDtdDefaultValue, xmlDoValidityCheckingDefaultValue) seed every
+ * new parser context; another part of a program may have set them. The
+ * parser sets replaceEntities/loadsubset/validate itself, and no entity
+ * declaration is ever recorded: still nothing read or expanded. */
+TEST(news_xxe_not_read_even_with_libxml2_defaults_set_to_expand_and_load)
+{
+    char path[] = "/tmp/cio-news-xxe-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_TRUE(fd >= 0);
+    ASSERT_EQ(write(fd, "SECRET-GLOBALS-1", 16), 16);
+    close(fd);
+    xmlSubstituteEntitiesDefault(1);
+    xmlLoadExtDtdDefaultValue = XML_DETECT_IDS | XML_COMPLETE_ATTRS;
+    xmlDoValidityCheckingDefaultValue = 1;
+    char doc[1024];
+    snprintf(doc, sizeof doc,
+             "<?xml version=\"1.0\"?>\n<!DOCTYPE rss SYSTEM \"file://%s\" [\n"
+             "<!ENTITY xxe SYSTEM \"file://%s\">\n<!ENTITY in \"inner\">]>\n"
+             "<rss version=\"2.0\"><channel><title>&xxe;&in;</title><item><title>&xxe;</title>"
+             "<link>http://x.example/&in;</link></item></channel></rss>",
+             path, path);
+    news_feed f;
+    int r = parse_str(NULL, NULL, doc, &f);
+    ASSERT_EQ(r, 0);
+    ASSERT_FALSE(feed_contains(&f, "SECRET"));
+    ASSERT_FALSE(feed_contains(&f, "inner")); /* not even internal entities */
+    /* (well-formed: with an external DTD an undeclared entity is legal) */
+    ASSERT_EQ(f.n_items, 1);
+    ASSERT_STREQ(f.items[0].link, "http://x.example/");
+    news_feed_clear(&f);
+    /* OPML too */
+    news_source_list l = {0};
+    char err[256];
+    snprintf(doc, sizeof doc,
+             "<!DOCTYPE opml [<!ENTITY xxe SYSTEM \"file://%s\">]><opml><body>"
+             "<outline title=\"&xxe;\" xmlUrl=\"http://a.example/\"/></body></opml>",
+             path);
+    r = news_sources_parse(&l, doc, strlen(doc), "x.opml", err, sizeof err);
+    ASSERT_EQ(r, -EINVAL);
+    ASSERT_TRUE(strstr(err, "SECRET") == NULL);
+    news_sources_clear(&l);
+    unlink(path);
 }

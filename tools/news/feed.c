@@ -1098,8 +1098,19 @@ done:
      * fallback to Latin-1 on bytes that are not UTF-8 */
     if (html && (eq(enc, "utf-8") || eq(enc, "utf8")))
         enc[0] = 0;
-    if (enc[0] && !xmlFindCharEncodingHandler(enc))
-        enc[0] = 0; /* unknown: let libxml2 guess */
+    /* a Content-Type naming UTF-16/32 for a body that has no NUL in its
+     * first bytes is wrong (servers say what they are configured to) */
+    if ((strncasecmp(enc, "utf-16", 6) == 0 || strncasecmp(enc, "utf-32", 6) == 0 ||
+         strncasecmp(enc, "ucs", 3) == 0) && !memchr(b, 0, n < 4 ? n : 4))
+        enc[0] = 0;
+    if (enc[0]) {
+        /* unknown: let libxml2 guess (an iconv handler is allocated: closed) */
+        xmlCharEncodingHandlerPtr h = xmlFindCharEncodingHandler(enc);
+        if (h)
+            xmlCharEncCloseFunc(h);
+        else
+            enc[0] = 0;
+    }
     return 0;
 }
 
