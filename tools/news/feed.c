@@ -12,7 +12,10 @@
  * What libxml2 is allowed to do: the SAX handler has no entityDecl,
  * externalSubset, resolveEntity or internalSubset callbacks and getEntity
  * only knows the five predefined entities, so nothing declared in a DTD
- * is ever recorded, expanded or fetched: a reference to such an entity is
+ * is ever used, expanded or fetched (libxml2 2.9 still records internal
+ * subset declarations in a document of its own "for expat compatibility",
+ * freed with the parser; its own lookup of them only happens when the
+ * SAX userData is the context, which ours never is): a reference to such an entity is
  * an undeclared-entity error (the document goes to the HTML parser, which
  * leaves it as text) or, in a document naming an external DTD we do not
  * read, a reference callback that only knows HTML's named entities. The
@@ -1505,8 +1508,14 @@ void news_parser_free(news_parser *p)
 {
     if (!p)
         return;
-    if (p->xml)
+    if (p->xml) {
+        /* a DTD's entity declarations are kept "for expat compatibility in
+         * SAX mode" in a document libxml2 makes for them (never looked up:
+         * getEntity is ours, userData is not the context) */
+        if (p->xml->myDoc)
+            xmlFreeDoc(p->xml->myDoc);
         xmlFreeParserCtxt(p->xml);
+    }
     extract_free(&p->ex);
     free(p->body);
     free(p->url);

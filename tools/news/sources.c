@@ -341,6 +341,8 @@ static int parse_opml(news_source_list *list, const char *text, size_t len, int 
             r = -EINVAL;
         }
     }
+    if (c->myDoc) /* entity declarations, kept by libxml2 (see feed.c) */
+        xmlFreeDoc(c->myDoc);
     xmlFreeParserCtxt(c);
     return r;
 }
