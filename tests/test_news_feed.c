@@ -394,6 +394,7 @@ TEST(news_atom_xml_base_content_types_and_links)
     ASSERT_TRUE(c->link == NULL);
     ASSERT_EQ(c->published, NEWS_NO_DATE);
     ASSERT_STREQ(c->content, "text content");
+    ASSERT_STREQ(b->author, "Feed Author"); /* entries inherit the feed's author */
     ASSERT_STREQ(c->content_type, "plain");
     news_feed_clear(&f);
 }

@@ -98,7 +98,7 @@ static enum nsc ns_of_prefix(const char *prefix, size_t n)
 /* ---- the parser --------------------------------------------------------- */
 
 enum field {
-    F_NONE, F_FEED_TITLE, F_FEED_LINK, F_PAGE_TITLE, F_TITLE, F_LINK, F_ID, F_AUTHOR,
+    F_NONE, F_FEED_TITLE, F_FEED_LINK, F_FEED_AUTHOR, F_PAGE_TITLE, F_TITLE, F_LINK, F_ID, F_AUTHOR,
     F_CONTENT, F_DATE, F_CATEGORY,
 };
 
@@ -152,6 +152,7 @@ typedef struct extract {
     char *title;
     enum ttype title_type;
     char *link, *alternate, *page_title;
+    char *feed_author; /* Atom: the feed's author, its entries' by default */
     news_item *items;
     size_t n_items, cap_items;
     bool oom;
@@ -213,6 +214,7 @@ static void extract_free(extract *ex)
     free(ex->link);
     free(ex->alternate);
     free(ex->page_title);
+    free(ex->feed_author);
     for (size_t i = 0; i < ex->n_items; i++)
         free_item(&ex->items[i]);
     free(ex->items);
@@ -389,7 +391,7 @@ static void finish_item(news_parser *p)
             ex->oom = true;
     }
     it.id = clean_line(ex, c->id);
-    it.author = clean_line(ex, c->author);
+    it.author = clean_line(ex, c->author ? c->author : ex->feed_author);
     if (c->content) {
         it.content = news_utf8_clean(c->content, strlen(c->content));
         if (!it.content)
@@ -487,6 +489,12 @@ static void end_capture(news_parser *p)
         if (!ex->title) {
             ex->title = s;
             ex->title_type = ex->cap_type;
+            s = NULL;
+        }
+        break;
+    case F_FEED_AUTHOR:
+        if (!empty && !ex->feed_author) {
+            ex->feed_author = s;
             s = NULL;
         }
         break;
@@ -741,8 +749,13 @@ static void on_start(news_parser *p, enum nsc ns, const char *local, const attr 
             const char *about = attr_get(a, na, NS_RDF, "about");
             if (about && *about)
                 c->id = dup_or_oom(ex, about);
+        } else if (atom && ex->author_depth && d == ex->author_depth + 1) {
+            if (main_ns(ex, ns) && eq(local, "name"))
+                start_capture(ex, F_FEED_AUTHOR, T_PLAIN, 0);
         } else if (ex->chan_depth && d == ex->chan_depth + 1 && main_ns(ex, ns)) {
-            if (eq(local, "title"))
+            if (atom && eq(local, "author"))
+                ex->author_depth = d;
+            else if (eq(local, "title"))
                 start_capture(ex, F_FEED_TITLE, atom ? atom_type(a, na) : T_MAYBE_HTML, 0);
             else if (eq(local, "link") && atom)
                 atom_link(p, a, na, false);
