@@ -937,6 +937,12 @@ TEST(news_dates_rfc822_variants_and_rfc3339)
     ASSERT_EQ(date("Sun, 06 Dec 2026 10:40:00 XYZT"), t);   /* unknown zone: UTC */
     ASSERT_EQ(date("  sun, 06 dec 2026 10:40:00 gmt\n"), t);
     ASSERT_EQ(date("Sun, 06 Dec 2026 11:40:00 GMT+0100"), t);
+    ASSERT_EQ(date("Sun, 06 Dec 2026 10:40:00 +0000 GMT"), t);
+    ASSERT_EQ(date("Sun, 06 Dec 2026 10:40 AM GMT"), t);
+    ASSERT_EQ(date("Sun, 06 Dec 2026 12:40:00 pm +0200"), t);
+    ASSERT_EQ(date("December 6, 2026"), t - (10 * 3600 + 40 * 60));
+    ASSERT_EQ(date("Sun, 06 Sept 2026 10:40:00 GMT"), date("2026-09-06T10:40:00Z"));
+    ASSERT_EQ(date("Tues, 08 Dec 2026 10:40:00 GMT"), t + 2 * 86400);
     ASSERT_EQ(date("2026-12-06T11:40:00+01:00"), t);
     ASSERT_EQ(date("2026-12-06T05:10:00-05:30"), t);
     ASSERT_EQ(date("2026-12-06T10:40:00.123456Z"), t);
@@ -961,7 +967,8 @@ TEST(news_dates_rfc822_variants_and_rfc3339)
         "2026-12-32", "2026-12-06T25:00:00Z", "2026-12-06T10:60:00Z", "2026-12-06T10:40:00+25:00",
         "2026-12-06T10:40:00Zjunk", "2026-12-06T", "Sun, 31 Feb 2026 10:00:00 GMT",
         "Sun, 06 Foo 2026 10:00:00 GMT", "06 Dec", "Dec 2026", "Sun, 06 Dec 2026 10:00:00 +9999",
-        "12/06/2026", "0000-01-01T00:00:00Z", "Sun, 06 Dec 20266 10:00 GMT", "10:00:00",
+        "12/06/2026", "0000-01-01T00:00:00Z", "Sun, 06 Dec 2026 13:40 PM GMT",
+        "Sun, 06 Dec 2026 10:40:00 +0000 GMT extra", "Sun, 06 Dec 2026 10:40:00 GMT GMT GMT", "Sun, 06 Dec 20266 10:00 GMT", "10:00:00",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int64_t v = 12345;
