@@ -451,23 +451,16 @@ static const char *attr_get(const attr *a, int na, enum nsc ns, const char *loca
     return NULL;
 }
 
-static void set_text(extract *ex, char **dst, int *prio, int new_prio, char *s)
+/* *dst = s (owned) unless *dst holds a text of priority >= new_prio. */
+static void set_text(char **dst, int *prio, int new_prio, char *s)
 {
-    if (!s)
-        return;
-    if (*dst && prio && *prio >= new_prio) {
-        free(s);
-        return;
-    }
-    if (*dst && !prio) {
+    if (*dst && *prio >= new_prio) {
         free(s);
         return;
     }
     free(*dst);
     *dst = s;
-    if (prio)
-        *prio = new_prio;
-    (void)ex;
+    *prio = new_prio;
 }
 
 static void end_capture(news_parser *p)
@@ -535,15 +528,13 @@ static void end_capture(news_parser *p)
         break;
     case F_AUTHOR:
         if (!empty) {
-            set_text(ex, &c->author, &c->author_prio, ex->cap_prio, s);
+            set_text(&c->author, &c->author_prio, ex->cap_prio, s);
             s = NULL;
         }
         break;
     case F_CONTENT:
         if (!empty && (!c->content || c->content_prio < ex->cap_prio)) {
-            free(c->content);
-            c->content = s;
-            c->content_prio = ex->cap_prio;
+            set_text(&c->content, &c->content_prio, ex->cap_prio, s);
             c->content_html = ex->cap_type != T_PLAIN;
             s = NULL;
         }
@@ -781,8 +772,10 @@ static void on_start(news_parser *p, enum nsc ns, const char *local, const attr 
             start_capture(ex, F_CATEGORY, T_PLAIN, 0);
         else if (eq(local, "title") && !c->title)
             start_capture(ex, F_TITLE, T_MAYBE_HTML, 0);
-        else if (eq(local, "identifier") && !c->id)
-            start_capture(ex, F_ID, T_PLAIN, 0), ex->cap_permalink = false;
+        else if (eq(local, "identifier") && !c->id) {
+            start_capture(ex, F_ID, T_PLAIN, 0);
+            ex->cap_permalink = false;
+        }
         return;
     }
     if (ns == NS_CONTENT) {
