@@ -778,6 +778,15 @@ TEST(news_wrong_or_missing_charset_declarations)
     ASSERT_STREQ(f.title, "\xe2\x80\x9cquoted\xe2\x80\x9d \xe2\x82\xac");
     news_feed_clear(&f);
 
+    /* Content-Type naming a charset libxml2 reads through iconv */
+    static const char e[] =
+        "<rss version=\"2.0\"><channel><title>\x93" "cp\x94</title><item><title>x</title></item>"
+        "</channel></rss>";
+    ASSERT_EQ(parse_str(NULL, "text/xml; charset=windows-1252", e, &f), 0);
+    ASSERT_FALSE(f.ill_formed);
+    ASSERT_STREQ(f.title, "\xe2\x80\x9c" "cp\xe2\x80\x9d");
+    news_feed_clear(&f);
+
     /* UTF-16 with a BOM */
     static const char u16[] = "<rss><channel><title>W\xc3\xa9</title></channel></rss>";
     char buf[256];
