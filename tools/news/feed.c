@@ -12,7 +12,10 @@
  * What libxml2 is allowed to do: the SAX handler has no entityDecl,
  * externalSubset, resolveEntity or internalSubset callbacks and getEntity
  * only knows the five predefined entities, so nothing declared in a DTD
- * is ever recorded, expanded or fetched: a reference to such an entity is
+ * is ever used, expanded or fetched (libxml2 2.9 still records internal
+ * subset declarations in a document of its own "for expat compatibility",
+ * freed with the parser; its own lookup of them only happens when the
+ * SAX userData is the context, which ours never is): a reference to such an entity is
  * an undeclared-entity error (the document goes to the HTML parser, which
  * leaves it as text) or, in a document naming an external DTD we do not
  * read, a reference callback that only knows HTML's named entities. The
@@ -95,7 +98,7 @@ static enum nsc ns_of_prefix(const char *prefix, size_t n)
 /* ---- the parser --------------------------------------------------------- */
 
 enum field {
-    F_NONE, F_FEED_TITLE, F_FEED_LINK, F_PAGE_TITLE, F_TITLE, F_LINK, F_ID, F_AUTHOR,
+    F_NONE, F_FEED_TITLE, F_FEED_LINK, F_FEED_AUTHOR, F_PAGE_TITLE, F_TITLE, F_LINK, F_ID, F_AUTHOR,
     F_CONTENT, F_DATE, F_CATEGORY,
 };
 
@@ -149,6 +152,7 @@ typedef struct extract {
     char *title;
     enum ttype title_type;
     char *link, *alternate, *page_title;
+    char *feed_author; /* Atom: the feed's author, its entries' by default */
     news_item *items;
     size_t n_items, cap_items;
     bool oom;
@@ -210,6 +214,7 @@ static void extract_free(extract *ex)
     free(ex->link);
     free(ex->alternate);
     free(ex->page_title);
+    free(ex->feed_author);
     for (size_t i = 0; i < ex->n_items; i++)
         free_item(&ex->items[i]);
     free(ex->items);
@@ -386,7 +391,7 @@ static void finish_item(news_parser *p)
             ex->oom = true;
     }
     it.id = clean_line(ex, c->id);
-    it.author = clean_line(ex, c->author);
+    it.author = clean_line(ex, c->author ? c->author : ex->feed_author);
     if (c->content) {
         it.content = news_utf8_clean(c->content, strlen(c->content));
         if (!it.content)
@@ -446,23 +451,16 @@ static const char *attr_get(const attr *a, int na, enum nsc ns, const char *loca
     return NULL;
 }
 
-static void set_text(extract *ex, char **dst, int *prio, int new_prio, char *s)
+/* *dst = s (owned) unless *dst holds a text of priority >= new_prio. */
+static void set_text(char **dst, int *prio, int new_prio, char *s)
 {
-    if (!s)
-        return;
-    if (*dst && prio && *prio >= new_prio) {
-        free(s);
-        return;
-    }
-    if (*dst && !prio) {
+    if (*dst && *prio >= new_prio) {
         free(s);
         return;
     }
     free(*dst);
     *dst = s;
-    if (prio)
-        *prio = new_prio;
-    (void)ex;
+    *prio = new_prio;
 }
 
 static void end_capture(news_parser *p)
@@ -484,6 +482,12 @@ static void end_capture(news_parser *p)
         if (!ex->title) {
             ex->title = s;
             ex->title_type = ex->cap_type;
+            s = NULL;
+        }
+        break;
+    case F_FEED_AUTHOR:
+        if (!empty && !ex->feed_author) {
+            ex->feed_author = s;
             s = NULL;
         }
         break;
@@ -524,15 +528,13 @@ static void end_capture(news_parser *p)
         break;
     case F_AUTHOR:
         if (!empty) {
-            set_text(ex, &c->author, &c->author_prio, ex->cap_prio, s);
+            set_text(&c->author, &c->author_prio, ex->cap_prio, s);
             s = NULL;
         }
         break;
     case F_CONTENT:
         if (!empty && (!c->content || c->content_prio < ex->cap_prio)) {
-            free(c->content);
-            c->content = s;
-            c->content_prio = ex->cap_prio;
+            set_text(&c->content, &c->content_prio, ex->cap_prio, s);
             c->content_html = ex->cap_type != T_PLAIN;
             s = NULL;
         }
@@ -738,8 +740,13 @@ static void on_start(news_parser *p, enum nsc ns, const char *local, const attr 
             const char *about = attr_get(a, na, NS_RDF, "about");
             if (about && *about)
                 c->id = dup_or_oom(ex, about);
+        } else if (atom && ex->author_depth && d == ex->author_depth + 1) {
+            if (main_ns(ex, ns) && eq(local, "name"))
+                start_capture(ex, F_FEED_AUTHOR, T_PLAIN, 0);
         } else if (ex->chan_depth && d == ex->chan_depth + 1 && main_ns(ex, ns)) {
-            if (eq(local, "title"))
+            if (atom && eq(local, "author"))
+                ex->author_depth = d;
+            else if (eq(local, "title"))
                 start_capture(ex, F_FEED_TITLE, atom ? atom_type(a, na) : T_MAYBE_HTML, 0);
             else if (eq(local, "link") && atom)
                 atom_link(p, a, na, false);
@@ -765,8 +772,10 @@ static void on_start(news_parser *p, enum nsc ns, const char *local, const attr 
             start_capture(ex, F_CATEGORY, T_PLAIN, 0);
         else if (eq(local, "title") && !c->title)
             start_capture(ex, F_TITLE, T_MAYBE_HTML, 0);
-        else if (eq(local, "identifier") && !c->id)
-            start_capture(ex, F_ID, T_PLAIN, 0), ex->cap_permalink = false;
+        else if (eq(local, "identifier") && !c->id) {
+            start_capture(ex, F_ID, T_PLAIN, 0);
+            ex->cap_permalink = false;
+        }
         return;
     }
     if (ns == NS_CONTENT) {
@@ -1049,12 +1058,12 @@ static int pick_encoding(const news_parser *p, bool final, bool html, char *enc,
     const unsigned char *b = p->body;
     size_t n = p->n;
     enc[0] = 0;
+    if (n < 4 && !final) /* libxml2 looks at 4 bytes to tell UTF-16/32 */
+        return -1;
     if (n >= 2 && ((b[0] == 0xFE && b[1] == 0xFF) || (b[0] == 0xFF && b[1] == 0xFE)))
         return 0;
     if (n >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF)
         return 0;
-    if (n < 4 && !final)
-        return -1;
     if (memchr(b, 0, n < 4 ? n : 4)) /* UTF-16/32 without a BOM: libxml2 tells */
         return 0;
     if (n >= 5 && memcmp(b, "<?xml", 5) == 0) {
@@ -1098,8 +1107,19 @@ done:
      * fallback to Latin-1 on bytes that are not UTF-8 */
     if (html && (eq(enc, "utf-8") || eq(enc, "utf8")))
         enc[0] = 0;
-    if (enc[0] && !xmlFindCharEncodingHandler(enc))
-        enc[0] = 0; /* unknown: let libxml2 guess */
+    /* a Content-Type naming UTF-16/32 for a body that has no NUL in its
+     * first bytes is wrong (servers say what they are configured to) */
+    if ((strncasecmp(enc, "utf-16", 6) == 0 || strncasecmp(enc, "utf-32", 6) == 0 ||
+         strncasecmp(enc, "ucs", 3) == 0) && !memchr(b, 0, n < 4 ? n : 4))
+        enc[0] = 0;
+    if (enc[0]) {
+        /* unknown: let libxml2 guess (an iconv handler is allocated: closed) */
+        xmlCharEncodingHandlerPtr h = xmlFindCharEncodingHandler(enc);
+        if (h)
+            xmlCharEncCloseFunc(h);
+        else
+            enc[0] = 0;
+    }
     return 0;
 }
 
@@ -1494,8 +1514,14 @@ void news_parser_free(news_parser *p)
 {
     if (!p)
         return;
-    if (p->xml)
+    if (p->xml) {
+        /* a DTD's entity declarations are kept "for expat compatibility in
+         * SAX mode" in a document libxml2 makes for them (never looked up:
+         * getEntity is ours, userData is not the context) */
+        if (p->xml->myDoc)
+            xmlFreeDoc(p->xml->myDoc);
         xmlFreeParserCtxt(p->xml);
+    }
     extract_free(&p->ex);
     free(p->body);
     free(p->url);

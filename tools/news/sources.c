@@ -18,15 +18,23 @@
 #define QUOTE_MAX 200
 
 /* Copy s[0..n) into out for an error message: at most QUOTE_MAX bytes,
- * control characters as '?'. */
+ * control characters and bytes that are not UTF-8 as '?'. */
 static void quote(char *out, size_t size, const char *s, size_t n)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n && i < QUOTE_MAX && o + 4 < size; i++) {
+    size_t o = 0, i = 0;
+    while (i < n && i < QUOTE_MAX && o + 8 < size) {
         unsigned char c = (unsigned char)s[i];
-        out[o++] = c < 0x20 || c == 0x7F ? '?' : (char)c;
+        size_t k = news_utf8_len(s + i, n - i);
+        if (k == 0 || c < 0x20 || c == 0x7F) {
+            out[o++] = '?';
+            i++;
+            continue;
+        }
+        memcpy(out + o, s + i, k);
+        o += k;
+        i += k;
     }
-    if (n > QUOTE_MAX && o + 4 < size) {
+    if (i < n && o + 4 < size) {
         memcpy(out + o, "...", 3);
         o += 3;
     }
@@ -333,6 +341,8 @@ static int parse_opml(news_source_list *list, const char *text, size_t len, int 
             r = -EINVAL;
         }
     }
+    if (c->myDoc) /* entity declarations, kept by libxml2 (see feed.c) */
+        xmlFreeDoc(c->myDoc);
     xmlFreeParserCtxt(c);
     return r;
 }

@@ -123,6 +123,12 @@ static size_t utf8_seq(const unsigned char *s, size_t len, unsigned long *cp)
     return n;
 }
 
+size_t news_utf8_len(const char *s, size_t len)
+{
+    unsigned long cp;
+    return len ? utf8_seq((const unsigned char *)s, len, &cp) : 0;
+}
+
 char *news_utf8_clean(const char *s, size_t len)
 {
     const unsigned char *u = (const unsigned char *)s;
