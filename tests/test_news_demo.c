@@ -517,3 +517,39 @@ TASK_TEST_VIRTUAL(news_demo_closes_a_connection_idle_or_stalled_in_its_head)
     cio_stream_close(stalled);
     news_demo_stop(d);
 }
+
+/* Everything a connection can go through, then the loop ends: nothing of
+ * the server (connections, buffers, URLs) is left allocated (under ASan;
+ * valgrind's leak check elsewhere). */
+static int leak_scenario(void *arg)
+{
+    (void)arg;
+    news_demo *d = start(DELAY, 0);
+    resp r;
+    get(d, "/slow.xml", &r);
+    resp_clear(&r);
+    get(d, "/nope", &r);
+    resp_clear(&r);
+    expect_refused(d, "garbage\r\n\r\n", 400);
+    cio_stream *s = connect_to(d);
+    send_str(s, "GET /rss.xml HTTP/1.1\r\nHost: x\r\n\r\n");
+    cio_sleep(DELAY / 2);
+    reset(s);
+    cio_stream *idle = connect_to(d), *waiting = connect_to(d);
+    send_str(waiting, "GET /atom.xml HTTP/1.1\r\nHost: x\r\n\r\n");
+    cio_sleep(DELAY / 2);
+    news_demo_stop(d); /* with a connection idle and one in its delay */
+    cio_stream_close(idle);
+    cio_stream_close(waiting);
+    d = start(DELAY, 3);
+    get(d, "/feed/2", &r);
+    resp_clear(&r);
+    news_demo_stop(d);
+    return 0;
+}
+
+TEST(news_demo_leaves_nothing_allocated)
+{
+    ASSERT_EQ(run_virtual(leak_scenario, NULL), 0);
+    LEAK_CHECK_NOW();
+}
