@@ -9,6 +9,7 @@
  * work (I/O watched, callbacks queued, a timer due), or when nothing is
  * ready. A task that yields goes behind every task already ready. */
 #include "cio_internal.h"
+#include "profile_internal.h"
 
 #include <netdb.h>
 #include <pthread.h>
@@ -661,6 +662,7 @@ int cio_loop_new(cio_loop **out, const cio_loop_options *opts)
     static atomic_uint_fast64_t serials;
     loop->serial = atomic_fetch_add_explicit(&serials, 1, memory_order_relaxed) + 1;
     cio__tls_loop = loop;
+    cio__log_mark_start();
     *out = loop;
     return 0;
 }

@@ -28,6 +28,12 @@
  *   /retry/S            429 with Retry-After: S (S as given: seconds or a
  *                       date with %20 for spaces)
  *
+ * A test may add routes of its own: `route`, when set, is called first for
+ * every request with its path and its header lines as received (each
+ * "Name: value\r\n"), and answers it (returning as hs_request does: 1 to
+ * keep the connection, 0 to close it, < 0 an error) or returns HS_NEXT for
+ * the routes above.
+ *
  * Start with http_server_start (TCP on 127.0.0.1, any port), its URL base
  * in srv->base ("http://127.0.0.1:PORT"); stop with http_server_stop. Set
  * wrap (a TLS handshake: cio_stream_start_tls) before the start for HTTPS. */
@@ -60,7 +66,13 @@ typedef struct http_server {
     int (*wrap)(cio_stream *s, void *ctx);
     void *wrap_ctx;
     int wrap_failures;
+    /* Routes of the test's own, tried first when set (see above). */
+    int (*route)(struct http_server *hs, cio_stream *s, const char *path,
+                 const char *headers, void *ctx);
+    void *route_ctx;
 } http_server;
+
+#define HS_NEXT (-0x7fff) /* route: not mine, try the built-in ones */
 
 static uint32_t hs_crc32(const unsigned char *p, size_t n)
 {
@@ -150,12 +162,19 @@ static int hs_request(http_server *hs, cio_stream *s)
     }
     bool gzip_ok = false, unchanged = false, chunked = false;
     long long content_length = 0;
+    char headers[8192];
+    size_t hlen = 0;
+    headers[0] = 0;
     for (;;) {
         n = cio_stream_readline(s, line, sizeof line);
         if (n <= 0)
             return n ? (int)n : -EPROTO;
         if (strcmp(line, "\r\n") == 0 || strcmp(line, "\n") == 0)
             break;
+        if (hlen + (size_t)n < sizeof headers) {
+            memcpy(headers + hlen, line, (size_t)n + 1);
+            hlen += (size_t)n;
+        }
         if (strncasecmp(line, "Content-Length:", 15) == 0)
             content_length = atoll(line + 15);
         if (strncasecmp(line, "Transfer-Encoding:", 18) == 0 && strstr(line, "chunked"))
@@ -192,6 +211,11 @@ static int hs_request(http_server *hs, cio_stream *s)
             if (n <= 0)
                 return n ? (int)n : -EPROTO;
         } while (strcmp(line, "\r\n") != 0 && strcmp(line, "\n") != 0);
+    }
+    if (hs->route) {
+        rc = hs->route(hs, s, path, headers, hs->route_ctx);
+        if (rc != HS_NEXT)
+            return rc;
     }
     if (strcmp(path, "/echo") == 0) {
         char body[64];
@@ -350,14 +374,18 @@ static int hs_conn(cio_stream *s, void *arg)
     return rc < 0 && rc != -ECANCELED ? rc : 0;
 }
 
-/* (hs->wrap and wrap_ctx are kept; everything else is reset.) */
+/* (hs->wrap, route and their contexts are kept; everything else is reset.) */
 static inline int http_server_start(http_server *hs)
 {
     int (*wrap)(cio_stream *, void *) = hs->wrap;
     void *wrap_ctx = hs->wrap_ctx;
+    int (*route)(http_server *, cio_stream *, const char *, const char *, void *) = hs->route;
+    void *route_ctx = hs->route_ctx;
     memset(hs, 0, sizeof *hs);
     hs->wrap = wrap;
     hs->wrap_ctx = wrap_ctx;
+    hs->route = route;
+    hs->route_ctx = route_ctx;
     int rc = cio_start_server(&hs->srv, "127.0.0.1", "0", hs_conn, hs, NULL);
     if (rc)
         return rc;
@@ -378,9 +406,13 @@ static inline int http_server_start_unix(http_server *hs, const char *path)
 {
     int (*wrap)(cio_stream *, void *) = hs->wrap;
     void *wrap_ctx = hs->wrap_ctx;
+    int (*route)(http_server *, cio_stream *, const char *, const char *, void *) = hs->route;
+    void *route_ctx = hs->route_ctx;
     memset(hs, 0, sizeof *hs);
     hs->wrap = wrap;
     hs->wrap_ctx = wrap_ctx;
+    hs->route = route;
+    hs->route_ctx = route_ctx;
     int rc = cio_start_unix_server(&hs->srv, path, hs_conn, hs, NULL);
     if (rc)
         return rc;
