@@ -9,6 +9,8 @@
 #   sfeed_update     Debian's sfeed, its documented parallelism: maxjobs=CAP in
 #                    a generated sfeedrc (curl + sfeed + sort per feed)
 #   python           bench/news_peer.py: aiohttp + feedparser, CAP in flight
+#   curl             curl --parallel --parallel-max CAP, bodies to /dev/null:
+#                    transfers only, no parsing: this machine's floor now
 #
 # Prints each one's wall time (best of RUNS interleaved rounds, every run
 # listed; sfeed_update in SFEED_RUNS of them, default 1: it forks ten
@@ -88,6 +90,15 @@ names=()
 if [ -x "$news" ]; then names+=(news); else echo "news: $news not built: skipped" >&2; fi
 if command -v sfeed_update >/dev/null; then names+=(sfeed); else echo "sfeed_update: not installed: skipped" >&2; fi
 if have_py; then names+=(python); else echo "python aiohttp + feedparser: not installed: skipped" >&2; fi
+if command -v curl >/dev/null; then
+    names+=(curl)
+    for i in $(seq 0 $((n - 1))); do
+        echo "url = \"http://127.0.0.1:$port/feed/$i\""
+        echo 'output = "/dev/null"'
+    done >"$work/curl.cfg"
+else
+    echo "curl: not installed: the floor is skipped" >&2
+fi
 
 # run NAME ROUND: one run under GNU time; sets t_wall t_cpu t_rss and what
 run() {
@@ -112,6 +123,12 @@ run() {
         /usr/bin/time -f '%e %U %S %M' -o "$work/time" \
             "$py" "$root/bench/news_peer.py" "$work/urls" "$cap" >"$work/out" 2>"$work/err" || rc=$?
         what="exit $rc, $(tail -1 "$work/err")"
+        ;;
+    curl)
+        /usr/bin/time -f '%e %U %S %M' -o "$work/time" \
+            curl -s -f --parallel --parallel-max "$cap" --parallel-immediate -K "$work/curl.cfg" \
+            >"$work/out" 2>"$work/err" || rc=$?
+        what="exit $rc (transfers only)"
         ;;
     esac
     # (GNU time puts "Command exited with non-zero status N" first, then the figures)
@@ -148,7 +165,12 @@ echo "$n feeds (20 items, ~17 KiB each), each answering after $delay_ms ms, $cap
     "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); best of $runs interleaved rounds" \
     "(sfeed_update: ${SFEED_RUNS:-1})"
 printf '  %-14s %8s %10s %12s %10s   %s\n' "" "wall s" "CPU s" "CPU us/feed" "peak RSS" "(runs: wall s) check"
-label() { case $1 in news) echo "news" ;; sfeed) echo "sfeed_update" ;; python) echo "python" ;; esac; }
+label() {
+    case $1 in
+    news) echo "news" ;; sfeed) echo "sfeed_update" ;; python) echo "python" ;;
+    curl) echo "curl (floor)" ;;
+    esac
+}
 for name in "${names[@]}"; do
     printf '  %-14s %8.2f %10.2f %12.0f %7.1f MiB   (runs:%s) %s\n' "$(label "$name")" \
         "${W[$name]}" "${C[$name]}" "$(echo "${C[$name]} * 1000000 / $n" | bc -l)" \
@@ -167,4 +189,7 @@ if [ -n "${W[news]:-}" ]; then
 fi
 [ -n "${W[sfeed]:-}" ] && echo "  sfeed_update wall / ideal       $(ratio "${W[sfeed]}" "$ideal")"
 [ -n "${W[python]:-}" ] && echo "  python wall / ideal             $(ratio "${W[python]}" "$ideal")"
+[ -n "${W[curl]:-}" ] && echo "  curl (floor) wall / ideal       $(ratio "${W[curl]}" "$ideal")"
+[ -n "${W[curl]:-}" ] && [ -n "${W[news]:-}" ] &&
+    echo "  news wall / curl's              $(ratio "${W[news]}" "${W[curl]}")"
 exit 0

@@ -2,9 +2,11 @@
  * source's content type and body after the delay (on the virtual clock),
  * keep-alive and pipelining, 400 and friends on garbage, 404, a client
  * that resets mid-request or during the delay, stopping while answers wait,
- * and the generated bench feeds. */
+ * and the generated bench feeds; every body parses with news's parser
+ * (feed.h) as what it is meant to be. */
 #include "cio.h"
 #include "demo.h"
+#include "feed.h"
 #include "harness.h"
 #include "util.h"
 
@@ -552,4 +554,100 @@ TEST(news_demo_leaves_nothing_allocated)
 {
     ASSERT_EQ(run_virtual(leak_scenario, NULL), 0);
     LEAK_CHECK_NOW();
+}
+
+/* Each demo source and generated feed, parsed by news's own parser: the
+ * kind, the item count, dates, the discovered feed, the broken feed
+ * recovered and flagged. */
+TASK_TEST_VIRTUAL(news_demo_sources_parse_as_what_they_are)
+{
+    news_demo *d = start(0, 0);
+    static const struct {
+        const char *path;
+        news_kind kind;
+        size_t items;
+        bool ill_formed;
+        const char *title; /* of the feed */
+        const char *first; /* the first item's title */
+    } want[] = {
+        {"/rss.xml", NEWS_KIND_RSS, 6, false, "The Tinkerer\u2019s Almanac",
+         "Reviving a 1962 valve radio: the capacitors first"},
+        {"/atom.xml", NEWS_KIND_ATOM, 4, false, "Night Shift Notes",
+         "Geminids warm-up: 41 meteors before the clouds"},
+        {"/feed.json", NEWS_KIND_JSON, 4, false, "Quiet Kitchen", "Winter dal with burnt garlic & lime"},
+        {"/radio/", NEWS_KIND_HTML, 0, false, NULL, NULL},
+        {"/radio/feed.atom", NEWS_KIND_ATOM, 3, false, "Lighthouse Radio: new shows",
+         "Tide Tables #212: songs of the herring fleet"},
+        {"/broken.xml", NEWS_KIND_RSS, 3, true, NULL, NULL},
+        {"/slow.xml", NEWS_KIND_RSS, 4, false, "Deep Archive Weekly",
+         "Reel 311: the flood of 1953, in the paper's own words"},
+    };
+    char url[128];
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        resp r;
+        get(d, want[i].path, &r);
+        ASSERT_EQ(r.status, 200);
+        snprintf(url, sizeof url, "http://127.0.0.1:%d%s", news_demo_port(d), want[i].path);
+        news_feed f;
+        memset(&f, 0, sizeof f);
+        int rc = news_parse_buffer(url, r.ctype, r.body, r.length, &f);
+        if (rc < 0)
+            cio_test_fail(__FILE__, __LINE__, "%s: %s", want[i].path, news_strerror(rc));
+        cio_test_note("%s: kind %d, %zu items, ill-formed %d, title '%s'", want[i].path,
+                      (int)f.kind, f.n_items, (int)f.ill_formed, f.title ? f.title : "(null)");
+        ASSERT_EQ(f.kind, want[i].kind);
+        ASSERT_EQ(f.n_items, want[i].items);
+        ASSERT_EQ(f.ill_formed, want[i].ill_formed);
+        if (want[i].title)
+            ASSERT_STREQ(f.title, want[i].title);
+        if (want[i].first)
+            ASSERT_STREQ(f.items[0].title, want[i].first);
+        for (size_t k = 0; k < f.n_items; k++) {
+            ASSERT_TRUE(f.items[k].title != NULL);
+            ASSERT_TRUE(f.items[k].link != NULL);
+        }
+        resp_clear(&r);
+        if (want[i].kind == NEWS_KIND_HTML) {
+            /* the relative href, resolved against the page */
+            snprintf(url, sizeof url, "http://127.0.0.1:%d/radio/feed.atom", news_demo_port(d));
+            ASSERT_STREQ(f.alternate, url);
+            ASSERT_TRUE(strstr(f.title, "Lighthouse Radio") != NULL);
+        }
+        if (want[i].ill_formed) {
+            /* recovered: the items, their permalinks, the undeclared &nbsp; */
+            ASSERT_TRUE(strstr(f.items[0].title, "late on Friday") != NULL);
+            ASSERT_STREQ(f.items[0].link, "https://cornercafe.example/notices/open-late");
+        }
+        if (want[i].kind == NEWS_KIND_ATOM && strcmp(want[i].path, "/atom.xml") == 0) {
+            /* relative links against xml:base; the last entry has no date */
+            ASSERT_STREQ(f.items[0].link, "https://nightshift.example/log/2026/12/geminids-warmup");
+            ASSERT_EQ(f.items[3].published, NEWS_NO_DATE);
+        }
+        news_feed_clear(&f);
+    }
+    news_demo_stop(d);
+
+    /* the bench's feeds: 20 dated, linked items each */
+    d = start(0, 3);
+    for (size_t i = 0; i < 3; i++) {
+        resp r;
+        snprintf(url, sizeof url, "/feed/%zu", i);
+        get(d, url, &r);
+        news_feed f;
+        memset(&f, 0, sizeof f);
+        ASSERT_EQ(news_parse_buffer(news_demo_url(d, i), r.ctype, r.body, r.length, &f), 0);
+        ASSERT_EQ(f.kind, NEWS_KIND_RSS);
+        ASSERT_FALSE(f.ill_formed);
+        ASSERT_EQ(f.n_items, 20);
+        for (size_t k = 0; k < f.n_items; k++) {
+            ASSERT_NE(f.items[k].published, NEWS_NO_DATE);
+            ASSERT_TRUE(f.items[k].link != NULL);
+            ASSERT_TRUE(f.items[k].content != NULL);
+            if (k > 0)
+                ASSERT_LT(f.items[k].published, f.items[k - 1].published);
+        }
+        news_feed_clear(&f);
+        resp_clear(&r);
+    }
+    news_demo_stop(d);
 }
