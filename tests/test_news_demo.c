@@ -332,6 +332,17 @@ TASK_TEST_VIRTUAL(news_demo_404s_unknown_paths_and_405s_other_methods)
     get(d, "http://127.0.0.1/atom.xml", &r);
     ASSERT_EQ(r.status, 200);
     resp_clear(&r);
+    /* bare LFs for line ends are tolerated (RFC 9112 2.2) */
+    cio_stream *lf = connect_to(d);
+    send_str(lf, "GET /json HTTP/1.1\nHost: x\n\nGET /feed.json HTTP/1.1\nHost: x\n\n");
+    ASSERT_EQ(read_resp(lf, &r, false), 0);
+    ASSERT_EQ(r.status, 404);
+    resp_clear(&r);
+    ASSERT_EQ(read_resp(lf, &r, false), 0);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_EQ(r.body[0], '{');
+    resp_clear(&r);
+    cio_stream_close(lf);
     /* a body of a method we do not serve is read, the connection goes on */
     cio_stream *s = connect_to(d);
     send_str(s, "POST /rss.xml HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
