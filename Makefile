@@ -4,8 +4,9 @@
 #                         bench_*, example_*
 #   make check            scripts/check.sh: every test stage this machine can run
 #                         (CIO_CHECK_STAGES=plain,asan make check for a subset)
-#   make demo             build examples/demo.c (and the library, nothing
-#                         else) and run it
+#   make demo             build examples/demo.c and the news tool (and the
+#                         library, nothing else) and run the demo, then
+#                         `news --demo` (six feeds from a local server)
 #   make bench            build and run every bench_* and bench/run_echo.sh, after
 #                         bench/peers/build.sh (libuv, Go, Tokio, asyncio, uvloop
 #                         echo servers; installs their Debian packages as root)
@@ -58,7 +59,16 @@ demo:
 	    echo "make demo: could not build $(BUILD)/example_demo (CIO_BUILD_EXAMPLES=OFF?)" >&2; \
 	    exit 1; \
 	fi
+	@if [ -f tools/news/main.c ] && ! $(CMAKE_BUILD) --target news; then \
+	    echo "make demo: could not build $(BUILD)/news" >&2; \
+	    exit 1; \
+	fi
 	$(BUILD)/example_demo
+	@# news --demo: its own server on 127.0.0.1, no network (about 3 s)
+	@if [ -x $(BUILD)/news ]; then \
+	    echo "$(BUILD)/news --demo"; \
+	    $(BUILD)/news --demo; \
+	fi
 
 # bench_echo and bench_loadgen are the pieces of bench/run_echo.sh (the echo
 # servers and the load generator), not benchmarks of their own. The peers'

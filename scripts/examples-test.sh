@@ -123,6 +123,28 @@ else
     skipped=$((skipped + 2))
 fi
 
+# news --demo: six sources from the tool's own server on 127.0.0.1, each
+# answering after 2 s, fetched at once: the summary line, then an item of
+# each source in the output (the HTML page's discovered feed, the broken
+# feed recovered, the slow one trickled in).
+check news_demo 'fetched 6 sources in [0-9]+\.[0-9] s \(one at a time: 12\.0 s\)' \
+    "$build/news" --demo
+if [ -x "$build/news" ] && [ -f "$out/news_demo" ]; then
+    missing=""
+    for want in 'valve radio' 'Geminids warm-up' 'Winter dal' 'Tide Tables #212' \
+        'late on Friday' 'Reel 311'; do
+        grep -qF "$want" "$out/news_demo" || missing="$missing '$want'"
+    done
+    if [ -z "$missing" ]; then
+        echo "PASS news_demo_items"
+        passed=$((passed + 1))
+    else
+        echo "FAIL news_demo_items: not in the output of news --demo:$missing; it printed:"
+        sed 's/^/    /' "$out/news_demo" | tail -n 40
+        failed=$((failed + 1))
+    fi
+fi
+
 [ "$skipped" = 0 ] || echo "$skipped skipped (not built here)"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

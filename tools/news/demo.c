@@ -593,7 +593,6 @@ static int parse_request_line(const char *s, size_t n, request *rq)
     if (s[i + 5] != '1')
         return 505;
     rq->minor = s[i + 7] - '0';
-    rq->close = rq->minor == 0; /* HTTP/1.0: close unless keep-alive */
     /* origin-form "/path?query", or absolute-form "http://host/path" */
     const char *t = s + t0;
     size_t tn = t1 - t0;
@@ -930,8 +929,6 @@ static int read_head(conn *c)
             if (st)
                 return st;
             got_line = true;
-            conn_close = rq->close;
-            rq->close = false;
             continue;
         }
         if (len == 0)

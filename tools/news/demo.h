@@ -2,23 +2,36 @@
  *
  * A small, honest HTTP/1.1 server on cio streams (cio_start_server), bound
  * to 127.0.0.1 on a free port and served by tasks of the current loop. It
- * parses each request for real (request line, headers up to a bounded
- * size, pipelined requests answered in order), keeps connections alive,
- * answers every request with a Content-Length, 400 on a malformed request
- * (then closes), 404 on an unknown path, 405 on a method other than GET or
- * HEAD. Each answer waits `delay` on the loop's clock first (a virtual
- * clock in the tests), so a run that fetches the sources concurrently
- * takes about one delay, and one at a time about n x delay.
+ * parses each request for real: the request line and header fields, read
+ * line by line (CRLF, or a bare LF), the head bounded to 8 KiB (431; 414
+ * for the request line alone), pipelined requests answered in order. It
+ * keeps connections alive (HTTP/1.0 only when asked), answers every
+ * request with a Content-Length, closes after 400 on anything that is not
+ * HTTP/1.x (a missing or doubled Host, obs-fold, a bad Content-Length...),
+ * 505 for another major version, 501 for a chunked request body, 413 for a
+ * body over 64 KiB; 404 on an unknown path, 405 on a method other than GET
+ * or HEAD (the connection goes on). Each source sends an ETag and answers
+ * a matching If-None-Match with 304. A connection that completes no
+ * request head within 30 s (idle keep-alive, or a client trickling its
+ * headers) is closed.
+ *
+ * Each source's answer comes `delay` after its request, on the loop's
+ * clock (a virtual clock in the tests), so that fetching the sources
+ * concurrently takes about one delay, and one at a time about n x delay.
+ * Errors (404...) and the HTML page's discovered feed answer at once.
  *
  * With n_feeds == 0 it serves the six demo sources of `news --demo`:
- * an RSS 2.0 feed, an Atom 1.0 feed, a JSON Feed 1.1, an HTML page whose
- * <link rel="alternate"> points at another feed of the server (that feed
- * is not counted as a source), a feed that is not well-formed XML (an
- * undeclared &nbsp; and a mismatched end tag: news recovers it and flags
- * it ill-formed), and a slow one (answers 3 delays late, well within the
- * tool's default timeout). With n_feeds == N > 0 it serves N generated
- * RSS 2.0 feeds /feed/0 .. /feed/N-1 of 20 items each (about 12 KiB each),
- * for the bench.
+ * an RSS 2.0 feed (/rss.xml), an Atom 1.0 feed (/atom.xml), a JSON Feed 1.1
+ * (/feed.json), an HTML page (/radio/) whose <link rel="alternate"> names
+ * a relative "feed.atom" (/radio/feed.atom: served, not counted as a
+ * source), a feed that is not well-formed XML (/broken.xml: an undeclared
+ * &nbsp; and <b> closed by </i>: news recovers it and flags it
+ * ill-formed), and a slow one (/slow.xml: its headers and first fifth come
+ * after the delay like the others, the rest trickles in four more parts
+ * delay / 16 apart, so it ends at 1.25 x delay, well within the tool's
+ * default timeout). With n_feeds == N > 0 it serves N generated RSS 2.0
+ * feeds /feed/0 .. /feed/N-1 of 20 dated items each (about 17 KiB each,
+ * the same bytes on every run), for the bench, and nothing else.
  *
  * Uses only cio's public API and libc.
  */
@@ -29,7 +42,8 @@
 #include <stdint.h>
 
 typedef struct news_demo_options {
-    int64_t delay;  /* ns before each answer (2 s for --demo); <= 0: none */
+    int64_t delay;  /* ns before each source's answer, on the loop's
+                     * clock (2 s for --demo); <= 0: none */
     size_t n_feeds; /* 0: the six demo sources (RSS, Atom, JSON Feed, an
                      * HTML page with autodiscovery, a broken feed, a slow
                      * one); N > 0: N generated RSS feeds /feed/0 ..
