@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -328,6 +329,7 @@ typedef struct run {
 
 static char tmpdir[64]; /* XDG_STATE_HOME and XDG_CONFIG_HOME of the runs */
 static const char *stdin_text;
+static int nofile_limit; /* for the child, 0: unchanged */
 
 static void make_tmpdir(void)
 {
@@ -356,6 +358,10 @@ static void start(run *r, const char *const *argv)
         } else {
             int null = open("/dev/null", O_RDONLY);
             dup2(null, 0);
+        }
+        if (nofile_limit) {
+            struct rlimit rl = {(rlim_t)nofile_limit, (rlim_t)nofile_limit};
+            setrlimit(RLIMIT_NOFILE, &rl);
         }
         if (tmpdir[0]) {
             setenv("XDG_STATE_HOME", tmpdir, 1);
@@ -1458,6 +1464,23 @@ TEST_TIMEOUT(news_timeout_does_not_count_the_wait_for_a_host_slot, 30)
     srv_stop(v);
     ASSERT_EQ(r->status, 1);
     expect_error(r, url(v, "/wait/300"), "timeout");
+}
+
+TEST_TIMEOUT(news_low_fd_limit_lowers_the_cap_with_one_warning, 30)
+{
+    require_tool();
+    if (cio_test_slow()) /* valgrind takes descriptors of the child's */
+        cio_test_skip("the tool under valgrind or qemu: its own descriptors count");
+    srv *v = srv_start();
+    const char *argv[] = {"news", "--json", "-c", "1000", url(v, "/rss/few"), NULL};
+    nofile_limit = 128;
+    run *r = tool(argv);
+    nofile_limit = 0;
+    srv_stop(v);
+    ASSERT_EQ(r->status, 0);
+    ASSERT_STREQ(r->err, "news: warning: the open file limit is 128: -c lowered from 1000 "
+                         "to 64\n");
+    ASSERT_EQ(count(r->out, "few item"), 3);
 }
 
 #endif /* NEWS_BIN */

@@ -41,6 +41,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -947,6 +948,31 @@ static int xdg_path(const char *var, const char *fallback, const char *leaf, cha
     return 0;
 }
 
+/* Room for -c connections: raise RLIMIT_NOFILE's soft limit up to the
+ * hard one; if that is still short, lower -c to fit (one warning). */
+static void fit_fd_limit(void)
+{
+    const long reserve = 64; /* stdio, the loop's own, libcurl's resolver, the state */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t need = (rlim_t)opt.concurrency + (rlim_t)reserve;
+    if (rl.rlim_cur >= need)
+        return;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    struct rlimit nl = {.rlim_cur = want, .rlim_max = rl.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &nl) == 0)
+        rl.rlim_cur = want;
+    if (rl.rlim_cur >= need)
+        return;
+    long cap = (long)rl.rlim_cur - reserve;
+    if (cap < 1)
+        cap = 1;
+    fprintf(stderr, "news: warning: the open file limit is %ld: -c lowered from %ld to %ld\n",
+            (long)rl.rlim_cur, opt.concurrency, cap);
+    opt.concurrency = cap;
+}
+
 int main(int argc, char **argv)
 {
     enum { O_PER_HOST = 256, O_INTERVAL, O_BACKOFF, O_DEADLINE, O_MAX_SIZE, O_NEW, O_STREAM,
@@ -1042,6 +1068,7 @@ int main(int argc, char **argv)
             die_usage("%s: %s", state_path, err);
         }
     }
+    fit_fd_limit();
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
         seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
