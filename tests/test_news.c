@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1481,6 +1482,38 @@ TEST_TIMEOUT(news_low_fd_limit_lowers_the_cap_with_one_warning, 30)
     ASSERT_STREQ(r->err, "news: warning: the open file limit is 128: -c lowered from 1000 "
                          "to 64\n");
     ASSERT_EQ(count(r->out, "few item"), 3);
+}
+
+TEST_TIMEOUT(news_second_sigint_exits_at_once, 30)
+{
+    require_tool();
+    make_tmpdir();
+    srv *v = srv_start();
+    /* the test holds the state's lock: after the first SIGINT the tool
+     * prints, then waits for the lock to save; the second ends it there */
+    char dir[128], lockp[200];
+    snprintf(dir, sizeof dir, "%s/news", tmpdir);
+    mkdir(dir, 0700);
+    snprintf(lockp, sizeof lockp, "%s.lock", state_file());
+    int lfd = open(lockp, O_RDWR | O_CREAT, 0600);
+    ASSERT_TRUE(lfd >= 0);
+    ASSERT_EQ(flock(lfd, LOCK_EX), 0);
+    const char *argv[] = {"news", "--new", "--json", "--stream", url(v, "/rss/once"),
+                          url(v, "/forever"), NULL};
+    run *r = malloc(sizeof *r);
+    start(r, argv);
+    pump(r, 3);
+    ASSERT_EQ(kill(r->pid, SIGINT), 0);
+    usleep(200 * 1000);
+    ASSERT_EQ(waitpid(r->pid, NULL, WNOHANG), 0); /* still there: waiting for the lock */
+    ASSERT_EQ(kill(r->pid, SIGINT), 0);
+    finish(r);
+    srv_stop(v);
+    ASSERT_EQ(r->status, 130);
+    ASSERT_EQ(count(r->out, "once item"), 3);
+    ASSERT_EQ(access(state_file(), F_OK), -1); /* nothing half-saved */
+    close(lfd);
+    free(r);
 }
 
 #endif /* NEWS_BIN */
