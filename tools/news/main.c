@@ -17,6 +17,10 @@
  * with it, --json prints it. Ctrl-C / SIGTERM cancel the main task
  * (cio_shutdown_on_signals): what was fetched is printed, the state saved,
  * exit 130; a second signal ends the process at once.
+ *
+ * Beside this file: schedule.c (the slots, the per-host "not before" time,
+ * the backoff), state.c (--new's file), output.c (JSON and sfeed TSV
+ * encodings); feed.c and sources.c parse, demo.c serves --demo.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -68,7 +72,6 @@ enum result { RES_PENDING, RES_OK, RES_NOT_MODIFIED, RES_FAILED, RES_CANCELLED }
 
 typedef struct src {
     const news_source *in;
-    size_t index;
     news_host *host;
     char trace[17];
     enum result result;
@@ -661,7 +664,6 @@ static int run_sources(void)
     for (size_t i = 0; i < sources.n; i++) {
         src *s = &srcs[i];
         s->in = &sources.v[i];
-        s->index = i;
         new_trace(s->trace);
         if (!(s->host = news_sched_host(sched, s->in->url)))
             return -ENOMEM;
