@@ -261,6 +261,15 @@ static int routes(http_server *hs, cio_stream *s, const char *path, const char *
         int rc = cio_sleep(ms * CIO_MSEC);
         return rc ?: reply_feed(s, "waited", NULL);
     }
+    if (strcmp(path, "/tagpage") == 0) { /* a page with validators, and its feed */
+        if (header_value(headers, "If-None-Match", buf, sizeof buf) &&
+            !strcmp(buf, "\"p1\""))
+            return hs_send(s, "HTTP/1.1 304 Not Modified\r\nETag: \"p1\"\r\n\r\n") ?: 1;
+        return reply(s, 200, "Content-Type: text/html\r\nETag: \"p1\"\r\n",
+                     "<html><head><title>Tagged page</title>"
+                     "<link rel=\"alternate\" type=\"application/atom+xml\" "
+                     "href=\"/rss/behind\"></head><body></body></html>");
+    }
     if (strcmp(path, "/selfpage") == 0) /* its feed link is itself */
         return reply(s, 200, "Content-Type: text/html\r\n",
                      "<html><head><title>Round and round</title>"
@@ -1514,6 +1523,26 @@ TEST_TIMEOUT(news_second_sigint_exits_at_once, 30)
     ASSERT_EQ(access(state_file(), F_OK), -1); /* nothing half-saved */
     close(lfd);
     free(r);
+}
+
+TEST_TIMEOUT(news_new_keeps_no_validators_of_a_page_it_followed, 30)
+{
+    require_tool();
+    make_tmpdir();
+    srv *v = srv_start();
+    /* the page has an ETag; its feed is what --new must keep reading:
+     * a 304 for the page would hide the feed's new items */
+    const char *argv[] = {"news", "--new", "--json", url(v, "/tagpage"), NULL};
+    run *r = tool(argv);
+    ASSERT_EQ(r->status, 0);
+    ASSERT_EQ(count(r->out, "behind item"), 3);
+    const char *st = slurp_file(state_file());
+    ASSERT_TRUE(st != NULL);
+    ASSERT_TRUE(strstr(st, "etag") == NULL);
+    r = tool(argv); /* fetched again, parsed, nothing new */
+    srv_stop(v);
+    ASSERT_EQ(r->status, 0);
+    ASSERT_EQ(r->n_out, 0);
 }
 
 #endif /* NEWS_BIN */

@@ -330,6 +330,11 @@ static int fetch_task(void *arg)
                     url = alt;
                     first = false;
                     s->attempts = 0;
+                    /* the page's validators would make the next --new run
+                     * stop at its 304 and never see the feed's news */
+                    free(s->etag);
+                    free(s->last_modified);
+                    s->etag = s->last_modified = NULL;
                     news_host *h = news_sched_host(sched, url);
                     if (h)
                         s->host = h;
@@ -639,8 +644,7 @@ static void update_state(void)
         }
         news_state_mark(s->state, keys, s->feed.n_items);
         free(keys);
-        if (s->feed.kind != NEWS_KIND_HTML) /* (a followed page: not its validators) */
-            news_state_set_validators(s->state, s->etag, s->last_modified);
+        news_state_set_validators(s->state, s->etag, s->last_modified);
     }
 }
 
