@@ -385,7 +385,7 @@ TEST(news_atom_xml_base_content_types_and_links)
     ASSERT_EQ(a->published, date("2026-12-06T08:00:00Z"));
     ASSERT_STREQ(a->author, "Ann");
     ASSERT_STREQ(a->category, "c|xml");
-    ASSERT_STREQ(a->content, "<p class=\"x\">Hi &lt; <a href=\"/x?a=1&amp;b=2\">there</a></p><br></br>");
+    ASSERT_STREQ(a->content, "<p class=\"x\">Hi &lt; <a href=\"/x?a=1&amp;b=2\">there</a></p><br>");
     ASSERT_STREQ(a->content_type, "html");
     news_item *b = &f.items[1];
     ASSERT_STREQ(b->title, "Plain <b> is text here");
@@ -570,6 +570,39 @@ TEST(news_malformed_xml_is_recovered_through_the_html_parser)
     ASSERT_STREQ(f.items[0].title, "E 1");
     ASSERT_STREQ(f.items[0].link, "http://a.example/e1");
     ASSERT_EQ(f.items[0].published, date("2026-12-06T00:00:00Z"));
+    news_feed_clear(&f);
+    LEAK_CHECK_NOW();
+}
+
+TEST(news_raw_html_in_a_description_is_kept_as_markup)
+{
+    /* raw (unescaped) HTML with void elements: not XML, read by the HTML
+     * parser; its elements come back as markup, not only their text */
+    static const char s[] =
+        "<?xml version=\"1.0\"?>\n<rss version=\"2.0\"><channel><title>Raw</title>\n"
+        "<item><title>One</title><link>http://raw.example/1</link>\n"
+        "<description><p>Hello <b>bold</b><br>line<img src=\"/i.png\"></p><ul><li>a<li>b</ul>"
+        "</description>\n<pubDate>Sat, 05 Dec 2026 10:00:00 GMT</pubDate></item>\n"
+        "<item><title>Two</title><description><div>x</div></description></item>\n"
+        "</channel></rss>\n";
+    news_feed f;
+    ASSERT_EQ(parse_str(NULL, NULL, s, &f), 0);
+    ASSERT_TRUE(f.ill_formed);
+    ASSERT_EQ(f.n_items, 2);
+    ASSERT_STREQ(f.items[0].content,
+                 "<p>Hello <b>bold</b><br>line<img src=\"/i.png\"></p><ul><li>a</li><li>b</li></ul>");
+    ASSERT_STREQ(f.items[0].content_type, "html");
+    ASSERT_EQ(f.items[0].published, date("2026-12-05T10:00:00Z"));
+    ASSERT_STREQ(f.items[1].content, "<div>x</div>");
+    news_feed_clear(&f);
+    /* well-formed markup inside a description (not escaped): kept too */
+    ASSERT_EQ(parse_str(NULL, NULL,
+                        "<rss><channel><item><description><p>ok <a href=\"x?a=1&amp;b=2\">l</a>"
+                        "</p></description></item></channel></rss>",
+                        &f),
+              0);
+    ASSERT_FALSE(f.ill_formed);
+    ASSERT_STREQ(f.items[0].content, "<p>ok <a href=\"x?a=1&amp;b=2\">l</a></p>");
     news_feed_clear(&f);
     LEAK_CHECK_NOW();
 }

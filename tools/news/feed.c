@@ -647,7 +647,31 @@ static bool main_ns(const extract *ex, enum nsc ns)
     return ns == NS_NONE || ns == NS_RSS1;
 }
 
-static void xhtml_start(extract *ex, const char *local, const attr *a, int na)
+/* Markup inside content is kept as markup: always for Atom's type="xhtml"
+ * (but not its wrapping <div>), and for HTML content that holds real
+ * elements (an ill-formed feed's raw HTML read by the HTML parser, or
+ * well-formed markup inside a <description>). */
+static bool keeps_markup(const extract *ex)
+{
+    if (ex->cap != F_CONTENT)
+        return false;
+    if (ex->cap_type == T_XHTML)
+        return ex->depth > ex->cap_depth + 1;
+    return ex->cap_type == T_HTML && ex->depth > ex->cap_depth;
+}
+
+/* HTML's void elements: no end tag written for them. */
+static bool void_element(const char *local)
+{
+    static const char *const v[] = {"area", "base", "br",   "col",   "embed", "hr",  "img",
+                                    "input", "link", "meta", "param", "source", "track", "wbr"};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        if (eq(local, v[i]))
+            return true;
+    return false;
+}
+
+static void markup_start(extract *ex, const char *local, const attr *a, int na)
 {
     news_buf_addc(&ex->text, '<');
     news_buf_adds(&ex->text, local);
@@ -701,10 +725,10 @@ static void on_start(news_parser *p, enum nsc ns, const char *local, const attr 
     if (xb)
         push_base(p, xb);
     if (ex->cap) {
-        /* inside an element whose text is collected: only XHTML content
-         * keeps the markup (but not the wrapping <div>) */
-        if (ex->cap_type == T_XHTML && ex->cap == F_CONTENT && ex->depth > ex->cap_depth + 1)
-            xhtml_start(ex, local, a, na);
+        /* inside an element whose text is collected: only content keeps
+         * the markup */
+        if (keeps_markup(ex))
+            markup_start(ex, local, a, na);
         return;
     }
     if (ex->skip_depth || ex->not_feed)
@@ -850,8 +874,7 @@ static void on_end(news_parser *p, const char *local)
         end_pending(p);
     if (ex->cap && d == ex->cap_depth) {
         end_capture(p);
-    } else if (ex->cap && ex->cap_type == T_XHTML && ex->cap == F_CONTENT &&
-               d > ex->cap_depth + 1) {
+    } else if (keeps_markup(ex) && !void_element(local)) {
         news_buf_adds(&ex->text, "</");
         news_buf_adds(&ex->text, local);
         news_buf_addc(&ex->text, '>');
