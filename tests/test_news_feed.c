@@ -1113,6 +1113,22 @@ TEST(news_sources_url_list)
     ASSERT_EQ(l.v[2].line, 7);
     ASSERT_STREQ(l.v[3].url, "http://d.example");
     ASSERT_EQ(l.v[3].line, 8);
+    /* newsboat's urls file: tags, and the name as a quoted "~Name" */
+    static const char nb[] =
+        "https://nb.example/a.xml tech \"~Tech # news\" \"some tag\" # comment\n"
+        "https://nb.example/b.xml \"tag only\"\n"
+        "https://nb.example/c.xml ~Bare\n";
+    size_t before = l.n;
+    ASSERT_EQ(news_sources_parse(&l, nb, sizeof nb - 1, "urls", err, sizeof err), 0);
+    ASSERT_EQ(l.n, before + 3);
+    ASSERT_STREQ(l.v[before].name, "Tech # news");
+    ASSERT_TRUE(l.v[before + 1].name == NULL);
+    ASSERT_STREQ(l.v[before + 2].name, "~Bare"); /* no quotes: the text itself */
+    while (l.n > before) { /* back to the four above */
+        l.n--;
+        free(l.v[l.n].url);
+        free(l.v[l.n].name);
+    }
     /* appending to a list */
     ASSERT_EQ(news_sources_add(&l, "http://e.example/", "E", 0, err, sizeof err), 0);
     ASSERT_EQ(l.n, 5);
