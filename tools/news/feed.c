@@ -172,6 +172,7 @@ struct news_parser {
     size_t fed;       /* bytes given to the XML parser */
     bool xml_bad;     /* it stopped on a fatal error */
     bool finished;
+    news_buf attrs;   /* the current element's attribute values (SAX2) */
     extract ex;
 };
 
@@ -929,24 +930,30 @@ static void sax2_start(void *ctx, const xmlChar *localname, const xmlChar *prefi
     (void)namespaces;
     (void)nb_defaulted;
     attr a[MAX_ATTRS];
-    int na = 0;
-    for (int i = 0; i < nb_attributes && na < MAX_ATTRS; i++) {
+    size_t off[MAX_ATTRS];
+    int na = nb_attributes < MAX_ATTRS ? nb_attributes : MAX_ATTRS;
+    /* the values, decoded and NUL-terminated, one after the other in a
+     * buffer kept from element to element (no allocation once it is big
+     * enough) */
+    p->attrs.n = 0;
+    for (int i = 0; i < na; i++) {
         const xmlChar **at = attributes + 5 * i;
         const char *apfx = (const char *)at[1], *auri = (const char *)at[2];
-        a[na].local = (const char *)at[0];
-        a[na].ns = auri ? ns_of_uri(auri) : apfx ? ns_of_prefix(apfx, strlen(apfx)) : NS_NONE;
-        a[na].val = news_xml_attr_value((const char *)at[3], (size_t)(at[4] - at[3]));
-        if (a[na].val)
-            na++;
-        else
-            p->ex.oom = true;
+        a[i].local = (const char *)at[0];
+        a[i].ns = auri ? ns_of_uri(auri) : apfx ? ns_of_prefix(apfx, strlen(apfx)) : NS_NONE;
+        off[i] = p->attrs.n;
+        news_xml_attr_append(&p->attrs, (const char *)at[3], (size_t)(at[4] - at[3]));
     }
+    if (p->attrs.oom) {
+        p->ex.oom = true;
+        return;
+    }
+    for (int i = 0; i < na; i++)
+        a[i].val = p->attrs.p + off[i];
     enum nsc ns = uri ? ns_of_uri((const char *)uri)
                 : prefix ? ns_of_prefix((const char *)prefix, strlen((const char *)prefix))
                          : NS_NONE;
     on_start(p, ns, (const char *)localname, a, na);
-    for (int i = 0; i < na; i++)
-        free((char *)a[i].val);
 }
 
 static void sax2_end(void *ctx, const xmlChar *localname, const xmlChar *prefix,
@@ -1546,6 +1553,7 @@ void news_parser_free(news_parser *p)
         xmlFreeParserCtxt(p->xml);
     }
     extract_free(&p->ex);
+    news_buf_free(&p->attrs);
     free(p->body);
     free(p->url);
     free(p);

@@ -352,21 +352,29 @@ bool news_text_has_markup(const char *s)
 
 char *news_xml_attr_value(const char *v, size_t len)
 {
+    news_buf b = {0};
+    news_xml_attr_append(&b, v, len);
+    return news_buf_take(&b); /* (the NUL appended is the end of the string) */
+}
+
+void news_xml_attr_append(news_buf *out, const char *v, size_t len)
+{
     static const struct {
         const char *name;
         char c;
     } pre[] = {{"amp", '&'}, {"lt", '<'}, {"gt", '>'}, {"quot", '"'}, {"apos", '\''}};
-    news_buf b = {0};
+    news_buf *b = out;
     const char *s = v, *e = v + len;
-    news_buf_add(&b, "", 0);
     while (s < e) {
         const char *amp = memchr(s, '&', (size_t)(e - s));
         if (!amp) {
-            news_buf_add(&b, s, (size_t)(e - s));
+            news_buf_add(b, s, (size_t)(e - s));
             break;
         }
-        news_buf_add(&b, s, (size_t)(amp - s));
-        const char *semi = memchr(amp, ';', (size_t)(e - amp));
+        news_buf_add(b, s, (size_t)(amp - s));
+        /* the longest reference is "&#x10FFFF;": a ';' further away is not its end */
+        size_t look = (size_t)(e - amp) < 16 ? (size_t)(e - amp) : 16;
+        const char *semi = memchr(amp, ';', look);
         size_t n = semi ? (size_t)(semi - amp) : 0; /* '&' .. before ';' */
         unsigned long cp = 0;
         bool ok = false;
@@ -392,12 +400,12 @@ char *news_xml_attr_value(const char *v, size_t len)
                 }
         }
         if (ok) {
-            news_buf_add_cp(&b, cp);
+            news_buf_add_cp(b, cp);
             s = semi + 1;
         } else {
-            news_buf_addc(&b, '&');
+            news_buf_addc(b, '&');
             s = amp + 1;
         }
     }
-    return news_buf_take(&b);
+    news_buf_addc(b, 0);
 }
