@@ -135,6 +135,10 @@ char *news_utf8_clean(const char *s, size_t len)
     news_buf b = {0};
     size_t i = 0, run = 0; /* u[run..i) is valid and not yet copied */
     while (i < len) {
+        if (u[i] >= 0x01 && u[i] < 0x80) { /* ASCII: the common case */
+            i++;
+            continue;
+        }
         unsigned long cp;
         size_t n = utf8_seq(u + i, len - i, &cp);
         if (n > 0 && cp != 0) {
@@ -168,6 +172,15 @@ void news_text_normalise(char *s)
     size_t len = strlen(s), i = 0, o = 0;
     bool space = false;
     while (i < len) {
+        unsigned char c = u[i];
+        if (c > 0x20 && c < 0x7F) { /* printable ASCII: the common case */
+            if (space)
+                u[o++] = ' ';
+            space = false;
+            u[o++] = c;
+            i++;
+            continue;
+        }
         unsigned long cp;
         size_t n = utf8_seq(u + i, len - i, &cp);
         if (n == 0) { /* not expected (valid input): drop the byte */
@@ -193,6 +206,13 @@ void news_text_strip_controls(char *s)
     unsigned char *u = (unsigned char *)s;
     size_t len = strlen(s), i = 0, o = 0;
     while (i < len) {
+        unsigned char c = u[i];
+        if (c < 0x80) { /* ASCII: the common case */
+            if (c >= 0x20 ? c != 0x7F : c == '\t' || c == '\n' || c == '\r')
+                u[o++] = c;
+            i++;
+            continue;
+        }
         unsigned long cp;
         size_t n = utf8_seq(u + i, len - i, &cp);
         if (n == 0) {
