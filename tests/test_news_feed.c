@@ -385,7 +385,7 @@ TEST(news_atom_xml_base_content_types_and_links)
     ASSERT_EQ(a->published, date("2026-12-06T08:00:00Z"));
     ASSERT_STREQ(a->author, "Ann");
     ASSERT_STREQ(a->category, "c|xml");
-    ASSERT_STREQ(a->content, "<p class=\"x\">Hi &lt; <a href=\"/x?a=1&amp;b=2\">there</a></p><br></br>");
+    ASSERT_STREQ(a->content, "<p class=\"x\">Hi &lt; <a href=\"/x?a=1&amp;b=2\">there</a></p><br>");
     ASSERT_STREQ(a->content_type, "html");
     news_item *b = &f.items[1];
     ASSERT_STREQ(b->title, "Plain <b> is text here");
@@ -570,6 +570,39 @@ TEST(news_malformed_xml_is_recovered_through_the_html_parser)
     ASSERT_STREQ(f.items[0].title, "E 1");
     ASSERT_STREQ(f.items[0].link, "http://a.example/e1");
     ASSERT_EQ(f.items[0].published, date("2026-12-06T00:00:00Z"));
+    news_feed_clear(&f);
+    LEAK_CHECK_NOW();
+}
+
+TEST(news_raw_html_in_a_description_is_kept_as_markup)
+{
+    /* raw (unescaped) HTML with void elements: not XML, read by the HTML
+     * parser; its elements come back as markup, not only their text */
+    static const char s[] =
+        "<?xml version=\"1.0\"?>\n<rss version=\"2.0\"><channel><title>Raw</title>\n"
+        "<item><title>One</title><link>http://raw.example/1</link>\n"
+        "<description><p>Hello <b>bold</b><br>line<img src=\"/i.png\"></p><ul><li>a<li>b</ul>"
+        "</description>\n<pubDate>Sat, 05 Dec 2026 10:00:00 GMT</pubDate></item>\n"
+        "<item><title>Two</title><description><div>x</div></description></item>\n"
+        "</channel></rss>\n";
+    news_feed f;
+    ASSERT_EQ(parse_str(NULL, NULL, s, &f), 0);
+    ASSERT_TRUE(f.ill_formed);
+    ASSERT_EQ(f.n_items, 2);
+    ASSERT_STREQ(f.items[0].content,
+                 "<p>Hello <b>bold</b><br>line<img src=\"/i.png\"></p><ul><li>a</li><li>b</li></ul>");
+    ASSERT_STREQ(f.items[0].content_type, "html");
+    ASSERT_EQ(f.items[0].published, date("2026-12-05T10:00:00Z"));
+    ASSERT_STREQ(f.items[1].content, "<div>x</div>");
+    news_feed_clear(&f);
+    /* well-formed markup inside a description (not escaped): kept too */
+    ASSERT_EQ(parse_str(NULL, NULL,
+                        "<rss><channel><item><description><p>ok <a href=\"x?a=1&amp;b=2\">l</a>"
+                        "</p></description></item></channel></rss>",
+                        &f),
+              0);
+    ASSERT_FALSE(f.ill_formed);
+    ASSERT_STREQ(f.items[0].content, "<p>ok <a href=\"x?a=1&amp;b=2\">l</a></p>");
     news_feed_clear(&f);
     LEAK_CHECK_NOW();
 }
@@ -902,16 +935,27 @@ TEST(news_limits_on_body_size_and_items)
 
 TEST_TIMEOUT(news_deep_nesting_and_many_items, 30)
 {
-    /* 100,000 nested elements: past libxml2's depth limit, then the HTML parser */
+    /* 100,000 nested elements (libxml2's SAX push parser keeps a name
+     * stack, no recursion and no depth limit: XML_PARSE_HUGE only matters
+     * to the tree builder), closed, then never closed (the HTML parser) */
     size_t depth = 100000;
-    size_t cap = depth * 7 + 256;
+    size_t cap = depth * 8 + 256;
     char *s = malloc(cap);
     ASSERT_TRUE(s != NULL);
     size_t n = (size_t)snprintf(s, cap, "<rss><channel><item><title>deep</title>");
     for (size_t i = 0; i < depth; i++)
         n += (size_t)snprintf(s + n, cap - n, "<x>");
+    size_t open_end = n;
+    for (size_t i = 0; i < depth; i++)
+        n += (size_t)snprintf(s + n, cap - n, "</x>");
+    n += (size_t)snprintf(s + n, cap - n, "</item></channel></rss>");
     news_feed f;
-    int r = news_parse_buffer(NULL, NULL, s, n, &f);
+    ASSERT_EQ(news_parse_buffer(NULL, NULL, s, n, &f), 0);
+    ASSERT_FALSE(f.ill_formed);
+    ASSERT_EQ(f.n_items, 1);
+    ASSERT_STREQ(f.items[0].title, "deep");
+    news_feed_clear(&f);
+    int r = news_parse_buffer(NULL, NULL, s, open_end, &f);
     ASSERT_TRUE(r == 0 || r == NEWS_EPARSE);
     news_feed_clear(&f);
     free(s);
@@ -1069,6 +1113,22 @@ TEST(news_sources_url_list)
     ASSERT_EQ(l.v[2].line, 7);
     ASSERT_STREQ(l.v[3].url, "http://d.example");
     ASSERT_EQ(l.v[3].line, 8);
+    /* newsboat's urls file: tags, and the name as a quoted "~Name" */
+    static const char nb[] =
+        "https://nb.example/a.xml tech \"~Tech # news\" \"some tag\" # comment\n"
+        "https://nb.example/b.xml \"tag only\"\n"
+        "https://nb.example/c.xml ~Bare\n";
+    size_t before = l.n;
+    ASSERT_EQ(news_sources_parse(&l, nb, sizeof nb - 1, "urls", err, sizeof err), 0);
+    ASSERT_EQ(l.n, before + 3);
+    ASSERT_STREQ(l.v[before].name, "Tech # news");
+    ASSERT_TRUE(l.v[before + 1].name == NULL);
+    ASSERT_STREQ(l.v[before + 2].name, "~Bare"); /* no quotes: the text itself */
+    while (l.n > before) { /* back to the four above */
+        l.n--;
+        free(l.v[l.n].url);
+        free(l.v[l.n].name);
+    }
     /* appending to a list */
     ASSERT_EQ(news_sources_add(&l, "http://e.example/", "E", 0, err, sizeof err), 0);
     ASSERT_EQ(l.n, 5);

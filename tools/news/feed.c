@@ -172,6 +172,7 @@ struct news_parser {
     size_t fed;       /* bytes given to the XML parser */
     bool xml_bad;     /* it stopped on a fatal error */
     bool finished;
+    news_buf attrs;   /* the current element's attribute values (SAX2) */
     extract ex;
 };
 
@@ -647,7 +648,31 @@ static bool main_ns(const extract *ex, enum nsc ns)
     return ns == NS_NONE || ns == NS_RSS1;
 }
 
-static void xhtml_start(extract *ex, const char *local, const attr *a, int na)
+/* Markup inside content is kept as markup: always for Atom's type="xhtml"
+ * (but not its wrapping <div>), and for HTML content that holds real
+ * elements (an ill-formed feed's raw HTML read by the HTML parser, or
+ * well-formed markup inside a <description>). */
+static bool keeps_markup(const extract *ex)
+{
+    if (ex->cap != F_CONTENT)
+        return false;
+    if (ex->cap_type == T_XHTML)
+        return ex->depth > ex->cap_depth + 1;
+    return ex->cap_type == T_HTML && ex->depth > ex->cap_depth;
+}
+
+/* HTML's void elements: no end tag written for them. */
+static bool void_element(const char *local)
+{
+    static const char *const v[] = {"area", "base", "br",   "col",   "embed", "hr",  "img",
+                                    "input", "link", "meta", "param", "source", "track", "wbr"};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        if (eq(local, v[i]))
+            return true;
+    return false;
+}
+
+static void markup_start(extract *ex, const char *local, const attr *a, int na)
 {
     news_buf_addc(&ex->text, '<');
     news_buf_adds(&ex->text, local);
@@ -701,10 +726,10 @@ static void on_start(news_parser *p, enum nsc ns, const char *local, const attr 
     if (xb)
         push_base(p, xb);
     if (ex->cap) {
-        /* inside an element whose text is collected: only XHTML content
-         * keeps the markup (but not the wrapping <div>) */
-        if (ex->cap_type == T_XHTML && ex->cap == F_CONTENT && ex->depth > ex->cap_depth + 1)
-            xhtml_start(ex, local, a, na);
+        /* inside an element whose text is collected: only content keeps
+         * the markup */
+        if (keeps_markup(ex))
+            markup_start(ex, local, a, na);
         return;
     }
     if (ex->skip_depth || ex->not_feed)
@@ -850,8 +875,7 @@ static void on_end(news_parser *p, const char *local)
         end_pending(p);
     if (ex->cap && d == ex->cap_depth) {
         end_capture(p);
-    } else if (ex->cap && ex->cap_type == T_XHTML && ex->cap == F_CONTENT &&
-               d > ex->cap_depth + 1) {
+    } else if (keeps_markup(ex) && !void_element(local)) {
         news_buf_adds(&ex->text, "</");
         news_buf_adds(&ex->text, local);
         news_buf_addc(&ex->text, '>');
@@ -906,24 +930,30 @@ static void sax2_start(void *ctx, const xmlChar *localname, const xmlChar *prefi
     (void)namespaces;
     (void)nb_defaulted;
     attr a[MAX_ATTRS];
-    int na = 0;
-    for (int i = 0; i < nb_attributes && na < MAX_ATTRS; i++) {
+    size_t off[MAX_ATTRS];
+    int na = nb_attributes < MAX_ATTRS ? nb_attributes : MAX_ATTRS;
+    /* the values, decoded and NUL-terminated, one after the other in a
+     * buffer kept from element to element (no allocation once it is big
+     * enough) */
+    p->attrs.n = 0;
+    for (int i = 0; i < na; i++) {
         const xmlChar **at = attributes + 5 * i;
         const char *apfx = (const char *)at[1], *auri = (const char *)at[2];
-        a[na].local = (const char *)at[0];
-        a[na].ns = auri ? ns_of_uri(auri) : apfx ? ns_of_prefix(apfx, strlen(apfx)) : NS_NONE;
-        a[na].val = news_xml_attr_value((const char *)at[3], (size_t)(at[4] - at[3]));
-        if (a[na].val)
-            na++;
-        else
-            p->ex.oom = true;
+        a[i].local = (const char *)at[0];
+        a[i].ns = auri ? ns_of_uri(auri) : apfx ? ns_of_prefix(apfx, strlen(apfx)) : NS_NONE;
+        off[i] = p->attrs.n;
+        news_xml_attr_append(&p->attrs, (const char *)at[3], (size_t)(at[4] - at[3]));
     }
+    if (p->attrs.oom) {
+        p->ex.oom = true;
+        return;
+    }
+    for (int i = 0; i < na; i++)
+        a[i].val = p->attrs.p + off[i];
     enum nsc ns = uri ? ns_of_uri((const char *)uri)
                 : prefix ? ns_of_prefix((const char *)prefix, strlen((const char *)prefix))
                          : NS_NONE;
     on_start(p, ns, (const char *)localname, a, na);
-    for (int i = 0; i < na; i++)
-        free((char *)a[i].val);
 }
 
 static void sax2_end(void *ctx, const xmlChar *localname, const xmlChar *prefix,
@@ -1523,6 +1553,7 @@ void news_parser_free(news_parser *p)
         xmlFreeParserCtxt(p->xml);
     }
     extract_free(&p->ex);
+    news_buf_free(&p->attrs);
     free(p->body);
     free(p->url);
     free(p);

@@ -17,6 +17,8 @@
 /* How much of a bad URL an error message quotes. */
 #define QUOTE_MAX 200
 
+static bool space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
+
 /* Copy s[0..n) into out for an error message: at most QUOTE_MAX bytes,
  * control characters and bytes that are not UTF-8 as '?'. */
 static void quote(char *out, size_t size, const char *s, size_t n)
@@ -129,7 +131,46 @@ void news_sources_clear(news_source_list *list)
 
 /* ---- URL lists ---------------------------------------------------------- */
 
-static bool space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
+/* The name in the rest of a line, after the URL, into out[MAX_LINE + 1].
+ * Newsboat's urls file when the rest has a '"': tags, bare or in double
+ * quotes, the name being the one that starts with '~' ("~My feed"), if
+ * any. Else the text itself. Either way a '#' after white space (outside
+ * quotes) starts a comment. */
+static void line_name(const char *s, size_t n, char *out)
+{
+    out[0] = 0;
+    if (!memchr(s, '"', n)) {
+        size_t e = 0;
+        while (e < n && !(s[e] == '#' && e > 0 && space(s[e - 1])))
+            e++;
+        memcpy(out, s, e);
+        out[e] = 0;
+        return;
+    }
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && space(s[i]))
+            i++;
+        if (i == n || s[i] == '#')
+            return;
+        bool quoted = s[i] == '"';
+        size_t start = i + quoted, end;
+        if (quoted) {
+            const char *q = memchr(s + start, '"', n - start);
+            end = q ? (size_t)(q - s) : n;
+            i = q ? end + 1 : n;
+        } else {
+            end = start;
+            while (end < n && !space(s[end]))
+                end++;
+            i = end;
+        }
+        if (!out[0] && end > start + 1 && s[start] == '~') {
+            memcpy(out, s + start + 1, end - start - 1);
+            out[end - start - 1] = 0;
+        }
+    }
+}
 
 static int parse_list(news_source_list *list, const char *text, size_t len, const char *origin,
                       char *err, size_t errlen)
@@ -161,13 +202,8 @@ static int parse_list(news_source_list *list, const char *text, size_t len, cons
         while (i < n && !space(line[i]))
             i++;
         size_t ulen = i - u;
-        /* the name: up to a '#' that follows white space */
-        size_t ns = i, ne = i;
-        while (ne < n && !(line[ne] == '#' && space(line[ne - 1])))
-            ne++;
         char name[MAX_LINE + 1];
-        memcpy(name, line + ns, ne - ns);
-        name[ne - ns] = 0;
+        line_name(line + i, n - i, name);
         int r = check_url(line + u, ulen);
         if (r == -EINVAL) {
             char q[QUOTE_MAX + 8];

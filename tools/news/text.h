@@ -52,5 +52,7 @@ bool news_text_has_markup(const char *s);
  * be there in a well-formed document); v[0..len), not NUL-terminated.
  * NULL on ENOMEM. */
 char *news_xml_attr_value(const char *v, size_t len);
+/* The same appended to *out, with its terminating NUL. */
+void news_xml_attr_append(news_buf *out, const char *v, size_t len);
 
 #endif
