@@ -1167,7 +1167,7 @@ TEST_TIMEOUT(news_verbose_logs_each_event_with_the_trace_id, 30)
     run *r = tool(argv);
     srv_stop(v);
     ASSERT_EQ(r->status, 0);
-    char line[2048], trace[64], key[80];
+    char line[2048], trace[64], key[128];
     ASSERT_TRUE(line_with(r->out, "traced item 3", line, sizeof line));
     ASSERT_TRUE(json_field(line, "trace_id", trace, sizeof trace));
     snprintf(key, sizeof key, "] trace=%s: ", trace);
@@ -1185,6 +1185,19 @@ TEST_TIMEOUT(news_verbose_logs_each_event_with_the_trace_id, 30)
     /* "+S.mmm [task#id] trace=...": time since the start, the task */
     ASSERT_TRUE(line_with(r->err, "dispatched", line, sizeof line));
     ASSERT_TRUE(line[0] == '+' && strstr(line, " [fetch 127.0.0.1:") != NULL);
+    /* retries are events too, under the same trace id */
+    srv *w = srv_start();
+    const char *a2[] = {"news", "--json", "-v", "--backoff", "10ms", url(w, "/flaky"), NULL};
+    r = tool(a2);
+    srv_stop(w);
+    ASSERT_EQ(r->status, 0);
+    ASSERT_TRUE(line_with(r->out, "flaky item 3", line, sizeof line));
+    ASSERT_TRUE(json_field(line, "trace_id", trace, sizeof trace));
+    snprintf(key, sizeof key, "] trace=%s: retry 1 of 2 in ", trace);
+    ASSERT_TRUE(strstr(r->err, key) != NULL);
+    snprintf(key, sizeof key, "] trace=%s: retry 2 of 2 in ", trace);
+    ASSERT_TRUE(strstr(r->err, key) != NULL);
+    ASSERT_EQ(count(r->err, ": dispatched: GET "), 3);
 }
 
 /* ---- --new and the state file ------------------------------------------------------ */
