@@ -155,6 +155,20 @@ static int note_host(srv *v, const char *headers, int delta)
     return -1;
 }
 
+/* An item with every sfeed column, a TAB in the title, a newline, a TAB
+ * and a backslash in the content; and one with HTML content and no date. */
+static const char escapes_feed[] =
+    "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>E</title>"
+    "<item><title>tab\there</title><link>http://example.com/e</link>"
+    "<guid>e-1</guid><author>me@example.com (Me)</author>"
+    "<category>a</category><category>b</category>"
+    "<enclosure url=\"http://example.com/e.mp3\" length=\"1\" type=\"audio/mpeg\"/>"
+    "<description>line1\nline2\tx\\y \"q\"</description>"
+    "<pubDate>Tue, 01 Dec 2026 10:00:00 GMT</pubDate></item>"
+    "<item><title>second</title><link>http://example.com/2</link>"
+    "<description>&lt;p&gt;html &amp;amp; more&lt;/p&gt;</description></item>"
+    "</channel></rss>";
+
 static int routes(http_server *hs, cio_stream *s, const char *path, const char *headers,
                   void *ctx)
 {
@@ -245,17 +259,8 @@ static int routes(http_server *hs, cio_stream *s, const char *path, const char *
     if (strcmp(path, "/notxml") == 0)
         return reply(s, 200, "Content-Type: application/octet-stream\r\n",
                      "\x01\x02 this is not a feed at all \x03");
-    if (strcmp(path, "/escapes") == 0) {
-        return reply(s, 200, "Content-Type: application/rss+xml\r\n",
-                     "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>E</title>"
-                     "<item><title>tab\there</title><link>http://example.com/e</link>"
-                     "<guid>e-1</guid><author>me@example.com (Me)</author>"
-                     "<category>a</category><category>b</category>"
-                     "<enclosure url=\"http://example.com/e.mp3\" length=\"1\" type=\"audio/mpeg\"/>"
-                     "<description>line1\nline2\tx\\y \"q\"</description>"
-                     "<pubDate>Tue, 01 Dec 2026 10:00:00 GMT</pubDate></item>"
-                     "</channel></rss>");
-    }
+    if (strcmp(path, "/escapes") == 0)
+        return reply(s, 200, "Content-Type: application/rss+xml\r\n", escapes_feed);
     int ms;
     if (sscanf(path, "/wait/%d", &ms) == 1) { /* the feed after MS ms */
         int rc = cio_sleep(ms * CIO_MSEC);
@@ -860,7 +865,7 @@ TEST_TIMEOUT(news_json_items_newest_first_with_trace_ids, 30)
     ASSERT_EQ(r->n_err, 0); /* no progress, no summary with --json */
 }
 
-TEST_TIMEOUT(news_tsv_has_sfeeds_nine_columns, 30)
+TEST_TIMEOUT(news_tsv_is_byte_for_byte_what_sfeed_writes, 30)
 {
     require_tool();
     srv *v = srv_start();
@@ -868,11 +873,11 @@ TEST_TIMEOUT(news_tsv_has_sfeeds_nine_columns, 30)
     run *r = tool(argv);
     srv_stop(v);
     ASSERT_EQ(r->status, 1);
-    ASSERT_EQ(count_lines(r->out, r->n_out), 1);
+    ASSERT_EQ(count_lines(r->out, r->n_out), 2);
     /* timestamp title link content content-type id author enclosure category */
     const char *want_prefix = "1796119200\ttab here\thttp://example.com/e\t";
     ASSERT_TRUE(strncmp(r->out, want_prefix, strlen(want_prefix)) == 0);
-    ASSERT_EQ(count(r->out, "\t"), 8);
+    ASSERT_EQ(count(r->out, "\t"), 16);
     ASSERT_TRUE(strstr(r->out, "line1\\nline2\\tx\\\\y \"q\"\t") != NULL);
     ASSERT_TRUE(strstr(r->out, "\te-1\t") != NULL);
     ASSERT_TRUE(strstr(r->out, "\thttp://example.com/e.mp3\t") != NULL);
@@ -880,6 +885,21 @@ TEST_TIMEOUT(news_tsv_has_sfeeds_nine_columns, 30)
     char want[300];
     snprintf(want, sizeof want, "news: %s: HTTP 404\n", url(v, "/status/404"));
     ASSERT_TRUE(strstr(r->err, want) != NULL);
+    /* byte for byte what sfeed itself makes of the same feed */
+    char path[128], cmd[256];
+    make_tmpdir();
+    snprintf(path, sizeof path, "%s/feed.xml", tmpdir);
+    put_file(path, escapes_feed);
+    snprintf(cmd, sizeof cmd, "sfeed < %s 2>/dev/null", path);
+    FILE *p = access("/usr/bin/sfeed", X_OK) == 0 ? popen(cmd, "r") : NULL;
+    if (!p)
+        return; /* (sfeed is not installed: the columns above are checked) */
+    static char theirs[8192];
+    size_t n = fread(theirs, 1, sizeof theirs - 1, p);
+    theirs[n] = 0;
+    ASSERT_EQ(pclose(p), 0);
+    cio_test_note("sfeed:\n%s", theirs);
+    ASSERT_STREQ(r->out, theirs);
 }
 
 TEST_TIMEOUT(news_text_groups_by_source_and_lists_failures_last, 30)
