@@ -451,3 +451,133 @@ TEST(profile_on_with_cio_debug_without_a_report)
     ASSERT_EQ(rc, 0);
     ASSERT_EQ(strstr(report, "cio profile"), NULL);
 }
+
+/* ---- object names and the tree dump -------------------------------------------- */
+
+TEST(object_names_cover_the_object_and_are_forgotten_at_destroy)
+{
+    cio_lock a, b;
+    cio_lock_init(&a);
+    cio_lock_init(&b);
+    char buf[CIO_OBJECT_NAME_MAX];
+    ASSERT_EQ(cio_object_name(&a, buf, sizeof buf), 0);
+    ASSERT_STREQ(buf, "");
+    ASSERT_EQ(cio_object_set_name(&a, "db-pool"), 0);
+    ASSERT_EQ(cio_object_name(&a, buf, sizeof buf), 7);
+    ASSERT_STREQ(buf, "db-pool");
+    /* Any address inside the object names it (what waiters point to). */
+    ASSERT_EQ(cio_object_name((char *)&a + sizeof a - 1, buf, sizeof buf), 7);
+    ASSERT_EQ(cio_object_name(&b, buf, sizeof buf), 0);
+    ASSERT_EQ(cio_object_set_name(&a, "a-much-longer-name-than-fits-in-the-table"), 0);
+    ASSERT_EQ(cio_object_name(&a, buf, sizeof buf), CIO_OBJECT_NAME_MAX - 1);
+    char tiny[4];
+    ASSERT_EQ(cio_object_name(&a, tiny, sizeof tiny), CIO_OBJECT_NAME_MAX - 1);
+    ASSERT_STREQ(tiny, "a-m");
+    ASSERT_EQ(cio_lock_destroy(&a), 0);
+    ASSERT_EQ(cio_object_name(&a, buf, sizeof buf), 0);
+    ASSERT_EQ(cio_object_set_name_sized(NULL, 1, "x"), -EINVAL);
+    /* Full table. */
+    static char objs[CIO_OBJECT_NAMES_MAX + 1];
+    for (int i = 0; i < CIO_OBJECT_NAMES_MAX; i++)
+        ASSERT_EQ(cio_object_set_name(&objs[i], "o"), 0);
+    ASSERT_EQ(cio_object_set_name(&objs[CIO_OBJECT_NAMES_MAX], "o"), -ENOSPC);
+    ASSERT_EQ(cio_object_set_name(&objs[3], NULL), 0);
+    ASSERT_EQ(cio_object_set_name(&objs[CIO_OBJECT_NAMES_MAX], "o"), 0);
+}
+
+static cio_lock pool_lock;
+static cio_group inner_group;
+
+static int grandchild(void *arg)
+{
+    (void)arg;
+    int rc = cio_lock_acquire(&pool_lock);
+    if (rc == 0)
+        cio_lock_release(&pool_lock);
+    return rc == -ECANCELED ? 0 : rc;
+}
+
+static int group_child_with_group(void *arg)
+{
+    (void)arg;
+    cio_group_enter(&inner_group);
+    cio_group_spawn(&inner_group, NULL, grandchild, NULL, "gc");
+    int rc = cio_group_exit(&inner_group);
+    return rc == -ECANCELED ? 0 : rc;
+}
+
+static char dump[8192];
+
+static void check_tree(bool profiled)
+{
+    char line[512];
+    const char *p = dump;
+    /* The lines, less what follows the part checked. */
+    static const char *const starts[] = {
+        "5 task(s):",
+        "  #1 'main' running",
+        "    #2 'c1' waiting at ",
+        "    #3 'c2' waiting at ",
+        "      #5 'gc' waiting at ",
+        "  #4 'plain' waiting at ",
+    };
+    for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++) {
+        const char *nl = strchr(p, '\n');
+        ASSERT_TRUE(nl != NULL);
+        snprintf(line, sizeof line, "%.*s", (int)(nl - p), p);
+        if (strncmp(line, starts[i], strlen(starts[i])) != 0)
+            cio_test_fail(__FILE__, __LINE__, "line %zu: \"%s\", expected \"%s...\"", i,
+                          line, starts[i]);
+        if (i == 4)
+            ASSERT_TRUE(strstr(line, ", on 'db-pool', ") != NULL);
+        if (i == 2)
+            ASSERT_TRUE(strstr(line, ", in the group of #1") != NULL);
+        if (i == 4)
+            ASSERT_TRUE(strstr(line, ", in the group of #3") != NULL);
+        if (i > 0)
+            ASSERT_EQ(strstr(line, "; busy ") != NULL, profiled);
+        p = nl + 1;
+    }
+    ASSERT_EQ(*p, 0);
+}
+
+static int tree_main(void *arg)
+{
+    bool profiled = arg != NULL;
+    cio_lock_init(&pool_lock);
+    ASSERT_EQ(cio_object_set_name(&pool_lock, "db-pool"), 0);
+    ASSERT_EQ(cio_lock_acquire(&pool_lock), 0);
+    cio_group g;
+    cio_group_enter(&g);
+    ASSERT_EQ(cio_group_spawn(&g, NULL, sleeper, NULL, "c1"), 0);
+    ASSERT_EQ(cio_group_spawn(&g, NULL, group_child_with_group, NULL, "c2"), 0);
+    cio_task *plain = spawn(sleeper, NULL, "plain");
+    yield_n(3); /* everyone parks */
+    cio_dump_tasks_buf(dump, sizeof dump);
+    cio_test_note("%s", dump);
+    check_tree(profiled);
+    if (profiled) /* main's own line: one step so far, nothing waited */
+        ASSERT_TRUE(strstr(dump, "; busy 0 ns in 4 step(s), longest 0 ns, "
+                                 "scheduling delay 0 ns, waiting 0 ns\n") != NULL);
+    cio_task_cancel(cio_current());
+    cio_lock_release(&pool_lock);
+    int rc = cio_group_exit(&g);
+    ASSERT_EQ(rc, -ECANCELED);
+    cio_task_uncancel(cio_current());
+    cio_task_cancel(plain);
+    ASSERT_EQ(join_release(plain), -ECANCELED);
+    ASSERT_EQ(cio_lock_destroy(&pool_lock), 0);
+    return 0;
+}
+
+TEST(dump_is_a_tree_of_groups_naming_what_each_task_waits_on)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, tree_main, NULL), 0);
+}
+
+TEST(dump_shows_the_profile_columns_when_profiling)
+{
+    cio_loop_options o = {.virtual_clock = true, .profile = true};
+    ASSERT_EQ(cio_run_opts(&o, tree_main, (void *)1), 0);
+}

@@ -117,6 +117,35 @@ CIO_EXTERN int cio_task_snapshot(const cio_task *task, cio_task_info *info);
 CIO_EXTERN size_t cio_tasks_snapshot(cio_task_info *out, size_t cap);
 
 /* ---------------------------------------------------------------------------
+ * Object names: a name for a lock, event, condition, semaphore, barrier,
+ * queue (or anything a task may wait on), shown by the task dumps for the
+ * tasks waiting on it ("on 'db-pool'") and available to a console
+ * (cio_object_name of cio_task_info.wait_object).
+ */
+
+#define CIO_OBJECT_NAME_MAX 32   /* bytes kept of a name, NUL included */
+#define CIO_OBJECT_NAMES_MAX 64  /* objects named at once, process-wide */
+
+/* Name *obj (a pointer to the object: its size is taken from the type):
+ *
+ *   cio_object_set_name(&pool_lock, "db-pool");
+ *
+ * The name is copied (cut to CIO_OBJECT_NAME_MAX - 1 bytes); naming an
+ * object again renames it; name NULL forgets it. The sync objects'
+ * destroy calls forget their names; for anything else, forget the name
+ * before the memory is freed or reused. Any thread; does not suspend or
+ * allocate. Returns 0, -EINVAL (obj NULL) or -ENOSPC (CIO_OBJECT_NAMES_MAX
+ * objects named). */
+#define cio_object_set_name(obj, name)                                         \
+    cio_object_set_name_sized((obj), sizeof *(obj), (name))
+CIO_EXTERN int cio_object_set_name_sized(const void *object, size_t size,
+                                         const char *name);
+/* The name of the object that addr points into (an object's address, or a
+ * cio_task_info.wait_object), copied into buf (size bytes, NUL-terminated
+ * when size > 0). Returns the name's length, 0 (buf "") for no name. */
+CIO_EXTERN size_t cio_object_name(const void *addr, char *buf, size_t size);
+
+/* ---------------------------------------------------------------------------
  * Task dumps: the snapshots as text, one line per task after a header line
  * ("N task(s):"), each line ending in '\n'. The format is for people and
  * may change; programs use the snapshots.
