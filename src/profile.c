@@ -262,7 +262,9 @@ static void keep_done(cio__prof *p, const cio_task *t)
     }
     done_task *d = &p->done[i];
     d->id = t->id;
-    snprintf(d->name, sizeof d->name, "%s", t->name);
+    size_t len = strnlen(t->name, sizeof d->name - 1);
+    memcpy(d->name, t->name, len);
+    d->name[len] = 0;
     d->prof = t->prof;
 }
 

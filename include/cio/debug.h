@@ -184,8 +184,8 @@ CIO_EXTERN size_t cio_dump_tasks_buf(char *buf, size_t size);
  * forgets them. Also on from the loop's creation with
  * cio_loop_options.profile, or CIO_PROFILE=1, CIO_DEBUG=1 or CIO_MONITOR
  * set in the environment; CIO_PROFILE=1 also prints cio_profile_report to
- * stderr when the loop closes. Does not suspend. Returns 0, -EINVAL (no
- * loop) or -ENOMEM. */
+ * stderr when the loop closes. Call it on the loop's thread. Does not
+ * suspend. Returns 0, -EINVAL (no loop, or closed) or -ENOMEM. */
 CIO_EXTERN int cio_loop_set_profiling(cio_loop *loop, bool on);
 /* Whether profiling is on for loop (NULL: current; false without one). */
 CIO_EXTERN bool cio_loop_profiling(const cio_loop *loop);
