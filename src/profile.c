@@ -196,6 +196,8 @@ static bool env_on(const char *name)
     return s && *s && strcmp(s, "0") != 0;
 }
 
+static void report_at_exit(void);
+
 int cio__prof_loop_init(cio_loop *loop, const cio_loop_options *opts)
 {
     bool report = env_on("CIO_PROFILE");
@@ -203,12 +205,27 @@ int cio__prof_loop_init(cio_loop *loop, const cio_loop_options *opts)
         !env_on("CIO_MONITOR"))
         return 0;
     int rc = prof_on(loop);
-    if (rc == 0)
-        loop->prof->report_at_close = report;
+    if (rc == 0 && report) {
+        loop->prof->report_at_close = true;
+        static atomic_bool registered;
+        if (!atomic_exchange(&registered, true))
+            atexit(report_at_exit);
+    }
     return rc;
 }
 
 static void to_stderr(void *arg, const char *text, size_t len);
+
+/* A program that exits with its loop still open (exit() from a task, say)
+ * gets its report too: the loop of the thread that exits. */
+static void report_at_exit(void)
+{
+    cio_loop *loop = cio__tls_loop;
+    if (loop && loop->prof && loop->prof->report_at_close) {
+        loop->prof->report_at_close = false;
+        cio_profile_report_to(to_stderr, NULL);
+    }
+}
 
 static void prof_close(cio_loop *loop)
 {

@@ -154,6 +154,7 @@ static cio_task *task_alloc(void)
                    (void *)t, CIO__HANDLE_SHIFT);
 #endif
     t->gen = 1;
+    t->prof_epoch = 0; /* (epochs only grow: a recycled struct's is stale) */
     return t;
 }
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static cio_task_profile prof_of(cio_task *t)
@@ -421,6 +422,37 @@ TEST(profile_env_prints_the_report_at_close)
     cio_test_note("%s", report);
     ASSERT_EQ(strncmp(report, "cio profile: ", 13), 0);
     expect_line(report, "  #2 'hog' busy 5.000 ms in 1 step(s)");
+}
+
+static int exits_inside(void *arg)
+{
+    (void)arg;
+    cio_task *w = spawn(busy_for, (void *)(intptr_t)(5 * CIO_MSEC), "hog");
+    ASSERT_EQ(join_release(w), 0);
+    exit(0);
+}
+
+TEST(profile_env_prints_the_report_at_exit_with_the_loop_open)
+{
+    setenv("CIO_PROFILE", "1", 1);
+    stderr_capture c = stderr_capture_begin();
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        cio_loop_options o = {.virtual_clock = true};
+        cio_run_opts(&o, exits_inside, NULL);
+        _exit(3); /* must not get here */
+    }
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    stderr_capture_end(c, report, sizeof report);
+    cio_test_note("%s", report);
+    ASSERT_TRUE(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+    ASSERT_EQ(strncmp(report, "cio profile: ", 13), 0);
+    expect_line(report, "  #2 'hog' busy 5.000 ms in 1 step(s)");
+    /* Once. */
+    ASSERT_EQ(strstr(report + 1, "cio profile: "), NULL);
 }
 
 static int monitored_main(void *arg)
