@@ -238,14 +238,13 @@ static void prof_close(cio_loop *loop)
 
 /* ---- counting ---------------------------------------------------------------- */
 
-static size_t site_slot(cio__prof *p, const cio_task *t)
+/* The slot of t's site: found by hashing (out of line: the common case is
+ * a task suspending where it did last time, which site_slot sees). */
+static __attribute__((noinline)) size_t site_lookup(cio__prof *p, const cio_task *t)
 {
     const cio_site *s = &t->site;
     if (!s->file)
         return SITE_OTHER;
-    int32_t last = t->prof_site;
-    if (last >= 0 && p->sites[last].file == s->file && p->sites[last].line == s->line)
-        return (size_t)last;
     uintptr_t h = ((uintptr_t)s->file >> 3) * 0x9e3779b97f4a7c15u + (unsigned)s->line;
     h ^= h >> 29;
     for (size_t i = 0; i < 8; i++) { /* a short probe: then "other sites" */
@@ -263,7 +262,16 @@ static size_t site_slot(cio__prof *p, const cio_task *t)
     return SITE_OTHER;
 }
 
-static void keep_done(cio__prof *p, const cio_task *t)
+static inline size_t site_slot(cio__prof *p, const cio_task *t)
+{
+    int32_t last = t->prof_site;
+    if (CIO__LIKELY(last >= 0) && p->sites[last].file == t->site.file &&
+        p->sites[last].line == t->site.line)
+        return (size_t)last;
+    return site_lookup(p, t);
+}
+
+static __attribute__((noinline)) void keep_done(cio__prof *p, const cio_task *t)
 {
     p->finished++;
     size_t i = p->n_done;
