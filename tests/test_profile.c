@@ -613,3 +613,38 @@ TEST(dump_shows_the_profile_columns_when_profiling)
     cio_loop_options o = {.virtual_clock = true, .profile = true};
     ASSERT_EQ(cio_run_opts(&o, tree_main, (void *)1), 0);
 }
+
+/* More finished tasks than the table keeps: the report still names the
+ * busiest, most first. */
+static int many_main(void *arg)
+{
+    (void)arg;
+    static const int order[20] = {5, 17, 1, 20, 9, 13, 2, 18, 11, 7,
+                                  15, 3, 19, 10, 6, 14, 4, 16, 8, 12};
+    for (int i = 0; i < 20; i++) {
+        cio_task *t;
+        ASSERT_EQ(cio_spawn(&t, busy_for, (void *)(intptr_t)(order[i] * CIO_USEC),
+                            "b%d", order[i]),
+                  0);
+        ASSERT_EQ(join_release(t), 0);
+    }
+    cio_profile_report_buf(report, sizeof report);
+    return 0;
+}
+
+TEST(profile_report_keeps_the_busiest_of_many_finished_tasks)
+{
+    ASSERT_EQ(run_profiled(many_main), 0);
+    cio_test_note("%s", report);
+    const char *p = strstr(report, "top tasks by busy time:\n");
+    ASSERT_TRUE(p != NULL);
+    for (int us = 20; us > 10; us--) {
+        char want[64];
+        snprintf(want, sizeof want, "'b%d' busy %d.0 us", us, us);
+        const char *q = strstr(p, want);
+        if (!q)
+            cio_test_fail(__FILE__, __LINE__, "no \"%s\" after the last", want);
+        p = q;
+    }
+    ASSERT_EQ(strstr(report, "'b10' busy"), NULL);
+}
