@@ -319,5 +319,8 @@ static int profiling_nomem_main(void *arg)
 TEST(profiling_on_without_memory_is_enomem_and_the_loop_runs_on)
 {
     need_injection();
+    unsetenv("CIO_PROFILE"); /* (which would have it on already) */
+    unsetenv("CIO_MONITOR");
+    unsetenv("CIO_DEBUG");
     ASSERT_EQ(cio_run(profiling_nomem_main, NULL), 0);
 }

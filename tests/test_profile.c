@@ -28,6 +28,16 @@ static int run_profiled(cio_task_fn fn)
     return cio_run_opts(&o, fn, NULL);
 }
 
+/* The tests that count on profiling being off unless switched on: the
+ * environment may switch it on for every loop (a run of the whole suite
+ * with CIO_MONITOR set, say). */
+static void profiling_env_off(void)
+{
+    unsetenv("CIO_PROFILE");
+    unsetenv("CIO_MONITOR");
+    unsetenv("CIO_DEBUG");
+}
+
 /* ---- off ------------------------------------------------------------------ */
 
 static int quiet_child(void *arg)
@@ -37,8 +47,17 @@ static int quiet_child(void *arg)
     return 0;
 }
 
-TASK_TEST_VIRTUAL(profile_off_by_default_counts_nothing)
+static int off_main(void *arg);
+
+TEST(profile_off_by_default_counts_nothing)
 {
+    profiling_env_off();
+    ASSERT_EQ(run_virtual(off_main, NULL), 0);
+}
+
+static int off_main(void *arg)
+{
+    (void)arg;
     ASSERT_FALSE(cio_loop_profiling(NULL));
     cio_task *c = spawn(quiet_child, NULL, "c");
     cio_sleep(CIO_SEC);
@@ -57,6 +76,7 @@ TASK_TEST_VIRTUAL(profile_off_by_default_counts_nothing)
     char buf[256];
     cio_profile_report_buf(buf, sizeof buf);
     ASSERT_TRUE(strstr(buf, "profiling is off") != NULL);
+    return 0;
 }
 
 TEST(profile_calls_outside_a_loop)
@@ -168,8 +188,17 @@ TASK_TEST(profile_busy_on_the_real_clock_is_at_least_the_spin)
 }
 
 /* Switched on in the middle: counts start then; off: all zero. */
-TASK_TEST_VIRTUAL(profile_switched_on_and_off_while_running)
+static int on_off_main(void *arg);
+
+TEST(profile_switched_on_and_off_while_running)
 {
+    profiling_env_off();
+    ASSERT_EQ(run_virtual(on_off_main, NULL), 0);
+}
+
+static int on_off_main(void *arg)
+{
+    (void)arg;
     cio_task *c = spawn(steps_then_spin, NULL, "stepper");
     cio_yield(); /* c runs its first step, unprofiled */
     ASSERT_EQ(cio_loop_set_profiling(NULL, true), 0);
@@ -188,6 +217,7 @@ TASK_TEST_VIRTUAL(profile_switched_on_and_off_while_running)
     ASSERT_EQ(cio_loop_set_profiling(NULL, true), 0);
     ASSERT_EQ(prof_of(c).resumes, 0);
     cio_task_release(c);
+    return 0;
 }
 
 static cio_task *kept;
@@ -604,6 +634,7 @@ static int tree_main(void *arg)
 
 TEST(dump_is_a_tree_of_groups_naming_what_each_task_waits_on)
 {
+    profiling_env_off();
     cio_loop_options o = {.virtual_clock = true};
     ASSERT_EQ(cio_run_opts(&o, tree_main, NULL), 0);
 }
