@@ -16,6 +16,9 @@
  *   5. RSS per parked task at 100,000 and 1,000,000 tasks, with page tables,
  *      the map count and vm.max_map_count, and the time to spawn, park,
  *      cancel and reap them
+ *   6. the yield round trip and spawn + join with profiling on
+ *      (cio_loop_set_profiling) and off, their repetitions interleaved, and
+ *      the ratios (keys profiling_*; target: the round trip <= 1.5x)
  *
  * Every timed line: one warm-up pass, then 5 repetitions of a fixed
  * iteration count; the median is reported with the min and max beside it.
@@ -30,6 +33,7 @@
 #define _GNU_SOURCE
 #endif
 #include "cio.h"
+#include "cio/debug.h"
 #include "arch.h" /* internal: cio__ctx_switch / cio__ctx_make, for the floor */
 
 #include <errno.h>
@@ -48,6 +52,7 @@
 
 #define REPS 5
 #define TARGET_YIELD_RATIO 1.5
+#define TARGET_PROFILE_RATIO 1.5
 #define TARGET_SPAWN_JOIN_NS 120.0
 #define TARGET_PARKED_KIB 4.4
 
@@ -84,7 +89,7 @@ typedef struct row {
     const char *target;
 } row;
 
-#define MAX_ROWS 16
+#define MAX_ROWS 24
 static row rows[MAX_ROWS];
 static int n_rows;
 
@@ -410,6 +415,70 @@ static void spawn_pool_main(void *arg)
     static batch b10k = {10000};
     measure("spawn_batch_10000_pool16k", "  same, stack_pool_max = 16384", "-",
             spawn_batch_body, &b10k, opt_quick ? 100000 : 2000000);
+}
+
+/* ---- 6. profiling on vs off ------------------------------------------------------
+ * Each body switches profiling for the loop before it runs, so that the on
+ * and off repetitions can alternate (measure_set) and meet the same
+ * moments of a shared machine. */
+
+static void set_profiling(bool on)
+{
+    int rc = cio_loop_set_profiling(NULL, on);
+    if (rc)
+        die("cio_loop_set_profiling", rc);
+}
+
+static void prof_yield_off(long n, void *ctx)
+{
+    set_profiling(false);
+    yield_body(n, ctx);
+}
+
+static void prof_yield_on(long n, void *ctx)
+{
+    set_profiling(true);
+    yield_body(n, ctx);
+}
+
+static void prof_spawn_off(long n, void *ctx)
+{
+    set_profiling(false);
+    spawn_join_body(n, ctx);
+}
+
+static void prof_spawn_on(long n, void *ctx)
+{
+    set_profiling(true);
+    spawn_join_body(n, ctx);
+}
+
+static void profiling_main(void *arg)
+{
+    (void)arg;
+    if (selected("profiling_off_round_trip") || selected("profiling_on_round_trip")) {
+        cio_task *partner;
+        start_partner(&partner);
+        spec sp[2] = {
+            {"profiling_off_round_trip", "cio_yield round trip, profiling off", "-",
+             prof_yield_off, NULL, iters(15000000)},
+            {"profiling_on_round_trip", "cio_yield round trip, profiling on",
+             "<= 1.5x off", prof_yield_on, NULL, iters(15000000)},
+        };
+        measure_set(sp, 2);
+        set_profiling(false);
+        stop_partner(partner);
+    }
+    if (selected("profiling_off_spawn") || selected("profiling_on_spawn")) {
+        spec sp[2] = {
+            {"profiling_off_spawn", "spawn + join + release, profiling off", "-",
+             prof_spawn_off, NULL, iters(5000000)},
+            {"profiling_on_spawn", "spawn + join + release, profiling on", "-",
+             prof_spawn_on, NULL, iters(5000000)},
+        };
+        measure_set(sp, 2);
+        set_profiling(false);
+    }
 }
 
 /* ---- 4. timers ---------------------------------------------------------------- */
@@ -856,6 +925,7 @@ int main(int argc, char **argv)
     run_loop(false, timeout_main, NULL);
     run_loop(true, depth_main, NULL);
     run_loop(false, sleep_cancel_main, NULL);
+    run_loop(false, profiling_main, NULL);
 
     row *floor_row = find_row("ctx_switch_round_trip");
     row *yield_row = find_row("yield_round_trip");
@@ -873,6 +943,19 @@ int main(int argc, char **argv)
             printf("spawn + join               = %5.1f ns (target <= %.0f ns)  %s\n",
                    spawn_row->med, TARGET_SPAWN_JOIN_NS,
                    verdict(spawn_row->med <= TARGET_SPAWN_JOIN_NS));
+        row *py_off = find_row("profiling_off_round_trip");
+        row *py_on = find_row("profiling_on_round_trip");
+        row *ps_off = find_row("profiling_off_spawn");
+        row *ps_on = find_row("profiling_on_spawn");
+        if (py_off && py_on) {
+            double q = paired_ratio(py_on, py_off);
+            printf("yield, profiling on / off  = %5.2fx   (target <= %.1fx)   %s"
+                   "   (median of per-repetition ratios)\n",
+                   q, TARGET_PROFILE_RATIO, verdict(q <= TARGET_PROFILE_RATIO));
+        }
+        if (ps_off && ps_on)
+            printf("spawn+join, profiling on / off = %5.2fx\n",
+                   paired_ratio(ps_on, ps_off));
         printf("\n");
     }
 

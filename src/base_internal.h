@@ -30,6 +30,9 @@
 /* ---- fatal errors -------------------------------------------------------- */
 _Noreturn void cio__panic(const char *fmt, ...) CIO__PRINTF(1, 2);
 
+/* Forget the name of the object at object (objname.c; its destroy). */
+void cio__object_forget(const void *object);
+
 /* Debug mode (CIO_DEBUG=1 in the environment, read once). */
 bool cio__debug_enabled(void);
 

@@ -6,6 +6,7 @@
  * hook sets live in a small array allocated at the first add and freed at
  * the last remove, so that the pointer goes back to NULL. */
 #include "cio_internal.h"
+#include "profile_internal.h"
 
 #include <dlfcn.h>
 #include <stdarg.h>
@@ -155,6 +156,7 @@ int cio_task_snapshot(const cio_task *handle, cio_task_info *info)
     info->deadline = CIO_FOREVER;
     info->cancelling = t->cancelling;
     info->locks_held = t->locks_held;
+    cio__prof_task(t, &info->prof);
     if (t->state == CIO__TASK_DONE)
         return 0;
     info->cancel_code = cio__cancel_code(t);
@@ -267,10 +269,25 @@ static void add_code_address(line *l, const void *addr)
     add(l, "%p", addr);
 }
 
-static void format_task(line *l, const cio_task_info *ti, int64_t now)
+/* A duration for people: "850 ns", "12.5 us", "3.250 ms", "1.500 s". */
+static void add_dur(line *l, int64_t ns)
 {
-    add(l, "  #%llu '%.200s' %s", (unsigned long long)ti->id, ti->name,
-        state_text(ti->state));
+    if (ns < CIO_USEC)
+        add(l, "%lld ns", (long long)ns);
+    else if (ns < CIO_MSEC)
+        add(l, "%.1f us", (double)ns / CIO_USEC);
+    else if (ns < CIO_SEC)
+        add(l, "%.3f ms", (double)ns / CIO_MSEC);
+    else
+        add(l, "%.3f s", (double)ns / CIO_SEC);
+}
+
+/* depth: how deep in the tree of groups (0: not a group's child). */
+static void format_task(line *l, const cio_task_info *ti, int64_t now, size_t depth,
+                        bool profiling)
+{
+    add(l, "%*s#%llu '%.200s' %s", 2 + 2 * (int)(depth < 16 ? depth : 16), "",
+        (unsigned long long)ti->id, ti->name, state_text(ti->state));
     if (ti->has_site)
         add(l, " at %s:%d in %s()", ti->site.file, ti->site.line, ti->site.func);
     switch (ti->wait) {
@@ -286,9 +303,14 @@ static void format_task(line *l, const cio_task_info *ti, int64_t now)
     case CIO_WAIT_TASK:
         add(l, ", joining #%llu", (unsigned long long)ti->wait_task_id);
         break;
-    case CIO_WAIT_SYNC:
-        add(l, ", on object %p", ti->wait_object);
+    case CIO_WAIT_SYNC: {
+        char name[CIO_OBJECT_NAME_MAX];
+        if (cio_object_name(ti->wait_object, name, sizeof name))
+            add(l, ", on '%s'", name);
+        else
+            add(l, ", on object %p", ti->wait_object);
         break;
+    }
     case CIO_WAIT_NONE:
         break;
     }
@@ -310,7 +332,76 @@ static void format_task(line *l, const cio_task_info *ti, int64_t now)
         add(l, ", spawned at ");
         add_code_address(l, ti->spawned_at);
     }
+    if (profiling) {
+        add(l, "; busy ");
+        add_dur(l, ti->prof.busy);
+        add(l, " in %llu step(s), longest ", (unsigned long long)ti->prof.resumes);
+        add_dur(l, ti->prof.longest_step);
+        add(l, ", scheduling delay ");
+        add_dur(l, ti->prof.sched_delay);
+        add(l, ", waiting ");
+        add_dur(l, ti->prof.waiting);
+    }
 }
+
+/* ---- the tree: every task under the task whose group it is a child of ----- */
+
+/* The first child of the groups t entered, from scope s outward, or NULL. */
+static cio_task *first_child(const cio_task *t, const cio_scope *s)
+{
+    for (; s; s = s->parent) {
+        if (!s->group || s->task != t)
+            continue;
+        const cio_group *g = CIO__CONTAINER(s, cio_group, scope);
+        if (!cio__list_empty(&g->children))
+            return CIO__CONTAINER(g->children.next, cio_task, owner.node);
+    }
+    return NULL;
+}
+
+/* The task after t's subtree in the dump's order (the next child of its
+ * group, or of the next group its owner entered, or what follows its
+ * owner), updating *depth; NULL when t's tree is done. No recursion: a
+ * dump runs on whatever stack calls it. */
+static cio_task *next_in_tree(cio_task *t, size_t *depth)
+{
+    cio_task *c = first_child(t, t->scope);
+    if (c) {
+        ++*depth;
+        return c;
+    }
+    while (t->group && *depth) {
+        cio_group *g = t->group;
+        if (t->owner.node.next != &g->children)
+            return CIO__CONTAINER(t->owner.node.next, cio_task, owner.node);
+        cio_task *owner = g->scope.task;
+        c = first_child(owner, g->scope.parent);
+        if (c)
+            return c;
+        t = owner;
+        --*depth;
+    }
+    return NULL;
+}
+
+/* Whether the tree walk from t's root reaches t: each group up the way is
+ * in its owner's chain of entered scopes (it always is; the dump checks
+ * rather than lose a task from its count). */
+static bool in_tree(const cio_task *t)
+{
+    while (t->group) {
+        const cio_group *g = t->group;
+        const cio_task *owner = g->scope.task;
+        const cio_scope *s = owner ? owner->scope : NULL;
+        while (s && s != &g->scope)
+            s = s->parent;
+        if (!s)
+            return false;
+        t = owner;
+    }
+    return true;
+}
+
 
 static void emit(line *l, cio_write_fn write_fn, void *arg)
 {
@@ -331,10 +422,28 @@ void cio_dump_tasks_to(cio_write_fn write_fn, void *arg)
     add(&l, "%zu task(s):", loop->n_tasks);
     emit(&l, write_fn, arg);
     int64_t now = cio__loop_now(loop);
+    bool profiling = loop->prof != NULL;
+    /* The tasks that are no group's children in spawn order, each followed
+     * by its tree: the children of the groups it entered, indented. */
     for (cio__list *n = loop->tasks.next; n != &loop->tasks; n = n->next) {
+        cio_task *root = CIO__CONTAINER(n, cio_task, all_node);
+        if (root->group)
+            continue;
+        size_t depth = 0;
+        for (cio_task *t = root; t; t = next_in_tree(t, &depth)) {
+            cio_task_info ti;
+            cio_task_snapshot(t, &ti);
+            format_task(&l, &ti, now, depth, profiling);
+            emit(&l, write_fn, arg);
+        }
+    }
+    for (cio__list *n = loop->tasks.next; n != &loop->tasks; n = n->next) {
+        cio_task *t = CIO__CONTAINER(n, cio_task, all_node);
+        if (in_tree(t))
+            continue;
         cio_task_info ti;
-        cio_task_snapshot(CIO__CONTAINER(n, cio_task, all_node), &ti);
-        format_task(&l, &ti, now);
+        cio_task_snapshot(t, &ti);
+        format_task(&l, &ti, now, 0, profiling);
         emit(&l, write_fn, arg);
     }
 }

@@ -336,6 +336,7 @@ int cio_queue_destroy(cio_queue *q)
     free(q->buf);
     q->buf = NULL;
     q->magic = 0;
+    cio__object_forget(q);
     return 0;
 }
 

@@ -106,6 +106,7 @@ int cio_lock_destroy(cio_lock *l)
     if (l->owner || cio__waiters_purge(&l->waiters))
         return -EBUSY;
     l->magic = 0;
+    cio__object_forget(l);
     return 0;
 }
 
@@ -195,6 +196,7 @@ int cio_event_destroy(cio_event *e)
     if (cio__waiters_purge(&e->waiters))
         return -EBUSY;
     e->magic = 0;
+    cio__object_forget(e);
     return 0;
 }
 
@@ -245,6 +247,7 @@ int cio_cond_destroy(cio_cond *c)
     if (rc)
         return rc;
     c->magic = 0;
+    cio__object_forget(c);
     return 0;
 }
 
@@ -365,6 +368,7 @@ int cio_sem_destroy(cio_sem *s)
     if (cio__waiters_purge(&s->waiters))
         return -EBUSY;
     s->magic = 0;
+    cio__object_forget(s);
     return 0;
 }
 
@@ -437,6 +441,7 @@ int cio_barrier_destroy(cio_barrier *b)
     if (b->n_waiting)
         return -EBUSY;
     b->magic = 0;
+    cio__object_forget(b);
     return 0;
 }
 

@@ -270,3 +270,57 @@ TEST_TIMEOUT(executor_abandoned_job_delivered_at_close_while_allocation_fails, 1
     ASSERT_EQ(abandoned_calls, 1);
     ASSERT_EQ(abandoned_result, 43);
 }
+
+/* ---- logging and profiling ------------------------------------------------------ */
+
+#include "cio/debug.h"
+#include "cio/log.h"
+
+#include <sys/socket.h>
+
+/* A line too long for the stack buffer needs memory: without any, it is
+ * cut and marked, still one write, still ending in a newline. */
+TEST(log_long_line_is_cut_and_marked_when_allocation_fails)
+{
+    need_injection();
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv), 0);
+    cio_log_set_fd(sv[0]);
+    static char msg[6000], got[8000];
+    memset(msg, 'x', sizeof msg - 1);
+    alloc_fail_set(true);
+    cio_log(CIO_LOG_ERROR, "%s", msg);
+    alloc_fail_set(false);
+    ssize_t n = recv(sv[1], got, sizeof got, MSG_DONTWAIT);
+    ASSERT_EQ(n, 4095);
+    ASSERT_EQ(got[0], '+');
+    ASSERT_EQ(memcmp(got + n - 5, "x...\n", 5), 0);
+    ASSERT_TRUE(memchr(got, '\n', (size_t)n - 1) == NULL);
+    /* With memory, the whole line. */
+    cio_log(CIO_LOG_ERROR, "%s", msg);
+    n = recv(sv[1], got, sizeof got, MSG_DONTWAIT);
+    ASSERT_GT(n, 6000);
+    ASSERT_EQ(got[n - 1], '\n');
+}
+
+static int profiling_nomem_main(void *arg)
+{
+    (void)arg;
+    alloc_fail_set(true);
+    int rc = cio_loop_set_profiling(NULL, true);
+    alloc_fail_set(false);
+    ASSERT_EQ(rc, -ENOMEM);
+    ASSERT_FALSE(cio_loop_profiling(NULL));
+    cio_yield(); /* the loop runs on, unprofiled */
+    ASSERT_EQ(cio_loop_set_profiling(NULL, true), 0);
+    return 0;
+}
+
+TEST(profiling_on_without_memory_is_enomem_and_the_loop_runs_on)
+{
+    need_injection();
+    unsetenv("CIO_PROFILE"); /* (which would have it on already) */
+    unsetenv("CIO_MONITOR");
+    unsetenv("CIO_DEBUG");
+    ASSERT_EQ(cio_run(profiling_nomem_main, NULL), 0);
+}
