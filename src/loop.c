@@ -286,6 +286,12 @@ static inline bool light_turn_possible(cio_loop *loop)
      * return, even while other tasks keep yielding. */
     if (loop->main_task && loop->main_task->state == CIO__TASK_DONE)
         return false;
+    /* A weak watch (the console) is polled now and then even while tasks
+     * keep the loop busy: at most every CIO__LIGHT_CREDIT * CIO__WEAK_EVERY
+     * hops without a timer armed. */
+    if (CIO__UNLIKELY(loop->n_weak_watches != 0) &&
+        ++loop->weak_skips % CIO__WEAK_EVERY == 0)
+        return false;
     cio__timer *min = cio__timer_min(&loop->timers);
     return !min || no_timer_due(loop, min);
 }
@@ -587,7 +593,8 @@ static int loop_turn(cio_loop *loop)
     }
 
     if (!loop->virtual_clock || timeout == 0) {
-        if (timeout != 0 || io_possible || cio__threadsafe_pending(loop))
+        if (timeout != 0 || io_possible || loop->n_weak_watches ||
+            cio__threadsafe_pending(loop))
             poll_io(loop, timeout);
     } else if (!io_possible) {
         loop->now = min->when > loop->now ? min->when : loop->now;
@@ -662,6 +669,8 @@ int cio_loop_new(cio_loop **out, const cio_loop_options *opts)
     loop->serial = atomic_fetch_add_explicit(&serials, 1, memory_order_relaxed) + 1;
     cio__tls_loop = loop;
     *out = loop;
+    if (CIO__UNLIKELY(getenv("CIO_MONITOR") != NULL))
+        cio__console_from_env(loop);
     return 0;
 }
 
