@@ -737,6 +737,10 @@ static void client_event(cio_poll *p, unsigned events, void *arg)
             if (n > 0) {
                 c->in_len += (size_t)n;
                 run_lines(c);
+                /* Send as we go: only what the socket does not take
+                 * counts against the client. */
+                if (!c->dead && !flush(c))
+                    return;
                 continue;
             }
             if (n < 0 && errno == EINTR)
