@@ -614,7 +614,8 @@ TEST(console_started_by_cio_monitor_in_the_environment)
 static int run_client(const char *const *args, char *out, size_t size)
 {
     int p[2];
-    ASSERT_EQ(pipe(p), 0);
+    ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+    ASSERT_EQ(fcntl(p[0], F_SETFL, O_NONBLOCK), 0); /* (ours only) */
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
@@ -648,8 +649,9 @@ static int oneshot_main(void *arg)
     static char out[65536];
 
     const char *ps[] = {"cio-console", pr->path, "ps", NULL};
-    ASSERT_EQ(run_client(ps, out, sizeof out), 0);
+    int rc = run_client(ps, out, sizeof out);
     cio_test_note("cio-console ps:\n%s", out);
+    ASSERT_EQ(rc, 0);
     ASSERT_TRUE(strncmp(out, "    ID STATE", 12) == 0);
     ASSERT_TRUE(strstr(out, " sleeper ") != NULL);
     ASSERT_TRUE(strstr(out, "\n.\n") == NULL); /* the terminator is not printed */
