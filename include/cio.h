@@ -180,6 +180,8 @@ typedef struct cio_loop_options {
      * second's peak of live tasks needs, and gives the rest back
      * gradually while the loop waits (docs/guide.md, "Task stacks"). */
     size_t stack_pool_max;
+    /* Profiling on from the start (cio_loop_set_profiling, cio/debug.h). */
+    bool profile;
 } cio_loop_options;
 
 /* Create a loop with default options: cio_run_opts(NULL, fn, arg). */

@@ -6,6 +6,7 @@
  * hook sets live in a small array allocated at the first add and freed at
  * the last remove, so that the pointer goes back to NULL. */
 #include "cio_internal.h"
+#include "profile_internal.h"
 
 #include <dlfcn.h>
 #include <stdarg.h>
@@ -155,6 +156,7 @@ int cio_task_snapshot(const cio_task *handle, cio_task_info *info)
     info->deadline = CIO_FOREVER;
     info->cancelling = t->cancelling;
     info->locks_held = t->locks_held;
+    cio__prof_task(t, &info->prof);
     if (t->state == CIO__TASK_DONE)
         return 0;
     info->cancel_code = cio__cancel_code(t);

@@ -63,6 +63,7 @@ struct cio__executor {
     cio__list queue;           /* of job, FIFO */
     pthread_t *threads;
     size_t n_threads, max_threads, n_idle;
+    size_t n_queued, n_running; /* jobs (cio_loop_stats) */
     size_t n_exited;           /* threads that have left worker_main's loop */
     bool stopping;
     cio_loop *loop;
@@ -148,11 +149,14 @@ static void *worker_main(void *arg)
             break; /* stopping and nothing left */
         job *j = CIO__CONTAINER(cio__list_pop_front(&p->queue), job, node);
         j->state = JOB_RUNNING;
+        p->n_queued--;
+        p->n_running++;
         pthread_mutex_unlock(&p->lock);
         int result = j->fn(j->arg);
         pthread_mutex_lock(&p->lock);
         j->result = result;
         j->state = JOB_DONE;
+        p->n_running--;
         /* Posted under the lock: the loop cannot finish closing the pool
          * (which joins us) before the post is queued. Cannot fail: the node
          * is the job's, and the queue is sealed only after close has
@@ -181,6 +185,7 @@ static int submit(cio_loop *loop, job *j)
     pthread_mutex_lock(&p->lock);
     cio__list_push_back(&p->queue, &j->node);
     j->state = JOB_QUEUED;
+    p->n_queued++;
     int rc = 0;
     if (p->n_idle == 0 && p->n_threads < p->max_threads) {
         pthread_attr_t attr;
@@ -197,6 +202,7 @@ static int submit(cio_loop *loop, job *j)
             p->n_threads++;
         else if (p->n_threads == 0) {
             cio__list_remove(&j->node); /* no thread at all: refuse */
+            p->n_queued--;
             rc = -EAGAIN;
         }
     }
@@ -254,8 +260,10 @@ int cio_to_thread_site(cio_work_fn fn, void *arg,
         /* Not delivered yet: only a cancellation wakes us before that. */
         pthread_mutex_lock(&p->lock);
         int state = j->state;
-        if (state == JOB_QUEUED)
+        if (state == JOB_QUEUED) {
             cio__list_remove(&j->node); /* never started: fn will not run */
+            p->n_queued--;
+        }
         pthread_mutex_unlock(&p->lock);
         if (state == JOB_QUEUED) {
             cio_loop_external_unref(loop);
@@ -278,6 +286,18 @@ int cio_to_thread_site(cio_work_fn fn, void *arg,
     return rc;
 }
 
+void cio__executor_counts(cio_loop *loop, size_t *queued, size_t *running)
+{
+    cio__executor *p = loop->executor;
+    *queued = *running = 0;
+    if (!p || p == POOL_CLOSED)
+        return;
+    pthread_mutex_lock(&p->lock);
+    *queued = p->n_queued;
+    *running = p->n_running;
+    pthread_mutex_unlock(&p->lock);
+}
+
 /* Called by cio_loop_close after every task has finished: stop the
  * workers, drop what is still queued (nobody waits for it any more), join
  * them. Completions they posted run in the loop's final drain. */
@@ -295,6 +315,7 @@ void cio__executor_close(cio_loop *loop)
     cio__list *n;
     while ((n = cio__list_pop_front(&p->queue)))
         cio__list_push_back(&dropped, n);
+    p->n_queued = 0;
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
     /* Outside the lock: the callbacks are the user's code. */

@@ -9,5 +9,7 @@
 typedef struct cio__executor cio__executor;
 /* Stop and join the pool; queued jobs are dropped (loop close). */
 void cio__executor_close(cio_loop *loop);
+/* Jobs queued and running now (stats; takes the pool's lock). */
+void cio__executor_counts(cio_loop *loop, size_t *queued, size_t *running);
 
 #endif

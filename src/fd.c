@@ -464,6 +464,14 @@ int cio_close(int fd)
 }
 
 /* Free the fd table (a close hook: no task waits any more). */
+size_t cio__fd_registered(const cio_loop *loop)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < loop->fds.n; i++)
+        n += loop->fds.slots[i].registered || loop->fds.slots[i].polled;
+    return n;
+}
+
 static void fd_table_free(cio_loop *loop)
 {
     free(loop->fds.slots);

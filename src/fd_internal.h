@@ -84,5 +84,7 @@ typedef struct cio__fd_table {
     struct cio__fd *slots;
     size_t n;
 } cio__fd_table;
+/* Descriptors the backend holds for the fd layer or a cio_poll (stats). */
+size_t cio__fd_registered(const cio_loop *loop);
 
 #endif

@@ -9,6 +9,7 @@
  * work (I/O watched, callbacks queued, a timer due), or when nothing is
  * ready. A task that yields goes behind every task already ready. */
 #include "cio_internal.h"
+#include "profile_internal.h"
 
 #include <netdb.h>
 #include <pthread.h>
@@ -327,6 +328,8 @@ static inline __attribute__((always_inline)) void switch_away(cio_loop *loop,
      * to save on the yield path.) */
     if (CIO__UNLIKELY(loop->hooks != NULL))
         next = cio__hooks_hop(loop, self, next);
+    if (CIO__UNLIKELY(loop->prof != NULL))
+        cio__prof_hop(loop, self, next);
     if (next == self) {
         cio__task_set_state(self, CIO__TASK_RUNNING);
         return;
@@ -364,6 +367,8 @@ void cio__switch_final(cio_loop *loop, cio_task *self)
     cio_task *next = pick_next(loop);
     if (CIO__UNLIKELY(loop->hooks != NULL))
         cio__hooks_final(loop, self, next);
+    if (CIO__UNLIKELY(loop->prof != NULL))
+        cio__prof_hop(loop, self, next);
     loop->current = next;
     if (next)
         cio__task_set_state(next, CIO__TASK_RUNNING);
@@ -375,6 +380,8 @@ void cio__switch_into(cio_loop *loop, cio_task *t)
 {
     if (CIO__UNLIKELY(loop->hooks != NULL))
         cio__hooks_hop(loop, NULL, t);
+    if (CIO__UNLIKELY(loop->prof != NULL))
+        cio__prof_hop(loop, NULL, t);
     loop->current = t;
     cio__task_set_state(t, CIO__TASK_RUNNING);
     do_switch(loop, NULL, t, false);
@@ -559,6 +566,9 @@ static int poll_io(cio_loop *loop, int64_t timeout)
 static int loop_turn(cio_loop *loop)
 {
     loop->clock_stale = true;
+    loop->turns++;
+    bool prof_turn = CIO__UNLIKELY(loop->prof != NULL);
+    int64_t prof_start = prof_turn ? cio__prof_now(loop) : 0;
     bool work_ready = loop->n_ready || !cio__list_empty(&loop->soon) ||
                       cio__threadsafe_pending(loop);
     cio__timer *min = cio__timer_min(&loop->timers);
@@ -608,9 +618,15 @@ static int loop_turn(cio_loop *loop)
         loop->now = min->when > loop->now ? min->when : loop->now;
     }
     loop->clock_stale = true;
+    int64_t prof_waited = 0;
+    if (CIO__UNLIKELY(prof_turn) && (prof_turn = loop->prof != NULL))
+        prof_waited = cio__prof_waited(loop, prof_start);
     run_due_timers(loop);
     run_soon_callbacks(loop);
     run_ready_tasks(loop);
+    /* (Profiling may have been switched off or on during the turn.) */
+    if (CIO__UNLIKELY(prof_turn) && loop->prof)
+        cio__prof_turn(loop, prof_waited);
     return 0;
 }
 
@@ -668,6 +684,8 @@ int cio_loop_new(cio_loop **out, const cio_loop_options *opts)
     static atomic_uint_fast64_t serials;
     loop->serial = atomic_fetch_add_explicit(&serials, 1, memory_order_relaxed) + 1;
     cio__tls_loop = loop;
+    cio__prof_loop_init(loop, opts); /* (-ENOMEM: the loop runs unprofiled) */
+    cio__log_mark_start();
     *out = loop;
     if (CIO__UNLIKELY(getenv("CIO_MONITOR") != NULL))
         cio__console_from_env(loop);

@@ -33,6 +33,7 @@ struct cio_loop {
     cio_task *current;       /* running task, NULL in the scheduler */
     struct cio__hooks *hooks; /* debug.c: NULL while no hooks are set (the
                               * one branch each hook site costs) */
+    struct cio__prof *prof;  /* profile.c: NULL while profiling is off */
     /* Ready tasks, FIFO: a ring of task pointers. Its capacity is kept at
      * least the number of live tasks (grown at spawn, where failure can be
      * reported), so a wake-up never allocates and never fails. */
@@ -85,6 +86,7 @@ struct cio_loop {
     cio_task *zombie;        /* finished task whose stack must be released */
     uint64_t next_task_id;
     uint64_t n_finished;     /* tasks that have finished, ever */
+    uint64_t turns;          /* loop_turn calls, ever (cio_loop_stats) */
     uint64_t serial;         /* unique per loop in the process, never reused */
     size_t stack_size;
     cio__stack_state stacks; /* the stack module's state (stack.c) */

@@ -1,6 +1,7 @@
 /* Tasks: spawn, the state machine, suspension and wake-up, cancellation,
  * join, done callbacks, names, sleep/yield and task dumps. */
 #include "cio_internal.h"
+#include "profile_internal.h"
 
 #ifdef __GLIBC__
 #include <malloc.h> /* malloc_trim */
@@ -48,6 +49,8 @@ bool cio__task_wake(cio_task *t, int rc)
 {
     if (t->state != CIO__TASK_WAITING)
         return false;
+    if (CIO__UNLIKELY(t->loop->prof != NULL))
+        cio__prof_wake(t);
     t->wake_rc = rc;
     cio__task_set_state(t, CIO__TASK_READY);
     cio__ready_push(t->loop, t);
@@ -360,6 +363,8 @@ static int spawn_at(cio_loop *loop, cio_task **out, const cio_task_options *opts
         adopt(t, owner);
     if (out)
         *out = cio__task_handle(t);
+    if (CIO__UNLIKELY(loop->prof != NULL))
+        cio__prof_spawn(loop, t);
 
     cio_task *parent = loop->current;
     if (opts && opts->eager && parent) {

@@ -97,6 +97,13 @@ struct cio_task {
     int errtree_code;        /* valid while errtree is set */
     cio__wait_on wait_on;    /* valid while WAITING, per wait_kind */
     cio_site site;           /* where it waits (valid while WAITING/READY) */
+    /* Profiling (profile.c): valid only while prof_epoch is the loop's
+     * (spawn does not touch any of it while profiling is off). busy,
+     * longest_step, sched_delay and waiting in ticks. */
+    cio_task_profile prof;
+    int64_t prof_mark;       /* ticks: when its step, wait or delay began */
+    uint32_t prof_epoch;
+    int32_t prof_site;       /* site table slot of its last suspension, -1 */
 #ifdef CIO_ASAN
     void *asan_fake_stack;
 #endif

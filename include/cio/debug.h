@@ -46,6 +46,21 @@ typedef enum cio_wait_kind {
                         * process: wait_object */
 } cio_wait_kind;
 
+/* A task's profile (cio_task_info.prof): counted while profiling is on
+ * for its loop (cio_loop_set_profiling), from its spawn or from the moment
+ * profiling was switched on. Times are on the loop's clock (the virtual
+ * clock's, for a loop on it: a step then takes no time unless it advances
+ * the clock); on x86-64 the real clock is read with rdtsc and converted. A
+ * snapshot counts the current step, wait or scheduling delay so far. */
+typedef struct cio_task_profile {
+    uint64_t resumes;        /* steps run (first run included) */
+    int64_t busy;            /* ns running, all steps together */
+    int64_t longest_step;    /* ns, the longest single step */
+    int64_t sched_delay;     /* ns spent ready but not running, in all */
+    int64_t created;         /* cio_now() at spawn (or when profiling began) */
+    int64_t waiting;         /* ns spent waiting (suspended, not ready) */
+} cio_task_profile;
+
 /* A snapshot of one task (cio_task_snapshot, cio_tasks_snapshot). Plain
  * values, except name, which points into the task: valid until the task is
  * renamed or its last handle released; copy it to keep it. */
@@ -86,6 +101,8 @@ typedef struct cio_task_info {
     int cancel_code;          /* the cancellation it sees now: 0,
                                * -ECANCELED or -ETIMEDOUT */
     int locks_held;           /* cio_locks it owns */
+    cio_task_profile prof;    /* all zero while profiling is off for the
+                               * loop (or the task's loop is closed) */
 } cio_task_info;
 
 /* Fill *info for task (a handle the caller holds; any state, any loop on
@@ -120,6 +137,64 @@ CIO_EXTERN void cio_dump_tasks_to(cio_write_fn write, void *arg);
 CIO_EXTERN size_t cio_dump_tasks_buf(char *buf, size_t size);
 
 /* (cio_dump_tasks(fd), in cio.h, writes the same to a descriptor.) */
+
+/* ---------------------------------------------------------------------------
+ * Profiling and loop statistics.
+ *
+ * With profiling on, the loop counts per task (cio_task_info.prof), per
+ * await site (how often and how long tasks waited there, and how long the
+ * steps that resumed from there ran), and per loop (time waiting for I/O
+ * vs running, turn durations). It costs a clock read (rdtsc on x86-64) at
+ * each task switch and wake-up, and nothing but one predictable branch at
+ * each when off. Nothing is allocated per task: the site table has a fixed
+ * size (sites beyond it are counted together as "other sites").
+ */
+
+/* Profiling on or off for loop (NULL: the current loop). Switching it on
+ * starts every count from zero (the tasks alive then count from now); off
+ * forgets them. Also on from the loop's creation with
+ * cio_loop_options.profile, or CIO_PROFILE=1, CIO_DEBUG=1 or CIO_MONITOR
+ * set in the environment; CIO_PROFILE=1 also prints cio_profile_report to
+ * stderr when the loop closes. Does not suspend. Returns 0, -EINVAL (no
+ * loop) or -ENOMEM. */
+CIO_EXTERN int cio_loop_set_profiling(cio_loop *loop, bool on);
+/* Whether profiling is on for loop (NULL: current; false without one). */
+CIO_EXTERN bool cio_loop_profiling(const cio_loop *loop);
+
+typedef struct cio_loop_stats {
+    uint64_t turns;           /* loop iterations */
+    size_t tasks;             /* live tasks (not done) */
+    size_t ready;             /* ready queue length now */
+    size_t timers;            /* armed timers (sleeps, deadlines, callbacks) */
+    size_t fds;               /* descriptors registered with the fd layer
+                               * (task waits and cio_poll watches) */
+    size_t executor_queued;   /* jobs waiting for a worker */
+    size_t executor_running;  /* jobs running on workers */
+    int64_t poll_wait;        /* ns spent waiting in epoll, in all (with the
+                               * virtual clock: its jumps) */
+    int64_t run;              /* ns spent running tasks/callbacks, in all */
+    /* turn duration histogram: turn_hist[i] counts turns that took
+     * [2^i, 2^(i+1)) microseconds; [0] also < 1 us; last also longer */
+    uint64_t turn_hist[16];
+    size_t callbacks;         /* call_soon callbacks queued now */
+    uint64_t tasks_finished;  /* tasks that have finished, ever */
+} cio_loop_stats;
+
+/* Fill *out for loop (NULL: current). Counters that need profiling
+ * (poll_wait, run, turn_hist) are 0 when it is off, and count from when it
+ * was switched on. Must be called on the loop's thread. Does not suspend
+ * or allocate. Returns 0 or -EINVAL (no loop, out NULL). */
+CIO_EXTERN int cio_loop_stats_get(cio_loop *loop, cio_loop_stats *out);
+
+/* Write the current loop's profile as text through write(arg, ...), one
+ * line per call (the format of cio_dump_tasks_to, for people): the loop's
+ * counts and turn durations, the tasks with the most busy time (alive, or
+ * among the busiest that finished), the await sites with the most wait
+ * time and those whose steps ran longest. A line says so when profiling
+ * is off or there is no loop. Does not suspend or allocate. */
+CIO_EXTERN void cio_profile_report_to(cio_write_fn write, void *arg);
+/* The same into buf, as cio_dump_tasks_buf does. */
+CIO_EXTERN size_t cio_profile_report_buf(char *buf, size_t size);
 
 /* ---------------------------------------------------------------------------
  * Hooks.
