@@ -54,6 +54,7 @@ typedef struct cio__console {
     ino_t ino;
     con_client *clients;
     size_t n_clients;
+    bool profiling_ours; /* the console switched profiling on */
 } cio__console;
 
 struct con_client {
@@ -268,23 +269,10 @@ static void wait_text(char *buf, size_t size, const cio_task_info *ti, int64_t n
                  (double)(ti->deadline - now) / CIO_SEC);
 }
 
-/* Profiling counters: in cio_task_info once profiling exists (the profile
- * branch); zeros until then. */
-typedef struct cio__console_prof {
-    uint64_t resumes;
-    int64_t busy, longest_step, sched_delay;
-} cio__console_prof;
-
-static void task_prof(const cio_task_info *ti, cio__console_prof *p)
-{
-    (void)ti;
-    memset(p, 0, sizeof *p);
-}
-
 /* The warnings ps shows for a task: a mask of these. */
 enum { WARN_SLOW = 1, WARN_CANCELLED = 2 };
 
-static unsigned warnings(const cio_task_info *ti, const cio__console_prof *p)
+static unsigned warnings(const cio_task_info *ti, const cio_task_profile *p)
 {
     unsigned w = 0;
     if (p->longest_step >= SLOW_STEP_NS)
@@ -296,8 +284,7 @@ static unsigned warnings(const cio_task_info *ti, const cio__console_prof *p)
 
 static void ps_text_row(con_client *c, const cio_task_info *ti, int64_t now)
 {
-    cio__console_prof p;
-    task_prof(ti, &p);
+    const cio_task_profile p = ti->prof; /* (zeros while profiling is off) */
     char name[48], wait[160], site[200] = "-";
     text_name(name, sizeof name, ti->name);
     wait_text(wait, sizeof wait, ti, now);
@@ -313,17 +300,16 @@ static void ps_text_row(con_client *c, const cio_task_info *ti, int64_t now)
 
 static void ps_json_row(con_client *c, const cio_task_info *ti, int64_t now)
 {
-    cio__console_prof p;
-    task_prof(ti, &p);
+    const cio_task_profile p = ti->prof; /* (zeros while profiling is off) */
     putf(c, "{\"id\":%llu,\"name\":", (unsigned long long)ti->id);
     put_json_str(c, ti->name);
     putf(c, ",\"state\":\"%s\",\"started\":%s,\"parent\":%llu,\"group_owner\":%llu",
          state_name(ti->state), ti->started ? "true" : "false",
          (unsigned long long)ti->parent_id, (unsigned long long)ti->group_owner_id);
     putf(c, ",\"resumes\":%llu,\"busy_ns\":%lld,\"longest_step_ns\":%lld,"
-            "\"sched_delay_ns\":%lld",
+            "\"sched_delay_ns\":%lld,\"waiting_ns\":%lld",
          (unsigned long long)p.resumes, (long long)p.busy, (long long)p.longest_step,
-         (long long)p.sched_delay);
+         (long long)p.sched_delay, (long long)p.waiting);
     if (ti->has_site) {
         puts_(c, ",\"site\":{\"file\":");
         put_json_str(c, ti->site.file);
@@ -489,39 +475,28 @@ static void cmd_cancel(con_client *c, const char *arg)
     finish(c, NULL);
 }
 
-/* The loop's counters. */
-typedef struct con_stats {
-    uint64_t turns;
-    size_t tasks, ready, timers, fds, executor_queued, executor_running;
-    int64_t poll_wait, run;
-    bool profiling;
-} con_stats;
-
-static void get_stats(cio_loop *loop, con_stats *s)
-{
-    memset(s, 0, sizeof *s);
-    s->tasks = loop->n_tasks;
-    s->ready = loop->n_ready;
-    s->timers = loop->timers.len;
-    s->fds = loop->n_io_watches;
-}
-
 static void cmd_stats(con_client *c)
 {
-    con_stats s;
-    get_stats(c->con->loop, &s);
+    cio_loop_stats s;
+    cio_loop_stats_get(c->con->loop, &s);
+    bool profiling = cio_loop_profiling(c->con->loop);
     int64_t now = cio__loop_now(c->con->loop);
     if (c->json) {
         putf(c,
              "{\"now_ns\":%lld,\"profiling\":%s,\"turns\":%llu,\"tasks\":%zu,"
              "\"ready\":%zu,\"timers\":%zu,\"fds\":%zu,\"executor_queued\":%zu,"
-             "\"executor_running\":%zu,\"poll_wait_ns\":%lld,\"run_ns\":%lld,"
-             "\"console_clients\":%zu}\n",
-             (long long)now, s.profiling ? "true" : "false", (unsigned long long)s.turns,
+             "\"executor_running\":%zu,\"callbacks\":%zu,\"tasks_finished\":%llu,"
+             "\"poll_wait_ns\":%lld,\"run_ns\":%lld,\"console_clients\":%zu,"
+             "\"turn_hist_us\":[",
+             (long long)now, profiling ? "true" : "false", (unsigned long long)s.turns,
              s.tasks, s.ready, s.timers, s.fds, s.executor_queued, s.executor_running,
-             (long long)s.poll_wait, (long long)s.run, c->con->n_clients);
+             s.callbacks, (unsigned long long)s.tasks_finished, (long long)s.poll_wait,
+             (long long)s.run, c->con->n_clients);
+        for (size_t i = 0; i < 16; i++)
+            putf(c, "%s%llu", i ? "," : "", (unsigned long long)s.turn_hist[i]);
+        puts_(c, "]}\n");
     } else {
-        putf(c, "profiling %s\n", s.profiling ? "on" : "off");
+        putf(c, "profiling %s\n", profiling ? "on" : "off");
         putf(c, "turns %llu\n", (unsigned long long)s.turns);
         putf(c, "tasks %zu\n", s.tasks);
         putf(c, "ready %zu\n", s.ready);
@@ -529,9 +504,18 @@ static void cmd_stats(con_client *c)
         putf(c, "fds %zu\n", s.fds);
         putf(c, "executor_queued %zu\n", s.executor_queued);
         putf(c, "executor_running %zu\n", s.executor_running);
+        putf(c, "callbacks %zu\n", s.callbacks);
+        putf(c, "tasks_finished %llu\n", (unsigned long long)s.tasks_finished);
         putf(c, "poll_wait_ms %.3f\n", (double)s.poll_wait / CIO_MSEC);
         putf(c, "run_ms %.3f\n", (double)s.run / CIO_MSEC);
         putf(c, "console_clients %zu\n", c->con->n_clients);
+        /* The turn durations: "turn_hist_us 1:N 2:N 4:N ..." (the upper
+         * bound of each bucket in us, the empty ones left out). */
+        puts_(c, "turn_hist_us");
+        for (size_t i = 0; i < 16; i++)
+            if (s.turn_hist[i])
+                putf(c, " %llu:%llu", 1ull << (i + 1), (unsigned long long)s.turn_hist[i]);
+        puts_(c, "\n");
     }
     finish(c, NULL);
 }
@@ -905,6 +889,8 @@ static void console_free(cio__console *con)
     struct stat st;
     if (lstat(con->path, &st) == 0 && st.st_dev == con->dev && st.st_ino == con->ino)
         unlink(con->path);
+    if (con->profiling_ours && !con->loop->closed)
+        cio_loop_set_profiling(con->loop, false);
     con->loop->console = NULL;
     free(con);
 }
@@ -953,6 +939,9 @@ int cio_console_start(cio_loop *loop, const char *path)
     }
     cio__poll_weaken(con->poll);
     loop->console = con;
+    /* Its ps shows the profile: on while it serves, if it was not. */
+    if (!cio_loop_profiling(loop))
+        con->profiling_ours = cio_loop_set_profiling(loop, true) == 0;
     /* After poll.c's close hook (registered by the cio_poll_start above, or
      * earlier): hooks run last first, so the console's watches are stopped
      * here before poll.c frees every watch left. */

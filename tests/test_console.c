@@ -256,6 +256,8 @@ static int protocol_main(void *arg)
     ASSERT_TRUE(strstr(row, "sleeper") != NULL);
     ASSERT_TRUE(strstr(row, "chain_c()") != NULL); /* the await site */
     ASSERT_TRUE(strstr(row, "[sleep, deadline +") != NULL);
+    /* Profiling is on with the console: it ran one step. */
+    ASSERT_TRUE(strncmp(row + 15, "        1 ", 10) == 0);
     snprintf(want, sizeof want, "%6llu waiting", (unsigned long long)rd_id);
     row = strstr(a, want);
     ASSERT_TRUE(row != NULL);
@@ -309,11 +311,15 @@ static int protocol_main(void *arg)
     ASSERT_EQ(stat_of(a, "tasks"), 3);
     ASSERT_EQ(stat_of(a, "ready"), 0);
     ASSERT_EQ(stat_of(a, "timers"), 1);   /* the sleeper's */
-    ASSERT_EQ(stat_of(a, "fds"), 2);      /* the reader's pipe, main's socket */
+    /* the reader's pipe, main's socket, the console's socket and its
+     * connection to main */
+    ASSERT_EQ(stat_of(a, "fds"), 4);
+    ASSERT_EQ(stat_of(a, "callbacks"), 0);
+    ASSERT_EQ(stat_of(a, "tasks_finished"), 0);
     ASSERT_EQ(stat_of(a, "executor_queued"), 0);
     ASSERT_EQ(stat_of(a, "console_clients"), 1);
     a = ask(fd, "json stats");
-    ASSERT_TRUE(strstr(a, "\"tasks\":3,\"ready\":0,\"timers\":1,\"fds\":2,") != NULL);
+    ASSERT_TRUE(strstr(a, "\"tasks\":3,\"ready\":0,\"timers\":1,\"fds\":4,") != NULL);
 
     /* tree: the dump. */
     a = ask(fd, "tree");

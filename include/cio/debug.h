@@ -317,7 +317,9 @@ CIO_EXTERN size_t cio_symbolize(const void *addr, char *buf, size_t size);
  * (mode 0700) beside path and renamed onto path. An existing socket file at
  * path is replaced only when nothing answers on it (a stale one); a live
  * socket gives -EADDRINUSE, any other kind of file -EEXIST. The socket is
- * removed by cio_console_stop or the loop's close. The loop also starts it
+ * removed by cio_console_stop or the loop's close. Profiling
+ * (cio_loop_set_profiling) is switched on while the console serves, if it
+ * was off, so that ps shows busy times and resumes. The loop also starts it
  * by itself when the environment has CIO_MONITOR=/path/sock at
  * cio_loop_new (a failure is reported on stderr; the loop runs anyway).
  * Call on the loop's thread. Does not suspend. Returns 0, -EALREADY (this
