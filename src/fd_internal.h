@@ -70,7 +70,7 @@ int cio__fd_poll_claim(cio_loop *loop, int fd, bool on);
 void cio__poll_reap(cio_loop *loop);
 /* Make p a weak watch (the console's sockets): it no longer keeps the loop
  * alive, hides no deadlock and leaves light turns on (loop.c polls it
- * anyway every CIO__WEAK_EVERY light-turn checks). */
+ * anyway after about CIO__WEAK_HOPS light hops). */
 struct cio_poll;
 void cio__poll_weaken(struct cio_poll *p);
 /* The console (console.c): started by cio_loop_new when CIO_MONITOR is

@@ -288,11 +288,14 @@ static inline bool light_turn_possible(cio_loop *loop)
     if (loop->main_task && loop->main_task->state == CIO__TASK_DONE)
         return false;
     /* A weak watch (the console) is polled now and then even while tasks
-     * keep the loop busy: at most every CIO__LIGHT_CREDIT * CIO__WEAK_EVERY
-     * hops without a timer armed. */
+     * keep the loop busy: after about CIO__WEAK_HOPS hops (counted by
+     * batch: this runs once a batch with a timer armed, once in
+     * CIO__LIGHT_CREDIT hops without). */
     if (CIO__UNLIKELY(loop->n_weak_watches != 0) &&
-        ++loop->weak_skips % CIO__WEAK_EVERY == 0)
+        (loop->weak_hops += loop->n_ready) >= CIO__WEAK_HOPS) {
+        loop->weak_hops = 0;
         return false;
+    }
     cio__timer *min = cio__timer_min(&loop->timers);
     return !min || no_timer_due(loop, min);
 }
