@@ -319,14 +319,21 @@ static void fput(const char *fmt, ...)
 /* A line of at most cols visible columns (the text is ASCII but for what
  * the program named its tasks: bytes counted as columns, control bytes
  * shown as '?'), then clear to its end. */
+static void fline_end(int cols, const char *attr, const char *text, bool last);
 static void fline(int cols, const char *attr, const char *text)
+{
+    fline_end(cols, attr, text, false);
+}
+
+/* (The last line of the screen gets no newline: it would scroll.) */
+static void fline_end(int cols, const char *attr, const char *text, bool last)
 {
     char buf[1024];
     size_t n = 0;
     for (const char *p = text; *p && n < (size_t)cols && n < sizeof buf - 1; p++)
         buf[n++] = (unsigned char)*p < 0x20 ? '?' : *p;
     buf[n] = 0;
-    fput("%s%s\033[0m\033[K\r\n", attr ? attr : "", buf);
+    fput("%s%s\033[0m\033[K%s", attr ? attr : "", buf, last ? "" : "\r\n");
 }
 
 /* Ask one command; its answer lines go to fn. Returns false when the
@@ -489,7 +496,7 @@ static void draw(void)
              strstr(stats_line, "\"profiling\":true") ? "on" : "off");
     fline(w, NULL, line);
     snprintf(line, sizeof line, "%6s %-7s %8s %9s %-16s %s", "ID", "STATE", "RESUMES",
-             "BUSY_MS", "NAME", "AWAIT SITE [WAITS ON] !WARN");
+             "BUSY_MS", "NAME", "!WARNING AWAIT SITE [WAITS ON]");
     fline(w, "\033[7m", line);
     int room = h - 5; /* 3 above, 2 below */
     long sel = selected_index();
@@ -503,10 +510,13 @@ static void draw(void)
         task_row *r = &rows[i];
         if (!shown(r) || skip-- > 0)
             continue;
+        /* (warnings first: the right end is cut on a narrow screen) */
         snprintf(line, sizeof line, "%6llu %-7s %8llu %9.1f %-16.16s %s%s%s%s%s%s",
-                 r->id, r->state, r->resumes, (double)r->busy_ns / 1e6, r->name, r->site,
-                 r->waits[0] ? " [" : "", r->waits, r->waits[0] ? "]" : "",
-                 r->warn[0] ? " !" : "", r->warn);
+                 r->id, r->state, r->resumes, (double)r->busy_ns / 1e6, r->name,
+                 r->warn[0] ? "!" : "", r->warn, r->warn[0] ? " " : "", r->site,
+                 r->waits[0] ? " [" : "", r->waits);
+        if (r->waits[0])
+            strncat(line, "]", sizeof line - strlen(line) - 1);
         const char *attr = r->id == selected_id ? "\033[7m" : r->warn[0] ? "\033[1;31m" : NULL;
         fline(w, attr, line);
         used++;
@@ -514,8 +524,9 @@ static void draw(void)
     for (; used < room; used++)
         fline(w, NULL, "");
     fline(w, NULL, message);
-    fline(w, "\033[7m",
-          "q quit  b/r/n/s sort  / filter  up/down select  enter/w backtrace  k cancel");
+    fline_end(w, "\033[7m",
+              "q quit  b/r/n/s sort  / filter  up/down select  enter/w backtrace  k cancel",
+              true);
     fput("\033[J");
     ssize_t ignored = write(1, frame, frame_len);
     (void)ignored;
@@ -607,7 +618,7 @@ static bool show_where(int fd)
         fline(w, is_error(l.v[i]) ? "\033[1;31m" : NULL, l.v[i]);
     for (; used < h - 1; used++)
         fline(w, NULL, "");
-    fline(w, "\033[7m", "any key: back");
+    fline_end(w, "\033[7m", "any key: back", true);
     fput("\033[J");
     ssize_t ignored = write(1, frame, frame_len);
     (void)ignored;
