@@ -121,7 +121,11 @@ static int join_status(cio_task *t)
 
 /* A chain of calls that do not return before the sleep does (no tail
  * calls: something is done with each result), so each stays on the stack. */
+#if defined(__clang__)
+#define CHAIN_FN __attribute__((noinline, used))
+#else
 #define CHAIN_FN __attribute__((noinline, noclone, used))
+#endif
 static volatile int chain_sink;
 CHAIN_FN static int chain_c(void)
 {
@@ -642,6 +646,10 @@ static int run_client(const char *const *args, char *out, size_t size)
     int status;
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
     ASSERT_TRUE(WIFEXITED(status));
+    /* (A cross-built binary under qemu-user without binfmt cannot be
+     * exec'ed: not a failure of the client.) */
+    if (WEXITSTATUS(status) == 127 && len == 0)
+        cio_test_skip("cannot run %s here", CIO_CONSOLE_BIN);
     return WEXITSTATUS(status);
 }
 
