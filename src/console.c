@@ -1,8 +1,8 @@
 /* The live console (cio/debug.h, docs/console.md): a line protocol on a
  * Unix socket, served by the loop itself.
  *
- * Everything runs in cio_poll callbacks and one timer per watching client,
- * on the loop's thread between tasks. The sockets are non-blocking; each
+ * Everything runs in cio_poll callbacks (on the sockets, and on a timerfd
+ * per watching client), on the loop's thread between tasks. The sockets are non-blocking; each
  * client has a line buffer for its input (CON_IN_MAX) and a growable
  * buffer for its output, bounded by CON_OUT_MAX: an answer is formatted
  * straight into it (task by task from the loop's list and
@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -72,8 +73,12 @@ struct con_client {
     bool json;         /* the command being answered */
     bool watching;
     bool watch_json;
-    int64_t watch_ns;
-    cio__timer watch_timer;
+    /* The watch's period: a timerfd, a weak watch like the sockets, not a
+     * loop timer (an armed timer makes the scheduler check the clock
+     * between batches of tasks; this costs the loop nothing between
+     * ticks). */
+    int watch_fd;
+    cio_poll *watch_poll;
 };
 
 /* ---- output ---------------------------------------------------------------- */
@@ -580,20 +585,21 @@ static void watch_snapshot(con_client *c)
     cmd_stats(c);
 }
 
-static void watch_tick(cio__timer *tm)
+static void watch_tick(cio_poll *p, unsigned events, void *arg)
 {
-    con_client *c = CIO__CONTAINER(tm, con_client, watch_timer);
-    cio__console *con = c->con;
+    (void)p;
+    (void)events;
+    con_client *c = arg;
+    uint64_t expirations;
+    if (read(c->watch_fd, &expirations, sizeof expirations) < 0)
+        return; /* (EAGAIN: not due after all) */
     size_t before = unsent(c);
     watch_snapshot(c);
     if (before && c->last_cut) { /* not reading: cut off */
         client_close(c);
         return;
     }
-    if (!flush(c))
-        return;
-    cio__timer_start(&con->loop->timers, &c->watch_timer,
-                     cio__loop_now(con->loop) + c->watch_ns);
+    flush(c);
 }
 
 static void watch_stop(con_client *c)
@@ -601,8 +607,10 @@ static void watch_stop(con_client *c)
     if (!c->watching)
         return;
     c->watching = false;
-    if (cio__timer_armed(&c->watch_timer))
-        cio__timer_stop(&c->con->loop->timers, &c->watch_timer);
+    cio_poll_stop(c->watch_poll);
+    c->watch_poll = NULL;
+    close(c->watch_fd);
+    c->watch_fd = -1;
 }
 
 static void cmd_watch(con_client *c, const char *arg)
@@ -620,12 +628,22 @@ static void cmd_watch(con_client *c, const char *arg)
         ms = WATCH_MIN_MS;
     if (ms > WATCH_MAX_MS)
         ms = WATCH_MAX_MS;
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    struct itimerspec its = {
+        .it_interval = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000},
+        .it_value = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000}};
+    if (fd < 0 || timerfd_settime(fd, 0, &its, NULL) != 0 ||
+        cio_poll_start(&c->watch_poll, fd, CIO_READABLE, watch_tick, c) != 0) {
+        if (fd >= 0)
+            close(fd);
+        finish(c, "cannot watch: no timer");
+        return;
+    }
+    cio__poll_weaken(c->watch_poll);
+    c->watch_fd = fd;
     c->watching = true;
     c->watch_json = c->json;
-    c->watch_ns = (int64_t)ms * CIO_MSEC;
     watch_snapshot(c);
-    cio__timer_start(&c->con->loop->timers, &c->watch_timer,
-                     cio__loop_now(c->con->loop) + c->watch_ns);
 }
 
 /* ---- commands -------------------------------------------------------------------- */
@@ -784,7 +802,7 @@ static void accept_event(cio_poll *p, unsigned events, void *arg)
         }
         c->con = con;
         c->fd = fd;
-        cio__timer_init(&c->watch_timer, watch_tick);
+        c->watch_fd = -1;
         if (cio_poll_start(&c->poll, fd, CIO_READABLE, client_event, c) != 0) {
             close(fd);
             free(c);
