@@ -771,3 +771,48 @@ TEST(console_answers_while_tasks_keep_the_loop_busy_without_io)
     ASSERT_EQ(rc, 0);
     ASSERT_TRUE(strstr(bc.out, "\ntasks 1\n") != NULL);
 }
+
+/* ---- names and lines that could break the framing ------------------------------------------ */
+
+static int names_main(void *arg)
+{
+    proto *pr = arg;
+    ASSERT_EQ(cio_console_start(NULL, pr->path), 0);
+    cio_task *t;
+    ASSERT_EQ(cio_spawn(&t, sleeper, NULL, "a \"b\"\n.\nc\\d"), 0);
+    ASSERT_EQ(cio_yield(), 0);
+    int fd = client_connect(pr->path);
+    /* Text: control characters become '?', so a name cannot end the
+     * answer early or forge a line. */
+    const char *a = ask(fd, "ps");
+    ASSERT_TRUE(strstr(a, " a \"b\"?.?c\\d ") != NULL);
+    /* JSON: escaped. */
+    a = ask(fd, "json ps");
+    ASSERT_TRUE(strstr(a, "\"name\":\"a \\\"b\\\"\\u000a.\\u000ac\\\\d\"") != NULL);
+    /* A line longer than the console takes: an error, then it hangs up. */
+    static char longline[4096];
+    memset(longline, 'x', sizeof longline);
+    ASSERT_EQ(cio_send(fd, longline, sizeof longline, 0), (ssize_t)sizeof longline);
+    char buf[256];
+    size_t len = 0;
+    ssize_t n;
+    while ((n = cio_recv(fd, buf + len, sizeof buf - 1 - len, 0)) > 0)
+        len += (size_t)n;
+    buf[len] = 0;
+    ASSERT_STREQ(buf, "error: line too long\n.\n");
+    cio_close(fd);
+    cio_task_cancel(t);
+    ASSERT_EQ(join_status(t), -ECANCELED);
+    cio_task_release(t);
+    return 0;
+}
+
+TEST(console_escapes_task_names_and_hangs_up_on_an_overlong_line)
+{
+    proto pr;
+    make_dir(pr.dir, sizeof pr.dir);
+    snprintf(pr.path, sizeof pr.path, "%s/console.sock", pr.dir);
+    int rc = cio_run(names_main, &pr);
+    rm_dir(pr.dir);
+    ASSERT_EQ(rc, 0);
+}
