@@ -549,6 +549,12 @@ static void cmd_tree(con_client *c)
     finish(c, NULL);
 }
 
+static void cmd_profile(con_client *c)
+{
+    cio_profile_report_to(dump_line, c);
+    finish(c, NULL);
+}
+
 static void cmd_help(con_client *c)
 {
     static const char *const lines[] = {
@@ -558,6 +564,8 @@ static void cmd_help(con_client *c)
         "cancel ID       cancel a task (cio_task_cancel)",
         "stats           the loop's counters",
         "tree            the task dump (cio_dump_tasks)",
+        "profile         the profile report: busiest tasks, await sites by wait",
+        "                and by step time, turn durations (cio_profile_report_to)",
         "watch [MS]      ps and stats every MS ms (default 1000) until a line comes",
         "help            this",
         "json CMD        (or CMD json) the answer as JSON lines",
@@ -681,6 +689,8 @@ static void run_command(con_client *c, char *line)
         cmd_stats(c);
     else if (!strcmp(cmd, "tree") && !arg)
         cmd_tree(c);
+    else if (!strcmp(cmd, "profile") && !arg)
+        cmd_profile(c);
     else if (!strcmp(cmd, "watch"))
         cmd_watch(c, arg);
     else if (!strcmp(cmd, "help") && !arg)

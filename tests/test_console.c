@@ -332,6 +332,11 @@ static int protocol_main(void *arg)
     ASSERT_TRUE(strncmp(a, "3 task(s):\n", 11) == 0);
     ASSERT_TRUE(strstr(a, "'sleeper' waiting") != NULL);
 
+    /* profile: the profile report (profiling is on with the console). */
+    a = ask(fd, "profile");
+    ASSERT_TRUE(strstr(a, "cio profile") != NULL);
+    ASSERT_TRUE(strstr(a, "sleeper") != NULL);
+
     /* Errors: an error line, then the terminator; the connection stays. */
     ASSERT_STREQ(ask(fd, "frobnicate"), "error: unknown command (try: help)\n");
     ASSERT_STREQ(ask(fd, "json frobnicate"),

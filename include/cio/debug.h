@@ -292,7 +292,7 @@ CIO_EXTERN size_t cio_symbolize(const void *addr, char *buf, size_t size);
  * The client is `cio-console` (tools/cio-console); the protocol is in
  * docs/console.md. Summary: the client sends one command per line,
  *
- *   ps | where ID | cancel ID | stats | tree | watch [MS] | help
+ *   ps | where ID | cancel ID | stats | tree | profile | watch [MS] | help
  *
  * each optionally prefixed by `json` (or followed by `json`) for JSON
  * lines; every answer ends with a line holding a single ".", and a failed

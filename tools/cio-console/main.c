@@ -44,7 +44,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: cio-console [--json] SOCKET COMMAND [ARG]\n"
             "       cio-console SOCKET                (live view)\n"
-            "commands: ps, where ID, cancel ID, stats, tree, watch [MS], help\n"
+            "commands: ps, where ID, cancel ID, stats, tree, profile, watch [MS], help\n"
             "(the program serves SOCKET when run with CIO_MONITOR=SOCKET)\n");
 }
 
