@@ -68,6 +68,14 @@ int cio__fd_poll_claim(cio_loop *loop, int fd, bool on);
 /* Free the watches stopped since the last call (after each backend poll:
  * a stopped watch may still be named by the batch being dispatched). */
 void cio__poll_reap(cio_loop *loop);
+/* Make p a weak watch (the console's sockets): it no longer keeps the loop
+ * alive, hides no deadlock and leaves light turns on (loop.c polls it
+ * anyway after about CIO__WEAK_HOPS light hops). */
+struct cio_poll;
+void cio__poll_weaken(struct cio_poll *p);
+/* The console (console.c): started by cio_loop_new when CIO_MONITOR is
+ * set. */
+void cio__console_from_env(cio_loop *loop);
 
 /* The fd layer's state in the loop (fd.c; loop->fds): per-fd state, by fd,
  * grown on demand. */

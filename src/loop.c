@@ -287,6 +287,15 @@ static inline bool light_turn_possible(cio_loop *loop)
      * return, even while other tasks keep yielding. */
     if (loop->main_task && loop->main_task->state == CIO__TASK_DONE)
         return false;
+    /* A weak watch (the console) is polled now and then even while tasks
+     * keep the loop busy: after about CIO__WEAK_HOPS hops (counted by
+     * batch: this runs once a batch with a timer armed, once in
+     * CIO__LIGHT_CREDIT hops without). */
+    if (CIO__UNLIKELY(loop->n_weak_watches != 0) &&
+        (loop->weak_hops += loop->n_ready) >= CIO__WEAK_HOPS) {
+        loop->weak_hops = 0;
+        return false;
+    }
     cio__timer *min = cio__timer_min(&loop->timers);
     return !min || no_timer_due(loop, min);
 }
@@ -597,7 +606,8 @@ static int loop_turn(cio_loop *loop)
     }
 
     if (!loop->virtual_clock || timeout == 0) {
-        if (timeout != 0 || io_possible || cio__threadsafe_pending(loop))
+        if (timeout != 0 || io_possible || loop->n_weak_watches ||
+            cio__threadsafe_pending(loop))
             poll_io(loop, timeout);
     } else if (!io_possible) {
         loop->now = min->when > loop->now ? min->when : loop->now;
@@ -680,6 +690,8 @@ int cio_loop_new(cio_loop **out, const cio_loop_options *opts)
     cio__prof_loop_init(loop, opts); /* (-ENOMEM: the loop runs unprofiled) */
     cio__log_mark_start();
     *out = loop;
+    if (CIO__UNLIKELY(getenv("CIO_MONITOR") != NULL))
+        cio__console_from_env(loop);
     return 0;
 }
 

@@ -97,6 +97,14 @@ struct cio_loop {
      * more, the last registered first. */
     void (*close_hooks[CIO__CLOSE_HOOKS_MAX])(cio_loop *loop);
     unsigned n_close_hooks;
+    /* Weak watches (cio__poll_weaken: the console's sockets): checked when
+     * the loop polls, but they neither keep it alive nor stop light turns;
+     * so that they are still served while tasks keep the loop busy, the
+     * light-turn check sends the loop through the scheduler (and its poll)
+     * once it has let about CIO__WEAK_HOPS hops go by without. */
+    size_t n_weak_watches;
+    size_t weak_hops;
+    struct cio__console *console; /* console.c, while it serves */
 };
 
 /* Register fn to run when the loop closes, after the last task and
@@ -106,6 +114,7 @@ struct cio_loop {
 void cio__loop_on_close(cio_loop *loop, void (*fn)(cio_loop *loop));
 
 #define CIO__LIGHT_CREDIT 64
+#define CIO__WEAK_HOPS 4096
 /* Something now needs the scheduler (a callback queued, an fd watched,
  * outside work, a task finished): the next batch checks. (An armed timer
  * needs no call: no credit is used while one is.) */

@@ -28,6 +28,7 @@ struct cio_poll {
     int fd;
     unsigned events;
     bool stopped;
+    bool weak;         /* counted in n_weak_watches, not n_io_watches */
     cio_poll_fn fn;
     void *arg;
     cio_poll *prev, *next; /* loop->polls (started) or loop->poll_zombies */
@@ -159,7 +160,19 @@ static void stop(cio_loop *loop, cio_poll *p)
     cio__fd_poll_claim(loop, p->fd, false);
     p->stopped = true;
     list_del(&loop->polls, p);
-    loop->n_io_watches--;
+    if (p->weak)
+        loop->n_weak_watches--;
+    else
+        loop->n_io_watches--;
+}
+
+void cio__poll_weaken(cio_poll *p)
+{
+    if (p->stopped || p->weak)
+        return;
+    p->weak = true;
+    p->loop->n_io_watches--;
+    p->loop->n_weak_watches++;
 }
 
 void cio_poll_stop(cio_poll *p)

@@ -282,6 +282,87 @@ CIO_EXTERN int cio_loop_add_hooks(cio_loop *loop, const cio_hooks *hooks);
  * -EBUSY (called from a hook). */
 CIO_EXTERN int cio_loop_remove_hooks(cio_loop *loop, const cio_hooks *hooks);
 
+/* ---------------------------------------------------------------------------
+ * Native backtraces of suspended tasks (get_stack for a stackful runtime).
+ *
+ * A task that is suspended keeps its whole call chain on its own stack;
+ * these walk it by the frame-pointer chain from the context the task saved
+ * when it switched away. The library is built with frame pointers; code
+ * built without them (-fomit-frame-pointer, the default at -O1 and above
+ * with gcc and clang) is skipped over or ends the walk early, so build the
+ * program's own task code with -fno-omit-frame-pointer to see its frames
+ * (docs/console.md).
+ */
+
+/* The return addresses on a suspended (waiting, or ready after having run)
+ * task's own stack, innermost first, into frames[0..cap), by a
+ * frame-pointer walk bounded by the stack's limits: the walk never reads
+ * outside the task's stack, and a broken chain ends it. The first address
+ * is inside the library's switch path, the next ones are the suspending
+ * calls and then the task's own functions up to its entry. Returns how
+ * many there are (may exceed cap), 0 for a running, new or done task, a
+ * NULL task, or when the chain cannot be read. Call it on the task's loop
+ * thread. Does not suspend or allocate. */
+CIO_EXTERN size_t cio_task_backtrace(const cio_task *task, const void **frames,
+                                     size_t cap);
+
+/* Describe code address addr into buf (size bytes, NUL-terminated when size
+ * > 0): "func+0x1c (module+0x1234)" when the dynamic linker knows a symbol
+ * around it (exported, or any symbol when the program is linked with
+ * -rdynamic), else "module+0x1234" (module is the file's base name: give
+ * the offset to `addr2line -e FILE`), else the bare address. Returns the
+ * length of the whole text, like snprintf. Does not suspend; dladdr may
+ * take the dynamic linker's lock. */
+CIO_EXTERN size_t cio_symbolize(const void *addr, char *buf, size_t size);
+
+/* ---------------------------------------------------------------------------
+ * The live console (aiomonitor, tokio-console): the loop serves a small
+ * line protocol on a Unix socket to see and act on its tasks while it runs.
+ * The client is `cio-console` (tools/cio-console); the protocol is in
+ * docs/console.md. Summary: the client sends one command per line,
+ *
+ *   ps | where ID | cancel ID | stats | tree | profile | watch [MS] | help
+ *
+ * each optionally prefixed by `json` (or followed by `json`) for JSON
+ * lines; every answer ends with a line holding a single ".", and a failed
+ * command answers "error: TEXT" (JSON: {"error":"TEXT"}) before it. `watch`
+ * sends a `ps` and a `stats` answer every MS milliseconds (default 1000,
+ * at least 50) until the client sends a line (which is then run as a
+ * command, an empty one ending the watch) or leaves.
+ *
+ * The console is served by callbacks on the loop itself (cio/poll.h), on
+ * the loop's thread, between tasks: nothing it does blocks (its sockets
+ * are non-blocking) and it allocates only each client's buffers, never
+ * per task or per step. A client's pending output is bounded (1 MiB): a
+ * client that does not read is disconnected, not buffered for. The
+ * console's descriptors do not keep the loop alive, nor hide a deadlock;
+ * while the loop is busy running tasks without other I/O it still answers
+ * (it checks its socket at least every few thousand task switches).
+ */
+
+/* Serve the console on a Unix socket at path (NULL: the current loop).
+ * The socket is created with mode 0600 (owner only) without ever being
+ * reachable at a wider mode: it is bound inside a fresh private directory
+ * (mode 0700) beside path and renamed onto path. An existing socket file at
+ * path is replaced only when nothing answers on it (a stale one); a live
+ * socket gives -EADDRINUSE, any other kind of file -EEXIST. The socket is
+ * removed by cio_console_stop or the loop's close. Profiling
+ * (cio_loop_set_profiling) is switched on while the console serves, if it
+ * was off, so that ps shows busy times and resumes. The loop also starts it
+ * by itself when the environment has CIO_MONITOR=/path/sock at
+ * cio_loop_new (a failure is reported on stderr; the loop runs anyway).
+ * Call on the loop's thread. Does not suspend. Returns 0, -EALREADY (this
+ * loop serves a console already), -EINVAL (no loop, path NULL or empty),
+ * -ENAMETOOLONG (path, or the private directory's name beside it, too long
+ * for a socket address), -ENOMEM, or what socket/bind/listen/rename
+ * returned. */
+CIO_EXTERN int cio_console_start(cio_loop *loop, const char *path);
+
+/* Stop serving: disconnect the clients, close the socket and remove its
+ * file (if it is still the one the console made). Returns 0, -ENOENT (no
+ * console on that loop) or -EINVAL (no loop). Does not suspend. */
+CIO_EXTERN int cio_console_stop(cio_loop *loop);
+
 #ifdef __cplusplus
 }
 #endif
