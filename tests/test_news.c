@@ -9,6 +9,7 @@
 #include "harness.h"
 #include "http_server.h"
 #include "output.h"
+#include "schedule.h"
 #include "state.h"
 
 #include <cio.h>
@@ -20,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -152,6 +155,20 @@ static int note_host(srv *v, const char *headers, int delta)
     return -1;
 }
 
+/* An item with every sfeed column, a TAB in the title, a newline, a TAB
+ * and a backslash in the content; and one with HTML content and no date. */
+static const char escapes_feed[] =
+    "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>E</title>"
+    "<item><title>tab\there</title><link>http://example.com/e</link>"
+    "<guid>e-1</guid><author>me@example.com (Me)</author>"
+    "<category>a</category><category>b</category>"
+    "<enclosure url=\"http://example.com/e.mp3\" length=\"1\" type=\"audio/mpeg\"/>"
+    "<description>line1\nline2\tx\\y \"q\"</description>"
+    "<pubDate>Tue, 01 Dec 2026 10:00:00 GMT</pubDate></item>"
+    "<item><title>second</title><link>http://example.com/2</link>"
+    "<description>&lt;p&gt;html &amp;amp; more&lt;/p&gt;</description></item>"
+    "</channel></rss>";
+
 static int routes(http_server *hs, cio_stream *s, const char *path, const char *headers,
                   void *ctx)
 {
@@ -160,11 +177,11 @@ static int routes(http_server *hs, cio_stream *s, const char *path, const char *
     char name[64], body[8192], buf[256];
     if (sscanf(path, "/rss/%63[^/?]", name) == 1)
         return reply_feed(s, name, NULL);
-    if (sscanf(path, "/hold/%63[^/?]", name) == 1) { /* counted per host, held 60 ms */
+    if (sscanf(path, "/hold/%63[^/?]", name) == 1) { /* counted per host, held 150 ms */
         note_host(v, headers, 1);
         if (++v->active_all > v->max_active_all)
             v->max_active_all = v->active_all;
-        int rc = cio_sleep(60 * CIO_MSEC);
+        int rc = cio_sleep(150 * CIO_MSEC);
         note_host(v, headers, -1);
         v->active_all--;
         return rc ?: reply_feed(s, name, NULL);
@@ -242,17 +259,27 @@ static int routes(http_server *hs, cio_stream *s, const char *path, const char *
     if (strcmp(path, "/notxml") == 0)
         return reply(s, 200, "Content-Type: application/octet-stream\r\n",
                      "\x01\x02 this is not a feed at all \x03");
-    if (strcmp(path, "/escapes") == 0) {
-        return reply(s, 200, "Content-Type: application/rss+xml\r\n",
-                     "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>E</title>"
-                     "<item><title>tab\there</title><link>http://example.com/e</link>"
-                     "<guid>e-1</guid><author>me@example.com (Me)</author>"
-                     "<category>a</category><category>b</category>"
-                     "<enclosure url=\"http://example.com/e.mp3\" length=\"1\" type=\"audio/mpeg\"/>"
-                     "<description>line1\nline2\tx\\y \"q\"</description>"
-                     "<pubDate>Tue, 01 Dec 2026 10:00:00 GMT</pubDate></item>"
-                     "</channel></rss>");
+    if (strcmp(path, "/escapes") == 0)
+        return reply(s, 200, "Content-Type: application/rss+xml\r\n", escapes_feed);
+    int ms;
+    if (sscanf(path, "/wait/%d", &ms) == 1) { /* the feed after MS ms */
+        int rc = cio_sleep(ms * CIO_MSEC);
+        return rc ?: reply_feed(s, "waited", NULL);
     }
+    if (strcmp(path, "/tagpage") == 0) { /* a page with validators, and its feed */
+        if (header_value(headers, "If-None-Match", buf, sizeof buf) &&
+            !strcmp(buf, "\"p1\""))
+            return hs_send(s, "HTTP/1.1 304 Not Modified\r\nETag: \"p1\"\r\n\r\n") ?: 1;
+        return reply(s, 200, "Content-Type: text/html\r\nETag: \"p1\"\r\n",
+                     "<html><head><title>Tagged page</title>"
+                     "<link rel=\"alternate\" type=\"application/atom+xml\" "
+                     "href=\"/rss/behind\"></head><body></body></html>");
+    }
+    if (strcmp(path, "/selfpage") == 0) /* its feed link is itself */
+        return reply(s, 200, "Content-Type: text/html\r\n",
+                     "<html><head><title>Round and round</title>"
+                     "<link rel=\"alternate\" type=\"application/rss+xml\" "
+                     "href=\"/selfpage\"></head><body></body></html>");
     if (strcmp(path, "/evil.json") == 0) /* escape sequences, legal in JSON */
         return reply(s, 200, "Content-Type: application/feed+json\r\n",
                      "{\"version\":\"https://jsonfeed.org/version/1.1\",\"title\":"
@@ -317,6 +344,7 @@ typedef struct run {
 
 static char tmpdir[64]; /* XDG_STATE_HOME and XDG_CONFIG_HOME of the runs */
 static const char *stdin_text;
+static int nofile_limit; /* for the child, 0: unchanged */
 
 static void make_tmpdir(void)
 {
@@ -345,6 +373,10 @@ static void start(run *r, const char *const *argv)
         } else {
             int null = open("/dev/null", O_RDONLY);
             dup2(null, 0);
+        }
+        if (nofile_limit) {
+            struct rlimit rl = {(rlim_t)nofile_limit, (rlim_t)nofile_limit};
+            setrlimit(RLIMIT_NOFILE, &rl);
         }
         if (tmpdir[0]) {
             setenv("XDG_STATE_HOME", tmpdir, 1);
@@ -631,6 +663,177 @@ TEST(news_tsv_and_json_escape_as_sfeed_and_json_want)
     free(buf);
 }
 
+/* ---- unit tests: the scheduler, on the virtual clock ----------------------------- */
+
+typedef struct sched_case {
+    news_sched *s;
+    news_host *h[2];
+    int active[2], max[2], active_all, max_all;
+    int64_t hold;               /* how long each request holds its slots */
+    int64_t started[2][16];     /* acquire times per host, in order */
+    int n_started[2];
+} sched_case;
+
+typedef struct sched_job {
+    sched_case *c;
+    int host;
+} sched_job;
+
+static int sched_holder(void *arg)
+{
+    sched_job *j = arg;
+    sched_case *c = j->c;
+    int rc = news_sched_acquire(c->s, c->h[j->host]);
+    if (rc < 0)
+        return rc;
+    if (c->n_started[j->host] < 16)
+        c->started[j->host][c->n_started[j->host]++] = cio_now();
+    if (++c->active[j->host] > c->max[j->host])
+        c->max[j->host] = c->active[j->host];
+    if (++c->active_all > c->max_all)
+        c->max_all = c->active_all;
+    rc = cio_sleep(c->hold);
+    c->active[j->host]--;
+    c->active_all--;
+    news_sched_release(c->s, c->h[j->host]);
+    return rc;
+}
+
+/* Run n jobs per host (hosts a and b) to the end. */
+static void sched_run(sched_case *c, int n_a, int n_b)
+{
+    static sched_job jobs[64];
+    cio_group g;
+    cio_group_enter(&g);
+    int k = 0;
+    for (int i = 0; i < n_a + n_b; i++) {
+        jobs[k] = (sched_job){c, i < n_a ? 0 : 1};
+        ASSERT_EQ(cio_group_spawn(&g, NULL, sched_holder, &jobs[k], "job %d", k), 0);
+        k++;
+    }
+    ASSERT_EQ(cio_group_exit(&g), 0);
+    cio_group_destroy(&g);
+}
+
+static int sched_caps_main(void *arg)
+{
+    (void)arg;
+    sched_case c = {.hold = 100 * CIO_MSEC};
+    ASSERT_EQ(news_sched_new(&c.s, 3, 2, 0), 0);
+    c.h[0] = news_sched_host(c.s, "http://A.example:80/x");
+    c.h[1] = news_sched_host(c.s, "https://user@b.example/y?z");
+    ASSERT_TRUE(news_sched_host(c.s, "http://a.example:80/other") == c.h[0]);
+    ASSERT_STREQ(news_host_name(c.h[0]), "http://a.example:80");
+    ASSERT_STREQ(news_host_name(c.h[1]), "https://b.example");
+    ASSERT_EQ(news_sched_n_hosts(c.s), 2);
+    sched_run(&c, 8, 8);
+    ASSERT_EQ(c.max[0], 2); /* per host */
+    ASSERT_EQ(c.max[1], 2);
+    ASSERT_EQ(c.max_all, 3); /* in all */
+    news_sched_free(c.s);
+    /* requests waiting for a busy host hold no run slot: with 2 run slots
+     * and 1 per host, b's request starts at once behind three of a's */
+    sched_case d = {.hold = 100 * CIO_MSEC};
+    ASSERT_EQ(news_sched_new(&d.s, 2, 1, 0), 0);
+    d.h[0] = news_sched_host(d.s, "http://a/");
+    d.h[1] = news_sched_host(d.s, "http://b/");
+    int64_t t0 = cio_now();
+    sched_run(&d, 3, 1);
+    ASSERT_EQ(d.started[1][0] - t0, 0);
+    ASSERT_EQ(d.started[0][2] - t0, 2 * d.hold);
+    news_sched_free(d.s);
+    return 0;
+}
+
+TEST(news_sched_caps_per_host_and_in_all)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, sched_caps_main, NULL), 0);
+}
+
+static int sched_interval_main(void *arg)
+{
+    (void)arg;
+    /* interval 1 s, slots for all: a's requests start 1 s apart, b's are
+     * not held back by a's */
+    sched_case c = {.hold = 10 * CIO_MSEC};
+    ASSERT_EQ(news_sched_new(&c.s, 16, 4, CIO_SEC), 0);
+    c.h[0] = news_sched_host(c.s, "http://a/");
+    c.h[1] = news_sched_host(c.s, "http://b/");
+    int64_t t0 = cio_now();
+    sched_run(&c, 4, 1);
+    for (int i = 0; i < 4; i++)
+        ASSERT_EQ(c.started[0][i] - t0, i * CIO_SEC);
+    ASSERT_EQ(c.started[1][0] - t0, 0);
+    /* news_sched_sent moves it on from when the request went out */
+    int64_t now = cio_now();
+    news_sched_sent(c.s, c.h[1], now + 300 * CIO_MSEC);
+    ASSERT_EQ(news_host_not_before(c.h[1]), now + 1300 * CIO_MSEC);
+    news_sched_free(c.s);
+    return 0;
+}
+
+TEST(news_sched_interval_spaces_one_hosts_requests_only)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, sched_interval_main, NULL), 0);
+}
+
+static int sched_hold_main(void *arg)
+{
+    (void)arg;
+    /* a Retry-After of 5 s on a holds every request to a, not b's */
+    sched_case c = {.hold = 10 * CIO_MSEC};
+    ASSERT_EQ(news_sched_new(&c.s, 16, 2, 0), 0);
+    c.h[0] = news_sched_host(c.s, "http://a/");
+    c.h[1] = news_sched_host(c.s, "http://b/");
+    int64_t t0 = cio_now();
+    news_sched_hold(c.h[0], t0 + 5 * CIO_SEC);
+    news_sched_hold(c.h[0], t0 + 1 * CIO_SEC); /* never shortens it */
+    sched_run(&c, 3, 1);
+    ASSERT_EQ(c.started[0][0] - t0, 5 * CIO_SEC);
+    ASSERT_EQ(c.started[0][1] - t0, 5 * CIO_SEC);
+    ASSERT_EQ(c.started[0][2] - t0, 5 * CIO_SEC + c.hold); /* (two slots per host) */
+    ASSERT_EQ(c.started[1][0] - t0, 0);
+    /* cancelled while held back: an error, and the host's slot given back */
+    news_sched_hold(c.h[0], cio_now() + 60 * CIO_SEC);
+    cio_scope sc;
+    cio_timeout_enter(&sc, CIO_SEC);
+    ASSERT_EQ(news_sched_acquire(c.s, c.h[0]), -ETIMEDOUT);
+    cio_scope_exit(&sc);
+    /* once the hold is over, both of a's slots can be taken (a slot kept
+     * by the failed call would make the second wait for ever) */
+    cio_timeout_enter(&sc, 120 * CIO_SEC);
+    ASSERT_EQ(news_sched_acquire(c.s, c.h[0]), 0);
+    ASSERT_EQ(news_sched_acquire(c.s, c.h[0]), 0);
+    ASSERT_EQ(cio_scope_exit(&sc), 0);
+    news_sched_release(c.s, c.h[0]);
+    news_sched_release(c.s, c.h[0]);
+    news_sched_free(c.s);
+    return 0;
+}
+
+TEST(news_sched_retry_after_holds_the_whole_host)
+{
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, sched_hold_main, NULL), 0);
+}
+
+TEST(news_backoff_is_full_jitter_doubling_to_a_cap)
+{
+    const int64_t base = 100 * CIO_MSEC;
+    for (int k = 1; k <= 6; k++) {
+        int64_t ceiling = base << (k - 1);
+        ASSERT_EQ(news_backoff(k, base, 0), 0);
+        ASSERT_EQ(news_backoff(k, base, (uint64_t)ceiling - 1), ceiling - 1);
+        ASSERT_EQ(news_backoff(k, base, (uint64_t)ceiling), 0); /* [0, ceiling) */
+        ASSERT_LT(news_backoff(k, base, UINT64_MAX), ceiling);
+    }
+    ASSERT_EQ(news_backoff(40, base, (uint64_t)60 * CIO_SEC - 1), 60 * CIO_SEC - 1);
+    ASSERT_LT(news_backoff(40, base, UINT64_MAX), 60 * CIO_SEC);
+    ASSERT_EQ(news_backoff(3, 0, 12345), 0);
+}
+
 /* ---- the binary: formats and basics --------------------------------------------- */
 
 TEST_TIMEOUT(news_json_items_newest_first_with_trace_ids, 30)
@@ -662,7 +865,7 @@ TEST_TIMEOUT(news_json_items_newest_first_with_trace_ids, 30)
     ASSERT_EQ(r->n_err, 0); /* no progress, no summary with --json */
 }
 
-TEST_TIMEOUT(news_tsv_has_sfeeds_nine_columns, 30)
+TEST_TIMEOUT(news_tsv_is_byte_for_byte_what_sfeed_writes, 30)
 {
     require_tool();
     srv *v = srv_start();
@@ -670,11 +873,11 @@ TEST_TIMEOUT(news_tsv_has_sfeeds_nine_columns, 30)
     run *r = tool(argv);
     srv_stop(v);
     ASSERT_EQ(r->status, 1);
-    ASSERT_EQ(count_lines(r->out, r->n_out), 1);
+    ASSERT_EQ(count_lines(r->out, r->n_out), 2);
     /* timestamp title link content content-type id author enclosure category */
     const char *want_prefix = "1796119200\ttab here\thttp://example.com/e\t";
     ASSERT_TRUE(strncmp(r->out, want_prefix, strlen(want_prefix)) == 0);
-    ASSERT_EQ(count(r->out, "\t"), 8);
+    ASSERT_EQ(count(r->out, "\t"), 16);
     ASSERT_TRUE(strstr(r->out, "line1\\nline2\\tx\\\\y \"q\"\t") != NULL);
     ASSERT_TRUE(strstr(r->out, "\te-1\t") != NULL);
     ASSERT_TRUE(strstr(r->out, "\thttp://example.com/e.mp3\t") != NULL);
@@ -682,6 +885,21 @@ TEST_TIMEOUT(news_tsv_has_sfeeds_nine_columns, 30)
     char want[300];
     snprintf(want, sizeof want, "news: %s: HTTP 404\n", url(v, "/status/404"));
     ASSERT_TRUE(strstr(r->err, want) != NULL);
+    /* byte for byte what sfeed itself makes of the same feed */
+    char path[128], cmd[256];
+    make_tmpdir();
+    snprintf(path, sizeof path, "%s/feed.xml", tmpdir);
+    put_file(path, escapes_feed);
+    snprintf(cmd, sizeof cmd, "sfeed < %s 2>/dev/null", path);
+    FILE *p = access("/usr/bin/sfeed", X_OK) == 0 ? popen(cmd, "r") : NULL;
+    if (!p)
+        return; /* (sfeed is not installed: the columns above are checked) */
+    static char theirs[8192];
+    size_t n = fread(theirs, 1, sizeof theirs - 1, p);
+    theirs[n] = 0;
+    ASSERT_EQ(pclose(p), 0);
+    cio_test_note("sfeed:\n%s", theirs);
+    ASSERT_STREQ(r->out, theirs);
 }
 
 TEST_TIMEOUT(news_text_groups_by_source_and_lists_failures_last, 30)
@@ -796,13 +1014,16 @@ TEST_TIMEOUT(news_follows_redirects_and_autodiscovery_and_reports_loops, 30)
     require_tool();
     srv *v = srv_start();
     const char *argv[] = {"news", "--json", "-n", "1", url(v, "/redirected"), url(v, "/page"),
-                          url(v, "/plainpage"), url(v, "/loop"), url(v, "/notxml"), NULL};
+                          url(v, "/plainpage"), url(v, "/loop"), url(v, "/notxml"),
+                          url(v, "/selfpage"), NULL};
     run *r = tool(argv);
     srv_stop(v);
     ASSERT_EQ(r->status, 1);
     ASSERT_TRUE(strstr(r->out, "\"title\":\"moved item 3\"") != NULL);
     ASSERT_TRUE(strstr(r->out, "\"title\":\"discovered item 3\"") != NULL);
     expect_error(r, url(v, "/plainpage"), "not a feed (an HTML page: 'Just a page')");
+    /* autodiscovery is followed once: a page pointing at itself ends */
+    expect_error(r, url(v, "/selfpage"), "not a feed (an HTML page: 'Round and round')");
     expect_error(r, url(v, "/loop"), "too many redirects");
     expect_error(r, url(v, "/notxml"), "not a feed");
 }
@@ -826,26 +1047,31 @@ TEST_TIMEOUT(news_reports_each_transfer_failure_without_hanging, 30)
     /* stall: 10 of 100 bytes then nothing; trickle: a byte per 100 ms;
      * reset and truncated mid-body; a body and a gzip bomb over the size */
     double t = now_s();
-    const char *argv[] = {"news", "--json", "-t", "400ms", "-r", "0", "--max-size", "256K",
-                          url(v, "/stall"), url(v, "/trickle/100"), url(v, "/reset"),
-                          url(v, "/truncated"), url(v, "/big/3000000"), url(v, "/bomb"),
+    const char *argv[] = {"news", "--json", "-t", "400ms", "-r", "0", url(v, "/stall"),
+                          url(v, "/trickle/100"), url(v, "/reset"), url(v, "/truncated"),
                           "http://127.0.0.1:1/refused", NULL};
     run *r = tool(argv);
     t = now_s() - t;
-    srv_stop(v);
     cio_test_note("took %.3f s", t);
     ASSERT_EQ(r->status, 1);
     expect_error(r, url(v, "/stall"), "timeout");
     expect_error(r, url(v, "/trickle/100"), "timeout");
     expect_error(r, url(v, "/truncated"), "truncated");
-    expect_error(r, url(v, "/big/3000000"), "too large");
-    expect_error(r, url(v, "/bomb"), "too large");
     expect_error(r, "http://127.0.0.1:1/refused", "refused");
     char line[1024], why[128];
     ASSERT_TRUE(line_with(r->out, "/reset\"", line, sizeof line));
     ASSERT_TRUE(json_field(line, "error", why, sizeof why));
     ASSERT_TRUE(!strcmp(why, "connection reset") || !strcmp(why, "truncated"));
     ASSERT_TRUE(t < 10);
+    /* over --max-size: a body, and a gzip bomb counted after decoding
+     * (a long timeout: under ASan the 400 KiB bomb takes a while) */
+    const char *a2[] = {"news", "--json", "-t", "20s", "-r", "0", "--max-size", "256K",
+                        url(v, "/big/3000000"), url(v, "/bomb"), NULL};
+    r = tool(a2);
+    srv_stop(v);
+    ASSERT_EQ(r->status, 1);
+    expect_error(r, url(v, "/big/3000000"), "too large");
+    expect_error(r, url(v, "/bomb"), "too large");
 }
 
 TEST_TIMEOUT(news_retries_5xx_and_timeouts_with_backoff, 30)
@@ -942,7 +1168,7 @@ TEST_TIMEOUT(news_deadline_ends_the_run_and_names_what_was_cut, 30)
     require_tool();
     srv *v = srv_start();
     double t = now_s();
-    const char *argv[] = {"news", "--json", "--deadline", "300ms", url(v, "/rss/quick"),
+    const char *argv[] = {"news", "--json", "--deadline", "800ms", url(v, "/rss/quick"),
                           url(v, "/forever"), NULL};
     run *r = tool(argv);
     t = now_s() - t;
@@ -961,7 +1187,7 @@ TEST_TIMEOUT(news_verbose_logs_each_event_with_the_trace_id, 30)
     run *r = tool(argv);
     srv_stop(v);
     ASSERT_EQ(r->status, 0);
-    char line[2048], trace[64], key[80];
+    char line[2048], trace[64], key[128];
     ASSERT_TRUE(line_with(r->out, "traced item 3", line, sizeof line));
     ASSERT_TRUE(json_field(line, "trace_id", trace, sizeof trace));
     snprintf(key, sizeof key, "] trace=%s: ", trace);
@@ -979,6 +1205,19 @@ TEST_TIMEOUT(news_verbose_logs_each_event_with_the_trace_id, 30)
     /* "+S.mmm [task#id] trace=...": time since the start, the task */
     ASSERT_TRUE(line_with(r->err, "dispatched", line, sizeof line));
     ASSERT_TRUE(line[0] == '+' && strstr(line, " [fetch 127.0.0.1:") != NULL);
+    /* retries are events too, under the same trace id */
+    srv *w = srv_start();
+    const char *a2[] = {"news", "--json", "-v", "--backoff", "10ms", url(w, "/flaky"), NULL};
+    r = tool(a2);
+    srv_stop(w);
+    ASSERT_EQ(r->status, 0);
+    ASSERT_TRUE(line_with(r->out, "flaky item 3", line, sizeof line));
+    ASSERT_TRUE(json_field(line, "trace_id", trace, sizeof trace));
+    snprintf(key, sizeof key, "] trace=%s: retry 1 of 2 in ", trace);
+    ASSERT_TRUE(strstr(r->err, key) != NULL);
+    snprintf(key, sizeof key, "] trace=%s: retry 2 of 2 in ", trace);
+    ASSERT_TRUE(strstr(r->err, key) != NULL);
+    ASSERT_EQ(count(r->err, ": dispatched: GET "), 3);
 }
 
 /* ---- --new and the state file ------------------------------------------------------ */
@@ -1139,11 +1378,14 @@ TEST_TIMEOUT(news_interval_spaces_requests_to_one_host, 30)
 {
     require_tool();
     srv *v = srv_start();
-    /* three fetches of one host, --interval 150ms: the server sees them
-     * 150 ms apart, even with slots for all of them (less 5 ms for the
-     * two requests' travel times on loopback, which may differ) */
+    /* four fetches of one host, --interval 150ms: the server sees them
+     * 150 ms apart, even with slots for all of them. The first one opens
+     * the connection (the server's accept adds its own delay to when it
+     * sees that request); the three timed ones reuse it. (Less 10% for
+     * the server's own delays in noting them on a loaded machine.) */
     const char *argv[] = {"news", "--json", "--per-host", "4", "--interval", "150ms",
-                          url(v, "/other"), url(v, "/other"), url(v, "/other"), NULL};
+                          url(v, "/rss/first"), url(v, "/other"), url(v, "/other"),
+                          url(v, "/other"), NULL};
     run *r = tool(argv);
     srv_stop(v);
     ASSERT_EQ(r->status, 0);
@@ -1151,7 +1393,7 @@ TEST_TIMEOUT(news_interval_spaces_requests_to_one_host, 30)
     for (int i = 1; i < 3; i++) {
         double gap = (double)(v->other_at[i] - v->other_at[i - 1]) / 1e9;
         cio_test_note("gap %d: %.3f s", i, gap);
-        ASSERT_TRUE(gap >= 0.145);
+        ASSERT_TRUE(gap >= 0.135);
     }
 }
 
@@ -1219,7 +1461,7 @@ TEST_TIMEOUT(news_colour_and_progress_only_on_a_terminal, 30)
     ASSERT_TRUE(strchr(out, '\033') == NULL);
     /* stderr on a terminal, a run over 200 ms: progress, erased before
      * the summary */
-    const char *pargv[] = {"news", "--deadline", "600ms", url(v, "/rss/tty"),
+    const char *pargv[] = {"news", "--deadline", "1s", url(v, "/rss/tty"),
                            url(v, "/forever"), NULL};
     run_on_pty(pargv, NULL, out, sizeof out, 2);
     const char *prog = strstr(out, "\r\033[Knews: 1/2 sources, 3 items, 0 failed");
@@ -1245,6 +1487,95 @@ TEST_TIMEOUT(news_text_output_never_passes_control_bytes_to_the_terminal, 30)
     ASSERT_TRUE(strstr(r->out, "screen") != NULL);
     ASSERT_TRUE(strchr(r->out, '\033') == NULL);
     ASSERT_TRUE(strchr(r->out, '\a') == NULL);
+}
+
+TEST_TIMEOUT(news_timeout_does_not_count_the_wait_for_a_host_slot, 30)
+{
+    require_tool();
+    srv *v = srv_start();
+    /* one at a time to the host, each answer 200 ms late, -t 500ms: the
+     * third waits 400 ms for its slot and still has its 500 ms */
+    const char *argv[] = {"news", "--json", "--per-host", "1", "-t", "500ms", "-r", "0",
+                          url(v, "/wait/200"), url(v, "/wait/201"), url(v, "/wait/202"),
+                          NULL};
+    run *r = tool(argv);
+    ASSERT_EQ(r->status, 0);
+    ASSERT_EQ(count(r->out, "waited item"), 9);
+    /* and it does count once sent */
+    const char *a2[] = {"news", "--json", "-t", "100ms", "-r", "0", url(v, "/wait/300"), NULL};
+    r = tool(a2);
+    srv_stop(v);
+    ASSERT_EQ(r->status, 1);
+    expect_error(r, url(v, "/wait/300"), "timeout");
+}
+
+TEST_TIMEOUT(news_low_fd_limit_lowers_the_cap_with_one_warning, 30)
+{
+    require_tool();
+    if (cio_test_slow()) /* valgrind takes descriptors of the child's */
+        cio_test_skip("the tool under valgrind or qemu: its own descriptors count");
+    srv *v = srv_start();
+    const char *argv[] = {"news", "--json", "-c", "1000", url(v, "/rss/few"), NULL};
+    nofile_limit = 128;
+    run *r = tool(argv);
+    nofile_limit = 0;
+    srv_stop(v);
+    ASSERT_EQ(r->status, 0);
+    ASSERT_STREQ(r->err, "news: warning: the open file limit is 128: -c lowered from 1000 "
+                         "to 64\n");
+    ASSERT_EQ(count(r->out, "few item"), 3);
+}
+
+TEST_TIMEOUT(news_second_sigint_exits_at_once, 30)
+{
+    require_tool();
+    make_tmpdir();
+    srv *v = srv_start();
+    /* the test holds the state's lock: after the first SIGINT the tool
+     * prints, then waits for the lock to save; the second ends it there */
+    char dir[128], lockp[200];
+    snprintf(dir, sizeof dir, "%s/news", tmpdir);
+    mkdir(dir, 0700);
+    snprintf(lockp, sizeof lockp, "%s.lock", state_file());
+    int lfd = open(lockp, O_RDWR | O_CREAT, 0600);
+    ASSERT_TRUE(lfd >= 0);
+    ASSERT_EQ(flock(lfd, LOCK_EX), 0);
+    const char *argv[] = {"news", "--new", "--json", "--stream", url(v, "/rss/once"),
+                          url(v, "/forever"), NULL};
+    run *r = malloc(sizeof *r);
+    start(r, argv);
+    pump(r, 3);
+    ASSERT_EQ(kill(r->pid, SIGINT), 0);
+    usleep(200 * 1000);
+    ASSERT_EQ(waitpid(r->pid, NULL, WNOHANG), 0); /* still there: waiting for the lock */
+    ASSERT_EQ(kill(r->pid, SIGINT), 0);
+    finish(r);
+    srv_stop(v);
+    ASSERT_EQ(r->status, 130);
+    ASSERT_EQ(count(r->out, "once item"), 3);
+    ASSERT_EQ(access(state_file(), F_OK), -1); /* nothing half-saved */
+    close(lfd);
+    free(r);
+}
+
+TEST_TIMEOUT(news_new_keeps_no_validators_of_a_page_it_followed, 30)
+{
+    require_tool();
+    make_tmpdir();
+    srv *v = srv_start();
+    /* the page has an ETag; its feed is what --new must keep reading:
+     * a 304 for the page would hide the feed's new items */
+    const char *argv[] = {"news", "--new", "--json", url(v, "/tagpage"), NULL};
+    run *r = tool(argv);
+    ASSERT_EQ(r->status, 0);
+    ASSERT_EQ(count(r->out, "behind item"), 3);
+    const char *st = slurp_file(state_file());
+    ASSERT_TRUE(st != NULL);
+    ASSERT_TRUE(strstr(st, "etag") == NULL);
+    r = tool(argv); /* fetched again, parsed, nothing new */
+    srv_stop(v);
+    ASSERT_EQ(r->status, 0);
+    ASSERT_EQ(r->n_out, 0);
 }
 
 #endif /* NEWS_BIN */

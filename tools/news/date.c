@@ -222,6 +222,7 @@ static int rfc822(const char *s, int64_t *out)
 {
     fields f = {0};
     bool have_day = false, have_year = false, have_time = false, have_zone = false;
+    bool have_ampm = false, have_zone_name = false;
     int64_t v;
     while (*s) {
         if (*s == ' ' || *s == '\t' || *s == ',' || *s == '\r' || *s == '\n' ||
@@ -239,19 +240,27 @@ static int rfc822(const char *s, int64_t *out)
                 f.mon = m;
             } else if (!f.mon && !have_day && day_name(w, n)) {
                 /* ignored: the day of the week is not checked */
+            } else if (have_time && !have_zone && !have_ampm && n == 2 &&
+                       (strncasecmp(w, "am", 2) == 0 || strncasecmp(w, "pm", 2) == 0)) {
+                /* "10:40 PM" */
+                if (f.hour < 1 || f.hour > 12)
+                    return -EINVAL;
+                f.hour = f.hour % 12 + ((w[0] | 0x20) == 'p' ? 12 : 0);
+                have_ampm = true;
             } else if (have_time && !have_zone) {
                 /* an unknown alphabetic zone is taken as UTC */
                 if (named_zone(w, n, &f.offset) != 0)
                     f.offset = 0;
-                have_zone = true;
+                have_zone = have_zone_name = true;
                 /* "GMT+0100", "UTC-05:00" */
                 if (*s == '+' || *s == '-') {
                     int off;
                     if (numeric_zone(&s, &off) == 0)
                         f.offset = off;
                 }
-            } else if (have_zone && n <= 5 && *s == ')') {
-                /* "(EST)" after a numeric zone: a comment */
+            } else if (have_zone && !have_zone_name) {
+                /* "+0000 GMT": a name after the offset (the offset counts) */
+                have_zone_name = true;
             } else {
                 return -EINVAL;
             }

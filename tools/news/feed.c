@@ -12,7 +12,10 @@
  * What libxml2 is allowed to do: the SAX handler has no entityDecl,
  * externalSubset, resolveEntity or internalSubset callbacks and getEntity
  * only knows the five predefined entities, so nothing declared in a DTD
- * is ever recorded, expanded or fetched: a reference to such an entity is
+ * is ever used, expanded or fetched (libxml2 2.9 still records internal
+ * subset declarations in a document of its own "for expat compatibility",
+ * freed with the parser; its own lookup of them only happens when the
+ * SAX userData is the context, which ours never is): a reference to such an entity is
  * an undeclared-entity error (the document goes to the HTML parser, which
  * leaves it as text) or, in a document naming an external DTD we do not
  * read, a reference callback that only knows HTML's named entities. The
@@ -95,7 +98,7 @@ static enum nsc ns_of_prefix(const char *prefix, size_t n)
 /* ---- the parser --------------------------------------------------------- */
 
 enum field {
-    F_NONE, F_FEED_TITLE, F_FEED_LINK, F_PAGE_TITLE, F_TITLE, F_LINK, F_ID, F_AUTHOR,
+    F_NONE, F_FEED_TITLE, F_FEED_LINK, F_FEED_AUTHOR, F_PAGE_TITLE, F_TITLE, F_LINK, F_ID, F_AUTHOR,
     F_CONTENT, F_DATE, F_CATEGORY,
 };
 
@@ -149,6 +152,7 @@ typedef struct extract {
     char *title;
     enum ttype title_type;
     char *link, *alternate, *page_title;
+    char *feed_author; /* Atom: the feed's author, its entries' by default */
     news_item *items;
     size_t n_items, cap_items;
     bool oom;
@@ -168,6 +172,7 @@ struct news_parser {
     size_t fed;       /* bytes given to the XML parser */
     bool xml_bad;     /* it stopped on a fatal error */
     bool finished;
+    news_buf attrs;   /* the current element's attribute values (SAX2) */
     extract ex;
 };
 
@@ -210,6 +215,7 @@ static void extract_free(extract *ex)
     free(ex->link);
     free(ex->alternate);
     free(ex->page_title);
+    free(ex->feed_author);
     for (size_t i = 0; i < ex->n_items; i++)
         free_item(&ex->items[i]);
     free(ex->items);
@@ -386,7 +392,7 @@ static void finish_item(news_parser *p)
             ex->oom = true;
     }
     it.id = clean_line(ex, c->id);
-    it.author = clean_line(ex, c->author);
+    it.author = clean_line(ex, c->author ? c->author : ex->feed_author);
     if (c->content) {
         it.content = news_utf8_clean(c->content, strlen(c->content));
         if (!it.content)
@@ -446,23 +452,16 @@ static const char *attr_get(const attr *a, int na, enum nsc ns, const char *loca
     return NULL;
 }
 
-static void set_text(extract *ex, char **dst, int *prio, int new_prio, char *s)
+/* *dst = s (owned) unless *dst holds a text of priority >= new_prio. */
+static void set_text(char **dst, int *prio, int new_prio, char *s)
 {
-    if (!s)
-        return;
-    if (*dst && prio && *prio >= new_prio) {
-        free(s);
-        return;
-    }
-    if (*dst && !prio) {
+    if (*dst && *prio >= new_prio) {
         free(s);
         return;
     }
     free(*dst);
     *dst = s;
-    if (prio)
-        *prio = new_prio;
-    (void)ex;
+    *prio = new_prio;
 }
 
 static void end_capture(news_parser *p)
@@ -484,6 +483,12 @@ static void end_capture(news_parser *p)
         if (!ex->title) {
             ex->title = s;
             ex->title_type = ex->cap_type;
+            s = NULL;
+        }
+        break;
+    case F_FEED_AUTHOR:
+        if (!empty && !ex->feed_author) {
+            ex->feed_author = s;
             s = NULL;
         }
         break;
@@ -524,15 +529,13 @@ static void end_capture(news_parser *p)
         break;
     case F_AUTHOR:
         if (!empty) {
-            set_text(ex, &c->author, &c->author_prio, ex->cap_prio, s);
+            set_text(&c->author, &c->author_prio, ex->cap_prio, s);
             s = NULL;
         }
         break;
     case F_CONTENT:
         if (!empty && (!c->content || c->content_prio < ex->cap_prio)) {
-            free(c->content);
-            c->content = s;
-            c->content_prio = ex->cap_prio;
+            set_text(&c->content, &c->content_prio, ex->cap_prio, s);
             c->content_html = ex->cap_type != T_PLAIN;
             s = NULL;
         }
@@ -645,7 +648,31 @@ static bool main_ns(const extract *ex, enum nsc ns)
     return ns == NS_NONE || ns == NS_RSS1;
 }
 
-static void xhtml_start(extract *ex, const char *local, const attr *a, int na)
+/* Markup inside content is kept as markup: always for Atom's type="xhtml"
+ * (but not its wrapping <div>), and for HTML content that holds real
+ * elements (an ill-formed feed's raw HTML read by the HTML parser, or
+ * well-formed markup inside a <description>). */
+static bool keeps_markup(const extract *ex)
+{
+    if (ex->cap != F_CONTENT)
+        return false;
+    if (ex->cap_type == T_XHTML)
+        return ex->depth > ex->cap_depth + 1;
+    return ex->cap_type == T_HTML && ex->depth > ex->cap_depth;
+}
+
+/* HTML's void elements: no end tag written for them. */
+static bool void_element(const char *local)
+{
+    static const char *const v[] = {"area", "base", "br",   "col",   "embed", "hr",  "img",
+                                    "input", "link", "meta", "param", "source", "track", "wbr"};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        if (eq(local, v[i]))
+            return true;
+    return false;
+}
+
+static void markup_start(extract *ex, const char *local, const attr *a, int na)
 {
     news_buf_addc(&ex->text, '<');
     news_buf_adds(&ex->text, local);
@@ -699,10 +726,10 @@ static void on_start(news_parser *p, enum nsc ns, const char *local, const attr 
     if (xb)
         push_base(p, xb);
     if (ex->cap) {
-        /* inside an element whose text is collected: only XHTML content
-         * keeps the markup (but not the wrapping <div>) */
-        if (ex->cap_type == T_XHTML && ex->cap == F_CONTENT && ex->depth > ex->cap_depth + 1)
-            xhtml_start(ex, local, a, na);
+        /* inside an element whose text is collected: only content keeps
+         * the markup */
+        if (keeps_markup(ex))
+            markup_start(ex, local, a, na);
         return;
     }
     if (ex->skip_depth || ex->not_feed)
@@ -738,8 +765,13 @@ static void on_start(news_parser *p, enum nsc ns, const char *local, const attr 
             const char *about = attr_get(a, na, NS_RDF, "about");
             if (about && *about)
                 c->id = dup_or_oom(ex, about);
+        } else if (atom && ex->author_depth && d == ex->author_depth + 1) {
+            if (main_ns(ex, ns) && eq(local, "name"))
+                start_capture(ex, F_FEED_AUTHOR, T_PLAIN, 0);
         } else if (ex->chan_depth && d == ex->chan_depth + 1 && main_ns(ex, ns)) {
-            if (eq(local, "title"))
+            if (atom && eq(local, "author"))
+                ex->author_depth = d;
+            else if (eq(local, "title"))
                 start_capture(ex, F_FEED_TITLE, atom ? atom_type(a, na) : T_MAYBE_HTML, 0);
             else if (eq(local, "link") && atom)
                 atom_link(p, a, na, false);
@@ -765,8 +797,10 @@ static void on_start(news_parser *p, enum nsc ns, const char *local, const attr 
             start_capture(ex, F_CATEGORY, T_PLAIN, 0);
         else if (eq(local, "title") && !c->title)
             start_capture(ex, F_TITLE, T_MAYBE_HTML, 0);
-        else if (eq(local, "identifier") && !c->id)
-            start_capture(ex, F_ID, T_PLAIN, 0), ex->cap_permalink = false;
+        else if (eq(local, "identifier") && !c->id) {
+            start_capture(ex, F_ID, T_PLAIN, 0);
+            ex->cap_permalink = false;
+        }
         return;
     }
     if (ns == NS_CONTENT) {
@@ -841,8 +875,7 @@ static void on_end(news_parser *p, const char *local)
         end_pending(p);
     if (ex->cap && d == ex->cap_depth) {
         end_capture(p);
-    } else if (ex->cap && ex->cap_type == T_XHTML && ex->cap == F_CONTENT &&
-               d > ex->cap_depth + 1) {
+    } else if (keeps_markup(ex) && !void_element(local)) {
         news_buf_adds(&ex->text, "</");
         news_buf_adds(&ex->text, local);
         news_buf_addc(&ex->text, '>');
@@ -897,24 +930,30 @@ static void sax2_start(void *ctx, const xmlChar *localname, const xmlChar *prefi
     (void)namespaces;
     (void)nb_defaulted;
     attr a[MAX_ATTRS];
-    int na = 0;
-    for (int i = 0; i < nb_attributes && na < MAX_ATTRS; i++) {
+    size_t off[MAX_ATTRS];
+    int na = nb_attributes < MAX_ATTRS ? nb_attributes : MAX_ATTRS;
+    /* the values, decoded and NUL-terminated, one after the other in a
+     * buffer kept from element to element (no allocation once it is big
+     * enough) */
+    p->attrs.n = 0;
+    for (int i = 0; i < na; i++) {
         const xmlChar **at = attributes + 5 * i;
         const char *apfx = (const char *)at[1], *auri = (const char *)at[2];
-        a[na].local = (const char *)at[0];
-        a[na].ns = auri ? ns_of_uri(auri) : apfx ? ns_of_prefix(apfx, strlen(apfx)) : NS_NONE;
-        a[na].val = news_xml_attr_value((const char *)at[3], (size_t)(at[4] - at[3]));
-        if (a[na].val)
-            na++;
-        else
-            p->ex.oom = true;
+        a[i].local = (const char *)at[0];
+        a[i].ns = auri ? ns_of_uri(auri) : apfx ? ns_of_prefix(apfx, strlen(apfx)) : NS_NONE;
+        off[i] = p->attrs.n;
+        news_xml_attr_append(&p->attrs, (const char *)at[3], (size_t)(at[4] - at[3]));
     }
+    if (p->attrs.oom) {
+        p->ex.oom = true;
+        return;
+    }
+    for (int i = 0; i < na; i++)
+        a[i].val = p->attrs.p + off[i];
     enum nsc ns = uri ? ns_of_uri((const char *)uri)
                 : prefix ? ns_of_prefix((const char *)prefix, strlen((const char *)prefix))
                          : NS_NONE;
     on_start(p, ns, (const char *)localname, a, na);
-    for (int i = 0; i < na; i++)
-        free((char *)a[i].val);
 }
 
 static void sax2_end(void *ctx, const xmlChar *localname, const xmlChar *prefix,
@@ -1049,12 +1088,12 @@ static int pick_encoding(const news_parser *p, bool final, bool html, char *enc,
     const unsigned char *b = p->body;
     size_t n = p->n;
     enc[0] = 0;
+    if (n < 4 && !final) /* libxml2 looks at 4 bytes to tell UTF-16/32 */
+        return -1;
     if (n >= 2 && ((b[0] == 0xFE && b[1] == 0xFF) || (b[0] == 0xFF && b[1] == 0xFE)))
         return 0;
     if (n >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF)
         return 0;
-    if (n < 4 && !final)
-        return -1;
     if (memchr(b, 0, n < 4 ? n : 4)) /* UTF-16/32 without a BOM: libxml2 tells */
         return 0;
     if (n >= 5 && memcmp(b, "<?xml", 5) == 0) {
@@ -1098,8 +1137,19 @@ done:
      * fallback to Latin-1 on bytes that are not UTF-8 */
     if (html && (eq(enc, "utf-8") || eq(enc, "utf8")))
         enc[0] = 0;
-    if (enc[0] && !xmlFindCharEncodingHandler(enc))
-        enc[0] = 0; /* unknown: let libxml2 guess */
+    /* a Content-Type naming UTF-16/32 for a body that has no NUL in its
+     * first bytes is wrong (servers say what they are configured to) */
+    if ((strncasecmp(enc, "utf-16", 6) == 0 || strncasecmp(enc, "utf-32", 6) == 0 ||
+         strncasecmp(enc, "ucs", 3) == 0) && !memchr(b, 0, n < 4 ? n : 4))
+        enc[0] = 0;
+    if (enc[0]) {
+        /* unknown: let libxml2 guess (an iconv handler is allocated: closed) */
+        xmlCharEncodingHandlerPtr h = xmlFindCharEncodingHandler(enc);
+        if (h)
+            xmlCharEncCloseFunc(h);
+        else
+            enc[0] = 0;
+    }
     return 0;
 }
 
@@ -1494,9 +1544,16 @@ void news_parser_free(news_parser *p)
 {
     if (!p)
         return;
-    if (p->xml)
+    if (p->xml) {
+        /* a DTD's entity declarations are kept "for expat compatibility in
+         * SAX mode" in a document libxml2 makes for them (never looked up:
+         * getEntity is ours, userData is not the context) */
+        if (p->xml->myDoc)
+            xmlFreeDoc(p->xml->myDoc);
         xmlFreeParserCtxt(p->xml);
+    }
     extract_free(&p->ex);
+    news_buf_free(&p->attrs);
     free(p->body);
     free(p->url);
     free(p);

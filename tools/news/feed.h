@@ -18,6 +18,12 @@
  * bounded by news_limits: at most max_body bytes are kept (a copy of the
  * body, for that retry), at most max_items items.
  *
+ * Titles: Atom's type="html" and RSS titles holding markup or character
+ * references are read as HTML (tags stripped, references decoded: an RSS
+ * title meaning a literal "<b>" has to escape it twice, as RSS says);
+ * type="text" and JSON Feed titles are text. Links are resolved against
+ * the xml:base in scope (an HTML page: its <base href>), else the URL.
+ *
  * Every string in a news_feed is valid UTF-8 (bad sequences become U+FFFD)
  * and NUL-terminated. Thread-safety: a parser is used by one thread at a
  * time; distinct parsers are independent. */
@@ -78,7 +84,9 @@ typedef struct news_parser news_parser;
  * cannot be resolved); content_type: the Content-Type header value or NULL
  * (its charset= is the last resort after a BOM and the XML declaration).
  * Both strings are copied. lim: NULL for the defaults. Does not block.
- * Returns NULL on ENOMEM. */
+ * Also points this thread's libxml2 generic error handler at a silent
+ * function (libxml2 prints some encoding errors there, not through the
+ * parser). Returns NULL on ENOMEM. */
 news_parser *news_parser_new(const char *url, const char *content_type,
                              const news_limits *lim /* NULL = defaults */);
 /* Feed bytes as they arrive (libxml2 push parser, SAX2, from the first
@@ -93,11 +101,12 @@ int news_parser_push(news_parser *p, const void *data, size_t len);
  * fill *out (owned by the caller: news_feed_clear; *out is zeroed on
  * error). Returns 0 when *out holds a feed (kind RSS, RDF, ATOM or JSON,
  * possibly with no items) or an HTML page (kind HTML: alternate and/or
- * title, no items); NEWS_ENOTFEED for a document that is neither (an OPML
- * file, an SVG image, a JSON value that is not a JSON Feed, an empty
- * body), NEWS_EPARSE when nothing could be made of it (invalid JSON),
- * NEWS_ETOOLARGE (see news_parser_push), -ENOMEM. Call it once; then only
- * news_parser_free. */
+ * title, no items; an HTML page is never flagged ill_formed); NEWS_ENOTFEED
+ * for a document that is neither (an OPML file, an SVG image, a JSON value
+ * that is not a JSON Feed, an empty body), NEWS_EPARSE when nothing could
+ * be made of it (invalid JSON; neither XML nor HTML elements: plain text,
+ * binary data), NEWS_ETOOLARGE (see news_parser_push), -ENOMEM. Call it
+ * once; then only news_parser_free. */
 int news_parser_finish(news_parser *p, news_feed *out);
 /* Free the parser (NULL is fine). Does not touch a news_feed it filled. */
 void news_parser_free(news_parser *p);

@@ -17,6 +17,10 @@
  * with it, --json prints it. Ctrl-C / SIGTERM cancel the main task
  * (cio_shutdown_on_signals): what was fetched is printed, the state saved,
  * exit 130; a second signal ends the process at once.
+ *
+ * Beside this file: schedule.c (the slots, the per-host "not before" time,
+ * the backoff), state.c (--new's file), output.c (JSON and sfeed TSV
+ * encodings); feed.c and sources.c parse, demo.c serves --demo.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -28,6 +32,7 @@
 #include "demo.h"
 #include "feed.h"
 #include "output.h"
+#include "schedule.h"
 #include "sources.h"
 #include "state.h"
 
@@ -40,6 +45,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,18 +68,11 @@ static struct {
          .timeout = 15 * CIO_SEC, .backoff = 500 * CIO_MSEC, .demo_delay = 2 * CIO_SEC,
          .max_body = 16u << 20};
 
-typedef struct host {
-    char *key;          /* scheme://host:port */
-    cio_sem slots;      /* --per-host */
-    int64_t not_before; /* loop clock: no request to it before then */
-} host;
-
 enum result { RES_PENDING, RES_OK, RES_NOT_MODIFIED, RES_FAILED, RES_CANCELLED };
 
 typedef struct src {
     const news_source *in;
-    size_t index;
-    host *host;
+    news_host *host;
     char trace[17];
     enum result result;
     int err;            /* RES_FAILED: the last failure's code */
@@ -93,9 +92,7 @@ typedef struct src {
 
 static news_source_list sources;
 static src *srcs;
-static host **hosts;
-static size_t n_hosts;
-static cio_sem global_slots;
+static news_sched *sched;
 static cio_http_client *client;
 static news_state state;
 static char state_path[4096];
@@ -166,77 +163,6 @@ static int ticker_task(void *arg)
     return 0;
 }
 
-/* ---- hosts --------------------------------------------------------------------- */
-
-/* "scheme://host:port" of url, lower case, without user info. */
-static void host_key(const char *url, char *out, size_t cap)
-{
-    const char *p = strstr(url, "://");
-    size_t k = 0;
-    const char *scheme_end = p ? p + 3 : url;
-    for (const char *q = url; q < scheme_end && k + 1 < cap; q++)
-        out[k++] = (char)(*q >= 'A' && *q <= 'Z' ? *q + 32 : *q);
-    const char *h = scheme_end, *e = h + strcspn(h, "/?#");
-    for (const char *q = h; q < e; q++)
-        if (*q == '@')
-            h = q + 1;
-    for (const char *q = h; q < e && k + 1 < cap; q++)
-        out[k++] = (char)(*q >= 'A' && *q <= 'Z' ? *q + 32 : *q);
-    out[k] = 0;
-}
-
-static host *host_of(const char *url)
-{
-    char key[512];
-    host_key(url, key, sizeof key);
-    for (size_t i = 0; i < n_hosts; i++)
-        if (strcmp(hosts[i]->key, key) == 0)
-            return hosts[i];
-    host **v = realloc(hosts, (n_hosts + 1) * sizeof *v);
-    if (!v)
-        return NULL;
-    hosts = v;
-    host *h = calloc(1, sizeof *h);
-    if (!h || !(h->key = strdup(key))) {
-        free(h);
-        return NULL;
-    }
-    cio_sem_init(&h->slots, (size_t)opt.per_host);
-    hosts[n_hosts++] = h;
-    return h;
-}
-
-/* A slot of the host (after its interval and Retry-After), then one of
- * the run. 0, or the cancellation's code (no slot held). */
-static int acquire(host *h)
-{
-    int rc = cio_sem_acquire(&h->slots);
-    if (rc < 0)
-        return rc;
-    while (cio_now() < h->not_before)
-        if ((rc = cio_sleep_until(h->not_before)) < 0) {
-            cio_sem_release(&h->slots);
-            return rc;
-        }
-    /* reserved now, so that the host's next request waits the interval
-     * even while this one waits for a run slot */
-    h->not_before = cio_now() + opt.interval;
-    if ((rc = cio_sem_acquire(&global_slots)) < 0) {
-        cio_sem_release(&h->slots);
-        return rc;
-    }
-    int64_t next = cio_now() + opt.interval; /* counted from the dispatch */
-    if (next > h->not_before)
-        h->not_before = next;
-    return 0;
-}
-
-static void release(host *h)
-{
-    cio_sem_release(&global_slots);
-    cio_sem_release(&h->slots);
-}
-
 /* ---- fetching -------------------------------------------------------------------- */
 
 static bool retryable(int err, int status)
@@ -293,9 +219,8 @@ static int fetch_once(src *s, const char *url, bool first, int64_t *wait)
     s->http_status = status;
     /* --interval counts from when the request went out, after a new
      * connection was made (its handshake is not the server's gap) */
-    int64_t sent = dispatched + (tm.tls > tm.connect ? tm.tls : tm.connect);
-    if (opt.interval && sent + opt.interval > s->host->not_before)
-        s->host->not_before = sent + opt.interval;
+    news_sched_sent(sched, s->host,
+                    dispatched + (tm.tls > tm.connect ? tm.tls : tm.connect));
     logf_("connected (%.1f ms)", (double)tm.connect / 1e6);
     logf_("first byte (%.1f ms): HTTP %d", (double)tm.first_byte / 1e6, status);
     if (status == 304) {
@@ -308,10 +233,8 @@ static int fetch_once(src *s, const char *url, bool first, int64_t *wait)
         int64_t d;
         if (cio_http_retry_after(r, &d) == 0) {
             *wait = d;
-            int64_t until = cio_now() + d;
-            if (until > s->host->not_before) /* for every request to the host */
-                s->host->not_before = until;
-            logf_("Retry-After: %.3f s for %s", (double)d / 1e9, s->host->key);
+            news_sched_hold(s->host, cio_now() + d); /* for every request to the host */
+            logf_("Retry-After: %.3f s for %s", (double)d / 1e9, news_host_name(s->host));
         }
     }
     if (status < 200 || status > 299) {
@@ -392,13 +315,13 @@ static int fetch_task(void *arg)
     for (;;) {
         s->attempts++;
         int64_t wait = 0;
-        int rc = acquire(s->host);
+        int rc = news_sched_acquire(sched, s->host);
         if (rc < 0) {
             s->result = RES_CANCELLED;
             break;
         }
         rc = fetch_once(s, url, first, &wait);
-        release(s->host);
+        news_sched_release(sched, s->host);
         if (rc == F_DONE && s->result == RES_OK && s->feed.kind == NEWS_KIND_HTML) {
             if (s->feed.alternate && !alt) { /* autodiscovery, once */
                 alt = strdup(s->feed.alternate);
@@ -407,7 +330,12 @@ static int fetch_task(void *arg)
                     url = alt;
                     first = false;
                     s->attempts = 0;
-                    host *h = host_of(url);
+                    /* the page's validators would make the next --new run
+                     * stop at its 304 and never see the feed's news */
+                    free(s->etag);
+                    free(s->last_modified);
+                    s->etag = s->last_modified = NULL;
+                    news_host *h = news_sched_host(sched, url);
                     if (h)
                         s->host = h;
                     s->result = RES_PENDING;
@@ -424,12 +352,8 @@ static int fetch_task(void *arg)
             s->result = RES_FAILED;
             break;
         }
-        /* exponential backoff, full jitter: uniform in [0, base * 2^(k-1)) */
-        int shift = s->attempts - 1 < 20 ? s->attempts - 1 : 20;
-        int64_t ceiling = opt.backoff << shift;
-        if (ceiling > 60 * CIO_SEC)
-            ceiling = 60 * CIO_SEC;
-        int64_t delay = (int64_t)(rnd() % (uint64_t)(ceiling > 0 ? ceiling : 1));
+        /* exponential backoff, full jitter */
+        int64_t delay = news_backoff(s->attempts, opt.backoff, rnd());
         if (delay < wait)
             delay = wait; /* never sooner than the server asked */
         logf_("retry %d of %ld in %.3f s", s->attempts, opt.retries, (double)delay / 1e9);
@@ -510,7 +434,7 @@ static const char *display_name(const src *s, char *buf, size_t cap)
     if (opt.mode == OUT_TEXT && s->have_feed && s->feed.title && *s->feed.title)
         return s->feed.title;
     char key[512];
-    host_key(s->in->url, key, sizeof key);
+    news_host_key(s->in->url, key, sizeof key);
     const char *h = strstr(key, "://");
     snprintf(buf, cap, "%s", h ? h + 3 : key);
     return buf;
@@ -720,8 +644,7 @@ static void update_state(void)
         }
         news_state_mark(s->state, keys, s->feed.n_items);
         free(keys);
-        if (s->feed.kind != NEWS_KIND_HTML) /* (a followed page: not its validators) */
-            news_state_set_validators(s->state, s->etag, s->last_modified);
+        news_state_set_validators(s->state, s->etag, s->last_modified);
     }
 }
 
@@ -738,13 +661,15 @@ static int run_sources(void)
     cio_task **tasks = calloc(sources.n ? sources.n : 1, sizeof *tasks);
     if (!srcs || !tasks)
         return -ENOMEM;
-    cio_sem_init(&global_slots, (size_t)opt.concurrency);
+    int rc = news_sched_new(&sched, (size_t)opt.concurrency, (size_t)opt.per_host,
+                            opt.interval);
+    if (rc < 0)
+        return rc;
     for (size_t i = 0; i < sources.n; i++) {
         src *s = &srcs[i];
         s->in = &sources.v[i];
-        s->index = i;
         new_trace(s->trace);
-        if (!(s->host = host_of(s->in->url)))
+        if (!(s->host = news_sched_host(sched, s->in->url)))
             return -ENOMEM;
         if (opt.new_only && !(s->state = news_state_get(&state, s->in->url)))
             return -ENOMEM;
@@ -756,7 +681,7 @@ static int run_sources(void)
     size_t n_tasks = 0;
     for (size_t i = 0; i < sources.n; i++) {
         char key[64];
-        host_key(srcs[i].in->url, key, sizeof key);
+        news_host_key(srcs[i].in->url, key, sizeof key);
         const char *h = strstr(key, "://");
         if (cio_group_spawn(&g, &tasks[i], fetch_task, &srcs[i], "fetch %s",
                             h ? h + 3 : key) < 0)
@@ -868,8 +793,9 @@ static int main_task(void *arg)
         free(srcs[i].etag);
         free(srcs[i].last_modified);
     }
-    int busy = cio_http_client_free(client);
-    (void)busy;
+    free(srcs);
+    news_sched_free(sched);
+    cio_http_client_free(client); /* (every response was freed) */
     if (demo) {
         cio_scope shield; /* the demo's tasks must be joined, even on Ctrl-C */
         cio_shield_enter(&shield, CIO_FOREVER);
@@ -1028,6 +954,31 @@ static int xdg_path(const char *var, const char *fallback, const char *leaf, cha
     return 0;
 }
 
+/* Room for -c connections: raise RLIMIT_NOFILE's soft limit up to the
+ * hard one; if that is still short, lower -c to fit (one warning). */
+static void fit_fd_limit(void)
+{
+    const long reserve = 64; /* stdio, the loop's own, libcurl's resolver, the state */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t need = (rlim_t)opt.concurrency + (rlim_t)reserve;
+    if (rl.rlim_cur >= need)
+        return;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    struct rlimit nl = {.rlim_cur = want, .rlim_max = rl.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &nl) == 0)
+        rl.rlim_cur = want;
+    if (rl.rlim_cur >= need)
+        return;
+    long cap = (long)rl.rlim_cur - reserve;
+    if (cap < 1)
+        cap = 1;
+    fprintf(stderr, "news: warning: the open file limit is %ld: -c lowered from %ld to %ld\n",
+            (long)rl.rlim_cur, opt.concurrency, cap);
+    opt.concurrency = cap;
+}
+
 int main(int argc, char **argv)
 {
     enum { O_PER_HOST = 256, O_INTERVAL, O_BACKOFF, O_DEADLINE, O_MAX_SIZE, O_NEW, O_STREAM,
@@ -1123,6 +1074,7 @@ int main(int argc, char **argv)
             die_usage("%s: %s", state_path, err);
         }
     }
+    fit_fd_limit();
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
         seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);

@@ -17,16 +17,26 @@
 /* How much of a bad URL an error message quotes. */
 #define QUOTE_MAX 200
 
+static bool space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
+
 /* Copy s[0..n) into out for an error message: at most QUOTE_MAX bytes,
- * control characters as '?'. */
+ * control characters and bytes that are not UTF-8 as '?'. */
 static void quote(char *out, size_t size, const char *s, size_t n)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n && i < QUOTE_MAX && o + 4 < size; i++) {
+    size_t o = 0, i = 0;
+    while (i < n && i < QUOTE_MAX && o + 8 < size) {
         unsigned char c = (unsigned char)s[i];
-        out[o++] = c < 0x20 || c == 0x7F ? '?' : (char)c;
+        size_t k = news_utf8_len(s + i, n - i);
+        if (k == 0 || c < 0x20 || c == 0x7F) {
+            out[o++] = '?';
+            i++;
+            continue;
+        }
+        memcpy(out + o, s + i, k);
+        o += k;
+        i += k;
     }
-    if (n > QUOTE_MAX && o + 4 < size) {
+    if (i < n && o + 4 < size) {
         memcpy(out + o, "...", 3);
         o += 3;
     }
@@ -121,7 +131,46 @@ void news_sources_clear(news_source_list *list)
 
 /* ---- URL lists ---------------------------------------------------------- */
 
-static bool space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
+/* The name in the rest of a line, after the URL, into out[MAX_LINE + 1].
+ * Newsboat's urls file when the rest has a '"': tags, bare or in double
+ * quotes, the name being the one that starts with '~' ("~My feed"), if
+ * any. Else the text itself. Either way a '#' after white space (outside
+ * quotes) starts a comment. */
+static void line_name(const char *s, size_t n, char *out)
+{
+    out[0] = 0;
+    if (!memchr(s, '"', n)) {
+        size_t e = 0;
+        while (e < n && !(s[e] == '#' && e > 0 && space(s[e - 1])))
+            e++;
+        memcpy(out, s, e);
+        out[e] = 0;
+        return;
+    }
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && space(s[i]))
+            i++;
+        if (i == n || s[i] == '#')
+            return;
+        bool quoted = s[i] == '"';
+        size_t start = i + quoted, end;
+        if (quoted) {
+            const char *q = memchr(s + start, '"', n - start);
+            end = q ? (size_t)(q - s) : n;
+            i = q ? end + 1 : n;
+        } else {
+            end = start;
+            while (end < n && !space(s[end]))
+                end++;
+            i = end;
+        }
+        if (!out[0] && end > start + 1 && s[start] == '~') {
+            memcpy(out, s + start + 1, end - start - 1);
+            out[end - start - 1] = 0;
+        }
+    }
+}
 
 static int parse_list(news_source_list *list, const char *text, size_t len, const char *origin,
                       char *err, size_t errlen)
@@ -153,13 +202,8 @@ static int parse_list(news_source_list *list, const char *text, size_t len, cons
         while (i < n && !space(line[i]))
             i++;
         size_t ulen = i - u;
-        /* the name: up to a '#' that follows white space */
-        size_t ns = i, ne = i;
-        while (ne < n && !(line[ne] == '#' && space(line[ne - 1])))
-            ne++;
         char name[MAX_LINE + 1];
-        memcpy(name, line + ns, ne - ns);
-        name[ne - ns] = 0;
+        line_name(line + i, n - i, name);
         int r = check_url(line + u, ulen);
         if (r == -EINVAL) {
             char q[QUOTE_MAX + 8];
@@ -333,6 +377,8 @@ static int parse_opml(news_source_list *list, const char *text, size_t len, int 
             r = -EINVAL;
         }
     }
+    if (c->myDoc) /* entity declarations, kept by libxml2 (see feed.c) */
+        xmlFreeDoc(c->myDoc);
     xmlFreeParserCtxt(c);
     return r;
 }

@@ -22,8 +22,10 @@ typedef struct news_source_list {
  * (a zeroed list is an empty one). origin names the input in errors
  * ("urls.txt", "-" for stdin). URL list: the URL must be http:// or
  * https:// with a host; the name is the rest of the line, white space
- * normalised; a '#' starts a comment only at the start of a line or after
- * white space; a NUL byte or a line over 8 KiB is an error. OPML: every
+ * normalised, or in newsboat's urls file (the rest holds a '"': tags,
+ * quoted or not) the tag written "~Name", if any; a '#' starts a comment
+ * only at the start of a line or after white space (outside quotes); a
+ * NUL byte or a line over 8 KiB is an error. OPML: every
  * <outline> with an xmlUrl attribute, at any depth, name from title= else
  * text=; a document that is not well-formed or whose root is not <opml> is
  * an error; entities are not expanded, no DTD or external entity is read.

@@ -123,12 +123,22 @@ static size_t utf8_seq(const unsigned char *s, size_t len, unsigned long *cp)
     return n;
 }
 
+size_t news_utf8_len(const char *s, size_t len)
+{
+    unsigned long cp;
+    return len ? utf8_seq((const unsigned char *)s, len, &cp) : 0;
+}
+
 char *news_utf8_clean(const char *s, size_t len)
 {
     const unsigned char *u = (const unsigned char *)s;
     news_buf b = {0};
     size_t i = 0, run = 0; /* u[run..i) is valid and not yet copied */
     while (i < len) {
+        if (u[i] >= 0x01 && u[i] < 0x80) { /* ASCII: the common case */
+            i++;
+            continue;
+        }
         unsigned long cp;
         size_t n = utf8_seq(u + i, len - i, &cp);
         if (n > 0 && cp != 0) {
@@ -162,6 +172,15 @@ void news_text_normalise(char *s)
     size_t len = strlen(s), i = 0, o = 0;
     bool space = false;
     while (i < len) {
+        unsigned char c = u[i];
+        if (c > 0x20 && c < 0x7F) { /* printable ASCII: the common case */
+            if (space)
+                u[o++] = ' ';
+            space = false;
+            u[o++] = c;
+            i++;
+            continue;
+        }
         unsigned long cp;
         size_t n = utf8_seq(u + i, len - i, &cp);
         if (n == 0) { /* not expected (valid input): drop the byte */
@@ -187,6 +206,13 @@ void news_text_strip_controls(char *s)
     unsigned char *u = (unsigned char *)s;
     size_t len = strlen(s), i = 0, o = 0;
     while (i < len) {
+        unsigned char c = u[i];
+        if (c < 0x80) { /* ASCII: the common case */
+            if (c >= 0x20 ? c != 0x7F : c == '\t' || c == '\n' || c == '\r')
+                u[o++] = c;
+            i++;
+            continue;
+        }
         unsigned long cp;
         size_t n = utf8_seq(u + i, len - i, &cp);
         if (n == 0) {
@@ -346,21 +372,29 @@ bool news_text_has_markup(const char *s)
 
 char *news_xml_attr_value(const char *v, size_t len)
 {
+    news_buf b = {0};
+    news_xml_attr_append(&b, v, len);
+    return news_buf_take(&b); /* (the NUL appended is the end of the string) */
+}
+
+void news_xml_attr_append(news_buf *out, const char *v, size_t len)
+{
     static const struct {
         const char *name;
         char c;
     } pre[] = {{"amp", '&'}, {"lt", '<'}, {"gt", '>'}, {"quot", '"'}, {"apos", '\''}};
-    news_buf b = {0};
+    news_buf *b = out;
     const char *s = v, *e = v + len;
-    news_buf_add(&b, "", 0);
     while (s < e) {
         const char *amp = memchr(s, '&', (size_t)(e - s));
         if (!amp) {
-            news_buf_add(&b, s, (size_t)(e - s));
+            news_buf_add(b, s, (size_t)(e - s));
             break;
         }
-        news_buf_add(&b, s, (size_t)(amp - s));
-        const char *semi = memchr(amp, ';', (size_t)(e - amp));
+        news_buf_add(b, s, (size_t)(amp - s));
+        /* the longest reference is "&#x10FFFF;": a ';' further away is not its end */
+        size_t look = (size_t)(e - amp) < 16 ? (size_t)(e - amp) : 16;
+        const char *semi = memchr(amp, ';', look);
         size_t n = semi ? (size_t)(semi - amp) : 0; /* '&' .. before ';' */
         unsigned long cp = 0;
         bool ok = false;
@@ -386,12 +420,12 @@ char *news_xml_attr_value(const char *v, size_t len)
                 }
         }
         if (ok) {
-            news_buf_add_cp(&b, cp);
+            news_buf_add_cp(b, cp);
             s = semi + 1;
         } else {
-            news_buf_addc(&b, '&');
+            news_buf_addc(b, '&');
             s = amp + 1;
         }
     }
-    return news_buf_take(&b);
+    news_buf_addc(b, 0);
 }

@@ -24,6 +24,9 @@ void news_buf_add_cp(news_buf *b, unsigned long cp);
 char *news_buf_take(news_buf *b);
 void news_buf_free(news_buf *b);
 
+/* Length of the well-formed UTF-8 sequence at s[0..len) (1 to 4), or 0
+ * when s[0] does not start one (overlong, surrogate, > U+10FFFF, cut). */
+size_t news_utf8_len(const char *s, size_t len);
 /* s[0..len) with every byte that is not part of a well-formed UTF-8
  * sequence (overlong forms, surrogates, > U+10FFFF included) replaced by
  * U+FFFD, NUL bytes dropped. NULL on ENOMEM. */
@@ -49,5 +52,7 @@ bool news_text_has_markup(const char *s);
  * be there in a well-formed document); v[0..len), not NUL-terminated.
  * NULL on ENOMEM. */
 char *news_xml_attr_value(const char *v, size_t len);
+/* The same appended to *out, with its terminating NUL. */
+void news_xml_attr_append(news_buf *out, const char *v, size_t len);
 
 #endif
