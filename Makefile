@@ -71,13 +71,14 @@ demo:
 	fi
 
 # bench_echo and bench_loadgen are the pieces of bench/run_echo.sh (the echo
-# servers and the load generator), not benchmarks of their own. The peers'
+# servers and the load generator), and bench_news_server the feed server of
+# bench/news.sh (it serves until killed), not benchmarks of their own. The peers'
 # servers are built here only, never by `make` or `make check`.
 bench: build
 	@set -e; found=0; \
 	for b in $(BUILD)/bench_*; do \
 	    [ -x "$$b" ] || continue; \
-	    case "$$b" in */bench_echo|*/bench_loadgen) continue ;; esac; \
+	    case "$$b" in */bench_echo|*/bench_loadgen|*/bench_news_server) continue ;; esac; \
 	    found=1; \
 	    echo "==== $$b $(BENCH_ARGS)"; \
 	    "$$b" $(BENCH_ARGS); \

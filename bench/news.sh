@@ -184,8 +184,10 @@ if [ -n "${W[news]:-}" ]; then
     echo "  news wall / ideal               $(ratio "${W[news]}" "$ideal")   (target <= 1.1)"
     [ -n "${C[python]:-}" ] &&
         echo "  news CPU per feed / python's    $(ratio "${C[news]}" "${C[python]}")   (target <= 0.20)"
+    [ -n "${C[python]:-}" ] &&
+        echo "  python CPU per feed / news's    $(ratio "${C[python]}" "${C[news]}")"
     [ -n "${C[sfeed]:-}" ] &&
-        echo "  news CPU per feed / sfeed's     $(ratio "${C[news]}" "${C[sfeed]}")"
+        echo "  sfeed CPU per feed / news's     $(ratio "${C[sfeed]}" "${C[news]}")"
 fi
 [ -n "${W[sfeed]:-}" ] && echo "  sfeed_update wall / ideal       $(ratio "${W[sfeed]}" "$ideal")"
 [ -n "${W[python]:-}" ] && echo "  python wall / ideal             $(ratio "${W[python]}" "$ideal")"
