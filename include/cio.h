@@ -180,6 +180,15 @@ typedef struct cio_loop_options {
      * second's peak of live tasks needs, and gives the rest back
      * gradually while the loop waits (docs/guide.md, "Task stacks"). */
     size_t stack_pool_max;
+    /* Debug mode (cio/debug.h, docs/debugging.md): slow steps, failures
+     * nobody read, tasks, callbacks and resources left at close, misuse,
+     * reported through the loop's report sink (stderr by default). Also on
+     * for every loop when CIO_DEBUG=1 is in the environment. */
+    bool debug;
+    /* Debug mode's slow-step threshold, ns: a task step or callback that
+     * runs longer without suspending is reported. 0 = CIO_SLOW_STEP_MS from
+     * the environment, else 100 ms. */
+    int64_t slow_step;
 } cio_loop_options;
 
 /* Create a loop with default options: cio_run_opts(NULL, fn, arg). */

@@ -95,6 +95,13 @@ struct cio_loop {
      * more, the last registered first. */
     void (*close_hooks[CIO__CLOSE_HOOKS_MAX])(cio_loop *loop);
     unsigned n_close_hooks;
+    /* Debug mode (debug_mode.c): its state while on, NULL while off (the
+     * one branch each check costs); the report sink and the slow-step
+     * threshold are kept across on and off. */
+    struct cio__debug *debug;
+    cio_report_fn report_fn; /* NULL: stderr */
+    void *report_arg;
+    int64_t slow_step;       /* ns */
 };
 
 /* Register fn to run when the loop closes, after the last task and

@@ -60,18 +60,6 @@ int cio__waiter_park(cio__list *l, cio__waiter *w, cio_task *self)
     return rc;
 }
 
-bool cio__debug_enabled(void)
-{
-    static int cached = -1;
-    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (v < 0) {
-        const char *s = getenv("CIO_DEBUG");
-        v = s && *s && strcmp(s, "0") != 0;
-        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
-    }
-    return v;
-}
-
 static cio_task *current_task(void)
 {
     cio_loop *loop = cio__tls_loop;
@@ -161,10 +149,10 @@ int cio_lock_release_site(cio_lock *l, const char *file, int line, const char *f
         return -EINVAL;
     cio_task *self = current_task();
     if (CIO__UNLIKELY(!self || l->owner != self)) {
-        if (cio__debug_enabled())
-            fprintf(stderr,
-                    "cio: %s%s%s released lock %p at %s:%d in %s() without "
-                    "holding it (held by %s%s%s)\n",
+        if (cio__debug_here())
+            cio__report(cio__tls_loop,
+                    "%s%s%s released lock %p at %s:%d in %s() without "
+                    "holding it (held by %s%s%s); it returns -EPERM",
                     self ? "task '" : "", self ? cio_task_name(self) : "code outside any task",
                     self ? "'" : "", (void *)l, file, line, func,
                     l->owner ? "'" : "", l->owner ? cio_task_name(l->owner) : "nobody",
