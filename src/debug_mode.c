@@ -453,6 +453,14 @@ void cio__debug_close_begin(cio_loop *loop)
     }
 }
 
+void cio__debug_timer_dropped(cio_loop *loop, const void *fn, int64_t when)
+{
+    text f = {.len = 0};
+    put_code(&f, fn);
+    cio__report(loop, "at close: timer callback %s due in %.3f s dropped (it never runs)",
+                f.buf, (double)(when - cio__loop_now(loop)) / CIO_SEC);
+}
+
 static int by_seq(const void *a, const void *b)
 {
     const res *x = *(const res *const *)a, *y = *(const res *const *)b;
@@ -493,10 +501,10 @@ void cio__debug_close_leaks(cio_loop *loop)
             text sp = {.len = 0};
             put_spawned(&sp, t);
             cio__report(loop,
-                        "at close: task '%.200s' #%llu failed with %d (%s) and nobody "
-                        "read its status (a handle to it is still held%s)",
-                        t->name, (unsigned long long)t->id, t->status,
-                        cio_strerror(t->status), sp.buf);
+                        "at close: task '%.200s' failed with %d (%s) and nobody "
+                        "read its status (task #%llu, a handle to it is still held%s)",
+                        t->name, t->status, cio_strerror(t->status),
+                        (unsigned long long)t->id, sp.buf);
             t->status_observed = true; /* said once */
             continue;
         }
@@ -537,8 +545,8 @@ void cio__debug_unobserved(cio_loop *loop, cio_task *t)
     text sp = {.len = 0};
     put_spawned(&sp, t);
     cio__report(loop,
-                "task '%.200s' #%llu failed with %d (%s) and nobody read its status "
-                "(its last handle was released%s)",
-                t->name, (unsigned long long)t->id, t->status, cio_strerror(t->status),
+                "task '%.200s' failed with %d (%s) and nobody read its status "
+                "(task #%llu, its last handle was released%s)",
+                t->name, t->status, cio_strerror(t->status), (unsigned long long)t->id,
                 sp.buf);
 }

@@ -77,6 +77,8 @@ static inline const void *cio__debug_fd_key(int fd)
 /* ---- at loop close ----------------------------------------------------------- */
 /* Close begins: list the tasks and callbacks still pending. */
 void cio__debug_close_begin(cio_loop *loop);
+/* A call_later callback (fn, due at `when`) dropped by the close. */
+void cio__debug_timer_dropped(cio_loop *loop, const void *fn, int64_t when);
 /* Every task has ended: list what is still open, and the failures nobody
  * read. */
 void cio__debug_close_leaks(cio_loop *loop);

@@ -10,7 +10,6 @@
  * ready. A task that yields goes behind every task already ready. */
 #include "cio_internal.h"
 
-#include <dlfcn.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -899,20 +898,6 @@ void cio__loop_on_close(cio_loop *loop, void (*fn)(cio_loop *loop))
     loop->close_hooks[loop->n_close_hooks++] = fn;
 }
 
-/* Debug mode: a call_later callback never run (its time had not come). */
-static void report_dropped_timer(cio_loop *loop, cio_handle *h)
-{
-    char name[128];
-    Dl_info di;
-    if (dladdr((const void *)(uintptr_t)h->fn, &di) && di.dli_sname)
-        snprintf(name, sizeof name, "%s", di.dli_sname);
-    else
-        snprintf(name, sizeof name, "%p", (const void *)(uintptr_t)h->fn);
-    cio__report(loop,
-                "at close: timer callback %s due in %.3f s dropped (it never runs)",
-                name, (double)(h->timer.when - cio__loop_now(loop)) / CIO_SEC);
-}
-
 int cio_loop_close(cio_loop *loop)
 {
     if (!loop)
@@ -962,7 +947,8 @@ int cio_loop_close(cio_loop *loop)
         if (t->fn == handle_timer_fired) {
             cio_handle *h = CIO__CONTAINER(t, cio_handle, timer);
             if (CIO__UNLIKELY(loop->debug != NULL))
-                report_dropped_timer(loop, h);
+                cio__debug_timer_dropped(loop, (const void *)(uintptr_t)h->fn,
+                                         h->timer.when);
             handle_unref(h);
         }
     }

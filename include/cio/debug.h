@@ -193,9 +193,10 @@ CIO_EXTERN int cio_loop_remove_hooks(cio_loop *loop, const cio_hooks *hooks);
  *    step, and the site it suspended at, or "its end"), once per offence.
  *    A blocking call in a task (sleep(3), a blocking read, a long
  *    computation) shows up here;
- *  - failures nobody read: "cio: task 'NAME' #ID failed with -5 (...) and
- *    nobody read its status (spawned at ...)", when its last handle is
- *    released, or at loop close if a handle is still held;
+ *  - failures nobody read: "cio: task 'NAME' failed with -5 (...) and
+ *    nobody read its status (task #ID, ...spawned at ...)", when its last
+ *    handle is released, or at loop close if a handle is still held (the
+ *    same line as without debug mode, which prints it at release only);
  *  - at loop close, before cancelling them: each task still pending
  *    ("cio: at close: task 'NAME' #ID still pending, waiting at SITE") and
  *    each callback still queued or scheduled;
