@@ -4,7 +4,9 @@
  *
  * Step timing is an internal hook set (hooks_internal.h): before_step
  * reads the clock and remembers where the task resumes from, after_step
- * reads it again and reports a step over the threshold. Only the loop's
+ * reads it again and reports a step over the threshold (one reading per
+ * hop from task to task: the next before_step reuses after_step's). Only
+ * the loop's
  * `hooks` branch is on the switch path, and it is there anyway; with debug
  * off nothing of this runs. The clock is CLOCK_MONOTONIC even on a loop
  * with the virtual clock: a slow step holds real time.
@@ -41,8 +43,11 @@ struct cio__debug {
     cio_hooks hooks;        /* before_step / after_step, arg = the loop */
     /* The step being timed: the task (a plain pointer), when it started,
      * and where it resumed from (first: its first step). */
+    clockid_t clock;        /* see step_clock() */
     cio_task *step_task;
     int64_t step_start;
+    int64_t hop_now;        /* after_step's reading, for the before_step
+                             * that follows it in the same hop */
     cio_site step_from;
     bool step_first;
     bool leaks_reported;
@@ -52,11 +57,25 @@ struct cio__debug {
     uint64_t next_seq;
 };
 
-static int64_t mono_now(void)
+static int64_t read_clock(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (int64_t)ts.tv_sec * CIO_SEC + ts.tv_nsec;
+}
+
+/* Which clock times the steps. The coarse clock (a jiffy, 1-4 ms) costs a
+ * quarter of the precise one (~20 ns against ~80 ns on the machine of
+ * bench/README.md, two readings per task switch): used when the threshold
+ * is at least 25 of its ticks, so that it is off by 4% at most; the
+ * precise one below that. */
+static clockid_t step_clock(int64_t threshold)
+{
+    struct timespec r;
+    if (clock_getres(CLOCK_MONOTONIC_COARSE, &r) == 0 &&
+        threshold >= 25 * ((int64_t)r.tv_sec * CIO_SEC + r.tv_nsec))
+        return CLOCK_MONOTONIC_COARSE;
+    return CLOCK_MONOTONIC;
 }
 
 /* ---- the report sink --------------------------------------------------------- */
@@ -167,6 +186,7 @@ static int debug_on(cio_loop *loop)
     d->hooks.before_step = before_step;
     d->hooks.after_step = after_step;
     d->hooks.arg = loop;
+    d->clock = step_clock(loop->slow_step);
     int rc = cio_loop_add_hooks(loop, &d->hooks);
     if (rc) {
         free(d);
@@ -242,6 +262,8 @@ int cio_loop_set_slow_step(cio_loop *loop, int64_t ns)
     if (!loop || ns <= 0)
         return -EINVAL;
     loop->slow_step = ns;
+    if (loop->debug)
+        loop->debug->clock = step_clock(ns);
     return 0;
 }
 
@@ -266,7 +288,10 @@ static void before_step(void *arg, cio_task *handle)
     d->step_task = t;
     d->step_first = !t->started;
     d->step_from = t->site;
-    d->step_start = mono_now();
+    /* In a hop from a task (loop->current is still that task), after_step
+     * has just read the clock: one reading per hop. From the scheduler
+     * (current NULL), time has passed since. */
+    d->step_start = loop->current ? d->hop_now : read_clock(d->clock);
 }
 
 static void after_step(void *arg, cio_task *handle)
@@ -274,10 +299,11 @@ static void after_step(void *arg, cio_task *handle)
     cio_loop *loop = arg;
     cio__debug *d = loop->debug;
     cio_task *t = cio__task_get(handle, "debug mode");
+    int64_t now = d->hop_now = read_clock(d->clock);
     if (t != d->step_task)
         return; /* (debug turned on inside this step) */
     d->step_task = NULL;
-    int64_t took = mono_now() - d->step_start;
+    int64_t took = now - d->step_start;
     if (took < loop->slow_step)
         return;
     text from = {.len = 0}, to = {.len = 0};
@@ -303,15 +329,16 @@ static void after_step(void *arg, cio_task *handle)
 
 int64_t cio__debug_callback_begin(cio_loop *loop)
 {
-    (void)loop;
-    return mono_now();
+    return read_clock(loop->debug->clock);
 }
 
 void cio__debug_callback_end(cio_loop *loop, int64_t start, const void *fn,
                              const char *what)
 {
-    int64_t took = mono_now() - start;
-    if (took < loop->slow_step || !loop->debug)
+    if (!loop->debug)
+        return; /* (the callback turned debug mode off) */
+    int64_t took = read_clock(loop->debug->clock) - start;
+    if (took < loop->slow_step)
         return;
     text f = {.len = 0};
     put_code(&f, fn);

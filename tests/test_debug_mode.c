@@ -159,6 +159,26 @@ TEST(debug_mode_slow_first_and_last_step_say_start_and_end)
     ASSERT_HAS(s.text, "to its end (status 3)");
 }
 
+static int spin_150(void *arg)
+{
+    (void)arg;
+    spin_ms(150);
+    return cio_yield();
+}
+
+/* The default threshold (100 ms) is timed with the coarse clock: a step
+ * well over it is still reported. */
+TEST(debug_mode_slow_step_over_the_default_threshold_is_reported)
+{
+    sink s = {.len = 0};
+    cio_loop *loop = debug_loop(&s, 0);
+    ASSERT_EQ(cio_loop_run(loop, spin_150, NULL), 0);
+    ASSERT_EQ(cio_loop_close(loop), 0);
+    ASSERT_HAS(s.text, "cio: slow step: task 'main' #1 ran ");
+    ASSERT_HAS(s.text, "(threshold 100.0 ms)");
+    ASSERT_EQ(s.reports, 1);
+}
+
 TEST(debug_mode_step_under_the_threshold_is_not_reported)
 {
     sink s = {.len = 0};
