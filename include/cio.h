@@ -520,7 +520,8 @@ CIO_EXTERN int cio_wait_fd_site(int fd, unsigned events, const char *file,
  * sleeps on until cio_socket / cio_accept reuse the number (it then gets
  * -EBADF); a number reused by a descriptor made outside cio is noticed by
  * cio_wait_fd and cio_stream_open_fd, but cio_recv & co. on it may wait for
- * an edge that never comes (CIO_DEBUG=1 checks every wait and says so).
+ * an edge that never comes (debug mode, CIO_DEBUG=1, checks every wait and
+ * says so).
  * Does not suspend. Returns 0 or a negative errno (the fd is closed either
  * way; -EBADF if it was not open). */
 CIO_EXTERN int cio_close(int fd);
