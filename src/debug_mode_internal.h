@@ -86,6 +86,15 @@ void cio__debug_close_leaks(cio_loop *loop);
 /* ---- misuse ------------------------------------------------------------------- */
 /* A suspending call (at file:line in func) made outside any task. */
 void cio__debug_no_task(cio_loop *loop, const char *file, int line, const char *func);
+/* The -EPERM of a suspending call made outside a task (for the calls
+ * that check before cio__suspend_check), reported in debug mode. */
+static inline int cio__no_task(const char *file, int line, const char *func)
+{
+    cio_loop *loop = cio__tls_loop;
+    if (cio__debug_loop(loop))
+        cio__debug_no_task(loop, file, line, func);
+    return -EPERM;
+}
 /* A task that failed and whose status nobody read is being freed. */
 void cio__debug_unobserved(cio_loop *loop, cio_task *t);
 

@@ -498,7 +498,8 @@ int cio_process_close_pipe_site(cio_process *p, int fd, const char *file, int li
     if (!p || fd < 0 || fd > 2)
         return -EINVAL;
     if (!cio__running())
-        return -EPERM; /* nothing closed, even the pipes that need no wait */
+        return cio__no_task(file, line, func); /* -EPERM; nothing closed, even
+                                                * the pipes that need no wait */
     if (fd == 0)
         return close_stdin(p, file, line, func);
     abort_pipe(p, fd);

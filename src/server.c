@@ -220,7 +220,8 @@ int cio_server_close_site(cio_server *srv, const char *file, int line,
     if (srv)
         check(srv, "cio_server_close");
     if (!cio__running())
-        return -EPERM; /* it must wait for the handlers: the server stays open */
+        return cio__no_task(file, line, func); /* -EPERM: it must wait for the
+                                                * handlers: the server stays open */
     if (!srv)
         return 0;
     cio__debug_untrack(srv);

@@ -212,7 +212,7 @@ int cio_open_unix_connection_site(cio_stream **out, const char *path,
 {
     *out = NULL;
     if (!cio__running())
-        return -EPERM;
+        return cio__no_task(file, line, func); /* -EPERM */
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     size_t plen = path ? strlen(path) : 0;
     if (plen == 0 || plen >= sizeof sun.sun_path)
@@ -585,7 +585,7 @@ int cio_stream_close_site(cio_stream *s, const char *file, int line, const char 
      * Outside a task nothing is done (cio_stream_abort closes there). */
     int rc = enter(s, "cio_stream_close");
     if (rc)
-        return rc;
+        return cio__no_task(file, line, func); /* -EPERM */
     cio_task *self;
     rc = cio__suspend_check(&self, file, line, func);
     if (rc) {

@@ -239,6 +239,7 @@ static int turn_on_inside(void *arg)
 
 TEST(debug_mode_turned_on_inside_a_step_times_the_next_steps)
 {
+    unsetenv("CIO_DEBUG"); /* (a run of the suite with CIO_DEBUG=1) */
     sink s = {.len = 0};
     cio_loop *loop;
     ASSERT_EQ(cio_loop_new(&loop, NULL), 0);
@@ -685,6 +686,7 @@ TEST(debug_mode_lock_released_by_another_task_is_reported)
 
 TEST(debug_mode_lock_released_by_another_task_without_debug_is_silent_eperm)
 {
+    unsetenv("CIO_DEBUG"); /* (a run of the suite with CIO_DEBUG=1) */
     sink s = {.len = 0};
     cio_loop *loop;
     ASSERT_EQ(cio_loop_new(&loop, NULL), 0);
