@@ -40,6 +40,19 @@ void cio__panic(const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     fflush(stderr);
+    /* Debug mode with a report sink of its own (a log, a test): it gets
+     * the reason too, before the abort. (Once: a sink that panics in turn
+     * only reaches stderr.) */
+    static __thread bool in_panic;
+    cio_loop *loop = cio__tls_loop;
+    if (!in_panic && cio__debug_loop(loop) && loop->report_fn) {
+        in_panic = true;
+        char msg[512];
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        cio__report(loop, "fatal: %s; aborting", msg);
+    }
     abort();
 }
 

@@ -700,3 +700,51 @@ TEST(debug_mode_lock_released_by_another_task_without_debug_is_silent_eperm)
     ASSERT_EQ(l.release_rc, -EPERM);
     ASSERT_EQ(s.reports, 0);
 }
+
+/* ---- fatal misuse: still an abort, and the sink hears of it ------------------ */
+
+static int stale_handle(void *arg)
+{
+    (void)arg;
+    cio_task *t = spawn(idle_fn, NULL, "short-lived");
+    ASSERT_EQ(join_release(t), 0);
+    cio_task_cancel(t); /* a stale handle: memory-safety, so an abort */
+    return 0;
+}
+
+static void to_fd(void *arg, const char *text, size_t len)
+{
+    ASSERT_EQ(write(*(int *)arg, text, len), (ssize_t)len);
+}
+
+TEST(debug_mode_fatal_misuse_still_aborts_and_reaches_the_sink)
+{
+    char path[] = "/tmp/cio-test-sink-XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    unlink(path);
+    stderr_capture c = stderr_capture_begin();
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        cio_loop_options o = {.debug = true};
+        cio_loop *loop;
+        if (cio_loop_new(&loop, &o) != 0)
+            _exit(3);
+        cio_loop_set_report(loop, to_fd, &fd);
+        cio_loop_run(loop, stale_handle, NULL);
+        _exit(0); /* must not get here */
+    }
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    char err[2048];
+    stderr_capture_end(c, err, sizeof err);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    char buf[2048];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    buf[n > 0 ? n : 0] = 0;
+    ASSERT_HAS(err, "cio: cio_task_cancel: stale task handle");
+    ASSERT_HAS(buf, "cio: fatal: cio_task_cancel: stale task handle");
+    ASSERT_HAS(buf, "; aborting\n");
+}

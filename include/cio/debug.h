@@ -209,7 +209,10 @@ CIO_EXTERN int cio_loop_remove_hooks(cio_loop *loop, const cio_hooks *hooks);
  *    the call's site), cio_task_cancel from a thread that does not run the
  *    task's loop (refused), a lock released by a task that does not hold
  *    it (-EPERM), a callback scheduled from a thread without a loop
- *    (-EPERM: use cio_call_soon_threadsafe).
+ *    (-EPERM: use cio_call_soon_threadsafe). Misuse that would corrupt
+ *    memory (a stale task handle, a stream used after its close...) still
+ *    aborts with its message on stderr; a sink set with cio_loop_set_report
+ *    gets it first too, as "cio: fatal: MESSAGE; aborting".
  *
  * Streams, servers, processes, jobs and registrations are tracked only
  * while debug mode is on: what was created before it was turned on is not
