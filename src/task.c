@@ -489,14 +489,17 @@ static void task_complete(cio_task *t, int status)
     cio__switch_final(loop, t);
 }
 
-void cio__task_free(cio_task *t)
+/* cio__task_free of a task that failed: say so if nobody read its status,
+ * and let debug mode forget it (it tracks failed tasks: the close reports
+ * those still unread). Out of the way of the common free. */
+static __attribute__((noinline, cold)) void task_free_failed(cio_task *t)
 {
     /* Debug mode: its loop, if that is still open (a handle may outlive
      * it) and in debug mode; NULL otherwise. */
     cio_loop *loop = cio__tls_loop;
-    if (CIO__LIKELY(!loop || !loop->debug) || loop->serial != t->loop_serial)
+    if (!loop || !loop->debug || loop->serial != t->loop_serial)
         loop = NULL;
-    if (t->status < 0 && t->status != -ECANCELED && !t->status_observed) {
+    if (!t->status_observed) {
         if (loop)
             cio__debug_unobserved(loop, t);
         else
@@ -504,8 +507,14 @@ void cio__task_free(cio_task *t)
                             "status\n",
                     t->name, t->status, cio_strerror(t->status));
     }
-    if (CIO__UNLIKELY(loop != NULL))
+    if (loop)
         cio__debug_untrack_slow(loop, t);
+}
+
+void cio__task_free(cio_task *t)
+{
+    if (CIO__UNLIKELY(t->status < 0 && t->status != -ECANCELED))
+        task_free_failed(t);
     cio__list *n;
     while ((n = cio__list_pop_front(&t->done_cbs))) {
         cio__done_cb *cb = CIO__CONTAINER(n, cio__done_cb, node);
