@@ -30,7 +30,8 @@
 /* ---- fatal errors -------------------------------------------------------- */
 _Noreturn void cio__panic(const char *fmt, ...) CIO__PRINTF(1, 2);
 
-/* Debug mode (CIO_DEBUG=1 in the environment, read once). */
+/* CIO_DEBUG=1 in the environment (read once): debug mode for every new
+ * loop (debug_mode.c; the checks test the loop's mode, cio__debug_here). */
 bool cio__debug_enabled(void);
 
 #endif

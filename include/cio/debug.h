@@ -223,9 +223,10 @@ CIO_EXTERN int cio_loop_remove_hooks(cio_loop *loop, const cio_hooks *hooks);
 /* Receives one report: len bytes (ending in '\n', not NUL-terminated). */
 typedef void (*cio_report_fn)(void *arg, const char *text, size_t len);
 
-/* Turn debug mode on or off for loop (NULL: the current loop). Does not
- * suspend. Returns 0, -EINVAL (no loop), -ENOMEM, or -EBUSY (called from a
- * hook, or while the loop closes). */
+/* Turn debug mode on or off for loop (NULL: the current loop); on, it
+ * takes one of the loop's CIO_HOOKS_MAX hook sets. Does not suspend.
+ * Returns 0, -EINVAL (no loop), -ENOMEM, -ENOSPC (every hook set taken), or
+ * -EBUSY (called from a hook, or while the loop closes). */
 CIO_EXTERN int cio_loop_set_debug(cio_loop *loop, bool on);
 /* Whether debug mode is on for loop (NULL: the current loop). */
 CIO_EXTERN bool cio_loop_debug(const cio_loop *loop);
