@@ -60,6 +60,22 @@ int cio__waiter_park(cio__list *l, cio__waiter *w, cio_task *self)
     return rc;
 }
 
+/* Debug mode: a condition used by a task that does not hold its lock. */
+static int cond_unlocked(const char *what, const cio_task *self, const char *file,
+                         int line, const char *func)
+{
+    if (!cio__debug_here())
+        return -EPERM;
+    char at[256] = "";
+    if (file)
+        snprintf(at, sizeof at, " at %s:%d in %s()", file, line, func);
+    cio__report(cio__tls_loop,
+                "%s%s by task '%.200s' without holding the condition's lock: it "
+                "returns -EPERM",
+                what, at, self->name);
+    return -EPERM;
+}
+
 static cio_task *current_task(void)
 {
     cio_loop *loop = cio__tls_loop;
@@ -277,7 +293,7 @@ int cio_cond_wait_site(cio_cond *c, const char *file, int line, const char *func
         return -EINVAL;
     cio_lock *l = c->lock;
     if (l->owner != self)
-        return -EPERM;
+        return cond_unlocked("cio_cond_wait", self, file, line, func);
     if (rc)
         return rc; /* cancelled: return at once, still holding the lock */
     cio__waiter w;
@@ -303,8 +319,10 @@ int cio_cond_wait_for_site(cio_cond *c, cio_cond_pred_fn pred, void *arg,
      * checked first: the caller must hold the lock. */
     cio_task *self;
     int rc = cio__suspend_check(&self, file, line, func);
-    if (!self || !c || c->magic != COND_MAGIC || c->lock->owner != self)
+    if (!self || !c || c->magic != COND_MAGIC)
         return -EPERM;
+    if (c->lock->owner != self)
+        return cond_unlocked("cio_cond_wait_for", self, file, line, func);
     if (rc)
         return rc;
     for (;;) {
@@ -321,8 +339,10 @@ int cio_cond_notify(cio_cond *c, size_t n)
     if (!c || c->magic != COND_MAGIC)
         return -EINVAL;
     cio_task *self = current_task();
-    if (!self || c->lock->owner != self)
+    if (!self)
         return -EPERM;
+    if (c->lock->owner != self)
+        return cond_unlocked("cio_cond_notify", self, NULL, 0, NULL);
     size_t k = 0;
     while (k < n && cio__waiters_wake_one(&c->waiters, 0))
         k++;

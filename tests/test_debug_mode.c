@@ -748,3 +748,35 @@ TEST(debug_mode_fatal_misuse_still_aborts_and_reaches_the_sink)
     ASSERT_HAS(buf, "cio: fatal: cio_task_cancel: stale task handle");
     ASSERT_HAS(buf, "; aborting\n");
 }
+
+/* ---- a condition used without its lock ------------------------------------------ */
+
+static int cond_line;
+
+static int cond_misuse(void *arg)
+{
+    (void)arg;
+    cio_lock l;
+    cio_cond c;
+    cio_lock_init(&l);
+    cio_cond_init(&c, &l);
+    cond_line = __LINE__; ASSERT_EQ(cio_cond_wait(&c), -EPERM);
+    ASSERT_EQ(cio_cond_notify(&c, 1), -EPERM);
+    return 0;
+}
+
+TEST(debug_mode_condition_used_without_its_lock_is_reported)
+{
+    sink s = {.len = 0};
+    cio_loop *loop = debug_loop(&s, 10 * CIO_SEC);
+    ASSERT_EQ(cio_loop_run(loop, cond_misuse, NULL), 0);
+    ASSERT_EQ(cio_loop_close(loop), 0);
+    char want[256];
+    snprintf(want, sizeof want,
+             "cio: cio_cond_wait at %s:%d in cond_misuse() by task 'main' without "
+             "holding the condition's lock: it returns -EPERM\n",
+             __FILE__, cond_line);
+    ASSERT_HAS(s.text, want);
+    ASSERT_HAS(s.text, "cio: cio_cond_notify by task 'main' without holding the "
+                       "condition's lock: it returns -EPERM\n");
+}

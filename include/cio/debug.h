@@ -207,8 +207,10 @@ CIO_EXTERN int cio_loop_remove_hooks(cio_loop *loop, const cio_hooks *hooks);
  *    task 'conn' #4";
  *  - misuse: a suspending call outside a task (-EPERM; it says so, with
  *    the call's site), cio_task_cancel from a thread that does not run the
- *    task's loop (refused), a lock released by a task that does not hold
- *    it (-EPERM), a callback scheduled from a thread without a loop
+ *    task's loop (refused), cio_loop_run or cio_loop_close from a thread
+ *    that does not own the loop (-EBUSY), a lock released by a task that does not hold
+ *    it (-EPERM), a condition waited on or notified without its lock
+ *    (-EPERM), a callback scheduled from a thread without a loop
  *    (-EPERM: use cio_call_soon_threadsafe). Misuse that would corrupt
  *    memory (a stale task handle, a stream used after its close...) still
  *    aborts with its message on stderr; a sink set with cio_loop_set_report
