@@ -413,8 +413,6 @@ TEST(debug_mode_tasks_and_timers_pending_at_close_are_listed)
              __FILE__, stuck_line);
     ASSERT_HAS(s.text, want);
     ASSERT_HAS(s.text, "); cancelling it\n");
-    if (getenv("SHOW"))
-        fputs(s.text, stderr);
     ASSERT_HAS(s.text, "cio: at close: timer callback ");
     ASSERT_HAS(s.text, " dropped (it never runs)\n");
     ASSERT_FALSE(s.bad_line);
@@ -520,8 +518,6 @@ TEST_TIMEOUT(debug_mode_resources_left_open_at_close_are_listed_with_their_site,
              __FILE__, l.job_line);
     ASSERT_HAS(s.text, want);
     ASSERT_FALSE(s.bad_line);
-    if (getenv("SHOW"))
-        fputs(s.text, stderr);
     close(l.sv[1]);
 }
 
