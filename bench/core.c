@@ -269,6 +269,19 @@ static void yield_body(long n, void *ctx)
         cio_yield(); /* self -> partner -> self */
 }
 
+/* The same in debug mode (its step timing on every hop); switched on and
+ * off around the repetition so that the paired plain yield runs without. */
+static void yield_debug_body(long n, void *ctx)
+{
+    (void)ctx;
+    int rc = cio_loop_set_debug(NULL, true);
+    if (rc)
+        die("cio_loop_set_debug", rc);
+    for (long i = 0; i < n; i++)
+        cio_yield();
+    cio_loop_set_debug(NULL, false);
+}
+
 static void start_partner(cio_task **t)
 {
     partner_stop = false;
@@ -305,6 +318,18 @@ static void yield_main(void *arg)
         measure_set(sp, 2);
         stop_partner(partner);
         floor_teardown();
+    }
+    if (selected("yield_round_trip_debug")) {
+        /* Debug mode's cost: the same yield with it off and on, paired. */
+        start_partner(&partner);
+        spec sp[2] = {
+            {"yield_round_trip_debug_off", "cio_yield round trip, debug off (its pair)",
+             "-", yield_body, NULL, iters(10000000)},
+            {"yield_round_trip_debug", "cio_yield round trip, debug mode on", "-",
+             yield_debug_body, NULL, iters(10000000)},
+        };
+        measure_set(sp, 2);
+        stop_partner(partner);
     }
     if (!selected("yield_round_trip_timer_armed"))
         return;
@@ -930,6 +955,8 @@ int main(int argc, char **argv)
     row *floor_row = find_row("ctx_switch_round_trip");
     row *yield_row = find_row("yield_round_trip");
     row *spawn_row = find_row("spawn_join");
+    row *dbg_row = find_row("yield_round_trip_debug");
+    row *dbg_off_row = find_row("yield_round_trip_debug_off");
     double ratio = floor_row && yield_row ? paired_ratio(yield_row, floor_row) : 0;
 
     if (!opt_json) {
@@ -939,6 +966,10 @@ int main(int argc, char **argv)
             printf("yield round trip / floor   = %5.2fx   (target <= %.1fx)   %s"
                    "   (median of per-repetition ratios)\n",
                    ratio, TARGET_YIELD_RATIO, verdict(ratio <= TARGET_YIELD_RATIO));
+        if (dbg_row && dbg_off_row)
+            printf("yield, debug on / off      = %5.2fx   (median of per-repetition "
+                   "ratios)\n",
+                   paired_ratio(dbg_row, dbg_off_row));
         if (spawn_row)
             printf("spawn + join               = %5.1f ns (target <= %.0f ns)  %s\n",
                    spawn_row->med, TARGET_SPAWN_JOIN_NS,

@@ -182,6 +182,15 @@ typedef struct cio_loop_options {
     size_t stack_pool_max;
     /* Profiling on from the start (cio_loop_set_profiling, cio/debug.h). */
     bool profile;
+    /* Debug mode (cio/debug.h, docs/debugging.md): slow steps, failures
+     * nobody read, tasks, callbacks and resources left at close, misuse,
+     * reported through the loop's report sink (stderr by default). Also on
+     * for every loop when CIO_DEBUG=1 is in the environment. */
+    bool debug;
+    /* Debug mode's slow-step threshold, ns: a task step or callback that
+     * runs longer without suspending is reported. 0 = CIO_SLOW_STEP_MS from
+     * the environment, else 100 ms. */
+    int64_t slow_step;
 } cio_loop_options;
 
 /* Create a loop with default options: cio_run_opts(NULL, fn, arg). */
@@ -513,7 +522,8 @@ CIO_EXTERN int cio_wait_fd_site(int fd, unsigned events, const char *file,
  * sleeps on until cio_socket / cio_accept reuse the number (it then gets
  * -EBADF); a number reused by a descriptor made outside cio is noticed by
  * cio_wait_fd and cio_stream_open_fd, but cio_recv & co. on it may wait for
- * an edge that never comes (CIO_DEBUG=1 checks every wait and says so).
+ * an edge that never comes (debug mode, CIO_DEBUG=1, checks every wait and
+ * says so).
  * Does not suspend. Returns 0 or a negative errno (the fd is closed either
  * way; -EBADF if it was not open). */
 CIO_EXTERN int cio_close(int fd);

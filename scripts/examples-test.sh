@@ -53,6 +53,35 @@ check learn_2_threads 'a thread per question: 8 answers' "$build/example_learn_2
 check learn_3_event_loop 'an event loop: 8 answers' "$build/example_learn_3_event_loop"
 check learn_4_tasks 'tasks on one thread: 8 answers' "$build/example_learn_4_tasks"
 
+# debug_planted: one run, each planted bug's report checked (debug mode's
+# reports go to stderr, which check captures with stdout).
+if [ -x "$build/example_debug_planted" ]; then
+    rc=0
+    timeout -k 5 20 "$build/example_debug_planted" >"$out/debug_planted" 2>&1 </dev/null || rc=$?
+    missing=""
+    for pattern in \
+        "^cio: slow step: task 'resizer' #2 ran [0-9.]+ ms without suspending \(threshold 100\.0 ms\), from .*debug_planted\.c:[0-9]+ in resizer\(\) to .*debug_planted\.c:[0-9]+ in resizer\(\)" \
+        "^cio: at close: task 'waiter' #3 still pending \(waiting at .*debug_planted\.c:[0-9]+ in waiter\(\)" \
+        "^cio: at close: stream fd [0-9]+ still open, created at .* by task 'fetcher' #4\$" \
+        "^cio: task 'fetcher' failed with -5 \(Input/output error\) and nobody read its status" \
+        "^exit status 0\$"; do
+        grep -qE "$pattern" "$out/debug_planted" || missing="$missing
+    /$pattern/"
+    done
+    if [ "$rc" = 0 ] && [ -z "$missing" ]; then
+        echo "PASS debug_planted"
+        passed=$((passed + 1))
+    else
+        echo "FAIL debug_planted: exit status $rc (wanted 0), lines missing:$missing"
+        echo "  it printed:"
+        sed 's/^/    /' "$out/debug_planted" | tail -n 20
+        failed=$((failed + 1))
+    fi
+else
+    echo "SKIP debug_planted: not built"
+    skipped=$((skipped + 1))
+fi
+
 # The echo server and the TCP client, together: the server serves one
 # connection and exits by itself.
 if [ -x "$build/example_echo_server" ] && [ -x "$build/example_tcp_client" ]; then

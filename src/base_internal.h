@@ -33,7 +33,8 @@ _Noreturn void cio__panic(const char *fmt, ...) CIO__PRINTF(1, 2);
 /* Forget the name of the object at object (objname.c; its destroy). */
 void cio__object_forget(const void *object);
 
-/* Debug mode (CIO_DEBUG=1 in the environment, read once). */
+/* CIO_DEBUG=1 in the environment (read once): debug mode for every new
+ * loop (debug_mode.c; the checks test the loop's mode, cio__debug_here). */
 bool cio__debug_enabled(void);
 
 #endif

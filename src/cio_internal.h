@@ -20,6 +20,7 @@
 #include "scope_internal.h"
 #include "group_internal.h"
 #include "hooks_internal.h"
+#include "debug_mode_internal.h"
 #include "sync_internal.h"
 
 #endif

@@ -118,6 +118,13 @@ int cio_executor_set_threads(size_t n)
     return 0;
 }
 
+/* Free a job (on the loop's thread): debug mode forgets it. */
+static void job_free(job *j)
+{
+    cio__debug_untrack(j);
+    free(j);
+}
+
 /* Runs on the loop: a job finished on a worker. */
 static void job_done(void *arg)
 {
@@ -129,7 +136,7 @@ static void job_done(void *arg)
     else {
         if (j->abandoned)
             j->abandoned(j->arg, j->result);
-        free(j);
+        job_free(j);
     }
 }
 
@@ -242,13 +249,14 @@ int cio_to_thread_site(cio_work_fn fn, void *arg,
         free(j);
         return rc;
     }
+    cio__debug_track(j, CIO__RES_JOB, -1, file, line, func, NULL);
     cio__executor *p = loop->executor;
     cio__shielded_wait sw = CIO__SHIELDED_WAIT_INIT;
     for (;;) {
         int w = cio__park(self);
         if (j->delivered) {
             int result = j->result;
-            free(j);
+            job_free(j);
             rc = sw.code ? sw.code : w < 0 ? w : result;
             /* Woken by a cancellation that came in the same turn as the
              * completion: the result is not returned, so abandoned gets
@@ -267,7 +275,7 @@ int cio_to_thread_site(cio_work_fn fn, void *arg,
         pthread_mutex_unlock(&p->lock);
         if (state == JOB_QUEUED) {
             cio_loop_external_unref(loop);
-            free(j);
+            job_free(j);
             if (abandoned)
                 abandoned(arg, -ECANCELED);
             rc = w;
@@ -324,7 +332,7 @@ void cio__executor_close(cio_loop *loop)
         cio_loop_external_unref(loop);
         if (j->abandoned)
             j->abandoned(j->arg, -ECANCELED);
-        free(j);
+        job_free(j);
     }
     /* Wait for the running jobs, serving what they post meanwhile: their
      * completions, their cio_call_soon_threadsafe calls, their

@@ -164,6 +164,8 @@ static unsigned wake_dir(cio_loop *loop, cio__fd *f, int d, int rc)
 /* Wake whoever waits on f with rc (-EBADF) and forget the slot's state. */
 static void reset_slot(cio_loop *loop, cio__fd *f, int rc)
 {
+    if (CIO__UNLIKELY(loop->debug != NULL) && f->registered)
+        cio__debug_untrack_slow(loop, cio__debug_fd_key((int)(f - loop->fds.slots)));
     wake_dir(loop, f, DIR_READ, rc);
     wake_dir(loop, f, DIR_WRITE, rc);
     f->registered = false;
@@ -257,10 +259,10 @@ static int ensure_registered(cio_loop *loop, cio__fd *f, int fd, bool rearm,
         /* The descriptor was closed behind our back and the number
          * reused: register the new one. */
         if (warn_stale)
-            fprintf(stderr,
-                    "cio: fd %d was closed with close(2) while the loop watched it, "
-                    "and its number reused; close watched descriptors with cio_close\n",
-                    fd);
+            cio__report(loop,
+                        "fd %d was closed with close(2) while the loop watched it, "
+                        "and its number reused; close watched descriptors with cio_close",
+                        fd);
         f->registered = false;
         f->gen++;
     }
@@ -297,7 +299,7 @@ static int wait_fd(int fd, unsigned events, enum wait_mode mode, const char *fil
         return -EBUSY; /* the backend's one registration is the cio_poll's */
     if (events & CIO_READABLE)
         f->drained = false; /* whatever the wait says, the next read tries */
-    bool rearm = mode == WAIT_ASK || cio__debug_enabled();
+    bool rearm = mode == WAIT_ASK || CIO__UNLIKELY(loop->debug != NULL);
     if (!rearm && f->registered && (f->ready & events)) {
         /* An edge came while nobody waited: try the call again. */
         unsigned got = f->ready & events;
@@ -308,9 +310,13 @@ static int wait_fd(int fd, unsigned events, enum wait_mode mode, const char *fil
         return CIO_READABLE; /* the end is there to read; no edge will come */
     if (rearm)
         f->ready &= ~events; /* the re-arm reports the truth */
+    bool was_registered = f->registered;
     rc = ensure_registered(loop, f, fd, rearm, mode != WAIT_ASK);
     if (rc)
         return rc;
+    if (CIO__UNLIKELY(loop->debug != NULL) && !was_registered)
+        cio__debug_track_slow(loop, cio__debug_fd_key(fd), CIO__RES_FD, fd, file, line,
+                              func, NULL);
     fd_waiter w = {.task = self, .events = events};
     for (int d = DIR_READ; d <= DIR_WRITE; d++) {
         if (events & DIR_BIT(d)) {

@@ -185,7 +185,8 @@ int cio_group_exit_site(cio_group *g, const char *file, int line, const char *fu
 {
     cio_task *self = cio__running();
     if (!self)
-        return -EPERM; /* a callback cannot wait: the group stays entered */
+        return cio__no_task(file, line, func); /* -EPERM: a callback cannot wait:
+                                                * the group stays entered */
     if (g->scope.task != self || g->exited)
         cio__panic("cio_group_exit: not called by the task that entered the group");
     if (self->scope != &g->scope)

@@ -41,6 +41,19 @@ void cio__panic(const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     fflush(stderr);
+    /* Debug mode with a report sink of its own (a log, a test): it gets
+     * the reason too, before the abort. (Once: a sink that panics in turn
+     * only reaches stderr.) */
+    static __thread bool in_panic;
+    cio_loop *loop = cio__tls_loop;
+    if (!in_panic && cio__debug_loop(loop) && loop->report_fn) {
+        in_panic = true;
+        char msg[512];
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        cio__report(loop, "fatal: %s; aborting", msg);
+    }
     abort();
 }
 
@@ -408,14 +421,35 @@ static void handle_timer_fired(cio__timer *tm)
     handle_unref(h);
 }
 
+/* Run a due timer's callback; debug mode times it (a call_later callback
+ * is named by the user's function). */
+static void fire_timer(cio_loop *loop, cio__timer *t)
+{
+    if (CIO__LIKELY(loop->debug == NULL)) {
+        t->fn(t);
+        return;
+    }
+    const void *fn = (const void *)(uintptr_t)t->fn;
+    if (t->fn == handle_timer_fired)
+        fn = (const void *)(uintptr_t)CIO__CONTAINER(t, cio_handle, timer)->fn;
+    int64_t start = cio__debug_callback_begin(loop);
+    t->fn(t);
+    cio__debug_callback_end(loop, start, fn, "timer callback");
+}
+
 static int schedule(int64_t when, bool soon, cio_callback_fn fn, void *arg,
                     cio_handle **out)
 {
     cio_loop *loop = cio__tls_loop;
     if (out)
         *out = NULL;
-    if (!loop)
+    if (!loop) {
+        if (cio__debug_enabled())
+            cio__report(NULL, "cio_call_soon/cio_call_later/cio_call_at from a thread "
+                              "that runs no loop: it returns -EPERM; from another "
+                              "thread use cio_call_soon_threadsafe");
         return -EPERM;
+    }
     if (loop->closed)
         return -ESHUTDOWN;
     if (!fn)
@@ -507,7 +541,14 @@ static void run_soon_callbacks(cio_loop *loop)
     while ((n = cio__list_pop_front(&batch))) {
         cio_handle *h = CIO__CONTAINER(n, cio_handle, node);
         h->done = true;
-        h->fn(h->arg);
+        if (CIO__LIKELY(loop->debug == NULL)) {
+            h->fn(h->arg);
+        } else {
+            int64_t start = cio__debug_callback_begin(loop);
+            h->fn(h->arg);
+            cio__debug_callback_end(loop, start, (const void *)(uintptr_t)h->fn,
+                                    "callback");
+        }
         handle_unref(h);
     }
 }
@@ -523,7 +564,7 @@ static void run_due_timers(cio_loop *loop)
     cio__timer *t;
     while ((t = cio__timer_min(&loop->timers)) && t->when <= now && t->seq < limit) {
         cio__timer_stop(&loop->timers, t);
-        t->fn(t);
+        fire_timer(loop, t);
     }
 }
 
@@ -683,6 +724,14 @@ int cio_loop_new(cio_loop **out, const cio_loop_options *opts)
         free(loop);
         return rc;
     }
+    rc = cio__debug_loop_init(loop, opts);
+    if (rc) {
+        cio__overflow_handler_remove(loop);
+        cio__threadsafe_close(loop);
+        cio__backend_close(loop->backend);
+        free(loop);
+        return rc;
+    }
     thread_stack_bounds(loop);
     static atomic_uint_fast64_t serials;
     loop->serial = atomic_fetch_add_explicit(&serials, 1, memory_order_relaxed) + 1;
@@ -781,8 +830,13 @@ int cio_loop_run(cio_loop *loop, cio_task_fn fn, void *arg)
 {
     if (!loop || loop->closed)
         return -EINVAL;
-    if (loop->running || cio__tls_loop != loop)
+    if (loop->running || cio__tls_loop != loop) {
+        if (cio__tls_loop != loop && cio__debug_loop(loop))
+            cio__report(loop, "cio_loop_run from a thread that does not own the loop: "
+                              "it returns -EBUSY (a loop runs on the thread that "
+                              "created it)");
         return -EBUSY;
+    }
     loop->started = true;
     cio_task *handle;
     int rc = cio_spawn(&handle, fn, arg, "main");
@@ -891,8 +945,14 @@ int cio_loop_close(cio_loop *loop)
 {
     if (!loop)
         return -EINVAL;
-    if (loop->current || loop->running || loop->closing || cio__tls_loop != loop)
+    if (loop->current || loop->running || loop->closing || cio__tls_loop != loop) {
+        if (cio__tls_loop != loop && cio__debug_loop(loop))
+            cio__report(loop, "cio_loop_close from a thread that does not own the "
+                              "loop: it returns -EBUSY (close it on its own thread)");
         return -EBUSY; /* from inside the loop, or not its thread */
+    }
+    if (CIO__UNLIKELY(loop->debug != NULL))
+        cio__debug_close_begin(loop);
     loop->closing = true;
     loop->running = true;
     cancel_all(loop);
@@ -902,6 +962,9 @@ int cio_loop_close(cio_loop *loop)
     for (;;) {
         if (drive(loop, NULL) != 0)
             force_finish(loop);
+        /* Every task has ended: what is still open now was left open. */
+        if (CIO__UNLIKELY(loop->debug != NULL))
+            cio__debug_close_leaks(loop);
         /* No task is left: the pool's queued jobs have no caller any more. */
         cio__executor_close(loop);
         loop->clock_stale = true;
@@ -924,8 +987,13 @@ int cio_loop_close(cio_loop *loop)
     while (loop->timers.len) {
         cio__timer *t = cio__timer_min(&loop->timers);
         cio__timer_stop(&loop->timers, t);
-        if (t->fn == handle_timer_fired)
-            handle_unref(CIO__CONTAINER(t, cio_handle, timer));
+        if (t->fn == handle_timer_fired) {
+            cio_handle *h = CIO__CONTAINER(t, cio_handle, timer);
+            if (CIO__UNLIKELY(loop->debug != NULL))
+                cio__debug_timer_dropped(loop, (const void *)(uintptr_t)h->fn,
+                                         h->timer.when);
+            handle_unref(h);
+        }
     }
     while (loop->n_close_hooks)
         loop->close_hooks[--loop->n_close_hooks](loop);

@@ -105,6 +105,13 @@ struct cio_loop {
     size_t n_weak_watches;
     size_t weak_hops;
     struct cio__console *console; /* console.c, while it serves */
+    /* Debug mode (debug_mode.c): its state while on, NULL while off (the
+     * one branch each check costs); the report sink and the slow-step
+     * threshold are kept across on and off. */
+    struct cio__debug *debug;
+    cio_report_fn report_fn; /* NULL: stderr */
+    void *report_arg;
+    int64_t slow_step;       /* ns */
 };
 
 /* Register fn to run when the loop closes, after the last task and

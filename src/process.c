@@ -442,6 +442,8 @@ int cio_process_spawn(cio_process **out, const char *const argv[],
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     free(path);
+    cio__debug_track(p, CIO__RES_PROCESS, p->pidfd, NULL, 0, NULL,
+                     __builtin_return_address(0));
     *out = p;
     return 0;
 
@@ -496,7 +498,8 @@ int cio_process_close_pipe_site(cio_process *p, int fd, const char *file, int li
     if (!p || fd < 0 || fd > 2)
         return -EINVAL;
     if (!cio__running())
-        return -EPERM; /* nothing closed, even the pipes that need no wait */
+        return cio__no_task(file, line, func); /* -EPERM; nothing closed, even
+                                                * the pipes that need no wait */
     if (fd == 0)
         return close_stdin(p, file, line, func);
     abort_pipe(p, fd);
@@ -708,6 +711,7 @@ void cio_process_free(cio_process *p)
     if (p->watcher || !cio__list_empty(&p->waiters) || p->communicating)
         cio__panic("cio_process_free: a task still waits on process %d "
                    "(cio_process_wait or cio_process_communicate)", (int)p->pid);
+    cio__debug_untrack(p);
     for (int i = 0; i < 3; i++)
         abort_pipe(p, i);
     if (!p->reaped && p->pidfd >= 0) {

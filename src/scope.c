@@ -234,7 +234,7 @@ int cio_wait_for_site(cio_task_fn fn, void *arg, int64_t timeout, const char *fi
 {
     cio_task *self = cio__running();
     if (!self)
-        return -EPERM; /* fn is not run */
+        return cio__no_task(file, line, func); /* -EPERM; fn is not run */
     self->site.file = file;
     self->site.line = line;
     self->site.func = func;

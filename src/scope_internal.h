@@ -5,6 +5,7 @@
 #define CIO_SCOPE_INTERNAL_H
 
 #include "loop_internal.h"
+#include "debug_mode_internal.h"
 
 /* The cancellation seen by code of task t running directly inside scope s
  * (one of t's scopes, or NULL: outside all of them): 0, -ECANCELED or
@@ -79,8 +80,11 @@ static inline int cio__suspend_check(cio_task **self, const char *file,
     cio_loop *loop = cio__tls_loop;
     cio_task *t = loop ? loop->current : NULL;
     *self = t;
-    if (CIO__UNLIKELY(!t))
+    if (CIO__UNLIKELY(!t)) {
+        if (cio__debug_loop(loop))
+            cio__debug_no_task(loop, file, line, func);
         return -EPERM;
+    }
     t->site.file = file;
     t->site.line = line;
     t->site.func = func;

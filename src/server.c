@@ -121,7 +121,8 @@ static int accept_main(void *arg)
 }
 
 static int start(cio_server **out, int lfd, bool is_tcp, cio_conn_fn fn, void *arg,
-                 const cio_server_options *opts)
+                 const cio_server_options *opts, const char *file, int line,
+                 const char *func, const void *pc)
 {
     cio_server *srv = calloc(1, sizeof *srv);
     if (!srv) {
@@ -141,6 +142,7 @@ static int start(cio_server **out, int lfd, bool is_tcp, cio_conn_fn fn, void *a
         free(srv);
         return rc;
     }
+    cio__debug_track(srv, CIO__RES_SERVER, lfd, file, line, func, pc);
     *out = srv;
     return 0;
 }
@@ -156,7 +158,7 @@ int cio_start_server_site(cio_server **out, const char *host, const char *port,
                                   opts && opts->reuse_port, file, line, func);
     if (lfd < 0)
         return lfd;
-    return start(out, lfd, true, fn, arg, opts);
+    return start(out, lfd, true, fn, arg, opts, file, line, func, NULL);
 }
 
 int cio_start_unix_server(cio_server **out, const char *path, cio_conn_fn fn,
@@ -180,7 +182,8 @@ int cio_start_unix_server(cio_server **out, const char *path, cio_conn_fn fn,
         cio_close(lfd);
         return rc;
     }
-    return start(out, lfd, false, fn, arg, opts);
+    return start(out, lfd, false, fn, arg, opts, NULL, 0, NULL,
+                 __builtin_return_address(0));
 }
 
 int cio_server_sockname(const cio_server *srv, struct sockaddr_storage *addr,
@@ -217,9 +220,11 @@ int cio_server_close_site(cio_server *srv, const char *file, int line,
     if (srv)
         check(srv, "cio_server_close");
     if (!cio__running())
-        return -EPERM; /* it must wait for the handlers: the server stays open */
+        return cio__no_task(file, line, func); /* -EPERM: it must wait for the
+                                                * handlers: the server stays open */
     if (!srv)
         return 0;
+    cio__debug_untrack(srv);
     cio_scope sh;
     cio_shield_enter(&sh, CIO_FOREVER);
     cio_task_cancel(srv->acceptor);

@@ -51,7 +51,7 @@ struct cio_stream {
 
 static size_t queued(const cio_stream *s) { return s->wend - s->wstart; }
 
-/* Under CIO_DEBUG a freed stream's memory is kept, poisoned, for the next
+/* In debug mode (CIO_DEBUG=1, cio_loop_set_debug) a freed stream's memory is kept, poisoned, for the next
  * QUARANTINE frees of the thread, so that a stale handle meets the
  * poison (a clear panic) and never a newer stream at the same address. */
 #define QUARANTINE 64
@@ -68,7 +68,7 @@ static void stream_unref(cio_stream *s)
         s->tp->free(s->tp_ctx);
     free(s->rbuf);
     free(s->wbuf);
-    if (cio__debug_enabled()) {
+    if (cio__debug_here()) {
         memset(s, 0xdb, sizeof *s);
         s->magic = STREAM_FREED;
         free(quarantine[quarantine_next]);
@@ -113,7 +113,10 @@ static inline int enter(const cio_stream *s, const char *what)
     return cio__running() ? 0 : -EPERM;
 }
 
-int cio_stream_open_fd(cio_stream **out, int fd, const cio_stream_options *opts)
+/* cio_stream_open_fd, with where it was called (a site, or the return
+ * address pc) for debug mode's leak report. */
+static int stream_open(cio_stream **out, int fd, const cio_stream_options *opts,
+                       const char *file, int line, const char *func, const void *pc)
 {
     *out = NULL;
     if (fd < 0)
@@ -159,8 +162,14 @@ int cio_stream_open_fd(cio_stream **out, int fd, const cio_stream_options *opts)
     cio_event_init(&s->sent_all);
     cio_event_set(&s->below_low);
     cio_event_set(&s->sent_all);
+    cio__debug_track(s, CIO__RES_STREAM, fd, file, line, func, pc);
     *out = s;
     return 0;
+}
+
+int cio_stream_open_fd(cio_stream **out, int fd, const cio_stream_options *opts)
+{
+    return stream_open(out, fd, opts, NULL, 0, NULL, __builtin_return_address(0));
 }
 
 int cio_stream_fd(const cio_stream *s)
@@ -194,7 +203,7 @@ int cio_open_connection_site(cio_stream **out, const char *host, const char *por
     /* Small writes go out at once (asyncio and Go do the same). */
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return cio_stream_open_fd(out, fd, opts);
+    return stream_open(out, fd, opts, file, line, func, NULL);
 }
 
 int cio_open_unix_connection_site(cio_stream **out, const char *path,
@@ -203,7 +212,7 @@ int cio_open_unix_connection_site(cio_stream **out, const char *path,
 {
     *out = NULL;
     if (!cio__running())
-        return -EPERM;
+        return cio__no_task(file, line, func); /* -EPERM */
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     size_t plen = path ? strlen(path) : 0;
     if (plen == 0 || plen >= sizeof sun.sun_path)
@@ -221,7 +230,7 @@ int cio_open_unix_connection_site(cio_stream **out, const char *path,
         cio_close(fd);
         return rc;
     }
-    return cio_stream_open_fd(out, fd, opts);
+    return stream_open(out, fd, opts, file, line, func, NULL);
 }
 
 /* ---- writing ------------------------------------------------------------- */
@@ -545,6 +554,7 @@ int cio_stream_write_eof_site(cio_stream *s, const char *file, int line, const c
  * on the stream are woken and see -EBADF (closed while waiting). */
 static void stop(cio_stream *s)
 {
+    cio__debug_untrack(s);
     s->magic = STREAM_CLOSED;
     s->closing = true;
     if (!s->rerr)
@@ -575,7 +585,7 @@ int cio_stream_close_site(cio_stream *s, const char *file, int line, const char 
      * Outside a task nothing is done (cio_stream_abort closes there). */
     int rc = enter(s, "cio_stream_close");
     if (rc)
-        return rc;
+        return cio__no_task(file, line, func); /* -EPERM */
     cio_task *self;
     rc = cio__suspend_check(&self, file, line, func);
     if (rc) {

@@ -60,16 +60,20 @@ int cio__waiter_park(cio__list *l, cio__waiter *w, cio_task *self)
     return rc;
 }
 
-bool cio__debug_enabled(void)
+/* Debug mode: a condition used by a task that does not hold its lock. */
+static int cond_unlocked(const char *what, const cio_task *self, const char *file,
+                         int line, const char *func)
 {
-    static int cached = -1;
-    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (v < 0) {
-        const char *s = getenv("CIO_DEBUG");
-        v = s && *s && strcmp(s, "0") != 0;
-        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
-    }
-    return v;
+    if (!cio__debug_here())
+        return -EPERM;
+    char at[256] = "";
+    if (file)
+        snprintf(at, sizeof at, " at %s:%d in %s()", file, line, func);
+    cio__report(cio__tls_loop,
+                "%s%s by task '%.200s' without holding the condition's lock: it "
+                "returns -EPERM",
+                what, at, self->name);
+    return -EPERM;
 }
 
 static cio_task *current_task(void)
@@ -162,10 +166,10 @@ int cio_lock_release_site(cio_lock *l, const char *file, int line, const char *f
         return -EINVAL;
     cio_task *self = current_task();
     if (CIO__UNLIKELY(!self || l->owner != self)) {
-        if (cio__debug_enabled())
-            fprintf(stderr,
-                    "cio: %s%s%s released lock %p at %s:%d in %s() without "
-                    "holding it (held by %s%s%s)\n",
+        if (cio__debug_here())
+            cio__report(cio__tls_loop,
+                    "%s%s%s released lock %p at %s:%d in %s() without "
+                    "holding it (held by %s%s%s); it returns -EPERM",
                     self ? "task '" : "", self ? cio_task_name(self) : "code outside any task",
                     self ? "'" : "", (void *)l, file, line, func,
                     l->owner ? "'" : "", l->owner ? cio_task_name(l->owner) : "nobody",
@@ -292,7 +296,7 @@ int cio_cond_wait_site(cio_cond *c, const char *file, int line, const char *func
         return -EINVAL;
     cio_lock *l = c->lock;
     if (l->owner != self)
-        return -EPERM;
+        return cond_unlocked("cio_cond_wait", self, file, line, func);
     if (rc)
         return rc; /* cancelled: return at once, still holding the lock */
     cio__waiter w;
@@ -318,8 +322,10 @@ int cio_cond_wait_for_site(cio_cond *c, cio_cond_pred_fn pred, void *arg,
      * checked first: the caller must hold the lock. */
     cio_task *self;
     int rc = cio__suspend_check(&self, file, line, func);
-    if (!self || !c || c->magic != COND_MAGIC || c->lock->owner != self)
+    if (!self || !c || c->magic != COND_MAGIC)
         return -EPERM;
+    if (c->lock->owner != self)
+        return cond_unlocked("cio_cond_wait_for", self, file, line, func);
     if (rc)
         return rc;
     for (;;) {
@@ -336,8 +342,10 @@ int cio_cond_notify(cio_cond *c, size_t n)
     if (!c || c->magic != COND_MAGIC)
         return -EINVAL;
     cio_task *self = current_task();
-    if (!self || c->lock->owner != self)
+    if (!self)
         return -EPERM;
+    if (c->lock->owner != self)
+        return cond_unlocked("cio_cond_notify", self, NULL, 0, NULL);
     size_t k = 0;
     while (k < n && cio__waiters_wake_one(&c->waiters, 0))
         k++;

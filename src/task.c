@@ -71,6 +71,17 @@ bool cio_task_cancel(cio_task *h)
     cio_task *t = cio__task_get(h, "cio_task_cancel");
     if (!t || t->state == CIO__TASK_DONE)
         return false;
+    /* (Not done: its loop is alive.) From a thread that does not run it,
+     * the cancel would race with the loop: debug mode refuses it. */
+    if (CIO__UNLIKELY(t->loop != cio__tls_loop) && cio__debug_loop(t->loop)) {
+        cio__report(t->loop,
+                    "cio_task_cancel of task '%.200s' #%llu from a thread that does "
+                    "not run its loop: refused (returns false); tasks belong to their "
+                    "loop's thread, use cio_call_soon_threadsafe to cancel from "
+                    "another thread",
+                    t->name, (unsigned long long)t->id);
+        return false;
+    }
     t->cancelling++;
     cio__interrupt_inside(t, NULL); /* t and the children of its groups */
     return true;
@@ -451,6 +462,8 @@ static void task_complete(cio_task *t, int status)
                    "cio_scope_enter/cio_group_enter needs its exit",
                    t->name);
     t->status = status;
+    if (CIO__UNLIKELY(loop->debug != NULL) && status < 0 && status != -ECANCELED)
+        cio__debug_track_slow(loop, t, CIO__RES_FAILED, -1, NULL, 0, NULL, NULL);
     if (CIO__UNLIKELY(t->locks_held)) {
         fprintf(stderr,
                 "cio: task '%s' ended holding %d lock(s); they stay locked "
@@ -482,12 +495,32 @@ static void task_complete(cio_task *t, int status)
     cio__switch_final(loop, t);
 }
 
+/* cio__task_free of a task that failed: say so if nobody read its status,
+ * and let debug mode forget it (it tracks failed tasks: the close reports
+ * those still unread). Out of the way of the common free. */
+static __attribute__((noinline, cold)) void task_free_failed(cio_task *t)
+{
+    /* Debug mode: its loop, if that is still open (a handle may outlive
+     * it) and in debug mode; NULL otherwise. */
+    cio_loop *loop = cio__tls_loop;
+    if (!loop || !loop->debug || loop->serial != t->loop_serial)
+        loop = NULL;
+    if (!t->status_observed) {
+        if (loop)
+            cio__debug_unobserved(loop, t);
+        else
+            fprintf(stderr, "cio: task '%s' failed with %d (%s) and nobody read its "
+                            "status\n",
+                    t->name, t->status, cio_strerror(t->status));
+    }
+    if (loop)
+        cio__debug_untrack_slow(loop, t);
+}
+
 void cio__task_free(cio_task *t)
 {
-    if (t->status < 0 && t->status != -ECANCELED && !t->status_observed)
-        fprintf(stderr, "cio: task '%s' failed with %d (%s) and nobody read its "
-                        "status\n",
-                t->name, t->status, cio_strerror(t->status));
+    if (CIO__UNLIKELY(t->status < 0 && t->status != -ECANCELED))
+        task_free_failed(t);
     cio__list *n;
     while ((n = cio__list_pop_front(&t->done_cbs))) {
         cio__done_cb *cb = CIO__CONTAINER(n, cio__done_cb, node);

@@ -4,6 +4,7 @@
  * sizes that would overflow are refused; stale stream and task handles are
  * named, not silently used; joining a failed task counts as reading it. */
 #include "cio.h"
+#include "cio/debug.h"
 #include "harness.h"
 #include "util.h"
 
@@ -347,15 +348,34 @@ static const entry entries[] = {
 };
 #define N_ENTRIES (sizeof entries / sizeof entries[0])
 
-/* Call every entry; fail naming each one that did not return -EPERM. */
+/* Debug mode's reports of a suspending call made outside a task, counted
+ * (debug_reports_sink) while `debug_counting`. */
+static bool debug_counting;
+static int debug_reports;
+
+static void debug_reports_sink(void *arg, const char *text, size_t len)
+{
+    (void)arg;
+    if (memmem(text, len, "made outside any task", 21))
+        debug_reports++;
+}
+
+/* Call every entry; fail naming each one that did not return -EPERM (or,
+ * while debug_counting, that debug mode did not report). */
 static void call_all(fx *f, const char *where)
 {
-    char bad[2048] = "";
+    char bad[4096] = "";
     size_t n_bad = 0;
     for (size_t i = 0; i < N_ENTRIES; i++) {
         if (!f->proc && strncmp(entries[i].name, "cio_process_", 12) == 0)
             continue;
+        int reports_before = debug_reports;
         long rc = entries[i].call(f);
+        if (debug_counting && debug_reports == reports_before) {
+            size_t len = strlen(bad);
+            snprintf(bad + len, sizeof bad - len, "\n  %s was not reported", entries[i].name);
+            n_bad++;
+        }
         if (rc != -EPERM) {
             size_t len = strlen(bad);
             snprintf(bad + len, sizeof bad - len, "\n  %s returned %ld (%s)",
@@ -364,7 +384,9 @@ static void call_all(fx *f, const char *where)
         }
     }
     if (n_bad)
-        cio_test_fail(__FILE__, __LINE__, "%zu suspending call(s) %s did not return -EPERM:%s",
+        cio_test_fail(__FILE__, __LINE__,
+                      "%zu suspending call(s) %s did not return -EPERM or were not "
+                      "reported:%s",
                       n_bad, where, bad);
 }
 
@@ -397,6 +419,21 @@ TEST_TIMEOUT(misuse_every_suspending_call_from_a_callback_is_eperm, 30)
     from_callback c;
     memset(&c, 0, sizeof c);
     ASSERT_EQ(cio_run(from_callback_main, &c), 0);
+}
+
+/* In debug mode each of them also says so, with its site. */
+TEST_TIMEOUT(misuse_every_suspending_call_from_a_callback_is_reported_in_debug_mode, 30)
+{
+    from_callback c;
+    memset(&c, 0, sizeof c);
+    cio_loop_options o = {.debug = true, .slow_step = 10 * CIO_SEC};
+    cio_loop *loop;
+    ASSERT_EQ(cio_loop_new(&loop, &o), 0);
+    ASSERT_EQ(cio_loop_set_report(loop, debug_reports_sink, NULL), 0);
+    debug_counting = true;
+    ASSERT_EQ(cio_loop_run(loop, from_callback_main, &c), 0);
+    debug_counting = false;
+    ASSERT_EQ(cio_loop_close(loop), 0);
 }
 
 /* Between two runs of the loop: the objects are alive, the loop is bound

@@ -363,6 +363,71 @@ CIO_EXTERN int cio_console_start(cio_loop *loop, const char *path);
  * console on that loop) or -EINVAL (no loop). Does not suspend. */
 CIO_EXTERN int cio_console_stop(cio_loop *loop);
 
+/* ---------------------------------------------------------------------------
+ * Debug mode (docs/debugging.md).
+ *
+ * On when the loop is created with cio_loop_options.debug, or with
+ * CIO_DEBUG=1 in the environment (any loop), or by cio_loop_set_debug. The
+ * loop then reports, each report one call of its report sink (one
+ * write(2) to stderr by default), each line starting with "cio: ":
+ *
+ *  - slow steps: a task step or a callback that held the loop longer than
+ *    the threshold (100 ms; cio_loop_set_slow_step, CIO_SLOW_STEP_MS):
+ *    "cio: slow step: task 'NAME' #ID ran 120.3 ms without suspending,
+ *    from SITE to SITE" (the site it resumed from, "its start" for a first
+ *    step, and the site it suspended at, or "its end"), once per offence.
+ *    A blocking call in a task (sleep(3), a blocking read, a long
+ *    computation) shows up here;
+ *  - failures nobody read: "cio: task 'NAME' failed with -5 (...) and
+ *    nobody read its status (task #ID, ...spawned at ...)", when its last
+ *    handle is released, or at loop close if a handle is still held (the
+ *    same line as without debug mode, which prints it at release only);
+ *  - at loop close, before cancelling them: each task still pending
+ *    ("cio: at close: task 'NAME' #ID still pending, waiting at SITE") and
+ *    each callback still queued or scheduled;
+ *  - at loop close, once every task has ended: each stream, server,
+ *    subprocess, executor job and descriptor registered with the fd layer
+ *    (cio_wait_fd & co.) still open, with where it was created: "cio: at
+ *    close: stream fd 7 still open, created at main.c:12 in serve() by
+ *    task 'conn' #4";
+ *  - misuse: a suspending call outside a task (-EPERM; it says so, with
+ *    the call's site), cio_task_cancel from a thread that does not run the
+ *    task's loop (refused), cio_loop_run or cio_loop_close from a thread
+ *    that does not own the loop (-EBUSY), a lock released by a task that does not hold
+ *    it (-EPERM), a condition waited on or notified without its lock
+ *    (-EPERM), a callback scheduled from a thread without a loop
+ *    (-EPERM: use cio_call_soon_threadsafe). Misuse that would corrupt
+ *    memory (a stale task handle, a stream used after its close...) still
+ *    aborts with its message on stderr; a sink set with cio_loop_set_report
+ *    gets it first too, as "cio: fatal: MESSAGE; aborting".
+ *
+ * Streams, servers, processes, jobs and registrations are tracked only
+ * while debug mode is on: what was created before it was turned on is not
+ * listed. Off, debug mode costs one predictable branch where it is
+ * checked (the task switch's is the hooks' branch).
+ */
+
+/* Receives one report: len bytes (ending in '\n', not NUL-terminated). */
+typedef void (*cio_report_fn)(void *arg, const char *text, size_t len);
+
+/* Turn debug mode on or off for loop (NULL: the current loop); on, it
+ * takes one of the loop's CIO_HOOKS_MAX hook sets. Does not suspend.
+ * Returns 0, -EINVAL (no loop), -ENOMEM, -ENOSPC (every hook set taken), or
+ * -EBUSY (called from a hook, or while the loop closes). */
+CIO_EXTERN int cio_loop_set_debug(cio_loop *loop, bool on);
+/* Whether debug mode is on for loop (NULL: the current loop). */
+CIO_EXTERN bool cio_loop_debug(const cio_loop *loop);
+
+/* Set the slow-step threshold of loop (NULL: current), ns > 0. Returns 0
+ * or -EINVAL. */
+CIO_EXTERN int cio_loop_set_slow_step(cio_loop *loop, int64_t ns);
+
+/* Send loop's debug reports to fn(arg, text, len) (NULL fn: back to
+ * stderr). fn runs on the loop's thread (on a foreign thread for the
+ * reports of misuse made there), between tasks: it must not suspend nor
+ * call into the loop. Returns 0 or -EINVAL (no loop). */
+CIO_EXTERN int cio_loop_set_report(cio_loop *loop, cio_report_fn fn, void *arg);
+
 #ifdef __cplusplus
 }
 #endif

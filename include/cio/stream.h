@@ -17,7 +17,7 @@
  * second close, a write after close) is a bug that cio names: the process
  * aborts with a message naming the call, as long as the stream's memory is
  * still around to tell (its background sender or a call inside keeps it;
- * with CIO_DEBUG=1 in the environment freed streams are kept poisoned for
+ * in debug mode (CIO_DEBUG=1, cio_loop_set_debug) freed streams are kept poisoned for
  * a while, so that a stale handle never reaches a newer stream). Every
  * call marked "Suspends" returns -EPERM outside a task and then does
  * nothing at all (cio_stream_close does not close). Buffers belong to the

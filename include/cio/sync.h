@@ -92,8 +92,9 @@ CIO_EXTERN int cio_lock_try_acquire(cio_lock *lock);
 
 /* Release the lock; the longest-waiting live task (if any) owns it when
  * this returns. Does not suspend. Returns 0, or -EPERM if the calling task
- * does not hold the lock (or is not a task); in debug mode (environment
- * CIO_DEBUG=1) that misuse is also reported on stderr with the call site.
+ * does not hold the lock (or is not a task); in debug mode (CIO_DEBUG=1,
+ * cio_loop_set_debug) that misuse is also reported through the loop's
+ * report sink (stderr by default) with the call site.
  * A macro so that the report can name the call site. */
 #define cio_lock_release(lock) cio_lock_release_site((lock), CIO__HERE)
 CIO_EXTERN int cio_lock_release_site(cio_lock *lock, const char *file, int line,
