@@ -249,7 +249,8 @@ static char *trimmed(extract *ex, const char *s)
     return d;
 }
 
-/* Valid UTF-8, normalised (titles, names, ids); NULL for NULL. */
+/* Valid UTF-8, normalised (names, ids, categories); NULL for NULL or
+ * when nothing is left. */
 static char *clean_line(extract *ex, const char *s)
 {
     if (!s)
@@ -260,6 +261,10 @@ static char *clean_line(extract *ex, const char *s)
         return NULL;
     }
     news_text_normalise(c);
+    if (!*c) {
+        free(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -401,7 +406,8 @@ static void finish_item(news_parser *p)
             news_text_strip_controls(it.content);
     }
     it.content_type = c->content_html ? "html" : "plain";
-    it.enclosure = c->enclosure ? news_utf8_clean(c->enclosure, strlen(c->enclosure)) : NULL;
+    if (c->enclosure && !(it.enclosure = news_utf8_clean(c->enclosure, strlen(c->enclosure))))
+        ex->oom = true;
     if (c->category.n > 0) {
         char *cat = news_buf_take(&c->category);
         it.category = clean_line(ex, cat);
