@@ -1290,6 +1290,10 @@ static void parse_html(news_parser *p)
         }
     }
     p->ex.html_mode = true;
+    /* (libxml2 2.9.14: when one of its own allocations fails in here, e.g.
+     * the 100-byte attribute buffer, htmlParseDocument can loop forever;
+     * no callback of ours runs in that loop to stop it. Only seen with
+     * malloc made to fail; the XML and JSON paths just return -ENOMEM.) */
     htmlParseDocument(h);
     if (h->myDoc)
         xmlFreeDoc(h->myDoc);
