@@ -843,6 +843,13 @@ TEST(news_wrong_or_missing_charset_declarations)
     ASSERT_STREQ(f.title, "W\xc3\xa9");
     news_feed_clear(&f);
 
+    /* a Content-Type naming UTF-16 for a body that is not (no NUL bytes) */
+    ASSERT_EQ(parse_str(NULL, "application/rss+xml; charset=UTF-16", rss2, &f), 0);
+    ASSERT_FALSE(f.ill_formed);
+    ASSERT_EQ(f.n_items, 3);
+    ASSERT_STREQ(f.title, "The Example Gazette & Friends");
+    news_feed_clear(&f);
+
     /* an unknown charset name is ignored */
     ASSERT_EQ(parse_str(NULL, "text/xml; charset=x-no-such-thing", rss2, &f), 0);
     ASSERT_EQ(f.n_items, 3);
