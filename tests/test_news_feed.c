@@ -298,13 +298,15 @@ TEST(news_rdf_rss10_and_rss090)
         "  <dc:subject>rdf</dc:subject><description>Hello &lt;i&gt;you&lt;/i&gt;</description>\n"
         " </item>\n"
         " <item rdf:about=\"http://planet.example/b\"><title>Second</title></item>\n"
+        " <item rdf:about=\"  \"><title>Third</title><dc:creator> \t </dc:creator>"
+        "<dc:subject> </dc:subject></item>\n"
         "</rdf:RDF>\n";
     news_feed f;
     ASSERT_EQ(parse_str("http://planet.example/rss10", NULL, rdf, &f), 0);
     ASSERT_EQ(f.kind, NEWS_KIND_RDF);
     ASSERT_STREQ(f.title, "Planet RDF");
     ASSERT_STREQ(f.link, "http://planet.example/");
-    ASSERT_EQ(f.n_items, 2);
+    ASSERT_EQ(f.n_items, 3);
     ASSERT_STREQ(f.items[0].title, "First");
     ASSERT_STREQ(f.items[0].id, "http://planet.example/a");
     ASSERT_EQ(f.items[0].published, date("2026-12-01T13:00:00Z"));
@@ -312,6 +314,7 @@ TEST(news_rdf_rss10_and_rss090)
     ASSERT_STREQ(f.items[0].category, "rdf");
     ASSERT_STREQ(f.items[0].content, "Hello <i>you</i>");
     ASSERT_STREQ(f.items[1].id, "http://planet.example/b");
+    ASSERT_TRUE(f.items[2].id == NULL && f.items[2].author == NULL); /* blank: none */
     ASSERT_TRUE(f.items[1].link == NULL); /* rdf:about is an id, not a link */
     news_feed_clear(&f);
 
@@ -838,6 +841,13 @@ TEST(news_wrong_or_missing_charset_declarations)
     }
     ASSERT_EQ(parse_all_ways(NULL, NULL, buf, n, &f), 0);
     ASSERT_STREQ(f.title, "W\xc3\xa9");
+    news_feed_clear(&f);
+
+    /* a Content-Type naming UTF-16 for a body that is not (no NUL bytes) */
+    ASSERT_EQ(parse_str(NULL, "application/rss+xml; charset=UTF-16", rss2, &f), 0);
+    ASSERT_FALSE(f.ill_formed);
+    ASSERT_EQ(f.n_items, 3);
+    ASSERT_STREQ(f.title, "The Example Gazette & Friends");
     news_feed_clear(&f);
 
     /* an unknown charset name is ignored */

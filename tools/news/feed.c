@@ -249,7 +249,8 @@ static char *trimmed(extract *ex, const char *s)
     return d;
 }
 
-/* Valid UTF-8, normalised (titles, names, ids); NULL for NULL. */
+/* Valid UTF-8, normalised (names, ids, categories); NULL for NULL or
+ * when nothing is left. */
 static char *clean_line(extract *ex, const char *s)
 {
     if (!s)
@@ -260,6 +261,10 @@ static char *clean_line(extract *ex, const char *s)
         return NULL;
     }
     news_text_normalise(c);
+    if (!*c) {
+        free(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -401,7 +406,8 @@ static void finish_item(news_parser *p)
             news_text_strip_controls(it.content);
     }
     it.content_type = c->content_html ? "html" : "plain";
-    it.enclosure = c->enclosure ? news_utf8_clean(c->enclosure, strlen(c->enclosure)) : NULL;
+    if (c->enclosure && !(it.enclosure = news_utf8_clean(c->enclosure, strlen(c->enclosure))))
+        ex->oom = true;
     if (c->category.n > 0) {
         char *cat = news_buf_take(&c->category);
         it.category = clean_line(ex, cat);
@@ -1284,6 +1290,10 @@ static void parse_html(news_parser *p)
         }
     }
     p->ex.html_mode = true;
+    /* (libxml2 2.9.14: when one of its own allocations fails in here, e.g.
+     * the 100-byte attribute buffer, htmlParseDocument can loop forever;
+     * no callback of ours runs in that loop to stop it. Only seen with
+     * malloc made to fail; the XML and JSON paths just return -ENOMEM.) */
     htmlParseDocument(h);
     if (h->myDoc)
         xmlFreeDoc(h->myDoc);
