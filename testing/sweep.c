@@ -26,6 +26,13 @@ typedef struct sweep_run {
     bool was_waiting;      /* the task was still waiting at the point */
     size_t steps_at_cancel;
     cio_site *sites;       /* counting run: the site of each point */
+    /* Other tasks that ended cancelled during the run (the first 16). */
+    struct {
+        uint64_t id;
+        int status;
+        char name[48];
+    } ended_other[16];
+    size_t n_ended_other;
 } sweep_run;
 
 static void do_cancel(void *arg)
@@ -68,9 +75,16 @@ static void sweep_after_step(void *arg, cio_task *t)
 static void sweep_task_end(void *arg, cio_task *t, int status)
 {
     sweep_run *s = arg;
-    (void)status;
-    if (t != s->task)
+    if (t != s->task) {
+        if ((status == -ECANCELED || status == -ETIMEDOUT) && s->n_ended_other < 16) {
+            s->ended_other[s->n_ended_other].id = cio_task_id(t);
+            s->ended_other[s->n_ended_other].status = status;
+            snprintf(s->ended_other[s->n_ended_other].name,
+                     sizeof s->ended_other[0].name, "%s", cio_task_name(t));
+            s->n_ended_other++;
+        }
         return;
+    }
     s->ended = true;
     s->ended_steps = s->steps;
 }
@@ -112,13 +126,24 @@ static int others_take(others *o)
     }
 }
 
-/* Tasks alive before and still alive whose cancellation changed. */
-static int others_check(const others *before, char *msg, size_t cap)
+/* Tasks alive before and still alive whose cancellation changed, or that
+ * ended cancelled during the run. */
+static int others_check(const others *before, const sweep_run *s, char *msg, size_t cap)
 {
+    int bad = 0;
+    for (size_t k = 0; k < s->n_ended_other; k++)
+        for (size_t i = 0; i < before->n; i++)
+            if (before->ti[i].id == s->ended_other[k].id) {
+                cio__tmsg_add(msg, cap,
+                              "  task #%llu '%s' was disturbed: it ended with %d (%s)\n",
+                              (unsigned long long)s->ended_other[k].id,
+                              s->ended_other[k].name, s->ended_other[k].status,
+                              cio_strerror(s->ended_other[k].status));
+                bad++;
+            }
     others now;
     if (others_take(&now) < 0)
-        return 0;
-    int bad = 0;
+        return bad;
     uint64_t self = cio_task_id(cio_current());
     for (size_t i = 0; i < before->n; i++) {
         for (size_t j = 0; j < now.n; j++) {
@@ -145,6 +170,7 @@ static int one_run(sweep_run *s, int *status)
     s->task = NULL;
     s->steps = s->ended_steps = s->steps_at_cancel = 0;
     s->ended = s->cancel_sent = s->was_waiting = s->scope_entered = false;
+    s->n_ended_other = 0;
     s->hooks = (cio_hooks){.after_step = sweep_after_step,
                            .task_end = sweep_task_end,
                            .arg = s};
@@ -272,7 +298,7 @@ int cio_test_cancel_every_await(const cio_cancel_sweep_options *opts, cio_task_f
             int nl = cio_leak_check_end(lc, lk, sizeof lk);
             if (nl > 0)
                 cio__tmsg_add(faults, sizeof faults, "%s", lk);
-            others_check(&before, faults, sizeof faults);
+            others_check(&before, &s, faults, sizeof faults);
             free(before.ti);
             if (cio_cancel_pending() != was_pending)
                 cio__tmsg_add(faults, sizeof faults,

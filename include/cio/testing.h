@@ -99,11 +99,14 @@ typedef struct cio_test_options {
      * milliseconds. */
     bool real_clock;
     /* Limit in loop time (virtual clock only), ns: 0 = the default (24 h),
-     * CIO_FOREVER = none. When it is reached the run writes the hang
-     * report and cancels the test's task. A task dump is taken at that
-     * moment, so the report shows where every task waits. Under the
-     * virtual clock a deadlock reaches this limit (instantly) before the
-     * loop's own deadlock detector sees it. */
+     * CIO_FOREVER = none. Once the clock has reached it (seen after each
+     * task step and before each wait for I/O: no timer is armed for it,
+     * so the virtual clock behaves as without it), the run writes the
+     * hang report, with the task dump taken then, and cancels the test's
+     * task. A deadlock (every task waits on nothing that can come) is not
+     * a hang of this kind: the loop's own detector reports it on stderr
+     * and cancels the tasks (cio_loop_run), and the test fails with what
+     * its function then returns. */
     int64_t virtual_limit;
     /* Limit in real time, ns: 0 = the default (10 s), CIO_FOREVER = none.
      * Checked by a watchdog thread: when it is passed the loop writes the
