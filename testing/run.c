@@ -66,12 +66,17 @@ static bool env_abort(void)
 
 int cio_test_failure(const char *file, int line, const char *fmt, ...)
 {
-    char text[2048];
+    char text[4096];
     int n = snprintf(text, sizeof text, "%s:%d: ", file ? file : "?", line);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text + n, sizeof text - (size_t)n, fmt, ap);
     va_end(ap);
+    return cio__tfail_record(text);
+}
+
+int cio__tfail_record(const char *text)
+{
     run *x = current_run;
     if (x) {
         x->r->failures++;

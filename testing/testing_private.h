@@ -19,6 +19,10 @@ void cio__tmsg_task_lines(char *buf, size_t cap, const uint64_t *ids, size_t n);
  * task's native backtrace), appended to buf. */
 void cio__tmsg_hang_report(char *buf, size_t cap);
 
+/* Record a failed check (cio_test_failure without the location). Returns
+ * CIO_ETEST_ASSERT. */
+int cio__tfail_record(const char *text);
+
 /* Monotonic real time, ns. */
 int64_t cio__treal_now(void);
 

@@ -79,7 +79,8 @@ static inline int run_virtual(cio_task_fn fn, void *arg)
  * under a real-time limit below the harness's (a hang report with the
  * task dump instead of a bare kill), and with the leak checks
  * TASK_TEST_CHECKS. The test fails unless the body ran and returned and the
- * checks passed. An assertion failing in the body ends the test as usual;
+ * checks passed; the run's report (and each failed check of the toolkit,
+ * as it happens) goes to stderr, which the harness shows. An assertion failing in the body ends the test as usual;
  * `return;` ends the body early. */
 #ifndef TASK_TEST_CHECKS
 #define TASK_TEST_CHECKS CIO_TEST_CHECK_ALL
@@ -97,11 +98,10 @@ static inline int run_virtual(cio_task_fn fn, void *arg)
         cio_test_options cio__o = {.real_clock = !(virtual_clock_),            \
                                    .real_limit = task_test_real_limit(timeout), \
                                    .checks = TASK_TEST_CHECKS,                 \
-                                   .quiet = true,                              \
                                    .name = #tn};                             \
-        cio_test_result cio__r;                                                \
-        if (cio_test_run(&cio__o, tn##__task, NULL, &cio__r) != 0)           \
-            cio_test_fail(__FILE__, __LINE__, "%s", cio__r.message);           \
+        int cio__rc = cio_test_run(&cio__o, tn##__task, NULL, NULL);           \
+        if (cio__rc != 0) /* (its report is on stderr) */                      \
+            cio_test_fail(__FILE__, __LINE__, "%s", cio_test_strerror(cio__rc)); \
     }                                                                          \
     static void tn##__body(void)
 

@@ -60,9 +60,10 @@ CIO_EXTERN const char *cio_test_strerror(int code);
 #define CIO_TEST_CHECK_FDS 0x02u     /* descriptors open now that were not
                                       * (/proc/self/fd; each named by its
                                       * readlink target) */
-#define CIO_TEST_CHECK_FD_REGS 0x04u /* the loop's fd layer still holds a
-                                      * registration for a descriptor it did
-                                      * not before (closed with close(2), not
+#define CIO_TEST_CHECK_FD_REGS 0x04u /* the loop's fd layer holds a
+                                      * registration it did not before, for
+                                      * a descriptor that was not open then
+                                      * (closed with close(2), not
                                       * cio_close, or still open) */
 #define CIO_TEST_CHECK_JOBS 0x08u    /* executor jobs queued or running */
 #define CIO_TEST_CHECK_ALL 0x0fu
@@ -187,6 +188,12 @@ typedef struct cio_cancel_sweep_options {
     bool no_deadline;
     /* Give up with a failure beyond this many points (0 = 10,000). */
     size_t max_points;
+    /* Called in the calling task after each run, before the checks (NULL:
+     * none): time for the rest of the loop to notice the run's end (a
+     * server task in the same loop closing its side of a connection the
+     * run closed). Its status is ignored. */
+    cio_task_fn settle;
+    void *settle_arg;
 } cio_cancel_sweep_options;
 
 typedef struct cio_cancel_sweep_result {
