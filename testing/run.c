@@ -216,7 +216,14 @@ static void *watchdog(void *arg)
     }
     /* Nothing can make cio_loop_run return now: say what is known. */
     char text[512];
-    if (!x->rcb_ran)
+    if (x->closing)
+        snprintf(text, sizeof text,
+                 "cio_test_run: '%s' passed its real-time limit (%.3f s) while its loop "
+                 "was closing: a task does not unwind (last step: task #%llu '%s'); "
+                 "aborting\n",
+                 x->name, (double)x->rlimit / CIO_SEC, (unsigned long long)x->step_id,
+                 x->step_name);
+    else if (!x->rcb_ran)
         snprintf(text, sizeof text,
                  "cio_test_run: '%s' passed its real-time limit (%.3f s) and the loop "
                  "has not turned since: task #%llu '%s' is in a step that does not "

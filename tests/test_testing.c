@@ -566,3 +566,34 @@ TEST(testing_abort_on_failure_aborts)
     ASSERT_EQ(WTERMSIG(status), SIGABRT);
     ASSERT_CONTAINS(buf, "test FAILED");
 }
+
+/* A step that never returns: nothing in the loop can interrupt it, so the
+ * watchdog names the task and aborts (in a child; 1.1 s of real time: the
+ * 100 ms limit, then a second for the loop to turn). */
+static int spins(void *arg)
+{
+    (void)arg;
+    for (volatile unsigned long i = 0;; i++)
+        ;
+    return 0;
+}
+
+TEST(testing_run_aborts_naming_a_task_stuck_in_a_step)
+{
+    stderr_capture c = stderr_capture_begin();
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        cio_test_options o = {.real_limit = 100 * CIO_MSEC, .name = "spinner"};
+        cio_test_run(&o, spins, NULL, NULL);
+        _exit(0);
+    }
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    char buf[4096];
+    stderr_capture_end(c, buf, sizeof buf);
+    ASSERT_TRUE(WIFSIGNALED(status));
+    ASSERT_EQ(WTERMSIG(status), SIGABRT);
+    ASSERT_CONTAINS(buf, "'spinner' passed its real-time limit (0.100 s)");
+    ASSERT_CONTAINS(buf, "task #1 'main' is in a step that does not return");
+}
