@@ -215,12 +215,16 @@ typedef struct line_filter {
 static void keep_line(void *arg, const char *text, size_t len)
 {
     line_filter *f = arg;
-    /* Task lines start "  #<id> '". */
-    if (len < 4 || text[0] != ' ' || text[1] != ' ' || text[2] != '#')
+    /* Task lines are "  #<id> '<name>' ..." (indented deeper for a group's
+     * children where the dump is a tree); the header line is not. */
+    size_t i = 0;
+    while (i < len && text[i] == ' ')
+        i++;
+    if (i < 2 || i + 1 >= len || text[i] != '#')
         return;
-    uint64_t id = strtoull(text + 3, NULL, 10);
+    uint64_t id = strtoull(text + i + 1, NULL, 10);
     if (has_id(f->ids, f->n, id))
-        cio__tmsg_add(f->buf, f->cap, "  leaked task %.*s", (int)len - 2, text + 2);
+        cio__tmsg_add(f->buf, f->cap, "  leaked task %.*s", (int)(len - i), text + i);
 }
 
 void cio__tmsg_task_lines(char *buf, size_t cap, const uint64_t *ids, size_t n)
