@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,8 +34,11 @@ typedef struct run {
     bool closing;               /* under mu: the loop is closing (or gone):
                                  * no call into it */
     bool rcb_ran;               /* under mu: the real-limit callback ran */
-    uint64_t step_id;           /* under mu: the task in its step */
-    char step_name[96];
+    /* The task in its step, for the watchdog's last words (relaxed: read
+     * only when the loop has not turned for a whole limit, i.e. is stuck
+     * in that task's step, whose name then stays put). */
+    _Atomic uint64_t step_id;
+    _Atomic(const char *) step_name;
 } run;
 
 /* The run on this thread, for cio_test_failure. */
@@ -173,10 +177,8 @@ static void before_poll(void *arg, int64_t timeout)
 static void before_step(void *arg, cio_task *t)
 {
     run *x = arg;
-    pthread_mutex_lock(&x->mu);
-    x->step_id = cio_task_id(t);
-    snprintf(x->step_name, sizeof x->step_name, "%s", cio_task_name(t));
-    pthread_mutex_unlock(&x->mu);
+    atomic_store_explicit(&x->step_id, cio_task_id(t), memory_order_relaxed);
+    atomic_store_explicit(&x->step_name, cio_task_name(t), memory_order_relaxed);
 }
 
 /* Wait on x->cv until the run stops or `until` (real ns) passes. Returns
@@ -216,25 +218,27 @@ static void *watchdog(void *arg)
     }
     /* Nothing can make cio_loop_run return now: say what is known. */
     char text[512];
+    unsigned long long step_id = atomic_load_explicit(&x->step_id, memory_order_relaxed);
+    const char *step_name = atomic_load_explicit(&x->step_name, memory_order_relaxed);
+    if (!step_name)
+        step_name = "?";
     if (x->closing)
         snprintf(text, sizeof text,
                  "cio_test_run: '%s' passed its real-time limit (%.3f s) while its loop "
                  "was closing: a task does not unwind (last step: task #%llu '%s'); "
                  "aborting\n",
-                 x->name, (double)x->rlimit / CIO_SEC, (unsigned long long)x->step_id,
-                 x->step_name);
+                 x->name, (double)x->rlimit / CIO_SEC, step_id, step_name);
     else if (!x->rcb_ran)
         snprintf(text, sizeof text,
                  "cio_test_run: '%s' passed its real-time limit (%.3f s) and the loop "
                  "has not turned since: task #%llu '%s' is in a step that does not "
                  "return (no suspension); aborting\n",
-                 x->name, (double)x->rlimit / CIO_SEC, (unsigned long long)x->step_id,
-                 x->step_name);
+                 x->name, (double)x->rlimit / CIO_SEC, step_id, step_name);
     else
         snprintf(text, sizeof text,
                  "cio_test_run: '%s' passed its time limit and did not unwind when "
                  "cancelled (last step: task #%llu '%s'); aborting\n",
-                 x->name, (unsigned long long)x->step_id, x->step_name);
+                 x->name, step_id, step_name);
     pthread_mutex_unlock(&x->mu);
     /* The report so far (the callback's dump, when it ran), then the line. */
     fputs(x->r->message, stderr);
