@@ -34,9 +34,10 @@ typedef struct run {
     bool closing;               /* under mu: the loop is closing (or gone):
                                  * no call into it */
     bool rcb_ran;               /* under mu: the real-limit callback ran */
-    /* The task in its step, for the watchdog's last words (relaxed: read
-     * only when the loop has not turned for a whole limit, i.e. is stuck
-     * in that task's step, whose name then stays put). */
+    char *report;               /* under mu: what it reported (malloc) */
+    /* The task in its step, for the watchdog's last words (read only when
+     * the loop has not turned for a whole limit, i.e. is stuck in that
+     * task's step, whose name then stays put). */
     _Atomic uint64_t step_id;
     _Atomic(const char *) step_name;
 } run;
@@ -138,16 +139,20 @@ static void vlimit_cb(void *arg)
 static void rlimit_cb(void *arg)
 {
     run *x = arg;
+    if (!x->r->finished && !x->r->virtual_limit_hit) {
+        x->r->real_limit_hit = true;
+        char what[96];
+        snprintf(what, sizeof what, "the real-time limit (%.3f s) was passed",
+                 (double)x->rlimit / CIO_SEC);
+        limit_reached(x, what);
+    }
+    /* The watchdog's copy of the report so far, for its last words should
+     * the task not unwind (the result goes on changing on this thread). */
+    char *copy = strdup(x->r->message);
     pthread_mutex_lock(&x->mu);
     x->rcb_ran = true;
+    x->report = copy;
     pthread_mutex_unlock(&x->mu);
-    if (x->r->finished || x->r->virtual_limit_hit)
-        return;
-    x->r->real_limit_hit = true;
-    char what[96];
-    snprintf(what, sizeof what, "the real-time limit (%.3f s) was passed",
-             (double)x->rlimit / CIO_SEC);
-    limit_reached(x, what);
 }
 
 /* The loop-time limit is watched from the hooks, not with a timer: an
@@ -177,8 +182,9 @@ static void before_poll(void *arg, int64_t timeout)
 static void before_step(void *arg, cio_task *t)
 {
     run *x = arg;
+    /* (release: the name's bytes are the watchdog's to read then) */
     atomic_store_explicit(&x->step_id, cio_task_id(t), memory_order_relaxed);
-    atomic_store_explicit(&x->step_name, cio_task_name(t), memory_order_relaxed);
+    atomic_store_explicit(&x->step_name, cio_task_name(t), memory_order_release);
 }
 
 /* Wait on x->cv until the run stops or `until` (real ns) passes. Returns
@@ -219,7 +225,7 @@ static void *watchdog(void *arg)
     /* Nothing can make cio_loop_run return now: say what is known. */
     char text[512];
     unsigned long long step_id = atomic_load_explicit(&x->step_id, memory_order_relaxed);
-    const char *step_name = atomic_load_explicit(&x->step_name, memory_order_relaxed);
+    const char *step_name = atomic_load_explicit(&x->step_name, memory_order_acquire);
     if (!step_name)
         step_name = "?";
     if (x->closing)
@@ -239,10 +245,11 @@ static void *watchdog(void *arg)
                  "cio_test_run: '%s' passed its time limit and did not unwind when "
                  "cancelled (last step: task #%llu '%s'); aborting\n",
                  x->name, step_id, step_name);
-    pthread_mutex_unlock(&x->mu);
     /* The report so far (the callback's dump, when it ran), then the line. */
-    fputs(x->r->message, stderr);
+    if (x->report)
+        fputs(x->report, stderr);
     fputs(text, stderr);
+    pthread_mutex_unlock(&x->mu);
     abort();
 }
 
@@ -359,6 +366,7 @@ int cio_test_run(const cio_test_options *opts, cio_task_fn fn, void *arg,
                           leaks);
         }
     }
+    free(x.report);
     pthread_mutex_destroy(&x.mu);
     pthread_cond_destroy(&x.cv);
 
