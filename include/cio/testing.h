@@ -110,11 +110,14 @@ typedef struct cio_test_options {
      * its function then returns. */
     int64_t virtual_limit;
     /* Limit in real time, ns: 0 = the default (10 s), CIO_FOREVER = none.
-     * Checked by a watchdog thread: when it is passed the loop writes the
-     * hang report and cancels the test's task at its next turn. If the
-     * loop does not turn again within that same time (a step that never
-     * returns: an endless loop without a suspension), nothing can return:
-     * the watchdog prints what it knows (the task running) and aborts. */
+     * Checked by a watchdog thread (which takes no signals): when it is
+     * passed the loop writes the hang report and cancels the test's task
+     * at its next turn. If the run is not over as long again later (at
+     * least 1 s) — the loop never turned (a step that never returns: an
+     * endless loop without a suspension), or the task did not unwind, or
+     * the loop's close did not finish — nothing can make it return: the
+     * watchdog prints what it knows (the report, the task in its step) and
+     * aborts. */
     int64_t real_limit;
     /* Leak checks around the test (CIO_TEST_CHECK_*; 0 = all). Tasks,
      * registrations and jobs are compared when the test function returns
