@@ -99,13 +99,29 @@ void cio__tmsg_hang_report(char *buf, size_t cap)
     size_t len = strnlen(buf, cap);
     if (len + 1 < cap)
         cio_dump_tasks_buf(buf + len, cap - len);
-    /* Native backtraces of each suspended task: cio_task_backtrace and
-     * cio_symbolize (cio/debug.h, branch console) add them here once they
-     * are on main:
-     *   for each task t of the dump (cio_all_tasks):
-     *     const void *frames[16];
-     *     size_t n = cio_task_backtrace(t, frames, 16);
-     *     for i < n: cio_symbolize(frames[i], sym, sizeof sym), one line each. */
+    /* Then the native backtrace of each suspended task (cio/debug.h: a
+     * frame-pointer walk of its own stack), innermost frame first; a
+     * running, new or done task has none. Bounded: the first 32 tasks, 12
+     * frames each, and what fits in buf. */
+    cio_task *tasks[32];
+    size_t n = cio_all_tasks(tasks, 32);
+    if (n > 32)
+        n = 32;
+    for (size_t i = 0; i < n; i++) {
+        const void *frames[12];
+        size_t nf = cio_task_backtrace(tasks[i], frames, 12);
+        if (nf == 0)
+            continue;
+        if (nf > 12)
+            nf = 12;
+        cio__tmsg_add(buf, cap, "  backtrace of task #%llu '%s':\n",
+                      (unsigned long long)cio_task_id(tasks[i]), cio_task_name(tasks[i]));
+        for (size_t k = 0; k < nf; k++) {
+            char sym[256];
+            cio_symbolize(frames[k], sym, sizeof sym);
+            cio__tmsg_add(buf, cap, "    #%zu %s\n", k, sym);
+        }
+    }
 }
 
 /* The report when a limit is passed; then the test's task is cancelled

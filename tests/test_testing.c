@@ -170,6 +170,9 @@ TEST(testing_run_reports_a_hang_with_the_dump_at_the_loop_time_limit)
     /* Where the test's task waits: the site of the event wait above. */
     ASSERT_CONTAINS(r.message, "test_testing.c:");
     ASSERT_CONTAINS(r.message, "in hangs()");
+    /* and the native backtrace of each suspended task */
+    ASSERT_CONTAINS(r.message, "backtrace of task #");
+    ASSERT_CONTAINS(r.message, "    #0 ");
 }
 
 static int deadlocks(void *arg)
