@@ -52,6 +52,12 @@ struct cio_loop {
      * (cio__sched_work). What cannot (a foreign thread's call) waits at
      * most CIO__LIGHT_CREDIT hops. */
     size_t light_credit;
+    /* Seeded scheduling (cio_loop_options.sched_seed): 0 = FIFO; else each
+     * batch is shuffled (cio__ready_shuffle) with sched_rng, a splitmix64
+     * state started from the seed. Only read where a batch starts. */
+    uint64_t sched_seed;
+    uint64_t sched_rng;
+    cio_task **ready_scratch; /* seeded only: ready_buf's size, for the shuffle */
     size_t n_tasks;
     cio__list soon;          /* call_soon handles, FIFO */
     cio__timer_heap timers;
@@ -138,6 +144,9 @@ static inline void cio__ready_push_front(cio_loop *loop, cio_task *t)
     loop->ready_buf[loop->ready_head] = t;
     loop->n_ready++;
 }
+/* Seeded scheduling: put the n_ready tasks in the ring (those of the batch
+ * about to start) in an order drawn from loop->sched_rng. loop.c. */
+void cio__ready_shuffle(cio_loop *loop);
 /* Make room in the ready ring for n tasks. Returns 0 or -ENOMEM. */
 int cio__ready_reserve(cio_loop *loop, size_t n);
 /* Switch from the current task to the next ready one (or the scheduler).

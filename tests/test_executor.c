@@ -75,7 +75,15 @@ static int record(void *arg)
     return (int)(intptr_t)arg;
 }
 
-static int submit_record(void *arg) { return cio_to_thread(record, arg); }
+/* The order the tasks submitted in: spawn order under FIFO scheduling,
+ * shuffled under seeded scheduling. */
+static int submit_log[8], submit_n;
+
+static int submit_record(void *arg)
+{
+    submit_log[submit_n++] = (int)(intptr_t)arg; /* and submits, at once */
+    return cio_to_thread(record, arg);
+}
 
 static int order_main(void *arg)
 {
@@ -93,8 +101,9 @@ static int order_main(void *arg)
         cio_task_release(t[i]);
     }
     ASSERT_EQ(order_n, 6);
+    ASSERT_EQ(submit_n, 6);
     for (int i = 0; i < 6; i++)
-        ASSERT_EQ(order_log[i], i);
+        ASSERT_EQ(order_log[i], submit_log[i]);
     return 0;
 }
 
