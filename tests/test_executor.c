@@ -493,6 +493,7 @@ static int close_main(void *arg)
 
 TEST(executor_loop_close_drops_queued_jobs_and_joins_running_ones)
 {
+    cio_test_sched_fifo(); /* "running" submits first, and gets the one thread */
     struct close_case c = {.running.g.value = 11};
     ASSERT_EQ(pipe(c.running.g.fds), 0);
     ASSERT_EQ(pipe(c.queued.g.fds), 0);

@@ -243,7 +243,8 @@ static int cond_waiter(void *arg)
     return rc;
 }
 
-TASK_TEST_VIRTUAL(sync_cond_notify_n_and_all_fifo)
+/* (FIFO scheduling: the waiters wait in the order they were spawned.) */
+TASK_TEST_VIRTUAL_FIFO(sync_cond_notify_n_and_all_fifo)
 {
     cio_cond_init(&C, NULL);
     cio_lock *l = cio_cond_lock(&C);
@@ -467,6 +468,7 @@ static int sem_main(void *arg)
 
 TEST(sync_semaphore_fifo_and_bounded)
 {
+    cio_test_sched_fifo(); /* the waiters wait in the order they were spawned */
     ASSERT_EQ(run_virtual(sem_main, NULL), 0);
     cio_sem s;
     cio_sem_init(&s, 0);

@@ -46,8 +46,12 @@ static inline int run_virtual(cio_task_fn fn, void *arg)
  *
  * defines the body as a task and the test that runs it with cio_run (or
  * the virtual clock) and asserts the run returns 0. An assertion failing
- * in the body ends the test as usual; `return;` ends the body early. */
+ * in the body ends the test as usual; `return;` ends the body early.
+ * TASK_TEST_VIRTUAL_FIFO: for a test of the FIFO scheduling order itself,
+ * which runs FIFO even under seeded scheduling (CIO_SEED). */
 #define CIO_TASK_TEST__DEFINE(name, virtual_clock_, timeout)                   \
+    CIO_TASK_TEST__DEFINE_SEED(name, virtual_clock_, timeout, 0)
+#define CIO_TASK_TEST__DEFINE_SEED(name, virtual_clock_, timeout, seed_)       \
     static void name##__body(void);                                            \
     static int name##__task(void *cio__arg)                                    \
     {                                                                          \
@@ -57,13 +61,17 @@ static inline int run_virtual(cio_task_fn fn, void *arg)
     }                                                                          \
     CIO_TEST__DEFINE(name, timeout)                                            \
     {                                                                          \
-        cio_loop_options cio__o = {.virtual_clock = (virtual_clock_)};         \
+        cio_loop_options cio__o = {.virtual_clock = (virtual_clock_),          \
+                                   .sched_seed = (seed_)};                     \
         ASSERT_EQ(cio_run_opts(&cio__o, name##__task, NULL), 0);               \
     }                                                                          \
     static void name##__body(void)
 
 #define TASK_TEST(name) CIO_TASK_TEST__DEFINE(name, false, 0)
 #define TASK_TEST_VIRTUAL(name) CIO_TASK_TEST__DEFINE(name, true, 0)
+#define TASK_TEST_FIFO(name) CIO_TASK_TEST__DEFINE_SEED(name, false, 0, CIO_SCHED_FIFO)
+#define TASK_TEST_VIRTUAL_FIFO(name)                                           \
+    CIO_TASK_TEST__DEFINE_SEED(name, true, 0, CIO_SCHED_FIFO)
 #define TASK_TEST_TIMEOUT(name, seconds) CIO_TASK_TEST__DEFINE(name, false, seconds)
 #define TASK_TEST_VIRTUAL_TIMEOUT(name, seconds)                               \
     CIO_TASK_TEST__DEFINE(name, true, seconds)

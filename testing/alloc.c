@@ -1,0 +1,330 @@
+/* Allocation-failure injection and allocation counters (cio/testing.h,
+ * "Allocation failure injection").
+ *
+ * This object defines malloc, calloc, realloc, free and the aligned
+ * allocators. Linked into a program, its definitions come before the C
+ * library's in symbol lookup, so every allocation in the process (the
+ * program's, libcio's, the C library's own) comes through here, from any
+ * thread. Each one is counted, and refused with ENOMEM when injection says
+ * so; the rest is passed on to the next definition (the C library's),
+ * found with dlsym(RTLD_NEXT).
+ *
+ * Linking: from the static archive libcio_testing.a, the linker takes this
+ * object only when the program refers to one of its cio_alloc_* functions;
+ * a test program that does not use them keeps the C library's malloc. From
+ * libcio_testing.so the replacement is in force whenever the library is
+ * loaded.
+ *
+ * Not under AddressSanitizer or ThreadSanitizer: their runtimes own malloc
+ * and must be initialised before anything calls it, which a replacement in
+ * the program defeats. Built with either, this object defines no allocator
+ * and cio_alloc_inject_available() says why. Under valgrind (or an
+ * allocator preloaded with LD_PRELOAD) the process's malloc is not this
+ * one: a probe at the first cio_alloc_inject_available() call sees that
+ * injection has no effect and says so. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "cio/testing.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <malloc.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define NO_INJECTION "built with AddressSanitizer, whose runtime owns malloc"
+#elif defined(__SANITIZE_THREAD__)
+#define NO_INJECTION "built with ThreadSanitizer, whose runtime owns malloc"
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NO_INJECTION "built with AddressSanitizer, whose runtime owns malloc"
+#elif __has_feature(thread_sanitizer)
+#define NO_INJECTION "built with ThreadSanitizer, whose runtime owns malloc"
+#elif __has_feature(memory_sanitizer)
+#define NO_INJECTION "built with MemorySanitizer, whose runtime owns malloc"
+#endif
+#endif
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* Injection: mode, and the attempt number (counted from the arming call)
+ * at which it starts. */
+enum { MODE_OFF, MODE_NTH, MODE_FROM };
+static atomic_int mode;
+static atomic_uint_fast64_t armed_calls; /* attempts since the arming call */
+static uint64_t fail_at;                 /* written before mode, read after */
+
+/* Counters (cio_alloc_stats). */
+static atomic_uint_fast64_t n_calls, n_failed;
+static atomic_int_fast64_t n_live, n_live_bytes;
+
+void cio_alloc_fail_nth(uint64_t n)
+{
+    atomic_store(&mode, MODE_OFF);
+    if (!n)
+        return;
+    fail_at = n;
+    atomic_store(&armed_calls, 0);
+    atomic_store(&mode, MODE_NTH);
+}
+
+void cio_alloc_fail_from(uint64_t n)
+{
+    atomic_store(&mode, MODE_OFF);
+    fail_at = n ? n : 1;
+    atomic_store(&armed_calls, 0);
+    atomic_store(&mode, MODE_FROM);
+}
+
+void cio_alloc_fail_all(void) { cio_alloc_fail_from(1); }
+
+void cio_alloc_fail_off(void) { atomic_store(&mode, MODE_OFF); }
+
+void cio_alloc_stats_get(cio_alloc_stats *out)
+{
+    out->calls = atomic_load(&n_calls);
+    out->failed = atomic_load(&n_failed);
+    out->live = atomic_load(&n_live);
+    out->live_bytes = atomic_load(&n_live_bytes);
+}
+
+uint64_t cio_alloc_calls(void) { return atomic_load(&n_calls); }
+int64_t cio_alloc_live(void) { return atomic_load(&n_live); }
+
+#ifdef NO_INJECTION
+
+int cio_alloc_inject_available(const char **why_not)
+{
+    if (why_not)
+        *why_not = NO_INJECTION;
+    return 0;
+}
+
+#else
+
+/* One allocation attempt: counted, and true when it must fail. */
+static bool refuse(void)
+{
+    atomic_fetch_add_explicit(&n_calls, 1, memory_order_relaxed);
+    int m = atomic_load_explicit(&mode, memory_order_acquire);
+    if (m == MODE_OFF)
+        return false;
+    uint64_t k = atomic_fetch_add(&armed_calls, 1) + 1;
+    if (m == MODE_NTH ? k != fail_at : k < fail_at)
+        return false;
+    atomic_fetch_add(&n_failed, 1);
+    errno = ENOMEM;
+    return true;
+}
+
+static void *(*next_malloc)(size_t);
+static void *(*next_calloc)(size_t, size_t);
+static void *(*next_realloc)(void *, size_t);
+static void (*next_free)(void *);
+static int (*next_posix_memalign)(void **, size_t, size_t);
+static void *(*next_aligned_alloc)(size_t, size_t);
+static void *(*next_memalign)(size_t, size_t);
+static void *(*next_valloc)(size_t);
+static size_t (*next_usable)(void *);
+
+/* dlsym may allocate while the real functions are looked up: those few
+ * requests (from any thread, while `resolving`) are served from here and
+ * never freed. No thread-local flag: in a shared library the first use of
+ * one may itself call malloc. */
+static _Alignas(max_align_t) char boot_buf[8192];
+static atomic_size_t boot_used;
+static atomic_int resolving;
+static atomic_bool resolved;
+
+static void *boot_alloc(size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    size_t at = atomic_fetch_add(&boot_used, n);
+    if (at + n > sizeof boot_buf || at + n < at)
+        return NULL;
+    return boot_buf + at; /* zeroed: static storage, never reused */
+}
+
+static bool is_boot(const void *p)
+{
+    return (const char *)p >= boot_buf && (const char *)p < boot_buf + sizeof boot_buf;
+}
+
+static void resolve_slow(void)
+{
+    atomic_store(&resolving, 1);
+    next_calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
+    next_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+    next_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+    next_posix_memalign = (int (*)(void **, size_t, size_t))dlsym(RTLD_NEXT, "posix_memalign");
+    next_aligned_alloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "aligned_alloc");
+    next_memalign = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "memalign");
+    next_valloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "valloc");
+    next_usable = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
+    next_malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
+    if (!next_malloc || !next_calloc || !next_realloc || !next_free || !next_usable) {
+        static const char msg[] = "cio_testing: cannot find the C library's malloc\n";
+        fwrite(msg, 1, sizeof msg - 1, stderr);
+        abort();
+    }
+    atomic_store(&resolved, true);
+    atomic_store(&resolving, 0);
+}
+
+/* False while the lookup runs: the caller serves itself from boot_buf. */
+static inline bool resolve(void)
+{
+    if (atomic_load_explicit(&resolved, memory_order_acquire))
+        return true;
+    if (atomic_load(&resolving))
+        return false;
+    resolve_slow();
+    return true;
+}
+
+static void *counted(void *p)
+{
+    if (p) {
+        atomic_fetch_add_explicit(&n_live, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&n_live_bytes, (int_fast64_t)next_usable(p),
+                                  memory_order_relaxed);
+    }
+    return p;
+}
+
+static void uncount(void *p)
+{
+    atomic_fetch_sub_explicit(&n_live, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&n_live_bytes, (int_fast64_t)next_usable(p),
+                              memory_order_relaxed);
+}
+
+EXPORT void *malloc(size_t n)
+{
+    if (!resolve())
+        return boot_alloc(n);
+    return refuse() ? NULL : counted(next_malloc(n));
+}
+
+EXPORT void *calloc(size_t n, size_t size)
+{
+    if (!resolve())
+        return size && n > SIZE_MAX / size ? NULL : boot_alloc(n * size);
+    return refuse() ? NULL : counted(next_calloc(n, size));
+}
+
+EXPORT void free(void *p)
+{
+    if (!p || is_boot(p))
+        return;
+    resolve();
+    uncount(p);
+    next_free(p);
+}
+
+EXPORT void *realloc(void *p, size_t n)
+{
+    if (!resolve() || is_boot(p)) {
+        /* (a boot block's size is unknown: copy what fits from it) */
+        void *q = resolve() ? malloc(n) : boot_alloc(n);
+        if (q && p) {
+            size_t left = (size_t)(boot_buf + sizeof boot_buf - (char *)p);
+            memcpy(q, p, n < left ? n : left);
+        }
+        return q;
+    }
+    if (!p)
+        return malloc(n);
+    if (n == 0) { /* glibc frees p and returns NULL: not an allocation */
+        uncount(p);
+        return next_realloc(p, 0);
+    }
+    if (refuse())
+        return NULL; /* p untouched, as realloc leaves it */
+    size_t old = next_usable(p);
+    void *q = next_realloc(p, n);
+    if (q)
+        atomic_fetch_add_explicit(&n_live_bytes,
+                                  (int_fast64_t)next_usable(q) - (int_fast64_t)old,
+                                  memory_order_relaxed);
+    return q;
+}
+
+EXPORT int posix_memalign(void **out, size_t align, size_t n)
+{
+    resolve();
+    if (refuse())
+        return ENOMEM;
+    int rc = next_posix_memalign(out, align, n);
+    if (rc == 0)
+        counted(*out);
+    return rc;
+}
+
+EXPORT void *aligned_alloc(size_t align, size_t n)
+{
+    resolve();
+    return refuse() ? NULL : counted(next_aligned_alloc(align, n));
+}
+
+EXPORT void *memalign(size_t align, size_t n)
+{
+    resolve();
+    return refuse() ? NULL : counted(next_memalign(align, n));
+}
+
+EXPORT void *valloc(size_t n)
+{
+    resolve();
+    return refuse() ? NULL : counted(next_valloc(n));
+}
+
+EXPORT size_t malloc_usable_size(void *p)
+{
+    if (!p)
+        return 0;
+    if (is_boot(p))
+        return (size_t)(boot_buf + sizeof boot_buf - (char *)p);
+    resolve();
+    return next_usable(p);
+}
+
+/* Does a refusal reach the program's malloc calls? Not under valgrind,
+ * which replaces every malloc in the process, or when a preloaded
+ * allocator comes first. Probed once (racing first callers probe alike). */
+int cio_alloc_inject_available(const char **why_not)
+{
+    static atomic_int state; /* 0 not probed, 1 yes, 2 no */
+    int s = atomic_load(&state);
+    if (!s) {
+        void *(*volatile m)(size_t) = malloc; /* (a call the compiler keeps) */
+        uint64_t failed0 = atomic_load(&n_failed);
+        cio_alloc_fail_nth(1);
+        void *p = m(1);
+        cio_alloc_fail_off();
+        if (p) {
+            free(p);
+            s = 2;
+        } else {
+            /* the probe is not a failure the caller asked for */
+            atomic_fetch_sub(&n_failed, 1);
+            (void)failed0;
+            s = 1;
+        }
+        atomic_store(&state, s);
+    }
+    if (why_not)
+        *why_not = s == 1 ? NULL
+                          : "malloc is not this library's here (valgrind, or an "
+                            "allocator preloaded with LD_PRELOAD)";
+    return s == 1;
+}
+
+#endif
