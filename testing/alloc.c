@@ -328,3 +328,57 @@ int cio_alloc_inject_available(const char **why_not)
 }
 
 #endif
+
+/* ---- the sweep ----------------------------------------------------------- */
+
+/* One run of fn with the k-th allocation failing (k = 0: none). Fills
+ * res for a failure; returns 0 or the sweep's error. */
+static int sweep_run(int (*fn)(void *), void *arg, uint64_t k, cio_alloc_sweep_result *res)
+{
+    int64_t live0 = cio_alloc_live();
+    if (k)
+        cio_alloc_fail_nth(k);
+    int rc = fn(arg);
+    cio_alloc_fail_off();
+    int64_t leaked = cio_alloc_live() - live0;
+    res->status = rc;
+    res->leaked = leaked;
+    res->failed_at = k;
+    if (rc > 0 || (k == 0 && rc != 0))
+        return CIO_ALLOC_SWEEP_BAD_STATUS;
+    if (leaked != 0)
+        return CIO_ALLOC_SWEEP_LEAK;
+    return 0;
+}
+
+int cio_alloc_sweep(int (*fn)(void *arg), void *arg, cio_alloc_sweep_result *out)
+{
+    cio_alloc_sweep_result scratch, *res = out ? out : &scratch;
+    memset(res, 0, sizeof *res);
+    if (!fn)
+        return -EINVAL;
+    if (!cio_alloc_inject_available(NULL))
+        return -ENOTSUP;
+    /* Warm-up: what fn's first run caches for good (a free list, the
+     * C library's own state) is not a leak of the later runs. */
+    int rc = sweep_run(fn, arg, 0, res);
+    if (rc == CIO_ALLOC_SWEEP_BAD_STATUS)
+        return rc;
+    uint64_t c0 = cio_alloc_calls();
+    rc = sweep_run(fn, arg, 0, res);
+    res->allocs = cio_alloc_calls() - c0;
+    if (rc)
+        return rc;
+    for (uint64_t k = 1; k <= res->allocs; k++) {
+        rc = sweep_run(fn, arg, k, res);
+        res->runs++;
+        if (res->status == -ENOMEM)
+            res->enomem++;
+        if (rc)
+            return rc;
+    }
+    res->failed_at = 0;
+    res->status = 0;
+    res->leaked = 0;
+    return 0;
+}
