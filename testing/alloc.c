@@ -29,6 +29,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <execinfo.h>
 #include <malloc.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -109,6 +110,25 @@ int cio_alloc_inject_available(const char **why_not)
 
 #else
 
+/* CIO_ALLOC_TRACE=1: a backtrace on stderr for each refusal, to find the
+ * allocation a sweep's run failed. (backtrace may allocate on its first
+ * call: injection is past its n-th attempt by then, or fails that too.) */
+static void trace_refusal(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("CIO_ALLOC_TRACE");
+        on = e && *e && *e != '0';
+    }
+    if (!on)
+        return;
+    void *frames[32];
+    int n = backtrace(frames, 32);
+    static const char msg[] = "cio_testing: allocation refused at:\n";
+    fwrite(msg, 1, sizeof msg - 1, stderr);
+    backtrace_symbols_fd(frames, n, 2);
+}
+
 /* One allocation attempt: counted, and true when it must fail. */
 static bool refuse(void)
 {
@@ -120,6 +140,8 @@ static bool refuse(void)
     if (m == MODE_NTH ? k != fail_at : k < fail_at)
         return false;
     atomic_fetch_add(&n_failed, 1);
+    if (m == MODE_NTH)
+        trace_refusal();
     errno = ENOMEM;
     return true;
 }
@@ -374,6 +396,12 @@ int cio_alloc_sweep(int (*fn)(void *arg), void *arg, cio_alloc_sweep_result *out
         res->runs++;
         if (res->status == -ENOMEM)
             res->enomem++;
+        else if (res->status == 0)
+            res->absorbed++;
+        else if (res->status < 0) {
+            res->other++;
+            res->other_status = res->status;
+        }
         if (rc)
             return rc;
     }

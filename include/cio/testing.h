@@ -89,6 +89,8 @@ CIO_EXTERN int cio_test_repeat(const cio_test_repeat_options *opts, cio_task_fn 
  *
  * Arming counts allocation attempts from the arming call on, in every
  * thread: an executor thread's malloc counts as much as the test's.
+ * CIO_ALLOC_TRACE=1 in the environment prints a backtrace for the
+ * allocation cio_alloc_fail_nth refuses (where did run k fail?).
  */
 
 /* 1 when injection works in this process, else 0 and *why_not (may be
@@ -142,6 +144,9 @@ typedef struct cio_alloc_sweep_result {
     uint64_t allocs;     /* attempts in the counting run */
     uint64_t runs;       /* failing runs done */
     uint64_t enomem;     /* of those, how many returned -ENOMEM */
+    uint64_t absorbed;   /* ... returned 0 (the failure was handled) */
+    uint64_t other;      /* ... returned another error, */
+    int other_status;    /* the last of which is this */
     uint64_t failed_at;  /* the failing run's k (0: the counting run) */
     int status;          /* that run's status */
     int64_t leaked;      /* live blocks it left over */
