@@ -120,8 +120,17 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* -x SUBSTRING (repeatable): tests whose name or file contains it are
+ * left out. */
+#define MAX_EXCLUDES 32
+static const char *excludes[MAX_EXCLUDES];
+static int n_excludes;
+
 static int selected(const struct test *t, int argc, char **argv, int first)
 {
+    for (int i = 0; i < n_excludes; i++)
+        if (strstr(t->name, excludes[i]) || strstr(t->file, excludes[i]))
+            return 0;
     if (first >= argc)
         return 1;
     for (int i = first; i < argc; i++)
@@ -228,9 +237,13 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[first], "--seed") && first + 1 < argc &&
                  parse_seed(argv[first + 1], &run_seed) == 0)
             first++;
+        else if (!strcmp(argv[first], "-x") && first + 1 < argc && n_excludes < MAX_EXCLUDES)
+            excludes[n_excludes++] = argv[++first];
         else {
-            fprintf(stderr, "usage: %s [-l] [-v] [--seed N|random] [substring...]\n"
-                            "  --seed: seeded scheduling (CIO_SEED) in every test\n",
+            fprintf(stderr,
+                    "usage: %s [-l] [-v] [--seed N|random] [-x substring]... [substring...]\n"
+                    "  --seed: seeded scheduling (CIO_SEED) in every test\n"
+                    "  -x: leave out the tests whose name or file contains it\n",
                     argv[0]);
             return 2;
         }

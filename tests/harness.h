@@ -5,7 +5,7 @@
  *   TEST_TIMEOUT(slow_thing, 60) { ... }      // hang limit in seconds
  *   if (!feature) cio_test_skip("no feature here");   // SKIP, not PASS
  *
- * Run: cio_tests [-l] [-v] [--seed N|random] [substring...]
+ * Run: cio_tests [-l] [-v] [--seed N|random] [-x substring]... [substring...]
  * (--seed, or CIO_SEED=N: seeded scheduling, cio_loop_options.sched_seed)
  */
 #ifndef CIO_TEST_HARNESS_H

@@ -371,14 +371,16 @@ static int run_on_virtual(cio_task_fn fn)
     return cio_run_opts(&o, fn, NULL);
 }
 
-/* spawn + join, a burst of spawns that grows the ready ring */
+/* spawn + join: a burst of 70 spawns grows the ready ring (64 first), and
+ * a few names too long for the task's own buffer go to the heap */
 static int spawn_body(void *arg)
 {
     (void)arg;
-    cio_task *t[100];
+    cio_task *t[70];
     int n = 0, rc = 0;
-    for (; n < 100; n++) {
-        rc = cio_spawn(&t[n], child_ok, NULL, "child-with-a-long-name-%d-xxxxxxxxxxxxxxxx", n);
+    for (; n < 70; n++) {
+        rc = cio_spawn(&t[n], child_ok, NULL,
+                       n % 16 ? "c%d" : "child-with-a-long-name-%d-xxxxxxxxxxxxxxxxxxxx", n);
         if (rc)
             break;
     }
