@@ -323,29 +323,31 @@ EXPORT size_t malloc_usable_size(void *p)
  * allocator comes first. Probed once (racing first callers probe alike). */
 int cio_alloc_inject_available(const char **why_not)
 {
-    static atomic_int state; /* 0 not probed, 1 yes, 2 no */
+    static atomic_int state; /* 0 not probed, 1 yes, 2 no, 3 no: valgrind */
     int s = atomic_load(&state);
     if (!s) {
         void *(*volatile m)(size_t) = malloc; /* (a call the compiler keeps) */
-        uint64_t failed0 = atomic_load(&n_failed);
-        cio_alloc_fail_nth(1);
+        /* (every allocation, not the next one: another thread's could
+         * take "the next") */
+        cio_alloc_fail_all();
         void *p = m(1);
         cio_alloc_fail_off();
         if (p) {
             free(p);
-            s = 2;
+            const char *pre = getenv("LD_PRELOAD");
+            s = pre && strstr(pre, "vgpreload") ? 3 : 2;
         } else {
             /* the probe is not a failure the caller asked for */
             atomic_fetch_sub(&n_failed, 1);
-            (void)failed0;
             s = 1;
         }
         atomic_store(&state, s);
     }
     if (why_not)
-        *why_not = s == 1 ? NULL
-                          : "malloc is not this library's here (valgrind, or an "
-                            "allocator preloaded with LD_PRELOAD)";
+        *why_not = s == 1   ? NULL
+                   : s == 3 ? "running under valgrind, which replaces malloc"
+                            : "malloc is not this library's here (an allocator "
+                              "preloaded with LD_PRELOAD?)";
     return s == 1;
 }
 
