@@ -360,8 +360,13 @@ int cio_alloc_inject_available(const char **why_not)
 static int sweep_run(int (*fn)(void *), void *arg, uint64_t k, cio_alloc_sweep_result *res)
 {
     int64_t live0 = cio_alloc_live();
-    if (k)
-        cio_alloc_fail_nth(k);
+    if (k) {
+        const char *from = getenv("CIO_ALLOC_SWEEP_FROM");
+        if (from && *from && *from != '0')
+            cio_alloc_fail_from(k); /* persistent: k and every later one */
+        else
+            cio_alloc_fail_nth(k);
+    }
     int rc = fn(arg);
     cio_alloc_fail_off();
     int64_t leaked = cio_alloc_live() - live0;

@@ -340,9 +340,8 @@ TEST(alloc_counters_are_exact_across_threads)
  * those) and leaves nothing allocated.
  */
 
-static void sweep(const char *what, int (*fn)(void *), void *arg)
+static void sweep_once(const char *what, int (*fn)(void *), void *arg)
 {
-    need_injection();
     cio_alloc_sweep_result r;
     int rc = cio_alloc_sweep(fn, arg, &r);
     cio_test_note("%s: %llu allocations, %llu failing runs: %llu returned -ENOMEM, "
@@ -357,6 +356,19 @@ static void sweep(const char *what, int (*fn)(void *), void *arg)
                       what, rc, (unsigned long long)r.failed_at,
                       (unsigned long long)r.allocs, r.status, (long long)r.leaked);
     ASSERT_GT(r.allocs, 0u);
+}
+
+/* Each path twice: the k-th allocation failing alone, then the k-th and
+ * every later one (CIO_ALLOC_SWEEP_FROM). */
+static void sweep(const char *what, int (*fn)(void *), void *arg)
+{
+    need_injection();
+    sweep_once(what, fn, arg);
+    setenv("CIO_ALLOC_SWEEP_FROM", "1", 1);
+    char persistent[64];
+    snprintf(persistent, sizeof persistent, "%s (from the k-th on)", what);
+    sweep_once(persistent, fn, arg);
+    unsetenv("CIO_ALLOC_SWEEP_FROM");
 }
 
 static int child_ok(void *arg)

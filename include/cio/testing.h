@@ -134,6 +134,9 @@ CIO_EXTERN int64_t cio_alloc_live(void);
  * one it passed on), and leave as many live blocks as there were before
  * it (no leak). fn runs whatever it tests from start to end, usually its
  * own loop (cio_run_opts): a crash, abort or hang is the test's to see.
+ * With CIO_ALLOC_SWEEP_FROM=1 in the environment, the k-th run fails the
+ * k-th allocation and every later one (SQLite's persistent failures:
+ * cleanup paths that allocate show up).
  * Returns 0 when every run was clean; -ENOTSUP when injection is not
  * available; or CIO_ALLOC_SWEEP_LEAK / _BAD_STATUS with *res telling
  * which run. res may be NULL. Not from inside a task. */
