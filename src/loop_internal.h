@@ -52,12 +52,6 @@ struct cio_loop {
      * (cio__sched_work). What cannot (a foreign thread's call) waits at
      * most CIO__LIGHT_CREDIT hops. */
     size_t light_credit;
-    /* Seeded scheduling (cio_loop_options.sched_seed): 0 = FIFO; else each
-     * batch is shuffled (cio__ready_shuffle) with sched_rng, a splitmix64
-     * state started from the seed. Only read where a batch starts. */
-    uint64_t sched_seed;
-    uint64_t sched_rng;
-    cio_task **ready_scratch; /* seeded only: ready_buf's size, for the shuffle */
     size_t n_tasks;
     cio__list soon;          /* call_soon handles, FIFO */
     cio__timer_heap timers;
@@ -101,6 +95,14 @@ struct cio_loop {
      * more, the last registered first. */
     void (*close_hooks[CIO__CLOSE_HOOKS_MAX])(cio_loop *loop);
     unsigned n_close_hooks;
+    /* Seeded scheduling (cio_loop_options.sched_seed): 0 = FIFO; else each
+     * batch is shuffled (cio__ready_shuffle) with sched_rng, a splitmix64
+     * state started from the seed. Read where a batch starts through the
+     * scheduler and where the ring grows, never on the hop's fast path:
+     * kept here, out of the hot fields' cache lines. */
+    uint64_t sched_seed;
+    uint64_t sched_rng;
+    cio_task **ready_scratch; /* seeded only: ready_buf's size, for the shuffle */
 };
 
 /* Register fn to run when the loop closes, after the last task and
