@@ -48,6 +48,9 @@ check pipeline 'done: 12 lines, 81 words; group: ok; left in queues: 0 \+ 0' \
     "$build/example_pipeline" --virtual
 check subprocess_pipeline '^99996$' "$build/example_subprocess_pipeline"
 check tls_client 'verified, echoed' "$build/example_tls_client"
+# The test toolkit's examples are tests themselves (cio/testing.h).
+check testing_retry '^3 passed, 0 failed$' "$build/example_testing_retry"
+check testing_plain_main '^all 3 tests passed$' "$build/example_testing_plain_main"
 check learn_1_blocking 'one at a time: 8 answers' "$build/example_learn_1_blocking"
 check learn_2_threads 'a thread per question: 8 answers' "$build/example_learn_2_threads"
 check learn_3_event_loop 'an event loop: 8 answers' "$build/example_learn_3_event_loop"

@@ -3,7 +3,10 @@
 # tree (default build/) into a temporary prefix and build and run a small
 # consumer against it four ways:
 #   pkg-config (libcio.so), pkg-config --static (libcio.a),
-#   find_package(cio) with cio::cio, and with cio::cio_static.
+#   find_package(cio) with cio::cio, and with cio::cio_static;
+# and libcio_testing two ways: pkg-config cio_testing (the plain-main
+# example) and find_package(cio COMPONENTS testing) with CTest
+# (examples/testing_ctest).
 # Ends with "N passed, N failed"; exit status 1 when any failed.
 set -uo pipefail
 
@@ -119,6 +122,29 @@ for target in cio::cio cio::cio_static; do
     ) >"$tmp/$name.log" 2>&1
     result "$name" $? "$tmp/$name.log"
 done
+
+# 5. libcio_testing through pkg-config (cio_testing.pc): the plain-main
+#    example, built against the prefix and run.
+(
+    set -e
+    # shellcheck disable=SC2046,SC2086
+    "$cc" $cflags -o "$tmp/pc_testing" examples/testing_plain_main.c \
+        $(pkg-config --cflags --libs cio_testing) -Wl,-rpath,"$libdir"
+    "$tmp/pc_testing"
+) >"$tmp/pc_testing.log" 2>&1
+result pkg_config_testing $? "$tmp/pc_testing.log"
+
+# 6. find_package(cio COMPONENTS testing) and CTest: examples/testing_ctest
+#    built against the prefix, its tests run by ctest.
+(
+    set -e
+    cmake -S examples/testing_ctest -B "$tmp/testing_ctest" -DCMAKE_PREFIX_PATH="$prefix" \
+        -DCMAKE_C_COMPILER="$cc" -DCMAKE_C_FLAGS="$cflags" \
+        -DCMAKE_EXE_LINKER_FLAGS="$cflags -Wl,-rpath,$libdir"
+    cmake --build "$tmp/testing_ctest"
+    (cd "$tmp/testing_ctest" && ctest --output-on-failure)
+) >"$tmp/testing_ctest.log" 2>&1
+result find_package_testing_ctest $? "$tmp/testing_ctest.log"
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -30,6 +30,7 @@
  * pointing at a marker, so that a run_in_loop call reaching the loop during
  * that drain is refused instead of spawning a task that would never run. */
 #include "cio_internal.h"
+#include "testing_internal.h"
 #include "cio/executor.h"
 
 #include <assert.h>
@@ -402,4 +403,20 @@ int cio_run_in_loop(cio_loop *loop, cio_task_fn fn, void *arg, const char *name)
     pthread_cond_destroy(&rc.cond);
     pthread_mutex_destroy(&rc.lock);
     return e;
+}
+
+/* For libcio_testing's leak checks (testing_internal.h). */
+void cio__executor_jobs(cio_loop *loop, size_t *queued, size_t *running)
+{
+    *queued = *running = 0;
+    cio__executor *p = loop ? loop->executor : NULL;
+    if (!p || p == POOL_CLOSED)
+        return;
+    pthread_mutex_lock(&p->lock);
+    for (cio__list *n = p->queue.next; n != &p->queue; n = n->next)
+        (*queued)++;
+    /* A worker that is neither idle nor gone runs a job (it goes idle
+     * under the lock it posted its last result under). */
+    *running = p->n_threads - p->n_exited - p->n_idle;
+    pthread_mutex_unlock(&p->lock);
 }

@@ -64,6 +64,7 @@
  *   documented way to close; with CIO_DEBUG=1 every wait re-arms and
  *   reports the mistake on stderr. */
 #include "cio_internal.h"
+#include "testing_internal.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -469,4 +470,18 @@ static void fd_table_free(cio_loop *loop)
     free(loop->fds.slots);
     loop->fds.slots = NULL;
     loop->fds.n = 0;
+}
+
+/* For libcio_testing's leak checks (testing_internal.h). */
+size_t cio__fd_registered(cio_loop *loop, int *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t fd = 0; loop && fd < loop->fds.n; fd++) {
+        if (!loop->fds.slots[fd].registered)
+            continue;
+        if (n < cap)
+            out[n] = (int)fd;
+        n++;
+    }
+    return n;
 }

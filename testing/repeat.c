@@ -17,13 +17,11 @@
 static int run_once(const cio_test_repeat_options *o, uint64_t seed, cio_task_fn fn,
                     void *arg)
 {
-    cio_loop_options lo = {
-        .virtual_clock = !o->real_clock,
-        .stack_size = o->stack_size,
-        .sched_seed = seed,
-    };
+    cio_test_options to = o->test ? *o->test : (cio_test_options){0};
+    to.sched_seed = seed;
+    to.quiet = to.quiet || o->quiet;
     if (!o->fork)
-        return cio_run_opts(&lo, fn, arg);
+        return cio_test_run(&to, fn, arg, NULL);
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC) != 0)
         return -errno;
@@ -37,7 +35,7 @@ static int run_once(const cio_test_repeat_options *o, uint64_t seed, cio_task_fn
     }
     if (pid == 0) {
         close(pfd[0]);
-        int rc = cio_run_opts(&lo, fn, arg);
+        int rc = cio_test_run(&to, fn, arg, NULL);
         ssize_t w = write(pfd[1], &rc, sizeof rc);
         fflush(NULL);
         _exit(w == (ssize_t)sizeof rc ? 0 : 1);
@@ -89,8 +87,8 @@ int cio_test_repeat(const cio_test_repeat_options *opts, cio_task_fn fn, void *a
             if (!o.quiet)
                 fprintf(stderr,
                         "cio_test_repeat: failed under seed %" PRIu64
-                        " (status %d, %s): replay with CIO_SEED=%" PRIu64 "\n",
-                        seed, rc, cio_strerror(rc), seed);
+                        " (%d, %s): replay with CIO_SEED=%" PRIu64 "\n",
+                        seed, rc, cio_test_strerror(rc), seed);
             return rc;
         }
     }

@@ -109,6 +109,14 @@ static void use_fake_resolver(void)
 
 static void open_gate(void) { ASSERT_EQ(write(gate_fds[1], "x", 1), 1); }
 
+/* The gate's pipe, closed when a test is done with it. */
+static void close_gate(void)
+{
+    close(gate_fds[0]);
+    close(gate_fds[1]);
+    gate_fds[0] = gate_fds[1] = -1;
+}
+
 /* Sleep (loop time) until the resolver finished n calls, at most ~5 s. */
 static void wait_finished(int n)
 {
@@ -370,4 +378,5 @@ TASK_TEST(dns_connect_to_an_unknown_name_looks_it_up_once)
     ASSERT_EQ(atomic_load(&resolver_calls), 1); /* not retried with other flags */
     ASSERT_EQ(cio_tcp_connect("eai:-3", "80", 0), CIO_EAI_BASE + EAI_AGAIN);
     ASSERT_EQ(atomic_load(&resolver_calls), 2);
+    close_gate();
 }

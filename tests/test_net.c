@@ -476,6 +476,47 @@ TEST(net_cancel_at_every_await_by_name_leaves_no_fd)
     ASSERT_EQ(cio_run_opts(&o, cancel_every_main, "localhost"), 0);
 }
 
+/* The same sequence (connect, send, recv, close) through
+ * cio_test_cancel_every_await: cancelled, and timed out, at each of its
+ * suspension points in turn, it returns the cancellation and leaves no
+ * descriptor, registration or task (the server's connection task, once it
+ * has seen the close), and the server is undisturbed. */
+static int client_sequence_to(void *arg)
+{
+    struct client_case c = {.host = "127.0.0.1", .port = arg, .cancel_before = 99};
+    return client_sequence(&c);
+}
+
+static int net_settle(void *arg)
+{
+    int base = *(int *)arg;
+    for (int y = 0; y < 20 && count_open_fds() != base; y++)
+        cio_sleep(CIO_MSEC);
+    return 0;
+}
+
+TASK_TEST_VIRTUAL(net_cancel_at_every_await_by_the_sweep_leaves_no_fd)
+{
+    int lfd = cio_tcp_listen("127.0.0.1", "0", 16, false);
+    ASSERT_GE(lfd, 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", local_port(lfd));
+    struct echo_srv srv = {.lfd = lfd, .count = 1000};
+    cio_task *st;
+    ASSERT_EQ(cio_spawn(&st, echo_server, &srv, "echo-server"), 0);
+    ASSERT_EQ(cio_yield(), 0); /* accepting */
+    int base = count_open_fds();
+    cio_cancel_sweep_options o = {.settle = net_settle, .settle_arg = &base};
+    cio_cancel_sweep_result r;
+    ASSERT_EQ(cio_test_cancel_every_await(&o, client_sequence_to, port, &r), 0);
+    ASSERT_GE(r.points, 2u); /* connect and recv at least */
+    cio_test_note("%zu suspension points", r.points);
+    cio_task_cancel(st);
+    cio_join(st, NULL);
+    cio_task_release(st);
+    cio_close(lfd);
+}
+
 /* ---- IPv6, Unix sockets, SO_REUSEPORT, shutdown, UDP echo ---------------- */
 
 TASK_TEST(net_tcp_over_ipv6_loopback_and_half_close)

@@ -256,6 +256,26 @@ TASK_TEST_VIRTUAL_FIFO(scope_cancel_at_each_await)
     }
 }
 
+/* The same worker through cio_test_cancel_every_await: 6 points, each
+ * cancelled and timed out in turn, nothing leaked. (Where a point is a
+ * yield the task is ready at once and the sweep's cancel lands at its
+ * next point; the test above shows a cancel landing at the yield itself.) */
+static int stepper_free(void *arg)
+{
+    struct steps *s = arg;
+    s->done = 0;
+    return stepper(s);
+}
+
+TASK_TEST_VIRTUAL(scope_cancel_and_deadline_at_each_await_by_the_sweep)
+{
+    struct steps s = {0, 0};
+    cio_cancel_sweep_result r;
+    ASSERT_EQ(cio_test_cancel_every_await(NULL, stepper_free, &s, &r), 0);
+    ASSERT_EQ(r.points, 6u);
+    ASSERT_EQ(r.runs, 13u);
+}
+
 /* The internal "once cancelled, keep waiting shielded" helper that group
  * exit, gather, group start, the executor and the condition's lock
  * re-acquire share: before a cancellation check returns 0 and waits are

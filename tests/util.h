@@ -4,6 +4,7 @@
 #define CIO_TEST_UTIL_H
 
 #include "cio.h"
+#include "cio/testing.h"
 #include "harness.h"
 
 #include <signal.h>
@@ -14,11 +15,40 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* cio_run on the virtual clock. */
+/* The real-time limit cio_test_run gets inside a harness test whose own
+ * hang limit is timeout_s (0: the harness default, 30 s; ten times that
+ * on slow targets): under half of it, so that the run's hang report (and,
+ * for a step that never returns, its abort after as long again) comes
+ * before the harness kills the child without one. */
+static inline int64_t task_test_real_limit(int timeout_s)
+{
+    int64_t s = timeout_s ? timeout_s : 30;
+    if (cio_test_slow())
+        s *= 10;
+    return s * CIO_SEC * 45 / 100;
+}
+
+/* cio_run on the virtual clock, through cio_test_run (cio/testing.h):
+ * returns the function's status, or the run's failure code when it did
+ * not finish (the real-time limit, a task that never ran). No loop-time
+ * limit, so that the loop's own deadlock detector is what a deadlock
+ * meets (tests of it use this), and no leak checks: the callers check what
+ * they expect themselves (some leave tasks for the loop's close to
+ * cancel, as cio_run allows). */
 static inline int run_virtual(cio_task_fn fn, void *arg)
 {
-    cio_loop_options o = {.virtual_clock = true};
-    return cio_run_opts(&o, fn, arg);
+    cio_test_options o = {.virtual_limit = CIO_FOREVER,
+                          .checks = CIO_TEST_CHECK_NONE,
+                          .quiet = true,
+                          .real_limit = task_test_real_limit(0),
+                          .name = "run_virtual"};
+    cio_test_result r;
+    int rc = cio_test_run(&o, fn, arg, &r);
+    if (!r.finished) {
+        cio_test_print(&r);
+        return rc;
+    }
+    return r.status;
 }
 
 /* Report leaks now, under ASan (the harness child ends with _exit, which
@@ -44,28 +74,42 @@ static inline int run_virtual(cio_task_fn fn, void *arg)
  *   TASK_TEST(sleep_orders_wakeups) { ...body in a task...; }
  *   TASK_TEST_VIRTUAL(deadline_fires) { ... }    // on the virtual clock
  *
- * defines the body as a task and the test that runs it with cio_run (or
- * the virtual clock) and asserts the run returns 0. An assertion failing
- * in the body ends the test as usual; `return;` ends the body early.
- * TASK_TEST_VIRTUAL_FIFO: for a test of the FIFO scheduling order itself,
- * which runs FIFO even under seeded scheduling (CIO_SEED). */
-#define CIO_TASK_TEST__DEFINE(name, virtual_clock_, timeout)                   \
-    CIO_TASK_TEST__DEFINE_SEED(name, virtual_clock_, timeout, 0)
-#define CIO_TASK_TEST__DEFINE_SEED(name, virtual_clock_, timeout, seed_)       \
-    static void name##__body(void);                                            \
-    static int name##__task(void *cio__arg)                                    \
+ * defines the body as a task and the test that runs it with cio_test_run
+ * (cio/testing.h): on a fresh loop, on the virtual clock or the real one,
+ * under a real-time limit below the harness's (a hang report with the
+ * task dump instead of a bare kill), and with the leak checks
+ * TASK_TEST_CHECKS. The test fails unless the body ran and returned and the
+ * checks passed; the run's report (and each failed check of the toolkit,
+ * as it happens) goes to stderr, which the harness shows. An assertion failing in the body ends the test as usual;
+ * `return;` ends the body early.
+ * TASK_TEST_FIFO / TASK_TEST_VIRTUAL_FIFO: for a test of the FIFO
+ * scheduling order itself, which runs FIFO even under seeded scheduling
+ * (cio_tests --seed, CIO_SEED). */
+#ifndef TASK_TEST_CHECKS
+#define TASK_TEST_CHECKS CIO_TEST_CHECK_ALL
+#endif
+#define CIO_TASK_TEST__DEFINE(tn, virtual_clock_, timeout)                   \
+    CIO_TASK_TEST__DEFINE_SEED(tn, virtual_clock_, timeout, 0)
+#define CIO_TASK_TEST__DEFINE_SEED(tn, virtual_clock_, timeout, seed_)       \
+    static void tn##__body(void);                                            \
+    static int tn##__task(void *cio__arg)                                    \
     {                                                                          \
         (void)cio__arg;                                                        \
-        name##__body();                                                        \
+        tn##__body();                                                        \
         return 0;                                                              \
     }                                                                          \
-    CIO_TEST__DEFINE(name, timeout)                                            \
+    CIO_TEST__DEFINE(tn, timeout)                                            \
     {                                                                          \
-        cio_loop_options cio__o = {.virtual_clock = (virtual_clock_),          \
+        cio_test_options cio__o = {.real_clock = !(virtual_clock_),            \
+                                   .real_limit = task_test_real_limit(timeout), \
+                                   .checks = TASK_TEST_CHECKS,                 \
+                                   .name = #tn,                                \
                                    .sched_seed = (seed_)};                     \
-        ASSERT_EQ(cio_run_opts(&cio__o, name##__task, NULL), 0);               \
+        int cio__rc = cio_test_run(&cio__o, tn##__task, NULL, NULL);           \
+        if (cio__rc != 0) /* (its report is on stderr) */                      \
+            cio_test_fail(__FILE__, __LINE__, "%s", cio_test_strerror(cio__rc)); \
     }                                                                          \
-    static void name##__body(void)
+    static void tn##__body(void)
 
 #define TASK_TEST(name) CIO_TASK_TEST__DEFINE(name, false, 0)
 #define TASK_TEST_VIRTUAL(name) CIO_TASK_TEST__DEFINE(name, true, 0)
