@@ -1,5 +1,5 @@
 /* testing_flaky_peer: two tests written with cio/testing.h, in a plain
- * main with assert-style checks (docs/testing_sim.md walks through them).
+ * main with assert-style checks (docs/testing.md walks through them).
  *
  * 1. A retrying client against a scripted flaky server, on the virtual
  *    clock: the server resets the first connection in the middle of the

@@ -180,7 +180,7 @@ typedef struct cio_loop_options {
      * second's peak of live tasks needs, and gives the rest back
      * gradually while the loop waits (docs/guide.md, "Task stacks"). */
     size_t stack_pool_max;
-    /* Seeded scheduling, for tests (docs/testing_sim.md): among the tasks
+    /* Seeded scheduling, for tests (docs/testing.md): among the tasks
      * that are ready in the same turn, run them in an order drawn from
      * this seed instead of the order they became ready in. The same seed
      * gives the same order (on the same program and inputs), so a seed

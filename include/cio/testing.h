@@ -18,6 +18,12 @@
  *    let a deadline fire there), checking the result and the leaks.
  *  - Assertions that understand cio (CIO_CHECK_* / CIO_ASSERT_*): a task's
  *    end status, a scope's timeout time, whether a call suspended.
+ *  - Seeded scheduling (cio_test_repeat, cio_test_options.sched_seed):
+ *    same-turn tasks in an order drawn from a seed that replays it.
+ *  - Allocation failure injection (cio_alloc_*): the n-th allocation, or
+ *    all from the n-th, fails; live block counters; the sweep.
+ *  - The scripted peer (cio_test_peer_*): the far end of a real socket,
+ *    driven by a script: delays, trickles, stalls, EOF or RST at byte K.
  *
  * Nothing here aborts or exits unless asked (cio_test_options.abort_on_failure):
  * every function returns a code and writes a printable message, so that any
