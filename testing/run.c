@@ -51,6 +51,10 @@ const char *cio_test_strerror(int code)
         return "a leak check failed";
     case CIO_ETEST_ASSERT:
         return "a check failed";
+    case CIO_ALLOC_SWEEP_LEAK:
+        return "a run of the allocation-failure sweep left blocks allocated";
+    case CIO_ALLOC_SWEEP_BAD_STATUS:
+        return "a run of the allocation-failure sweep returned > 0, or failed with nothing injected";
     case CIO_ETEST_CANCEL:
         return "a cancellation sweep found a fault";
     default:
