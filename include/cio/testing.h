@@ -358,18 +358,24 @@ CIO_EXTERN int cio_test_repeat(const cio_test_repeat_options *opts, cio_task_fn 
 /* ===========================================================================
  * Allocation failure injection (testing-sim)
  *
- * libcio_testing replaces malloc, calloc, realloc, free, posix_memalign,
- * aligned_alloc, memalign and valloc for the whole process (every thread,
- * every library) with pass-throughs to the C library's that count every
- * allocation and refuse the ones injection names (NULL / ENOMEM).
+ * libcio_testing_alloc (a library of its own: link it as well as
+ * libcio_testing; CMake cio::cio_testing_alloc_static, pkg-config
+ * cio_testing_alloc) replaces malloc, calloc, realloc, free,
+ * posix_memalign, aligned_alloc, memalign and valloc for the whole process
+ * (every thread, every library) with pass-throughs to the C library's
+ * that count every allocation and refuse the ones injection names (NULL /
+ * ENOMEM).
  *
- * Linking: from the static archive libcio_testing.a the replacement is
- * linked only when the program calls one of the cio_alloc_* functions (the
- * linker takes an archive member for the symbols it needs: the member that
- * defines them also defines malloc). From libcio_testing.so it is in force
- * whenever the library is loaded. Either way it must be the process's
- * first malloc: an allocator preloaded with LD_PRELOAD, or valloc's
- * neighbours pvalloc and malloc_trim's friends, are not counted.
+ * Linking: why a library of its own. A static archive's member is linked
+ * for any symbol the program still needs when the archive is searched,
+ * and every program needs malloc (libc, which would provide it, comes
+ * last): so a member that defines malloc is pulled into every program
+ * linked with the archive, whether it calls cio_alloc_* or not. Kept out
+ * of libcio_testing, the replacement is in exactly the programs linked
+ * with libcio_testing_alloc (from libcio_testing_alloc.so: whenever that
+ * library is loaded). Unarmed it only counts. It must be the process's
+ * first malloc: under an allocator preloaded with LD_PRELOAD nothing is
+ * counted; pvalloc is not replaced (its blocks are not counted).
  *
  * Not available (cio_alloc_inject_available says why; the counters stay
  * 0 and arming has no effect) when libcio_testing is built with
@@ -384,7 +390,8 @@ CIO_EXTERN int cio_test_repeat(const cio_test_repeat_options *opts, cio_task_fn 
  * allocation cio_alloc_fail_nth refuses (where did run k fail?).
  */
 
-/* 1 when injection works in this process, else 0 and *why_not (may be
+/* (In libcio_testing_alloc, like everything in this section.)
+ * 1 when injection works in this process, else 0 and *why_not (may be
  * NULL) says why in a sentence. The first call probes (one malloc refused
  * on purpose, not counted as a failure). Does not suspend. */
 CIO_EXTERN int cio_alloc_inject_available(const char **why_not);

@@ -9,11 +9,12 @@
  * so; the rest is passed on to the next definition (the C library's),
  * found with dlsym(RTLD_NEXT).
  *
- * Linking: from the static archive libcio_testing.a, the linker takes this
- * object only when the program refers to one of its cio_alloc_* functions;
- * a test program that does not use them keeps the C library's malloc. From
- * libcio_testing.so the replacement is in force whenever the library is
- * loaded.
+ * Linking: this object is a library of its own (libcio_testing_alloc),
+ * not part of libcio_testing, because an archive member that defines
+ * malloc is pulled into every program linked with the archive (they all
+ * need malloc before libc is searched), whether it calls cio_alloc_* or
+ * not. So only the programs linked with libcio_testing_alloc get the
+ * replacement.
  *
  * Not under AddressSanitizer or ThreadSanitizer: their runtimes own malloc
  * and must be initialised before anything calls it, which a replacement in
