@@ -473,7 +473,7 @@ static void fd_table_free(cio_loop *loop)
 }
 
 /* For libcio_testing's leak checks (testing_internal.h). */
-size_t cio__fd_registered(cio_loop *loop, int *out, size_t cap)
+size_t cio__fd_registered_list(cio_loop *loop, int *out, size_t cap)
 {
     size_t n = 0;
     for (size_t fd = 0; loop && fd < loop->fds.n; fd++) {

@@ -10,7 +10,7 @@ int cio__testing_counts_get(cio_loop *loop, cio__testing_counts *out)
     if (!loop || !out)
         return -EINVAL;
     memset(out, 0, sizeof *out);
-    out->fds = cio__fd_registered(loop, out->fd, sizeof out->fd / sizeof out->fd[0]);
+    out->fds = cio__fd_registered_list(loop, out->fd, sizeof out->fd / sizeof out->fd[0]);
     cio__executor_jobs(loop, &out->jobs_queued, &out->jobs_running);
     return 0;
 }

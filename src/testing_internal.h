@@ -10,7 +10,7 @@
 /* The descriptors the fd layer of loop holds a backend registration for,
  * in increasing order, into out[0..cap). Returns how many (may exceed
  * cap). fd.c. */
-size_t cio__fd_registered(cio_loop *loop, int *out, size_t cap);
+size_t cio__fd_registered_list(cio_loop *loop, int *out, size_t cap);
 /* The executor's jobs waiting for a worker, and the workers running one
  * (0, 0 when it has no pool). executor.c. */
 void cio__executor_jobs(cio_loop *loop, size_t *queued, size_t *running);

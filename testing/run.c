@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,8 +34,12 @@ typedef struct run {
     bool closing;               /* under mu: the loop is closing (or gone):
                                  * no call into it */
     bool rcb_ran;               /* under mu: the real-limit callback ran */
-    uint64_t step_id;           /* under mu: the task in its step */
-    char step_name[96];
+    char *report;               /* under mu: what it reported (malloc) */
+    /* The task in its step, for the watchdog's last words (read only when
+     * the loop has not turned for a whole limit, i.e. is stuck in that
+     * task's step, whose name then stays put). */
+    _Atomic uint64_t step_id;
+    _Atomic(const char *) step_name;
 } run;
 
 /* The run on this thread, for cio_test_failure. */
@@ -138,16 +143,20 @@ static void vlimit_cb(void *arg)
 static void rlimit_cb(void *arg)
 {
     run *x = arg;
+    if (!x->r->finished && !x->r->virtual_limit_hit) {
+        x->r->real_limit_hit = true;
+        char what[96];
+        snprintf(what, sizeof what, "the real-time limit (%.3f s) was passed",
+                 (double)x->rlimit / CIO_SEC);
+        limit_reached(x, what);
+    }
+    /* The watchdog's copy of the report so far, for its last words should
+     * the task not unwind (the result goes on changing on this thread). */
+    char *copy = strdup(x->r->message);
     pthread_mutex_lock(&x->mu);
     x->rcb_ran = true;
+    x->report = copy;
     pthread_mutex_unlock(&x->mu);
-    if (x->r->finished || x->r->virtual_limit_hit)
-        return;
-    x->r->real_limit_hit = true;
-    char what[96];
-    snprintf(what, sizeof what, "the real-time limit (%.3f s) was passed",
-             (double)x->rlimit / CIO_SEC);
-    limit_reached(x, what);
 }
 
 /* The loop-time limit is watched from the hooks, not with a timer: an
@@ -177,10 +186,9 @@ static void before_poll(void *arg, int64_t timeout)
 static void before_step(void *arg, cio_task *t)
 {
     run *x = arg;
-    pthread_mutex_lock(&x->mu);
-    x->step_id = cio_task_id(t);
-    snprintf(x->step_name, sizeof x->step_name, "%s", cio_task_name(t));
-    pthread_mutex_unlock(&x->mu);
+    /* (release: the name's bytes are the watchdog's to read then) */
+    atomic_store_explicit(&x->step_id, cio_task_id(t), memory_order_relaxed);
+    atomic_store_explicit(&x->step_name, cio_task_name(t), memory_order_release);
 }
 
 /* Wait on x->cv until the run stops or `until` (real ns) passes. Returns
@@ -220,29 +228,32 @@ static void *watchdog(void *arg)
     }
     /* Nothing can make cio_loop_run return now: say what is known. */
     char text[512];
+    unsigned long long step_id = atomic_load_explicit(&x->step_id, memory_order_relaxed);
+    const char *step_name = atomic_load_explicit(&x->step_name, memory_order_acquire);
+    if (!step_name)
+        step_name = "?";
     if (x->closing)
         snprintf(text, sizeof text,
                  "cio_test_run: '%s' passed its real-time limit (%.3f s) while its loop "
                  "was closing: a task does not unwind (last step: task #%llu '%s'); "
                  "aborting\n",
-                 x->name, (double)x->rlimit / CIO_SEC, (unsigned long long)x->step_id,
-                 x->step_name);
+                 x->name, (double)x->rlimit / CIO_SEC, step_id, step_name);
     else if (!x->rcb_ran)
         snprintf(text, sizeof text,
                  "cio_test_run: '%s' passed its real-time limit (%.3f s) and the loop "
                  "has not turned since: task #%llu '%s' is in a step that does not "
                  "return (no suspension); aborting\n",
-                 x->name, (double)x->rlimit / CIO_SEC, (unsigned long long)x->step_id,
-                 x->step_name);
+                 x->name, (double)x->rlimit / CIO_SEC, step_id, step_name);
     else
         snprintf(text, sizeof text,
                  "cio_test_run: '%s' passed its time limit and did not unwind when "
                  "cancelled (last step: task #%llu '%s'); aborting\n",
-                 x->name, (unsigned long long)x->step_id, x->step_name);
-    pthread_mutex_unlock(&x->mu);
+                 x->name, step_id, step_name);
     /* The report so far (the callback's dump, when it ran), then the line. */
-    fputs(x->r->message, stderr);
+    if (x->report)
+        fputs(x->report, stderr);
     fputs(text, stderr);
+    pthread_mutex_unlock(&x->mu);
     abort();
 }
 
@@ -361,6 +372,7 @@ int cio_test_run(const cio_test_options *opts, cio_task_fn fn, void *arg,
                           leaks);
         }
     }
+    free(x.report);
     pthread_mutex_destroy(&x.mu);
     pthread_cond_destroy(&x.cv);
 
