@@ -191,7 +191,20 @@ typedef struct cio_loop_options {
      * runs longer without suspending is reported. 0 = CIO_SLOW_STEP_MS from
      * the environment, else 100 ms. */
     int64_t slow_step;
+    /* Seeded scheduling, for tests (docs/testing.md): among the tasks
+     * that are ready in the same turn, run them in an order drawn from
+     * this seed instead of the order they became ready in. The same seed
+     * gives the same order (on the same program and inputs), so a seed
+     * that exposes an ordering bug replays it. 0 = the CIO_SEED
+     * environment variable (a decimal number) when it is set and not 0,
+     * else off; CIO_SCHED_FIFO = off whatever CIO_SEED says (a test of the
+     * FIFO order itself). Off, tasks run first come, first served, at no
+     * cost. cio_loop_sched_seed() tells the seed in effect. */
+    uint64_t sched_seed;
 } cio_loop_options;
+
+/* cio_loop_options.sched_seed: FIFO order, CIO_SEED ignored. */
+#define CIO_SCHED_FIFO UINT64_MAX
 
 /* Create a loop with default options: cio_run_opts(NULL, fn, arg). */
 CIO_EXTERN int cio_run(cio_task_fn main_fn, void *arg);
@@ -211,6 +224,11 @@ CIO_EXTERN int cio_run_opts(const cio_loop_options *opts, cio_task_fn main_fn,
  * loop), -EINVAL (opts->stack_size too large), -ENOMEM or another setup
  * error. */
 CIO_EXTERN int cio_loop_new(cio_loop **loop, const cio_loop_options *opts);
+
+/* The scheduling seed in effect on loop (cio_loop_options.sched_seed, or
+ * CIO_SEED from the environment), 0 when tasks run in FIFO order. Does
+ * not suspend. */
+CIO_EXTERN uint64_t cio_loop_sched_seed(const cio_loop *loop);
 
 /* Run fn(arg) as a task on the loop and drive the loop until that task has
  * finished. Other tasks keep their state across calls. Returns the task's

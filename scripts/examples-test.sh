@@ -55,6 +55,11 @@ check learn_1_blocking 'one at a time: 8 answers' "$build/example_learn_1_blocki
 check learn_2_threads 'a thread per question: 8 answers' "$build/example_learn_2_threads"
 check learn_3_event_loop 'an event loop: 8 answers' "$build/example_learn_3_event_loop"
 check learn_4_tasks 'tasks on one thread: 8 answers' "$build/example_learn_4_tasks"
+# cio/testing.h: a retrying client against a scripted flaky peer on the
+# virtual clock, and an ordering bug found with seeds (its own checks
+# decide the exit status; the last line says both tests ran).
+check testing_flaky_peer '^seeds: the fixed version passes 100 seeds$' \
+    "$build/example_testing_flaky_peer"
 
 # debug_planted: one run, each planted bug's report checked (debug mode's
 # reports go to stderr, which check captures with stdout).

@@ -232,6 +232,55 @@ static inline cio_task *ready_pop(cio_loop *loop)
     return t;
 }
 
+/* splitmix64: a good 64-bit stream from any state, seed 1 included. */
+static uint64_t sched_next(cio_loop *loop)
+{
+    uint64_t z = (loop->sched_rng += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
+/* Seeded order for the batch about to start. The tasks woken or spawned
+ * in the same turn are shuffled (Fisher-Yates); the tasks that yielded
+ * come after all of them, in the order they yielded: a yield goes behind
+ * every task that was ready (docs/guide.md, "Order"), seeded or not, so
+ * only orders the runtime allows are tried. Out of line: with the seed
+ * off this is never called, and the batch start pays one predictable
+ * branch. */
+__attribute__((noinline)) void cio__ready_shuffle(cio_loop *loop)
+{
+    size_t n = loop->n_ready, head = loop->ready_head, mask = loop->ready_mask;
+    cio_task **ring = loop->ready_buf;
+    /* Stable partition: the woken first (k of them), the yielders after. */
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        cio_task *t = ring[(head + i) & mask];
+        if (!t->yielded)
+            k++;
+    }
+    if (k < n) {
+        size_t w = 0, y = k;
+        cio_task **tmp = loop->ready_scratch;
+        for (size_t i = 0; i < n; i++) {
+            cio_task *t = ring[(head + i) & mask];
+            tmp[t->yielded ? y++ : w++] = t;
+        }
+        for (size_t i = 0; i < n; i++)
+            ring[(head + i) & mask] = tmp[i];
+    }
+    for (size_t i = 0; i < n; i++)
+        ring[(head + i) & mask]->yielded = false;
+    for (size_t i = k; i > 1; i--) {
+        size_t j = (size_t)(sched_next(loop) % i);
+        cio_task **a = &ring[(head + i - 1) & mask];
+        cio_task **b = &ring[(head + j) & mask];
+        cio_task *t = *a;
+        *a = *b;
+        *b = t;
+    }
+}
+
 int cio__ready_reserve(cio_loop *loop, size_t n)
 {
     size_t cap = loop->ready_buf ? loop->ready_mask + 1 : 0;
@@ -243,6 +292,16 @@ int cio__ready_reserve(cio_loop *loop, size_t n)
     cio_task **buf = malloc(new_cap * sizeof *buf);
     if (!buf)
         return -ENOMEM;
+    if (loop->sched_seed) {
+        /* The shuffle's scratch: as large as the ring, so that a batch
+         * never allocates. */
+        cio_task **scratch = realloc(loop->ready_scratch, new_cap * sizeof *scratch);
+        if (!scratch) {
+            free(buf);
+            return -ENOMEM;
+        }
+        loop->ready_scratch = scratch;
+    }
     for (size_t i = 0; i < loop->n_ready; i++)
         buf[i] = loop->ready_buf[(loop->ready_head + i) & loop->ready_mask];
     free(loop->ready_buf);
@@ -324,7 +383,12 @@ static inline cio_task *pick_next(cio_loop *loop)
         } else {
             if (!light_turn_possible(loop))
                 return NULL;
-            loop->light_credit = CIO__LIGHT_CREDIT;
+            /* Seeded: no credit, so that every batch comes through here
+             * and is shuffled (the credit path stays as it was). */
+            if (CIO__UNLIKELY(loop->sched_seed != 0))
+                cio__ready_shuffle(loop);
+            else
+                loop->light_credit = CIO__LIGHT_CREDIT;
         }
         loop->batch_left = loop->n_ready;
         loop->clock_stale = true; /* time passes across yields, too */
@@ -369,6 +433,7 @@ int cio_yield_site(const char *file, int line, const char *func)
         return rc;
     cio_loop *loop = self->loop;
     cio__task_set_state(self, CIO__TASK_READY);
+    self->yielded = true; /* (a store, no branch: only the seeded shuffle reads it) */
     cio__ready_push(loop, self);
     switch_away(loop, self);
     int code = cio__cancel_code(self);
@@ -571,6 +636,8 @@ static void run_due_timers(cio_loop *loop)
 static void run_ready_tasks(cio_loop *loop)
 {
     loop->batch_left = loop->n_ready;
+    if (CIO__UNLIKELY(loop->sched_seed != 0))
+        cio__ready_shuffle(loop);
     cio__sched_work(loop); /* the next batch after this one checks again */
     while (loop->batch_left > 0) {
         cio_task *t = ready_pop(loop);
@@ -690,6 +757,29 @@ static int thread_stack_bounds(cio_loop *loop)
     return 0;
 }
 
+/* The seed a new loop schedules with: the option, else CIO_SEED, else 0
+ * (FIFO). A CIO_SEED that is not a whole number is ignored, with a
+ * message, rather than taken for a seed the user did not mean. */
+static uint64_t sched_seed_option(const cio_loop_options *opts)
+{
+    if (opts && opts->sched_seed)
+        return opts->sched_seed == CIO_SCHED_FIFO ? 0 : opts->sched_seed;
+    const char *env = getenv("CIO_SEED");
+    if (!env || !*env)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(env, &end, 10);
+    if (errno || *end || *env == '-') {
+        fprintf(stderr, "cio: CIO_SEED=%s is not a seed (a decimal number): "
+                        "scheduling stays FIFO\n", env);
+        return 0;
+    }
+    return v == CIO_SCHED_FIFO ? 0 : (uint64_t)v;
+}
+
+uint64_t cio_loop_sched_seed(const cio_loop *loop) { return loop ? loop->sched_seed : 0; }
+
 int cio_loop_new(cio_loop **out, const cio_loop_options *opts)
 {
     *out = NULL;
@@ -709,6 +799,8 @@ int cio_loop_new(cio_loop **out, const cio_loop_options *opts)
     loop->stacks.pool_max = opts && opts->stack_pool_max ? opts->stack_pool_max
                                                         : DEFAULT_STACK_POOL;
     loop->virtual_clock = opts && opts->virtual_clock;
+    loop->sched_seed = sched_seed_option(opts);
+    loop->sched_rng = loop->sched_seed;
     if (loop->virtual_clock) {
         loop->now = 0;
         loop->clock_stale = false;
@@ -1000,6 +1092,7 @@ int cio_loop_close(cio_loop *loop)
     cio__timer_heap_free(&loop->timers);
     cio__stack_pool_drain(loop);
     free(loop->ready_buf);
+    free(loop->ready_scratch);
     cio__threadsafe_close(loop);
     cio__backend_close(loop->backend);
     cio__overflow_handler_remove(loop);

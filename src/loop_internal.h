@@ -112,6 +112,14 @@ struct cio_loop {
     cio_report_fn report_fn; /* NULL: stderr */
     void *report_arg;
     int64_t slow_step;       /* ns */
+    /* Seeded scheduling (cio_loop_options.sched_seed): 0 = FIFO; else each
+     * batch is shuffled (cio__ready_shuffle) with sched_rng, a splitmix64
+     * state started from the seed. Read where a batch starts through the
+     * scheduler and where the ring grows, never on the hop's fast path:
+     * kept here, out of the hot fields' cache lines. */
+    uint64_t sched_seed;
+    uint64_t sched_rng;
+    cio_task **ready_scratch; /* seeded only: ready_buf's size, for the shuffle */
 };
 
 /* Register fn to run when the loop closes, after the last task and
@@ -156,6 +164,9 @@ static inline void cio__ready_push_front(cio_loop *loop, cio_task *t)
     loop->ready_buf[loop->ready_head] = t;
     loop->n_ready++;
 }
+/* Seeded scheduling: put the n_ready tasks in the ring (those of the batch
+ * about to start) in an order drawn from loop->sched_rng. loop.c. */
+void cio__ready_shuffle(cio_loop *loop);
 /* Make room in the ready ring for n tasks. Returns 0 or -ENOMEM. */
 int cio__ready_reserve(cio_loop *loop, size_t n);
 /* Switch from the current task to the next ready one (or the scheduler).

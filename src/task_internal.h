@@ -66,6 +66,10 @@ struct cio_task {
     bool status_observed;
     bool started;            /* switched to at least once (cio__task_boot) */
     unsigned char wait_kind; /* cio_wait_kind: what it waits on (wait_on) */
+    bool yielded;            /* in the ready ring by cio_yield: seeded
+                              * scheduling keeps it behind the tasks that
+                              * were ready (set by every yield, read and
+                              * cleared only by cio__ready_shuffle) */
     cio_task_fn fn;
     void *arg;
     cio_scope *scope;        /* innermost entered scope */

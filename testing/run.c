@@ -56,6 +56,10 @@ const char *cio_test_strerror(int code)
         return "a leak check failed";
     case CIO_ETEST_ASSERT:
         return "a check failed";
+    case CIO_ALLOC_SWEEP_LEAK:
+        return "a run of the allocation-failure sweep left blocks allocated";
+    case CIO_ALLOC_SWEEP_BAD_STATUS:
+        return "a run of the allocation-failure sweep returned > 0, or failed with nothing injected";
     case CIO_ETEST_CANCEL:
         return "a cancellation sweep found a fault";
     default:
@@ -331,7 +335,8 @@ int cio_test_run(const cio_test_options *opts, cio_task_fn fn, void *arg,
         cio_leak_check_begin(&fds, CIO_TEST_CHECK_FDS);
 
     cio_loop_options lo = {.virtual_clock = !opts->real_clock,
-                           .stack_size = opts->stack_size};
+                           .stack_size = opts->stack_size,
+                           .sched_seed = opts->sched_seed};
     cio_loop *loop = NULL;
     run *outer = current_run;
     if (!fn)
@@ -339,6 +344,7 @@ int cio_test_run(const cio_test_options *opts, cio_task_fn fn, void *arg,
     else
         run_rc = cio_loop_new(&loop, &lo);
     if (run_rc == 0) {
+        r->sched_seed = cio_loop_sched_seed(loop);
         x.loop = loop;
         current_run = &x;
         x.hooks.before_step = before_step;
@@ -409,6 +415,10 @@ int cio_test_run(const cio_test_options *opts, cio_task_fn fn, void *arg,
         rc = CIO_ETEST_LEAK;
     }
     r->passed = rc == 0;
+    if (rc && r->sched_seed)
+        cio__tmsg_add(causes, sizeof causes,
+                      "  under scheduling seed %llu: replay with CIO_SEED=%llu\n",
+                      (unsigned long long)r->sched_seed, (unsigned long long)r->sched_seed);
     if (rc) {
         /* The head line and the first cause go before what was recorded. */
         char *body = strdup(r->message);

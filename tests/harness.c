@@ -1,6 +1,8 @@
 /* Runner for tests/harness.h: forks one child per test, enforces its hang
  * limit with SIGKILL after an alarm, and ends with "N passed, N failed"
- * (preceded by "N skipped: ..." when tests could not run here). */
+ * (preceded by "N skipped: ..." when tests could not run here).
+ * --seed N (or CIO_SEED=N; "random" picks one) runs every test's loops
+ * with seeded scheduling; a failure prints the seed that replays it. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -75,10 +77,40 @@ void cio_test_note(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
+void cio_test_sched_fifo(void)
+{
+    unsetenv("CIO_SEED"); /* (in the test's own child: the runner keeps it) */
+}
+
 int cio_test_slow(void)
 {
     const char *s = getenv("CIO_TEST_SLOW");
     return s && *s && *s != '0';
+}
+
+/* Seeded scheduling (cio_loop_options.sched_seed): every loop in a test
+ * reads CIO_SEED. The runner takes it from the environment or from
+ * --seed N|random, passes it on to the children, and prints it with each
+ * failure so that the run can be replayed. 0 = none. */
+static unsigned long long run_seed;
+
+static int parse_seed(const char *s, unsigned long long *out)
+{
+    if (!strcmp(s, "random")) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        /* any non-zero number below CIO_SCHED_FIFO, short enough to type */
+        *out = ((unsigned long long)ts.tv_nsec ^ (unsigned long long)getpid() << 20 ^
+                (unsigned long long)ts.tv_sec) % 1000000000ull + 1;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || !*s || *s == '-')
+        return -1;
+    *out = v;
+    return 0;
 }
 
 static double now_ms(void)
@@ -88,8 +120,17 @@ static double now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* -x SUBSTRING (repeatable): tests whose name or file contains it are
+ * left out. */
+#define MAX_EXCLUDES 32
+static const char *excludes[MAX_EXCLUDES];
+static int n_excludes;
+
 static int selected(const struct test *t, int argc, char **argv, int first)
 {
+    for (int i = 0; i < n_excludes; i++)
+        if (strstr(t->name, excludes[i]) || strstr(t->file, excludes[i]))
+            return 0;
     if (first >= argc)
         return 1;
     for (int i = first; i < argc; i++)
@@ -177,6 +218,9 @@ static enum outcome run_one(const struct test *t, int verbose)
         printf("FAIL %s: exit status %d\n", t->name, WEXITSTATUS(status));
     if ((!ok || verbose) && out_len)
         printf("%.*s", (int)out_len, out);
+    if (!ok && !skipped && run_seed)
+        printf("  seed %llu: replay with CIO_SEED=%llu cio_tests %s\n", run_seed,
+               run_seed, t->name);
     fflush(stdout);
     free(out);
     return ok ? PASSED : skipped ? SKIPPED : FAILED;
@@ -190,11 +234,32 @@ int main(int argc, char **argv)
             verbose = 1;
         else if (!strcmp(argv[first], "-l"))
             list = 1;
+        else if (!strcmp(argv[first], "--seed") && first + 1 < argc &&
+                 parse_seed(argv[first + 1], &run_seed) == 0)
+            first++;
+        else if (!strcmp(argv[first], "-x") && first + 1 < argc && n_excludes < MAX_EXCLUDES)
+            excludes[n_excludes++] = argv[++first];
         else {
-            fprintf(stderr, "usage: %s [-l] [-v] [substring...]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [-l] [-v] [--seed N|random] [-x substring]... [substring...]\n"
+                    "  --seed: seeded scheduling (CIO_SEED) in every test\n"
+                    "  -x: leave out the tests whose name or file contains it\n",
+                    argv[0]);
             return 2;
         }
         first++;
+    }
+    const char *env_seed = getenv("CIO_SEED");
+    if (!run_seed && env_seed && *env_seed && parse_seed(env_seed, &run_seed) != 0) {
+        fprintf(stderr, "harness: CIO_SEED=%s is not a number (or 'random')\n", env_seed);
+        return 2;
+    }
+    if (run_seed) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%llu", run_seed);
+        setenv("CIO_SEED", buf, 1);
+        if (!list)
+            printf("seeded scheduling: CIO_SEED=%llu\n", run_seed);
     }
     signal(SIGPIPE, SIG_IGN);
     int passed = 0, failed = 0, skipped = 0;

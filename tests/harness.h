@@ -5,7 +5,8 @@
  *   TEST_TIMEOUT(slow_thing, 60) { ... }      // hang limit in seconds
  *   if (!feature) cio_test_skip("no feature here");   // SKIP, not PASS
  *
- * Run: cio_tests [-l] [-v] [substring...]
+ * Run: cio_tests [-l] [-v] [--seed N|random] [-x substring]... [substring...]
+ * (--seed, or CIO_SEED=N: seeded scheduling, cio_loop_options.sched_seed)
  */
 #ifndef CIO_TEST_HARNESS_H
 #define CIO_TEST_HARNESS_H
@@ -25,6 +26,11 @@ _Noreturn void cio_test_fail(const char *file, int line, const char *fmt, ...)
 _Noreturn void cio_test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print a note that is shown with the test's output (-v or on failure). */
 void cio_test_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The test checks the FIFO order of the ready queue itself (spawn order,
+ * wake order): its loops run FIFO even under seeded scheduling (--seed,
+ * CIO_SEED), which would otherwise shuffle the tasks ready in the same
+ * turn. Call it before the test makes its first loop. */
+void cio_test_sched_fifo(void);
 /* 1 when the binary runs under valgrind or qemu-user (slow targets): load
  * loops may scale their counts down with this. */
 int cio_test_slow(void);

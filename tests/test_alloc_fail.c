@@ -1,24 +1,20 @@
 /* Allocation failure: what must keep working when malloc returns NULL.
  *
- * This file replaces malloc, calloc and realloc for the whole test binary
- * with pass-throughs to the next definition (the C library's, or the
- * sanitizer runtime's) that fail while alloc_fail_set(true) is in force,
- * from any thread, and count the attempts they refused. Tests keep the
- * failing window as small as they can: the C library itself (stdio,
- * pthread_create) allocates too.
+ * The injection is libcio_testing's (cio/testing.h, "Allocation failure
+ * injection"): malloc, calloc and realloc of the whole test binary fail
+ * while cio_alloc_fail_all() is in force, from any thread, and the
+ * refusals are counted. Tests keep the failing window as small as they
+ * can: the C library itself (stdio, pthread_create) allocates too.
  *
- * Not under ASan or TSan: their runtimes own malloc and must be initialised
- * before anything calls it, which a replacement in the program defeats
- * (the tests are skipped there). Valgrind replaces the program's malloc
- * with its own, replacement included: the tests see that the injection has
- * no effect and are skipped there too. */
+ * Not under ASan or TSan, nor under valgrind: cio_alloc_inject_available
+ * says so and the tests are skipped there. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "cio.h"
+#include "cio/testing.h"
 #include "harness.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -28,120 +24,42 @@
 #include <string.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define NO_INJECTION 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define NO_INJECTION 1
-#endif
-#endif
-
-static atomic_bool fail_on;
-static atomic_long fail_count; /* attempts refused while failing */
-
 static void alloc_fail_set(bool on)
 {
-    atomic_store(&fail_on, on);
+    if (on)
+        cio_alloc_fail_all();
+    else
+        cio_alloc_fail_off();
 }
 
-/* ---- the replacements ------------------------------------------------------- */
-#ifdef NO_INJECTION
+/* Attempts refused so far. */
+static long refused_count(void)
+{
+    cio_alloc_stats st;
+    cio_alloc_stats_get(&st);
+    return (long)st.failed;
+}
+
 static void need_injection(void)
 {
-    cio_test_skip("malloc cannot be replaced under a sanitizer runtime");
+    const char *why;
+    if (!cio_alloc_inject_available(&why))
+        cio_test_skip("no allocation failure injection here: %s", why);
 }
-#else
-static bool refuse(void);
-
-/* Skip when malloc is not ours after all (valgrind). */
-static void need_injection(void)
-{
-    alloc_fail_set(true);
-    void *volatile p = malloc(1);
-    alloc_fail_set(false);
-    if (p) {
-        free(p);
-        cio_test_skip("malloc is not the program's own here (valgrind?)");
-    }
-}
-
-static bool refuse(void)
-{
-    if (!atomic_load_explicit(&fail_on, memory_order_relaxed))
-        return false;
-    atomic_fetch_add(&fail_count, 1);
-    errno = ENOMEM;
-    return true;
-}
-
-static void *(*next_malloc)(size_t);
-static void *(*next_calloc)(size_t, size_t);
-static void *(*next_realloc)(void *, size_t);
-
-/* dlsym may allocate while we look the real functions up: those few
- * requests are served from here (and never freed). */
-static _Alignas(max_align_t) char boot_buf[4096];
-static size_t boot_used;
-static __thread bool resolving;
-
-static void *boot_alloc(size_t n)
-{
-    n = (n + 15) & ~(size_t)15;
-    if (boot_used + n > sizeof boot_buf)
-        return NULL;
-    void *p = boot_buf + boot_used;
-    boot_used += n;
-    return p; /* zeroed: static storage, never reused */
-}
-
-static void resolve(void)
-{
-    if (next_malloc)
-        return;
-    resolving = true;
-    next_calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
-    next_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
-    next_malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
-    resolving = false;
-}
-
-void *malloc(size_t n)
-{
-    if (resolving)
-        return boot_alloc(n);
-    resolve();
-    return refuse() ? NULL : next_malloc(n);
-}
-
-void *calloc(size_t n, size_t size)
-{
-    if (resolving)
-        return size && n > SIZE_MAX / size ? NULL : boot_alloc(n * size);
-    resolve();
-    return refuse() ? NULL : next_calloc(n, size);
-}
-
-void *realloc(void *p, size_t n)
-{
-    resolve();
-    return refuse() ? NULL : next_realloc(p, n);
-}
-#endif
 
 /* ---- the injection works ------------------------------------------------------ */
 
 TEST(alloc_fail_injection_refuses_and_counts)
 {
     need_injection();
-    ASSERT_GT(atomic_load(&fail_count), 0); /* need_injection's probe */
-    long before = atomic_load(&fail_count);
+    long before = refused_count();
     alloc_fail_set(true);
     void *volatile p = malloc(16);
     void *volatile q = calloc(2, 8);
     alloc_fail_set(false);
     ASSERT_PTR_EQ(p, NULL);
     ASSERT_PTR_EQ(q, NULL);
-    ASSERT_EQ(atomic_load(&fail_count) - before, 2);
+    ASSERT_EQ(refused_count() - before, 2);
     void *r = malloc(16);
     ASSERT_TRUE(r != NULL);
     free(r);
@@ -152,7 +70,7 @@ TEST(alloc_fail_injection_refuses_and_counts)
 static int deadlines_main(void *arg)
 {
     (void)arg;
-    long before = atomic_load(&fail_count);
+    long before = refused_count();
     alloc_fail_set(true);
     /* The loop's first timers: the heap used to grow here, and abort the
      * process when it could not. */
@@ -163,7 +81,7 @@ static int deadlines_main(void *arg)
     int sh_rc = cio_scope_exit(&sh);
     cio_scope_reschedule(&outer, cio_now() + CIO_SEC); /* re-arms: fired already */
     int outer_rc = cio_scope_exit(&outer);
-    long refused = atomic_load(&fail_count) - before;
+    long refused = refused_count() - before;
     alloc_fail_set(false);
     ASSERT_EQ(sleep_rc, -ETIMEDOUT); /* the shield's own deadline */
     ASSERT_EQ(sh_rc, -ETIMEDOUT);
@@ -194,9 +112,9 @@ static int fail_from_here(void *arg)
 static int delivery_main(void *arg)
 {
     (void)arg;
-    long before = atomic_load(&fail_count);
+    long before = refused_count();
     int rc = cio_to_thread(fail_from_here, NULL);
-    long refused = atomic_load(&fail_count) - before;
+    long refused = refused_count() - before;
     alloc_fail_set(false);
     ASSERT_EQ(rc, 42);
     ASSERT_EQ(refused, 0); /* the completion needed no memory */

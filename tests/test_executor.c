@@ -75,7 +75,15 @@ static int record(void *arg)
     return (int)(intptr_t)arg;
 }
 
-static int submit_record(void *arg) { return cio_to_thread(record, arg); }
+/* The order the tasks submitted in: spawn order under FIFO scheduling,
+ * shuffled under seeded scheduling. */
+static int submit_log[8], submit_n;
+
+static int submit_record(void *arg)
+{
+    submit_log[submit_n++] = (int)(intptr_t)arg; /* and submits, at once */
+    return cio_to_thread(record, arg);
+}
 
 static int order_main(void *arg)
 {
@@ -93,8 +101,9 @@ static int order_main(void *arg)
         cio_task_release(t[i]);
     }
     ASSERT_EQ(order_n, 6);
+    ASSERT_EQ(submit_n, 6);
     for (int i = 0; i < 6; i++)
-        ASSERT_EQ(order_log[i], i);
+        ASSERT_EQ(order_log[i], submit_log[i]);
     return 0;
 }
 
@@ -154,6 +163,7 @@ static int cancel_main(void *arg)
 
 TEST(executor_cancel_queued_drops_and_running_waits)
 {
+    cio_test_sched_fifo(); /* "busy" submits first, and gets the one thread */
     struct cancel_case c = {.busy.value = 5};
     ASSERT_EQ(pipe(c.busy.fds), 0);
     ASSERT_EQ(pipe(c.never.fds), 0);
@@ -484,6 +494,7 @@ static int close_main(void *arg)
 
 TEST(executor_loop_close_drops_queued_jobs_and_joins_running_ones)
 {
+    cio_test_sched_fifo(); /* "running" submits first, and gets the one thread */
     struct close_case c = {.running.g.value = 11};
     ASSERT_EQ(pipe(c.running.g.fds), 0);
     ASSERT_EQ(pipe(c.queued.g.fds), 0);

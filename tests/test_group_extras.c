@@ -461,17 +461,32 @@ TASK_TEST_VIRTUAL(group_body_cancellation_is_not_a_failure)
     cio_scope_exit(&s);
 }
 
+/* Fails with its own error when the group cancels it (a cleanup that
+ * fails): second in its group's errors whatever order the tasks run in. */
+static int fails_when_cancelled(void *arg)
+{
+    (void)arg;
+    cio_sleep(CIO_HOUR);
+    return -EADDRINUSE;
+}
+
+/* The errors' order is fixed by time, not by the order in which tasks that
+ * wake in the same turn run (which seeded scheduling changes): leaf-eio
+ * fails at 1 ms and cancels leaf-inuse, which then fails; mid-other fails
+ * only once mid's failure has cancelled it. */
 static int inner_group_child(void *arg)
 {
     int mode = (int)(intptr_t)arg;
     cio_group g;
     cio_group_enter(&g);
     cio_group_spawn(&g, NULL, fail_after_ms, (void *)(intptr_t)1, "leaf-eio");
-    cio_group_spawn(&g, NULL, bind_fails, (void *)(intptr_t)1, "leaf-inuse");
+    cio_group_spawn(&g, NULL, fails_when_cancelled, NULL, "leaf-inuse");
     int rc = cio_group_exit(&g);
     cio_group_destroy(&g);
-    if (mode == 1)
-        return -EBADMSG; /* handled the inner errors, failed otherwise */
+    if (mode == 1) {
+        cio_sleep(CIO_HOUR); /* until mid's failure cancels it */
+        return -EBADMSG;     /* handled the inner errors, failed otherwise */
+    }
     return rc;
 }
 

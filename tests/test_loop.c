@@ -109,8 +109,9 @@ static int eq_sleeper(void *arg)
     return rc;
 }
 
-TASK_TEST_VIRTUAL(loop_equal_deadlines)
+static int equal_deadlines_main(void *arg)
 {
+    (void)arg;
     eq_n = 0;
     cio_task *t[8];
     /* Spawned in reverse so that spawn order != index order. */
@@ -122,6 +123,16 @@ TASK_TEST_VIRTUAL(loop_equal_deadlines)
         ASSERT_EQ(eq_seq[i], 7 - i);
         cio_task_release(t[i]);
     }
+    return 0;
+}
+
+TEST(loop_equal_deadlines)
+{
+    /* The sleepers arm their timers in spawn order and run in firing
+     * order: both are the FIFO scheduler's promise. */
+    cio_test_sched_fifo();
+    cio_loop_options o = {.virtual_clock = true};
+    ASSERT_EQ(cio_run_opts(&o, equal_deadlines_main, NULL), 0);
 }
 
 /* The real clock moves forward and sleep sleeps at least as long as asked. */

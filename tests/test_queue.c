@@ -110,7 +110,8 @@ static int getter(void *arg)
     return rc;
 }
 
-TASK_TEST_VIRTUAL(queue_blocking_put_get_fifo_waiters)
+/* (FIFO scheduling: the waiters queue up in the order they were spawned.) */
+TASK_TEST_VIRTUAL_FIFO(queue_blocking_put_get_fifo_waiters)
 {
     cio_queue_options o = {.maxsize = 2};
     ASSERT_EQ(cio_queue_init(&Q, &o), 0);
@@ -172,7 +173,8 @@ TASK_TEST_VIRTUAL(queue_blocking_put_get_fifo_waiters)
 
 /* Priority queue with putters waiting: each freed slot takes the next
  * putter's item, which then competes by priority. */
-TASK_TEST_VIRTUAL(queue_priority_with_blocked_putters)
+/* (FIFO scheduling: the putters block in the order they were spawned.) */
+TASK_TEST_VIRTUAL_FIFO(queue_priority_with_blocked_putters)
 {
     cio_queue_options o = {.kind = CIO_QUEUE_PRIORITY, .maxsize = 2, .cmp = by_tens};
     ASSERT_EQ(cio_queue_init(&Q, &o), 0);

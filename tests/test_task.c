@@ -83,6 +83,7 @@ static int fifo_main(void *arg)
 
 TEST(task_yield_is_fifo)
 {
+    cio_test_sched_fifo(); /* spawn order = first run order: FIFO's promise */
     order_len = 0;
     ASSERT_EQ(cio_run(fifo_main, NULL), 0);
     order[order_len] = 0;

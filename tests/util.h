@@ -81,11 +81,16 @@ static inline int run_virtual(cio_task_fn fn, void *arg)
  * TASK_TEST_CHECKS. The test fails unless the body ran and returned and the
  * checks passed; the run's report (and each failed check of the toolkit,
  * as it happens) goes to stderr, which the harness shows. An assertion failing in the body ends the test as usual;
- * `return;` ends the body early. */
+ * `return;` ends the body early.
+ * TASK_TEST_FIFO / TASK_TEST_VIRTUAL_FIFO: for a test of the FIFO
+ * scheduling order itself, which runs FIFO even under seeded scheduling
+ * (cio_tests --seed, CIO_SEED). */
 #ifndef TASK_TEST_CHECKS
 #define TASK_TEST_CHECKS CIO_TEST_CHECK_ALL
 #endif
 #define CIO_TASK_TEST__DEFINE(tn, virtual_clock_, timeout)                   \
+    CIO_TASK_TEST__DEFINE_SEED(tn, virtual_clock_, timeout, 0)
+#define CIO_TASK_TEST__DEFINE_SEED(tn, virtual_clock_, timeout, seed_)       \
     static void tn##__body(void);                                            \
     static int tn##__task(void *cio__arg)                                    \
     {                                                                          \
@@ -98,7 +103,8 @@ static inline int run_virtual(cio_task_fn fn, void *arg)
         cio_test_options cio__o = {.real_clock = !(virtual_clock_),            \
                                    .real_limit = task_test_real_limit(timeout), \
                                    .checks = TASK_TEST_CHECKS,                 \
-                                   .name = #tn};                             \
+                                   .name = #tn,                                \
+                                   .sched_seed = (seed_)};                     \
         int cio__rc = cio_test_run(&cio__o, tn##__task, NULL, NULL);           \
         if (cio__rc != 0) /* (its report is on stderr) */                      \
             cio_test_fail(__FILE__, __LINE__, "%s", cio_test_strerror(cio__rc)); \
@@ -107,6 +113,9 @@ static inline int run_virtual(cio_task_fn fn, void *arg)
 
 #define TASK_TEST(name) CIO_TASK_TEST__DEFINE(name, false, 0)
 #define TASK_TEST_VIRTUAL(name) CIO_TASK_TEST__DEFINE(name, true, 0)
+#define TASK_TEST_FIFO(name) CIO_TASK_TEST__DEFINE_SEED(name, false, 0, CIO_SCHED_FIFO)
+#define TASK_TEST_VIRTUAL_FIFO(name)                                           \
+    CIO_TASK_TEST__DEFINE_SEED(name, true, 0, CIO_SCHED_FIFO)
 #define TASK_TEST_TIMEOUT(name, seconds) CIO_TASK_TEST__DEFINE(name, false, seconds)
 #define TASK_TEST_VIRTUAL_TIMEOUT(name, seconds)                               \
     CIO_TASK_TEST__DEFINE(name, true, seconds)
