@@ -361,10 +361,11 @@ static inline bool light_turn_possible(cio_loop *loop)
         return false;
     /* A weak watch (the console) is polled now and then even while tasks
      * keep the loop busy: after about CIO__WEAK_HOPS hops (counted by
-     * batch: this runs once a batch with a timer armed, once in
-     * CIO__LIGHT_CREDIT hops without). */
+     * batch: this runs once a batch with a timer armed, and without one
+     * once the CIO__LIGHT_CREDIT hops of credit are spent, which count). */
     if (CIO__UNLIKELY(loop->n_weak_watches != 0) &&
-        (loop->weak_hops += loop->n_ready) >= CIO__WEAK_HOPS) {
+        (loop->weak_hops += loop->n_ready + (loop->timers.len ? 0 : CIO__LIGHT_CREDIT)) >=
+            CIO__WEAK_HOPS) {
         loop->weak_hops = 0;
         return false;
     }

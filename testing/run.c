@@ -242,7 +242,10 @@ static void *watchdog(void *arg)
         pthread_mutex_unlock(&x->mu);
         return NULL;
     }
-    /* Nothing can make cio_loop_run return now: say what is known. */
+    /* Nothing can make cio_loop_run return now: say what is known. The
+     * last step's name is read only when the loop is stuck inside that
+     * step (the task cannot end, so its name stays put); otherwise the
+     * loop may still free tasks while this thread reads: the id only. */
     char text[512];
     unsigned long long step_id = atomic_load_explicit(&x->step_id, memory_order_relaxed);
     const char *step_name = atomic_load_explicit(&x->step_name, memory_order_acquire);
@@ -251,9 +254,9 @@ static void *watchdog(void *arg)
     if (x->closing)
         snprintf(text, sizeof text,
                  "cio_test_run: '%s' passed its real-time limit (%.3f s) while its loop "
-                 "was closing: a task does not unwind (last step: task #%llu '%s'); "
+                 "was closing: a task does not unwind (last step: task #%llu); "
                  "aborting\n",
-                 x->name, (double)x->rlimit / CIO_SEC, step_id, step_name);
+                 x->name, (double)x->rlimit / CIO_SEC, step_id);
     else if (!x->rcb_ran)
         snprintf(text, sizeof text,
                  "cio_test_run: '%s' passed its real-time limit (%.3f s) and the loop "
@@ -263,8 +266,8 @@ static void *watchdog(void *arg)
     else
         snprintf(text, sizeof text,
                  "cio_test_run: '%s' passed its time limit and did not unwind when "
-                 "cancelled (last step: task #%llu '%s'); aborting\n",
-                 x->name, step_id, step_name);
+                 "cancelled (last step: task #%llu); aborting\n",
+                 x->name, step_id);
     /* The report so far (the callback's dump, when it ran), then the line. */
     if (x->report)
         fputs(x->report, stderr);

@@ -1062,7 +1062,8 @@ TEST_TIMEOUT(news_reports_each_transfer_failure_without_hanging, 30)
     ASSERT_TRUE(line_with(r->out, "/reset\"", line, sizeof line));
     ASSERT_TRUE(json_field(line, "error", why, sizeof why));
     ASSERT_TRUE(!strcmp(why, "connection reset") || !strcmp(why, "truncated"));
-    ASSERT_TRUE(t < 10);
+    /* (no bound on t: the stall never ends by itself, so "timeout" above is
+     * the proof that -t cut it; the test's own limit catches a hang) */
     /* over --max-size: a body, and a gzip bomb counted after decoding
      * (a long timeout: under ASan the 400 KiB bomb takes a while) */
     const char *a2[] = {"news", "--json", "-t", "20s", "-r", "0", "--max-size", "256K",
@@ -1393,7 +1394,10 @@ TEST_TIMEOUT(news_interval_spaces_requests_to_one_host, 30)
     for (int i = 1; i < 3; i++) {
         double gap = (double)(v->other_at[i] - v->other_at[i - 1]) / 1e9;
         cio_test_note("gap %d: %.3f s", i, gap);
-        ASSERT_TRUE(gap >= 0.135);
+        /* the server notes each request on a loaded machine's real clock:
+         * a late note shortens the next gap, so only half the interval is
+         * asserted (without --interval the gaps are ~0: all four at once) */
+        ASSERT_TRUE(gap >= 0.075);
     }
 }
 

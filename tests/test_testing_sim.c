@@ -226,6 +226,28 @@ static void need_injection(void)
         cio_test_skip("no allocation failure injection here: %s", why);
 }
 
+/* The availability probe refuses one allocation of its own: it must leave
+ * an injection armed before it alone (and not count as a failure). Each
+ * test runs in a fresh child, so this call is the process's first probe. */
+TEST(alloc_first_availability_probe_keeps_an_armed_injection)
+{
+    cio_alloc_stats s0, s1;
+    cio_alloc_stats_get(&s0);
+    cio_alloc_fail_nth(2);
+    const char *why;
+    if (!cio_alloc_inject_available(&why)) {
+        cio_alloc_fail_off();
+        cio_test_skip("no allocation failure injection here: %s", why);
+    }
+    void *volatile a = malloc(16), *volatile b = malloc(16);
+    cio_alloc_fail_off();
+    cio_alloc_stats_get(&s1);
+    ASSERT_TRUE(a != NULL);
+    ASSERT_TRUE(b == NULL); /* the 2nd after arming, the probe not counted */
+    ASSERT_EQ(s1.failed - s0.failed, 1u);
+    free(a);
+}
+
 TEST(alloc_nth_failure_hits_exactly_the_nth_and_counts)
 {
     need_injection();

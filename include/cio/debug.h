@@ -411,21 +411,24 @@ CIO_EXTERN int cio_console_stop(cio_loop *loop);
 typedef void (*cio_report_fn)(void *arg, const char *text, size_t len);
 
 /* Turn debug mode on or off for loop (NULL: the current loop); on, it
- * takes one of the loop's CIO_HOOKS_MAX hook sets. Does not suspend.
+ * takes one of the loop's CIO_HOOKS_MAX hook sets. Call it on the loop's
+ * thread (it adds or removes hooks the loop reads). Does not suspend.
  * Returns 0, -EINVAL (no loop), -ENOMEM, -ENOSPC (every hook set taken), or
  * -EBUSY (called from a hook, or while the loop closes). */
 CIO_EXTERN int cio_loop_set_debug(cio_loop *loop, bool on);
 /* Whether debug mode is on for loop (NULL: the current loop). */
 CIO_EXTERN bool cio_loop_debug(const cio_loop *loop);
 
-/* Set the slow-step threshold of loop (NULL: current), ns > 0. Returns 0
- * or -EINVAL. */
+/* Set the slow-step threshold of loop (NULL: current), ns > 0. Call it on
+ * the loop's thread. Does not suspend. Returns 0 or -EINVAL. */
 CIO_EXTERN int cio_loop_set_slow_step(cio_loop *loop, int64_t ns);
 
 /* Send loop's debug reports to fn(arg, text, len) (NULL fn: back to
  * stderr). fn runs on the loop's thread (on a foreign thread for the
  * reports of misuse made there), between tasks: it must not suspend nor
- * call into the loop. Returns 0 or -EINVAL (no loop). */
+ * call into the loop. Call it on the loop's thread, before other threads
+ * can misuse the loop (their reports read the sink). Does not suspend.
+ * Returns 0 or -EINVAL (no loop). */
 CIO_EXTERN int cio_loop_set_report(cio_loop *loop, cio_report_fn fn, void *arg);
 
 #ifdef __cplusplus

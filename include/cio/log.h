@@ -63,7 +63,9 @@ CIO_EXTERN void cio_log_set_fd(int fd);
  * descriptor). fn gets the level and the whole line, len bytes ending in
  * '\n' (NUL-terminated too, not counted in len), on the thread that logged,
  * maybe on several threads at once; it must not call cio_log itself (such
- * a call is dropped). */
+ * a call is dropped). A cio_log call that began on another thread before
+ * this one returns may still be in the previous fn with the previous arg:
+ * stop the other threads' logging (or keep arg alive) before freeing it. */
 typedef void (*cio_log_fn)(void *arg, cio_log_level level, const char *line,
                            size_t len);
 CIO_EXTERN void cio_log_set_callback(cio_log_fn fn, void *arg);

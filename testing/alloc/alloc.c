@@ -131,8 +131,18 @@ static void trace_refusal(void)
 }
 
 /* One allocation attempt: counted, and true when it must fail. */
+/* Set by cio_alloc_inject_available's probe on its own thread only: its
+ * one allocation is refused without touching the armed mode, the counters
+ * or other threads' allocations. (initial-exec: reading it never
+ * allocates.) */
+static __thread bool probing __attribute__((tls_model("initial-exec")));
+
 static bool refuse(void)
 {
+    if (probing) {
+        errno = ENOMEM;
+        return true;
+    }
     atomic_fetch_add_explicit(&n_calls, 1, memory_order_relaxed);
     int m = atomic_load_explicit(&mode, memory_order_acquire);
     if (m == MODE_OFF)
@@ -328,18 +338,16 @@ int cio_alloc_inject_available(const char **why_not)
     int s = atomic_load(&state);
     if (!s) {
         void *(*volatile m)(size_t) = malloc; /* (a call the compiler keeps) */
-        /* (every allocation, not the next one: another thread's could
-         * take "the next") */
-        cio_alloc_fail_all();
+        /* Refused on this thread only: an injection the caller armed
+         * before, and other threads' allocations, are left alone. */
+        probing = true;
         void *p = m(1);
-        cio_alloc_fail_off();
+        probing = false;
         if (p) {
             free(p);
             const char *pre = getenv("LD_PRELOAD");
             s = pre && strstr(pre, "vgpreload") ? 3 : 2;
         } else {
-            /* the probe is not a failure the caller asked for */
-            atomic_fetch_sub(&n_failed, 1);
             s = 1;
         }
         atomic_store(&state, s);
