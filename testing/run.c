@@ -22,6 +22,7 @@ typedef struct run {
     unsigned checks;
     bool quiet, abort_on_failure;
     cio_task *task;             /* the test's task, while it runs */
+    cio_leak_check *lc;         /* its leak check, until the task ends it */
     bool vlimit_queued;
     cio_hooks hooks;
     /* The watchdog (real-time limit) and what it may read: */
@@ -286,6 +287,7 @@ static int test_main(void *arg)
     unsigned in_loop = x->checks & ~(unsigned)CIO_TEST_CHECK_FDS;
     if (in_loop)
         cio_leak_check_begin(&lc, in_loop);
+    x->lc = lc; /* freed by cio_test_run if this never returns */
     int status = x->fn(x->arg);
     r->finished = true;
     r->status = status;
@@ -293,6 +295,7 @@ static int test_main(void *arg)
         r->loop_time = cio_now();
     if (lc) {
         char leaks[4096];
+        x->lc = NULL;
         int n = cio_leak_check_end(lc, leaks, sizeof leaks);
         if (n > 0) {
             r->leaks += n;
@@ -371,6 +374,8 @@ int cio_test_run(const cio_test_options *opts, cio_task_fn fn, void *arg,
         pthread_mutex_unlock(&x.mu);
         cio_loop_remove_hooks(loop, &x.hooks);
         cio_loop_close(loop);
+        cio__leak_check_discard(x.lc); /* (the task never finished) */
+        x.lc = NULL;
         current_run = outer;
         pthread_mutex_lock(&x.mu);
         x.stop = true;

@@ -8,6 +8,8 @@
 
 /* Append printf-style text to the NUL-terminated string in buf (cap bytes),
  * cutting what does not fit. */
+/* Free a leak check begun and never ended (its test never finished). */
+void cio__leak_check_discard(cio_leak_check *c);
 void cio__tmsg_add(char *buf, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void cio__tmsg_vadd(char *buf, size_t cap, const char *fmt, va_list ap);

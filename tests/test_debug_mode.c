@@ -454,6 +454,8 @@ static int conn_fn(cio_stream *s, void *arg)
     return 0;
 }
 
+static bool process_spawned; /* leak_main spawned its subprocess */
+
 static int leak_main(void *arg)
 {
     leaks *l = arg;
@@ -476,8 +478,13 @@ static int leak_main(void *arg)
     l->server_line = __LINE__; ASSERT_EQ(cio_start_server(&srv, "127.0.0.1", "0", conn_fn, NULL, NULL), 0);
     /* A subprocess never freed. */
     const char *const argv[] = {"/bin/true", NULL};
-    cio_process *p;
-    ASSERT_EQ(cio_process_spawn(&p, argv, NULL), 0);
+    cio_process *p = NULL;
+    int prc = cio_process_spawn(&p, argv, NULL);
+    /* (-ENOSYS: no pidfd_open here, e.g. under valgrind 3.19, which does
+     * not know it: the subprocess line is then not expected) */
+    if (prc != -ENOSYS)
+        ASSERT_EQ(prc, 0);
+    process_spawned = prc == 0;
     /* An executor job left running by a cancelled caller. */
     cio_task *caller = spawn(job_caller, l, "caller");
     while (!atomic_load(&l->job_started))
@@ -511,7 +518,8 @@ TEST_TIMEOUT(debug_mode_resources_left_open_at_close_are_listed_with_their_site,
              "'main' #1\n", __FILE__, l.server_line);
     ASSERT_HAS(s.text, want);
     ASSERT_HAS(s.text, "cio: at close: server fd ");
-    ASSERT_HAS(s.text, "cio: at close: subprocess fd ");
+    if (process_spawned)
+        ASSERT_HAS(s.text, "cio: at close: subprocess fd ");
     snprintf(want, sizeof want,
              "cio: at close: executor job still queued or running, created at %s:%d in "
              "job_caller() by task 'caller' #",

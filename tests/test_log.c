@@ -223,6 +223,7 @@ static void *thread_logs(void *arg)
     for (int i = 0; i < 100; i++)
         cio_log(CIO_LOG_INFO, "t%d", i);
     cio_contextvar_reset(&tok);
+    cio_context_clear_thread(); /* the thread's root context (its slots) */
     return NULL;
 }
 

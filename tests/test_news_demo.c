@@ -4,6 +4,7 @@
  * that resets mid-request or during the delay, stopping while answers wait,
  * and the generated bench feeds; every body parses with news's parser
  * (feed.h) as what it is meant to be. */
+#ifdef CIO_HAVE_NEWS_CORE /* (tools/news is built: libxml2 and jansson found) */
 #include "cio.h"
 #include "demo.h"
 #include "feed.h"
@@ -662,3 +663,5 @@ TASK_TEST_VIRTUAL(news_demo_sources_parse_as_what_they_are)
     }
     news_demo_stop(d);
 }
+
+#endif /* CIO_HAVE_NEWS_CORE */
