@@ -218,15 +218,7 @@ static const char *state_text(cio_task_state s)
     return "?";
 }
 
-/* A line under construction: appends stop quietly at the end of the
- * buffer (the line is then cut, still ending in '\n'). */
-typedef struct line {
-    char buf[768];
-    size_t len;
-} line;
-
-static void add(line *l, const char *fmt, ...) CIO__PRINTF(2, 3);
-static void add(line *l, const char *fmt, ...)
+void cio__line_add(cio__line *l, const char *fmt, ...)
 {
     size_t room = sizeof l->buf - 1 - l->len; /* (1 kept for the '\n') */
     if (!room)
@@ -242,7 +234,7 @@ static void add(line *l, const char *fmt, ...)
 /* "symbol+0xoff" when the address is inside a symbol the dynamic linker
  * knows, else "module+0xoff" (give that offset to addr2line -e module),
  * else the bare address. */
-static void add_code_address(line *l, const void *addr)
+static void add_code_address(cio__line *l, const void *addr)
 {
     Dl_info di;
 #ifdef __GLIBC__
@@ -251,9 +243,9 @@ static void add_code_address(line *l, const void *addr)
         (uintptr_t)addr - (uintptr_t)di.dli_saddr < (sym->st_size ? sym->st_size : 1)) {
         uintptr_t off = (uintptr_t)addr - (uintptr_t)di.dli_saddr;
         if (off)
-            add(l, "%s+0x%lx", di.dli_sname, (unsigned long)off);
+            cio__line_add(l, "%s+0x%lx", di.dli_sname, (unsigned long)off);
         else
-            add(l, "%s", di.dli_sname);
+            cio__line_add(l, "%s", di.dli_sname);
         return;
     }
 #else
@@ -262,84 +254,84 @@ static void add_code_address(line *l, const void *addr)
 #endif
     if (di.dli_fname && di.dli_fname[0]) {
         const char *base = strrchr(di.dli_fname, '/');
-        add(l, "%s+0x%lx", base ? base + 1 : di.dli_fname,
+        cio__line_add(l, "%s+0x%lx", base ? base + 1 : di.dli_fname,
             (unsigned long)((uintptr_t)addr - (uintptr_t)di.dli_fbase));
         return;
     }
-    add(l, "%p", addr);
+    cio__line_add(l, "%p", addr);
 }
 
 /* A duration for people: "850 ns", "12.5 us", "3.250 ms", "1.500 s". */
-static void add_dur(line *l, int64_t ns)
+static void add_dur(cio__line *l, int64_t ns)
 {
     if (ns < CIO_USEC)
-        add(l, "%lld ns", (long long)ns);
+        cio__line_add(l, "%lld ns", (long long)ns);
     else if (ns < CIO_MSEC)
-        add(l, "%.1f us", (double)ns / CIO_USEC);
+        cio__line_add(l, "%.1f us", (double)ns / CIO_USEC);
     else if (ns < CIO_SEC)
-        add(l, "%.3f ms", (double)ns / CIO_MSEC);
+        cio__line_add(l, "%.3f ms", (double)ns / CIO_MSEC);
     else
-        add(l, "%.3f s", (double)ns / CIO_SEC);
+        cio__line_add(l, "%.3f s", (double)ns / CIO_SEC);
 }
 
 /* depth: how deep in the tree of groups (0: not a group's child). */
-static void format_task(line *l, const cio_task_info *ti, int64_t now, size_t depth,
+static void format_task(cio__line *l, const cio_task_info *ti, int64_t now, size_t depth,
                         bool profiling)
 {
-    add(l, "%*s#%llu '%.200s' %s", 2 + 2 * (int)(depth < 16 ? depth : 16), "",
+    cio__line_add(l, "%*s#%llu '%.200s' %s", 2 + 2 * (int)(depth < 16 ? depth : 16), "",
         (unsigned long long)ti->id, ti->name, state_text(ti->state));
     if (ti->has_site)
-        add(l, " at %s:%d in %s()", ti->site.file, ti->site.line, ti->site.func);
+        cio__line_add(l, " at %s:%d in %s()", ti->site.file, ti->site.line, ti->site.func);
     switch (ti->wait) {
     case CIO_WAIT_FD:
-        add(l, ", on fd %d for %s", ti->wait_fd,
+        cio__line_add(l, ", on fd %d for %s", ti->wait_fd,
             ti->wait_events == (CIO_READABLE | CIO_WRITABLE) ? "reading and writing"
             : ti->wait_events == CIO_READABLE               ? "reading"
                                                             : "writing");
         break;
     case CIO_WAIT_SLEEP:
-        add(l, ", sleeping");
+        cio__line_add(l, ", sleeping");
         break;
     case CIO_WAIT_TASK:
-        add(l, ", joining #%llu", (unsigned long long)ti->wait_task_id);
+        cio__line_add(l, ", joining #%llu", (unsigned long long)ti->wait_task_id);
         break;
     case CIO_WAIT_SYNC: {
         char name[CIO_OBJECT_NAME_MAX];
         if (cio_object_name(ti->wait_object, name, sizeof name))
-            add(l, ", on '%s'", name);
+            cio__line_add(l, ", on '%s'", name);
         else
-            add(l, ", on object %p", ti->wait_object);
+            cio__line_add(l, ", on object %p", ti->wait_object);
         break;
     }
     case CIO_WAIT_NONE:
         break;
     }
     if (ti->deadline != CIO_FOREVER)
-        add(l, ", deadline in %.3f s", (double)(ti->deadline - now) / CIO_SEC);
+        cio__line_add(l, ", deadline in %.3f s", (double)(ti->deadline - now) / CIO_SEC);
     if (ti->cancelling)
-        add(l, ", cancelling=%d", ti->cancelling);
+        cio__line_add(l, ", cancelling=%d", ti->cancelling);
     if (ti->cancel_code)
-        add(l, ", sees %s", cio_strerror(ti->cancel_code));
+        cio__line_add(l, ", sees %s", cio_strerror(ti->cancel_code));
     if (ti->parent_id)
-        add(l, ", parent #%llu", (unsigned long long)ti->parent_id);
+        cio__line_add(l, ", parent #%llu", (unsigned long long)ti->parent_id);
     if (ti->group)
-        add(l, ", in the group of #%llu", (unsigned long long)ti->group_owner_id);
+        cio__line_add(l, ", in the group of #%llu", (unsigned long long)ti->group_owner_id);
     if (ti->locks_held)
-        add(l, ", holds %d lock(s)", ti->locks_held);
-    add(l, ", fn ");
+        cio__line_add(l, ", holds %d lock(s)", ti->locks_held);
+    cio__line_add(l, ", fn ");
     add_code_address(l, (const void *)(uintptr_t)ti->fn);
     if (ti->spawned_at) {
-        add(l, ", spawned at ");
+        cio__line_add(l, ", spawned at ");
         add_code_address(l, ti->spawned_at);
     }
     if (profiling) {
-        add(l, "; busy ");
+        cio__line_add(l, "; busy ");
         add_dur(l, ti->prof.busy);
-        add(l, " in %llu step(s), longest ", (unsigned long long)ti->prof.resumes);
+        cio__line_add(l, " in %llu step(s), longest ", (unsigned long long)ti->prof.resumes);
         add_dur(l, ti->prof.longest_step);
-        add(l, ", scheduling delay ");
+        cio__line_add(l, ", scheduling delay ");
         add_dur(l, ti->prof.sched_delay);
-        add(l, ", waiting ");
+        cio__line_add(l, ", waiting ");
         add_dur(l, ti->prof.waiting);
     }
 }
@@ -403,7 +395,7 @@ static bool in_tree(const cio_task *t)
 }
 
 
-static void emit(line *l, cio_write_fn write_fn, void *arg)
+void cio__line_emit(cio__line *l, cio_write_fn write_fn, void *arg)
 {
     l->buf[l->len++] = '\n';
     write_fn(arg, l->buf, l->len);
@@ -413,14 +405,14 @@ static void emit(line *l, cio_write_fn write_fn, void *arg)
 void cio_dump_tasks_to(cio_write_fn write_fn, void *arg)
 {
     cio_loop *loop = cio__tls_loop;
-    line l = {.len = 0};
+    cio__line l = {.len = 0};
     if (!loop) {
-        add(&l, "cio: no loop on this thread");
-        emit(&l, write_fn, arg);
+        cio__line_add(&l, "cio: no loop on this thread");
+        cio__line_emit(&l, write_fn, arg);
         return;
     }
-    add(&l, "%zu task(s):", loop->n_tasks);
-    emit(&l, write_fn, arg);
+    cio__line_add(&l, "%zu task(s):", loop->n_tasks);
+    cio__line_emit(&l, write_fn, arg);
     int64_t now = cio__loop_now(loop);
     bool profiling = loop->prof != NULL;
     /* The tasks that are no group's children in spawn order, each followed
@@ -434,7 +426,7 @@ void cio_dump_tasks_to(cio_write_fn write_fn, void *arg)
             cio_task_info ti;
             cio_task_snapshot(t, &ti);
             format_task(&l, &ti, now, depth, profiling);
-            emit(&l, write_fn, arg);
+            cio__line_emit(&l, write_fn, arg);
         }
     }
     for (cio__list *n = loop->tasks.next; n != &loop->tasks; n = n->next) {
@@ -444,7 +436,7 @@ void cio_dump_tasks_to(cio_write_fn write_fn, void *arg)
         cio_task_info ti;
         cio_task_snapshot(t, &ti);
         format_task(&l, &ti, now, 0, profiling);
-        emit(&l, write_fn, arg);
+        cio__line_emit(&l, write_fn, arg);
     }
 }
 
@@ -466,13 +458,18 @@ static void to_buf(void *arg, const char *text, size_t len)
     b->used += len;
 }
 
-size_t cio_dump_tasks_buf(char *buf, size_t size)
+size_t cio__lines_to_buf(void (*produce)(cio_write_fn, void *), char *buf, size_t size)
 {
     buf_sink b = {.buf = buf, .size = size};
-    cio_dump_tasks_to(to_buf, &b);
+    produce(to_buf, &b);
     if (size)
         buf[b.used] = 0;
     return b.total;
+}
+
+size_t cio_dump_tasks_buf(char *buf, size_t size)
+{
+    return cio__lines_to_buf(cio_dump_tasks_to, buf, size);
 }
 
 /* Write all of it; a non-blocking descriptor that is full gets up to a

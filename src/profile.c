@@ -432,43 +432,17 @@ int cio_loop_stats_get(cio_loop *loop, cio_loop_stats *out)
 
 #define TOP 10
 
-typedef struct line {
-    char buf[512];
-    size_t len;
-} line;
-
-static void add(line *l, const char *fmt, ...) CIO__PRINTF(2, 3);
-static void add(line *l, const char *fmt, ...)
-{
-    size_t room = sizeof l->buf - 1 - l->len; /* (1 kept for the '\n') */
-    if (!room)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(l->buf + l->len, room + 1, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        l->len += (size_t)n < room ? (size_t)n : room;
-}
-
-static void emit(line *l, cio_write_fn write_fn, void *arg)
-{
-    l->buf[l->len++] = '\n';
-    write_fn(arg, l->buf, l->len);
-    l->len = 0;
-}
-
 /* A duration for people: "850 ns", "12.5 us", "3.250 ms", "1.500 s". */
-static void add_dur(line *l, int64_t ns)
+static void add_dur(cio__line *l, int64_t ns)
 {
     if (ns < CIO_USEC)
-        add(l, "%lld ns", (long long)ns);
+        cio__line_add(l, "%lld ns", (long long)ns);
     else if (ns < CIO_MSEC)
-        add(l, "%.1f us", (double)ns / CIO_USEC);
+        cio__line_add(l, "%.1f us", (double)ns / CIO_USEC);
     else if (ns < CIO_SEC)
-        add(l, "%.3f ms", (double)ns / CIO_MSEC);
+        cio__line_add(l, "%.3f ms", (double)ns / CIO_MSEC);
     else
-        add(l, "%.3f s", (double)ns / CIO_SEC);
+        cio__line_add(l, "%.3f s", (double)ns / CIO_SEC);
 }
 
 typedef struct top_task {
@@ -519,53 +493,53 @@ static size_t top_sites(const cio__prof *p, bool by_wait, size_t *out)
     return n;
 }
 
-static void add_site(line *l, const cio__prof *p, size_t k)
+static void add_site(cio__line *l, const cio__prof *p, size_t k)
 {
     const site_stat *s = &p->sites[k];
     if (k == SITE_OTHER)
-        add(l, "  (other sites: the table of %d is full)", SITES);
+        cio__line_add(l, "  (other sites: the table of %d is full)", SITES);
     else
-        add(l, "  %s:%d in %s()", s->file, s->line, s->func ? s->func : "?");
+        cio__line_add(l, "  %s:%d in %s()", s->file, s->line, s->func ? s->func : "?");
 }
 
 void cio_profile_report_to(cio_write_fn write_fn, void *arg)
 {
     cio_loop *loop = cio__tls_loop;
-    line l = {.len = 0};
+    cio__line l = {.len = 0};
     if (!loop) {
-        add(&l, "cio: no loop on this thread");
-        emit(&l, write_fn, arg);
+        cio__line_add(&l, "cio: no loop on this thread");
+        cio__line_emit(&l, write_fn, arg);
         return;
     }
     const cio__prof *p = loop->prof;
     if (!p) {
-        add(&l, "cio profile: profiling is off (CIO_PROFILE=1, or "
+        cio__line_add(&l, "cio profile: profiling is off (CIO_PROFILE=1, or "
                 "cio_loop_set_profiling)");
-        emit(&l, write_fn, arg);
+        cio__line_emit(&l, write_fn, arg);
         return;
     }
     double r = ratio(loop);
-    add(&l, "cio profile: %llu turns, running ", (unsigned long long)loop->turns);
+    cio__line_add(&l, "cio profile: %llu turns, running ", (unsigned long long)loop->turns);
     add_dur(&l, p->run);
-    add(&l, ", waiting for I/O ");
+    cio__line_add(&l, ", waiting for I/O ");
     add_dur(&l, p->poll_wait);
-    add(&l, "; %zu task(s) alive, %llu finished", loop->n_tasks,
+    cio__line_add(&l, "; %zu task(s) alive, %llu finished", loop->n_tasks,
         (unsigned long long)p->finished);
-    emit(&l, write_fn, arg);
+    cio__line_emit(&l, write_fn, arg);
 
-    add(&l, "turn durations:");
+    cio__line_add(&l, "turn durations:");
     for (unsigned b = 0; b < 16; b++) {
         if (!p->turn_hist[b])
             continue;
         if (b == 0)
-            add(&l, " <2us %llu", (unsigned long long)p->turn_hist[b]);
+            cio__line_add(&l, " <2us %llu", (unsigned long long)p->turn_hist[b]);
         else if (b == 15)
-            add(&l, " >=%lluus %llu", 1ull << b, (unsigned long long)p->turn_hist[b]);
+            cio__line_add(&l, " >=%lluus %llu", 1ull << b, (unsigned long long)p->turn_hist[b]);
         else
-            add(&l, " %llu-%lluus %llu", 1ull << b, 1ull << (b + 1),
+            cio__line_add(&l, " %llu-%lluus %llu", 1ull << b, 1ull << (b + 1),
                 (unsigned long long)p->turn_hist[b]);
     }
-    emit(&l, write_fn, arg);
+    cio__line_emit(&l, write_fn, arg);
 
     top_task top[TOP];
     size_t n = 0;
@@ -584,74 +558,52 @@ void cio_profile_report_to(cio_write_fn write_fn, void *arg)
         x.prof.waiting = to_ns(x.prof.waiting, r);
         top_insert(top, &n, &x);
     }
-    add(&l, "top tasks by busy time:");
-    emit(&l, write_fn, arg);
+    cio__line_add(&l, "top tasks by busy time:");
+    cio__line_emit(&l, write_fn, arg);
     for (size_t i = 0; i < n; i++) {
         const top_task *x = &top[i];
-        add(&l, "  #%llu '%.100s' busy ", (unsigned long long)x->id, x->name);
+        cio__line_add(&l, "  #%llu '%.100s' busy ", (unsigned long long)x->id, x->name);
         add_dur(&l, x->prof.busy);
-        add(&l, " in %llu step(s), longest ", (unsigned long long)x->prof.resumes);
+        cio__line_add(&l, " in %llu step(s), longest ", (unsigned long long)x->prof.resumes);
         add_dur(&l, x->prof.longest_step);
-        add(&l, ", scheduling delay ");
+        cio__line_add(&l, ", scheduling delay ");
         add_dur(&l, x->prof.sched_delay);
-        add(&l, ", waiting ");
+        cio__line_add(&l, ", waiting ");
         add_dur(&l, x->prof.waiting);
         if (x->done)
-            add(&l, " (done)");
-        emit(&l, write_fn, arg);
+            cio__line_add(&l, " (done)");
+        cio__line_emit(&l, write_fn, arg);
     }
 
     size_t k[TOP];
     size_t ns = top_sites(p, true, k);
-    add(&l, "top sites by wait time:");
-    emit(&l, write_fn, arg);
+    cio__line_add(&l, "top sites by wait time:");
+    cio__line_emit(&l, write_fn, arg);
     for (size_t i = 0; i < ns; i++) {
         const site_stat *s = &p->sites[k[i]];
         add_site(&l, p, k[i]);
-        add(&l, ": %llu wait(s), ", (unsigned long long)s->waits);
+        cio__line_add(&l, ": %llu wait(s), ", (unsigned long long)s->waits);
         add_dur(&l, to_ns(s->wait, r));
-        add(&l, " in all, longest ");
+        cio__line_add(&l, " in all, longest ");
         add_dur(&l, to_ns(s->wait_max, r));
-        emit(&l, write_fn, arg);
+        cio__line_emit(&l, write_fn, arg);
     }
     ns = top_sites(p, false, k);
-    add(&l, "top sites by busy time (of the steps resumed there):");
-    emit(&l, write_fn, arg);
+    cio__line_add(&l, "top sites by busy time (of the steps resumed there):");
+    cio__line_emit(&l, write_fn, arg);
     for (size_t i = 0; i < ns; i++) {
         const site_stat *s = &p->sites[k[i]];
         add_site(&l, p, k[i]);
-        add(&l, ": %llu step(s), ", (unsigned long long)s->steps);
+        cio__line_add(&l, ": %llu step(s), ", (unsigned long long)s->steps);
         add_dur(&l, to_ns(s->busy, r));
-        add(&l, " busy");
-        emit(&l, write_fn, arg);
+        cio__line_add(&l, " busy");
+        cio__line_emit(&l, write_fn, arg);
     }
-}
-
-typedef struct buf_sink {
-    char *buf;
-    size_t size, used, total;
-    bool cut;
-} buf_sink;
-
-static void to_buf(void *arg, const char *text, size_t len)
-{
-    buf_sink *b = arg;
-    b->total += len;
-    if (b->cut || b->size == 0 || b->used + len >= b->size) {
-        b->cut = true;
-        return;
-    }
-    memcpy(b->buf + b->used, text, len);
-    b->used += len;
 }
 
 size_t cio_profile_report_buf(char *buf, size_t size)
 {
-    buf_sink b = {.buf = buf, .size = size};
-    cio_profile_report_to(to_buf, &b);
-    if (size)
-        buf[b.used] = 0;
-    return b.total;
+    return cio__lines_to_buf(cio_profile_report_to, buf, size);
 }
 
 static void to_stderr(void *arg, const char *text, size_t len)
