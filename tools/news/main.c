@@ -794,7 +794,8 @@ static int main_task(void *arg)
          * (from its dispatch to its end, slot waits not counted). */
         int64_t sum_ms = 0;
         for (size_t i = 0; i < sources.n; i++)
-            sum_ms += srcs[i].fetched_ms;
+            if (srcs[i].result != RES_PENDING && srcs[i].result != RES_CANCELLED)
+                sum_ms += srcs[i].fetched_ms; /* the n_done sources only */
         fprintf(stderr, "fetched %zu sources in %.1f s (one at a time: %.1f s)\n", n_done, secs,
                 (double)sum_ms / 1e3);
     }
